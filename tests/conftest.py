@@ -1,0 +1,20 @@
+"""Test-wide settings: offline hub, Triton interpreter, deterministic seeds.
+
+The environment variables are set here, at import time of the conftest, so they are in place
+before any test module imports transformers, huggingface_hub or triton.
+"""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TRITON_INTERPRET"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
