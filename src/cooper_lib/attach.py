@@ -1,0 +1,176 @@
+"""`add_spatial_heads`: the one verb that turns a Hugging Face MLLM into a `SpatialModel`.
+
+Every check runs before anything is changed, so a failed attach leaves the backbone and the
+tokenizer as they were. The changes, in order: tag and query tokens added to the tokenizer, the
+embeddings grown to hold them (new rows set to the mean of the existing vocabulary's rows, so
+they start at the scale of real tokens), queries and heads built, the query hook registered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.layers import build_sincos2d_pos_embed
+from tokenizers import AddedToken
+from torch import nn
+
+from cooper_lib.backbones import BackboneAdapter, adapter_for
+from cooper_lib.config import ModalitySpec, SpatialConfig
+from cooper_lib.layout import PerceptionLayout
+from cooper_lib.model import SpatialModel
+
+_ATTACHED = "_cooper_spatial_attached"
+
+
+def add_spatial_heads(
+    model: nn.Module,
+    processor: Any,
+    modalities: tuple[str, ...] | list[str] = ("depth", "segmentation"),
+    head: str = "dense",
+    *,
+    query_grid: tuple[int, int] = (8, 8),
+    output_size: tuple[int, int] = (64, 64),
+    num_classes: int = 150,
+    depth_mode: str = "metric",
+    tags: dict[str, ModalitySpec | dict[str, str]] | None = None,
+    **config_kwargs: Any,
+) -> SpatialModel:
+    """Attach perception queries and one generation head per modality to `model`.
+
+    Args:
+        model: a transformers MLLM (`*ForConditionalGeneration` / `AutoModelForImageTextToText`),
+            optionally PEFT-wrapped.
+        processor: the model's own processor; its tokenizer receives the added tokens.
+        modalities: auxiliary modalities (`"depth"`, `"segmentation"`, `"normals"`, or names
+            defined in `tags`).
+        head: generation head (`"dense"`).
+        query_grid: (rows, cols) of perception queries per request; K = rows * cols.
+        output_size: (height, width) of the generated maps.
+        num_classes: segmentation classes.
+        depth_mode: `"metric"` or `"relative"`.
+        tags: per modality, `ModalitySpec(open_tag, close_tag, instruction)` overriding COOPER's.
+        config_kwargs: further `SpatialConfig` fields (head_width, loss weights, query_token, ...).
+
+    Returns:
+        the `SpatialModel`; the backbone is shared, not copied.
+    """
+    config = SpatialConfig(
+        modalities=tuple(modalities),
+        head=head,
+        query_grid=query_grid,
+        output_size=output_size,
+        num_classes=num_classes,
+        depth_mode=depth_mode,
+        tags=dict(tags or {}),
+        **config_kwargs,
+    )
+    return attach_from_config(model, processor, config)
+
+
+def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) -> SpatialModel:
+    """Attach what `config` describes; when `config` records `added_tokens` (a saved model), the
+    tokenizer must give them the same ids, and the hidden size must match."""
+    if isinstance(model, SpatialModel):
+        raise TypeError("model: expected a transformers model, got a SpatialModel (it already has spatial heads)")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    adapter = adapter_for(model)
+    if getattr(adapter.model, _ATTACHED, False):
+        raise ValueError(
+            "model: spatial heads are already attached to this backbone; reuse the SpatialModel that "
+            "add_spatial_heads returned (or load a fresh backbone)"
+        )
+    tokenizer = adapter.tokenizer(processor)
+    if not hasattr(tokenizer, "add_tokens"):
+        raise TypeError(f"processor: expected a processor or tokenizer with add_tokens, got {type(processor).__name__}")
+    adapter.check_processor(processor)
+    if config.hidden_size is not None and config.hidden_size != adapter.hidden_size:
+        raise ValueError(
+            f"config: the heads were saved for a backbone with hidden_size={config.hidden_size} "
+            f"(model_type {config.backbone_model_type!r}), but this {adapter.model_type!r} backbone has "
+            f"hidden_size={adapter.hidden_size}"
+        )
+    strings = _token_strings(config)
+    planned = _planned_ids(tokenizer, strings)
+    if config.added_tokens and config.added_tokens != planned:
+        raise ValueError(
+            f"processor: the saved heads expect token ids {config.added_tokens}, but this tokenizer would "
+            f"assign {planned}; use the tokenizer the heads were trained with"
+        )
+
+    # ---- every check passed: change the tokenizer and the embeddings
+    base_rows = min(len(tokenizer), adapter.input_embeddings().num_embeddings)
+    tokenizer.add_tokens([AddedToken(s, special=False, normalized=False) for s in strings[:-1]])
+    tokenizer.add_tokens([AddedToken(strings[-1], special=True, normalized=False)], special_tokens=True)
+    ids = _planned_ids(tokenizer, strings)
+    _grow_embeddings(adapter, sorted(ids.values()), base_rows)
+    config.added_tokens = ids
+    config.hidden_size = adapter.hidden_size
+    config.backbone_model_type = adapter.model_type
+    layout = PerceptionLayout(config, tokenizer)
+    query_init, query_pos = _query_tensors(adapter, config, base_rows)
+    spatial = SpatialModel(model, processor, config, adapter, layout, query_init, query_pos)
+    setattr(adapter.model, _ATTACHED, True)
+    return spatial
+
+
+def _token_strings(config: SpatialConfig) -> list[str]:
+    """Tag strings of every modality, then the query token (last)."""
+    tags = [s for name in config.modalities for s in (config.spec(name).open_tag, config.spec(name).close_tag)]
+    return [*tags, config.query_token]
+
+
+def _planned_ids(tokenizer: Any, strings: list[str]) -> dict[str, int]:
+    """Ids the strings have, or will have once added in order (existing single tokens are reused)."""
+    vocab = tokenizer.get_vocab()
+    ids = {}
+    next_id = len(tokenizer)
+    for text in strings:
+        if text in vocab:
+            ids[text] = int(vocab[text])
+        else:
+            ids[text] = next_id
+            next_id += 1
+    return ids
+
+
+def _grow_embeddings(adapter: BackboneAdapter, ids: list[int], base_rows: int) -> None:
+    """Make room for `ids` and set their rows to the mean row of the first `base_rows` (the old vocabulary)."""
+    needed = max(ids) + 1
+    if needed > adapter.input_embeddings().num_embeddings:
+        adapter.resize_embeddings(needed)
+    index = torch.tensor(ids, dtype=torch.long)
+    with torch.no_grad():
+        weights = [adapter.input_embeddings().weight]
+        if not adapter.tied_embeddings:
+            weights.append(adapter.output_embeddings().weight)
+        for weight in weights:
+            mean = weight[:base_rows].float().mean(dim=0)
+            weight[index.to(weight.device)] = mean.to(weight.dtype)
+
+
+def _query_tensors(
+    adapter: BackboneAdapter, config: SpatialConfig, base_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial learned queries (mean embedding output + small noise) and the fixed 2-D sin-cos code.
+
+    Statistics come from the embedding module's *output* (not its weight), so families that scale
+    embeddings (Gemma) get queries at the scale the decoder sees.
+    """
+    embedding = adapter.input_embeddings()
+    weight = embedding.weight
+    sample = torch.arange(0, base_rows, max(1, base_rows // 4096), device=weight.device)
+    with torch.no_grad():
+        rows = embedding(sample).float()
+    mean, std = rows.mean(dim=0), rows.std(dim=0).mean().clamp(min=1e-6)
+    k, hidden = config.num_queries, adapter.hidden_size
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(k, hidden, generator=generator).to(weight.device)
+    query_init = (mean + 0.02 * std * noise).to(weight.dtype)
+    pos_dim = hidden - hidden % 4
+    pos = torch.zeros(k, hidden)
+    if pos_dim:
+        pos[:, :pos_dim] = build_sincos2d_pos_embed(list(config.query_grid), dim=pos_dim)
+    query_pos = (pos * std.cpu()).to(device=weight.device, dtype=weight.dtype)
+    return query_init, query_pos

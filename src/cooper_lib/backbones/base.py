@@ -1,0 +1,306 @@
+"""`BackboneAdapter`: one object that knows where the parts of a Hugging Face MLLM are.
+
+Everything architecture-specific in cooper-lib goes through an adapter, so the heads, the
+reasoner and the trainers never branch on `model_type`. The base class implements the generic
+accessors that transformers v5 gives every `*ForConditionalGeneration` model (`.model`,
+`get_input_embeddings`, `get_output_embeddings`, `config.get_text_config()`); a family adapter
+overrides only what its architecture does differently (the visual-token grid, extra inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from PIL import Image
+from torch import nn
+
+#: The chat template used when a processor ships none (tiny test processors, PaliGemma).
+#: `{IMAGE}` is replaced by the family's image placeholder before rendering.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ message['role'] }}: "
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{IMAGE}"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if not (loop.last and continue_final_message is defined and continue_final_message) %}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+class BackboneNotSupportedError(TypeError):
+    """Raised when no adapter can find the parts cooper-lib needs in a model."""
+
+
+@dataclass(frozen=True)
+class VisualLayout:
+    """How one image appears in the token sequence.
+
+    Attributes:
+        num_tokens: image-token positions (``input_ids == image_token_id``) the image fills.
+        grid: (rows, cols) of the row-major block of those positions that covers the whole image.
+        grid_offset: index, among the image's `num_tokens` positions, where that block starts
+            (non-zero when tiles come first and a whole-image view last, e.g. InternVL's thumbnail).
+    """
+
+    num_tokens: int
+    grid: tuple[int, int]
+    grid_offset: int = 0
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the transformers model under a PEFT wrapper (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    if callable(get_base) and type(model).__name__.startswith("Peft"):
+        return get_base()
+    return model
+
+
+class BackboneAdapter:
+    """Generic accessors for a transformers MLLM; family adapters override the differences.
+
+    Args:
+        model: a loaded `*ForConditionalGeneration` / `AutoModelForImageTextToText` model,
+            optionally wrapped by PEFT.
+    """
+
+    family: ClassVar[str] = "generic"
+    #: `config.model_type` values this adapter serves.
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: Model-input keys the family's processor must produce for an image batch.
+    required_inputs: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "pixel_values")
+    #: What `visual_layout().grid` means for this family (the supported-backbones table shows it).
+    layout_notes: ClassVar[str] = "square grid when the token count is a perfect square, else one row"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = unwrap_model(model)
+        missing = self.missing_parts()
+        if missing:
+            raise BackboneNotSupportedError(self._unsupported_message(missing))
+
+    # ----------------------------------------------------------------- model side
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def model_type(self) -> str:
+        return getattr(self.config, "model_type", type(self.model).__name__)
+
+    @property
+    def text_config(self) -> Any:
+        return self.config.get_text_config()
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_config.hidden_size)
+
+    def input_embeddings(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    def output_embeddings(self) -> nn.Module:
+        return self.model.get_output_embeddings()
+
+    @property
+    def tied_embeddings(self) -> bool:
+        """Whether lm_head shares its weight tensor with the input embeddings."""
+        return self.output_embeddings().weight is self.input_embeddings().weight
+
+    @property
+    def logit_softcap(self) -> float | None:
+        """Final-logit soft-capping of the LM head (Gemma-style), or None."""
+        value = getattr(self.text_config, "final_logit_softcapping", None)
+        return float(value) if value else None
+
+    def decoder(self) -> nn.Module:
+        """The base model (vision + projector + LM, without lm_head) returning `last_hidden_state`."""
+        return self.model.model
+
+    def language_model(self) -> nn.Module:
+        """The text decoder stack."""
+        return self.decoder().language_model
+
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.language_model().layers
+
+    def vision_tower(self) -> nn.Module | None:
+        base = self.decoder()
+        for name in ("vision_tower", "visual", "vision_model"):
+            if isinstance(getattr(base, name, None), nn.Module):
+                return getattr(base, name)
+        return None
+
+    @property
+    def image_token_id(self) -> int:
+        for name in ("image_token_id", "image_token_index"):
+            value = getattr(self.config, name, None)
+            if value is not None:
+                return int(value)
+        raise BackboneNotSupportedError(
+            f"model_type={self.model_type!r}: config has neither image_token_id nor image_token_index"
+        )
+
+    def hidden_states(self, **inputs: Any) -> torch.Tensor:
+        """Last hidden states [B, T, H] from the base model; full-vocabulary logits are never computed."""
+        inputs = {k: v for k, v in inputs.items() if k not in ("labels", "use_cache", "return_dict")}
+        out = self.decoder()(**inputs, use_cache=False, return_dict=True)
+        return out.last_hidden_state
+
+    def resize_embeddings(self, num_tokens: int) -> None:
+        """Grow input (and untied output) embeddings to `num_tokens` rows; new rows are set by the caller."""
+        self.model.resize_token_embeddings(num_tokens, mean_resizing=False)
+
+    # ------------------------------------------------------------- processor side
+    @staticmethod
+    def tokenizer(processor: Any) -> Any:
+        return getattr(processor, "tokenizer", processor)
+
+    def image_placeholder(self, processor: Any) -> str:
+        """Text that the family's processor expands into an image's visual tokens."""
+        token = getattr(processor, "image_token", None)
+        if not isinstance(token, str):
+            raise BackboneNotSupportedError(
+                f"processor {type(processor).__name__} has no string attribute 'image_token'; "
+                f"the {self.family!r} adapter cannot place images in text"
+            )
+        return token
+
+    def chat_template(self, processor: Any) -> str:
+        template = getattr(processor, "chat_template", None)
+        if isinstance(template, str) and template:
+            return template
+        return FALLBACK_CHAT_TEMPLATE.replace("{IMAGE}", self.image_placeholder(processor))
+
+    def render_chat(
+        self,
+        processor: Any,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+    ) -> str:
+        """Render HF-style chat messages to prompt text with the processor's (or a fallback) template."""
+        return processor.apply_chat_template(
+            list(messages),
+            chat_template=self.chat_template(processor),
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+        )
+
+    def build_inputs(
+        self,
+        processor: Any,
+        texts: Sequence[str],
+        images: Sequence[Sequence[Image.Image]] | None = None,
+        **processor_kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Tokenise prompts and preprocess their images with the backbone's own processor.
+
+        Args:
+            processor: the backbone's processor.
+            texts: one prompt per sample, image placeholders already in place.
+            images: per sample, the images in the order their placeholders appear.
+        Returns:
+            the model inputs, including the family's extra keys (see `required_inputs`).
+        """
+        kwargs: dict[str, Any] = {"text": list(texts), "return_tensors": "pt", "padding": True}
+        if images is not None and any(len(imgs) for imgs in images):
+            kwargs["images"] = [list(imgs) for imgs in images]
+        kwargs.update(processor_kwargs)
+        batch = dict(processor(**kwargs))
+        if "images" in kwargs:
+            missing = [k for k in self.required_inputs if k not in batch]
+            if missing:
+                raise ValueError(
+                    f"processor {type(processor).__name__} did not produce {missing} that "
+                    f"{self.family!r} models need; pass the processor that belongs to this backbone"
+                )
+        return batch
+
+    def visual_layout(self, processor: Any, image_size: tuple[int, int]) -> VisualLayout:
+        """Token count and grid of one image of `image_size` (height, width), measured through the processor."""
+        count = self.count_visual_tokens(processor, image_size)
+        side = int(round(count**0.5))
+        grid = (side, side) if side * side == count else (1, count)
+        return VisualLayout(count, grid)
+
+    def count_visual_tokens(self, processor: Any, image_size: tuple[int, int]) -> int:
+        """Image-token positions that one image of `image_size` (height, width) fills in `input_ids`."""
+        batch = self._single_image_inputs(processor, image_size)
+        return int((batch["input_ids"] == self.image_token_id).sum())
+
+    def _single_image_inputs(self, processor: Any, image_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Model inputs of a one-turn chat holding a single grey image of `image_size` (height, width)."""
+        height, width = image_size
+        if height < 1 or width < 1:
+            raise ValueError(f"image_size: expected positive (height, width), got {image_size!r}")
+        image = Image.new("RGB", (width, height), (127, 127, 127))
+        text = self.render_chat(
+            processor, [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}]
+        )
+        return self.build_inputs(processor, [text], [[image]])
+
+    def check_processor(self, processor: Any) -> None:
+        """Raise ValueError when `processor` evidently belongs to another model."""
+        tokenizer = self.tokenizer(processor)
+        rows = self.input_embeddings().num_embeddings
+        if len(tokenizer) > rows:
+            raise ValueError(
+                f"processor: its tokenizer has {len(tokenizer)} tokens but the model's input embeddings "
+                f"have {rows} rows; expected the processor that belongs to this {self.model_type!r} model"
+            )
+        token = getattr(processor, "image_token", None)
+        if isinstance(token, str):
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if token_id != self.image_token_id:
+                raise ValueError(
+                    f"processor: its image token {token!r} has id {token_id}, but the model expects "
+                    f"image_token_id={self.image_token_id}; expected the processor that belongs to this "
+                    f"{self.model_type!r} model"
+                )
+
+    def _check_processor_value(self, processor: Any, attribute: str, model_value: Any) -> None:
+        """Raise ValueError when the processor's dotted `attribute` (e.g. a patch size) is not `model_value`."""
+        value = processor
+        for part in attribute.split("."):
+            value = getattr(value, part, None)
+        if value != model_value:
+            raise ValueError(
+                f"processor: its {attribute} is {value!r} but this {self.model_type!r} model expects "
+                f"{model_value!r}; expected the processor that belongs to this model"
+            )
+
+    # ----------------------------------------------------------------- checks
+    def missing_parts(self) -> list[str]:
+        """Names of the parts this adapter could not find (empty when the model is usable)."""
+        missing = []
+        checks = {
+            "config.get_text_config().hidden_size": lambda: self.hidden_size,
+            "get_input_embeddings()": self.input_embeddings,
+            "get_output_embeddings() (lm_head)": self.output_embeddings,
+            "model.model (base model without lm_head)": self.decoder,
+            "image_token_id / image_token_index in config": lambda: self.image_token_id,
+        }
+        for name, probe in checks.items():
+            try:
+                if probe() is None:
+                    missing.append(name)
+            except (AttributeError, TypeError, NotImplementedError, BackboneNotSupportedError):
+                missing.append(name)
+        return missing
+
+    def _unsupported_message(self, missing: list[str]) -> str:
+        from cooper_lib.backbones.registry import supported_families
+
+        families = ", ".join(f for f, _ in supported_families())
+        return (
+            f"cannot attach spatial heads to model_type={self.model_type!r} "
+            f"({type(self.model).__name__}): could not find {', '.join(missing)}. "
+            f"Supported families: {families}."
+        )

@@ -1,0 +1,43 @@
+"""Registry of backbone adapters, keyed by `config.model_type` (timm's `create_model` pattern)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cooper_lib.backbones.base import BackboneAdapter, unwrap_model
+
+_ADAPTERS: dict[str, type[BackboneAdapter]] = {}
+
+
+def register_adapter(cls: type[BackboneAdapter]) -> type[BackboneAdapter]:
+    """Class decorator: serve every `model_type` in `cls.model_types` with `cls`."""
+    if not cls.model_types:
+        raise ValueError(f"adapter {cls.__name__}: model_types is empty; expected at least one model_type")
+    for model_type in cls.model_types:
+        if model_type in _ADAPTERS and _ADAPTERS[model_type] is not cls:
+            raise ValueError(
+                f"model_type {model_type!r} is already served by {_ADAPTERS[model_type].__name__}; "
+                f"cannot register {cls.__name__} for it too"
+            )
+        _ADAPTERS[model_type] = cls
+    return cls
+
+
+def adapter_for(model: nn.Module) -> BackboneAdapter:
+    """The adapter for `model`: its family's, or the generic one when the generic accessors work.
+
+    Raises:
+        BackboneNotSupportedError: naming the model type, what was missing and the supported families.
+    """
+    base = unwrap_model(model)
+    model_type = getattr(getattr(base, "config", None), "model_type", None)
+    cls = _ADAPTERS.get(model_type, BackboneAdapter)
+    return cls(base)
+
+
+def supported_families() -> list[tuple[str, tuple[str, ...]]]:
+    """(family, model_types) for every registered adapter, in registration order."""
+    seen: dict[str, tuple[str, ...]] = {}
+    for cls in _ADAPTERS.values():
+        seen.setdefault(cls.family, cls.model_types)
+    return list(seen.items())

@@ -1,0 +1,147 @@
+"""`SpatialConfig`: what `add_spatial_heads` attached, as a dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+CONFIG_NAME = "cooper_config.json"
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """How one auxiliary modality is asked for in text: its tag pair and COOPER's instruction."""
+
+    open_tag: str
+    close_tag: str
+    instruction: str
+
+
+#: COOPER's plain-text tags and stage-1 instructions (see the paper's official code).
+DEFAULT_MODALITIES: dict[str, ModalitySpec] = {
+    "depth": ModalitySpec(
+        "<depth-estimation>", "</depth-estimation>", "Estimate the depth of the image and generate the depth map."
+    ),
+    "segmentation": ModalitySpec(
+        "<segmentation>", "</segmentation>", "Segment the objects in the image with different colors."
+    ),
+    "normals": ModalitySpec(
+        "<normal-estimation>",
+        "</normal-estimation>",
+        "Estimate the surface normals of the image and generate the normal map.",
+    ),
+}
+
+HEAD_TYPES = ("dense",)
+
+
+@dataclass
+class SpatialConfig:
+    """Everything needed to rebuild the spatial additions on a backbone.
+
+    Attributes:
+        modalities: auxiliary modalities to attach, in order (names from `DEFAULT_MODALITIES`
+            unless `tags` defines them).
+        head: generation head type for every modality (`"dense"`).
+        query_grid: (rows, cols) of perception queries per block; K = rows * cols.
+        output_size: (height, width) of the maps the heads produce.
+        num_classes: segmentation classes.
+        depth_mode: `"metric"` (metres, SILog keeps scale) or `"relative"` (scale-and-shift invariant).
+        tags: per modality, overrides of the tag pair and instruction.
+        query_token: the placeholder token repeated K times after a tag.
+        head_width: channel width of the dense decoder.
+        aux_loss_weights: per-modality weight of the auxiliary loss.
+        lm_loss_weight: weight of the language-model loss when labels are given.
+        silog_lambda: variance weight of the SILog depth loss.
+        dice_weight: weight of the Dice term in the segmentation loss.
+        backbone_model_type, hidden_size, added_tokens: recorded at attach time, checked at load.
+    """
+
+    modalities: tuple[str, ...] = ("depth", "segmentation")
+    head: str = "dense"
+    query_grid: tuple[int, int] = (8, 8)
+    output_size: tuple[int, int] = (64, 64)
+    num_classes: int = 150
+    depth_mode: str = "metric"
+    tags: dict[str, ModalitySpec] = field(default_factory=dict)
+    query_token: str = "<|perception_query|>"
+    head_width: int = 128
+    aux_loss_weights: dict[str, float] = field(default_factory=dict)
+    lm_loss_weight: float = 1.0
+    silog_lambda: float = 0.85
+    dice_weight: float = 1.0
+    backbone_model_type: str | None = None
+    hidden_size: int | None = None
+    added_tokens: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.modalities = tuple(self.modalities)
+        self.query_grid = tuple(int(v) for v in self.query_grid)
+        self.output_size = tuple(int(v) for v in self.output_size)
+        self.tags = {k: v if isinstance(v, ModalitySpec) else ModalitySpec(**v) for k, v in self.tags.items()}
+        self.validate()
+
+    @property
+    def num_queries(self) -> int:
+        return self.query_grid[0] * self.query_grid[1]
+
+    def spec(self, modality: str) -> ModalitySpec:
+        """Tag pair and instruction for `modality` (user overrides first, then COOPER's defaults)."""
+        return self.tags.get(modality) or DEFAULT_MODALITIES[modality]
+
+    def validate(self) -> None:
+        known = sorted(set(DEFAULT_MODALITIES) | set(self.tags))
+        if not self.modalities:
+            raise ValueError("modalities: expected at least one modality, got an empty sequence")
+        for name in self.modalities:
+            if name not in known:
+                raise ValueError(f"modalities: expected names from {known}, got {name!r}")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ValueError(f"modalities: expected distinct names, got {list(self.modalities)}")
+        if self.head not in HEAD_TYPES:
+            raise ValueError(f"head: expected one of {list(HEAD_TYPES)}, got {self.head!r}")
+        if len(self.query_grid) != 2 or min(self.query_grid) < 1:
+            raise ValueError(f"query_grid: expected two positive ints (rows, cols), got {self.query_grid}")
+        if len(self.output_size) != 2 or min(self.output_size) < 1:
+            raise ValueError(f"output_size: expected two positive ints (height, width), got {self.output_size}")
+        if self.depth_mode not in ("metric", "relative"):
+            raise ValueError(f"depth_mode: expected 'metric' or 'relative', got {self.depth_mode!r}")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes: expected a positive int, got {self.num_classes}")
+        tag_strings = [s for m in self.modalities for s in (self.spec(m).open_tag, self.spec(m).close_tag)]
+        tag_strings.append(self.query_token)
+        if len(set(tag_strings)) != len(tag_strings):
+            raise ValueError(f"tags: expected distinct tag and query-token strings, got {tag_strings}")
+
+    def aux_weight(self, modality: str) -> float:
+        return float(self.aux_loss_weights.get(modality, 1.0))
+
+    # --------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["modalities"] = list(self.modalities)
+        data["query_grid"] = list(self.query_grid)
+        data["output_size"] = list(self.output_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpatialConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"config: unknown SpatialConfig fields {unknown}; expected a subset of {sorted(names)}")
+        return cls(**data)
+
+    def save(self, directory: str | Path) -> Path:
+        path = Path(directory) / CONFIG_NAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SpatialConfig:
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected a folder written by save_pretrained")
+        return cls.from_dict(json.loads(path.read_text()))

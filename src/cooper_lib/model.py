@@ -1,0 +1,403 @@
+"""`SpatialModel`: a backbone plus perception queries, generation heads and their losses.
+
+The backbone stays a plain transformers model underneath (PEFT's pattern): the model keeps its
+own forward, `generate` and weights; cooper-lib adds K learned queries per modality that replace
+the embeddings of the query token (through a forward hook on the input embeddings), one head per
+modality that decodes the queries' last hidden states into a map, and the added rows of the
+embedding matrix. `save_pretrained` writes only those additions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from cooper_lib import ops
+from cooper_lib.backbones import BackboneAdapter
+from cooper_lib.config import CONFIG_NAME, SpatialConfig
+from cooper_lib.heads.dense import DenseHead
+from cooper_lib.layout import PerceptionLayout, QueryPositions
+
+WEIGHTS_NAME = "spatial_heads.safetensors"
+IGNORE_INDEX = -100
+SEG_IGNORE_INDEX = 255
+
+
+@dataclass
+class SpatialOutput:
+    """What `SpatialModel.forward` returns.
+
+    Attributes:
+        loss: weighted sum of the LM loss and the auxiliary losses (None without labels or targets).
+        lm_loss: cross-entropy on labelled text positions (None without labels).
+        aux_losses: per modality, the auxiliary loss of the blocks that had targets.
+        maps: per modality, the predicted maps of every query block in the batch, in (sample,
+            position) order: depth [n, h, w] metres, segmentation class ids [n, h, w], normals [n, 3, h, w].
+        raw: per modality, the raw head outputs (log-depth, logits, unnormalised normals).
+    """
+
+    loss: torch.Tensor | None = None
+    lm_loss: torch.Tensor | None = None
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    raw: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class SpatialModel(nn.Module):
+    """A backbone with perception queries and heads. Build it with `add_spatial_heads`.
+
+    Attributes:
+        backbone: the model passed in (possibly PEFT-wrapped), unchanged except for added token rows.
+        config: the `SpatialConfig`.
+        adapter: the `BackboneAdapter` that finds the backbone's parts.
+        layout: the `PerceptionLayout` (tag and query token ids).
+        queries: per modality, K learned query embeddings [K, H].
+        heads: per modality, the generation head.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        processor: Any,
+        config: SpatialConfig,
+        adapter: BackboneAdapter,
+        layout: PerceptionLayout,
+        query_init: torch.Tensor,
+        query_pos: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.processor = processor
+        self.config = config
+        self.adapter = adapter
+        self.layout = layout
+        self.queries = nn.ParameterDict(
+            {name: nn.Parameter(query_init.clone()) for name in config.modalities}
+        )
+        self.register_buffer("query_pos", query_pos, persistent=False)
+        self.heads = nn.ModuleDict(
+            {
+                name: DenseHead(
+                    config.hidden_size,
+                    config.query_grid,
+                    _head_kind(name),
+                    config.output_size,
+                    num_classes=config.num_classes,
+                    width=config.head_width,
+                ).to(query_init.device)
+                for name in config.modalities
+            }
+        )
+        self.register_buffer(
+            "added_token_ids", torch.tensor(sorted(config.added_tokens.values()), dtype=torch.long), persistent=False
+        )
+        self._hook = adapter.input_embeddings().register_forward_hook(self._substitute_queries)
+
+    # ------------------------------------------------------------------ queries
+    def _substitute_queries(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        """Forward hook on the input embeddings: query-token positions get the learned queries."""
+        input_ids = args[0] if args else None
+        if not isinstance(input_ids, torch.Tensor) or not bool((input_ids == self.layout.query_id).any()):
+            return output
+        positions = self.layout.locate(input_ids.reshape(-1, input_ids.shape[-1]))
+        table = torch.stack([self.queries[name] for name in self.config.modalities]) + self.query_pos
+        flat = output.reshape(-1, output.shape[-1]).clone()
+        mask = positions.mask.reshape(-1)
+        flat[mask] = table[positions.modality.reshape(-1)[mask], positions.rank.reshape(-1)[mask]].to(flat.dtype)
+        return flat.reshape(output.shape)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        aux_targets: Mapping[str, torch.Tensor] | None = None,
+        **model_inputs: Any,
+    ) -> SpatialOutput:
+        """Run the backbone once, decode every query block, and compute the losses asked for.
+
+        Args:
+            input_ids, attention_mask, model_inputs: the backbone's inputs (as its processor makes them).
+            labels: [B, T] next-token labels in transformers' convention (shifted inside; -100 ignored).
+                Query positions are never supervised by the LM loss.
+            aux_targets: per modality, one target per query block of that modality, in (sample,
+                position) order: depth [n, h, w] float metres (0, NaN, inf and negative values are
+                masked out, not used), segmentation [n, h, w] integer class ids (255 ignored),
+                normals [n, 3, h, w] float (non-finite pixels masked). Predictions are resized to
+                the target's size.
+        """
+        hidden = self.adapter.hidden_states(input_ids=input_ids, attention_mask=attention_mask, **model_inputs)
+        positions = self.layout.locate(input_ids)
+        out = SpatialOutput()
+        out.raw = self._decode_blocks(hidden, positions)
+        out.maps = {name: self.heads[name].to_map(raw) for name, raw in out.raw.items()}
+        total: torch.Tensor | None = None
+        if labels is not None:
+            out.lm_loss = self.lm_loss(hidden, labels, positions.mask)
+            total = self.config.lm_loss_weight * out.lm_loss
+        for name, target in _check_targets(aux_targets, out.raw, self.config).items():
+            loss = self.aux_loss(name, out.raw[name], target)
+            out.aux_losses[name] = loss
+            weighted = self.config.aux_weight(name) * loss
+            total = weighted if total is None else total + weighted
+        out.loss = total
+        return out
+
+    def _decode_blocks(self, hidden: torch.Tensor, positions: QueryPositions) -> dict[str, torch.Tensor]:
+        raw = {}
+        k = self.config.num_queries
+        for index, name in enumerate(self.config.modalities):
+            select = positions.mask & (positions.modality == index)
+            if bool(select.any()):
+                raw[name] = self.heads[name](hidden[select].reshape(-1, k, hidden.shape[-1]))
+        return raw
+
+    def lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy from hidden states, through the fused `ops.linear_cross_entropy`."""
+        if labels.shape != hidden.shape[:2]:
+            raise ValueError(f"labels: expected shape {tuple(hidden.shape[:2])}, got {tuple(labels.shape)}")
+        labels = labels.masked_fill(query_mask, IGNORE_INDEX)[:, 1:]
+        keep = labels != IGNORE_INDEX
+        head = self.adapter.output_embeddings()
+        return ops.linear_cross_entropy(
+            hidden[:, :-1][keep],
+            head.weight,
+            labels[keep],
+            bias=getattr(head, "bias", None),
+            softcap=self.adapter.logit_softcap,
+        )
+
+    def aux_loss(self, modality: str, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The modality's loss: SILog (metric) or scale-and-shift-invariant (relative) depth,
+        cross-entropy + Dice for segmentation, 1 - cosine for normals."""
+        if tuple(raw.shape[-2:]) != tuple(target.shape[-2:]):
+            raw = F.interpolate(raw.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
+        if modality == "depth" or _head_kind(modality) == "depth":
+            valid = torch.isfinite(target) & (target > 0)
+            clean = torch.where(valid, target, torch.ones_like(target))
+            pred = raw[:, 0].float().exp()
+            if self.config.depth_mode == "metric":
+                return ops.silog_loss(pred, clean, valid, lambd=self.config.silog_lambda)
+            return ops.ssi_depth_loss(pred, clean, valid)
+        if _head_kind(modality) == "segmentation":
+            return ops.seg_ce_dice_loss(
+                raw.float(), target.long(), ignore_index=SEG_IGNORE_INDEX, dice_weight=self.config.dice_weight
+            )
+        valid = torch.isfinite(target).all(dim=1)
+        clean = F.normalize(torch.nan_to_num(target.float(), nan=0.0, posinf=0.0, neginf=0.0), dim=1)
+        cosine = (F.normalize(raw.float(), dim=1) * clean).sum(dim=1)
+        return (1 - cosine)[valid].mean() if bool(valid.any()) else raw.sum() * 0.0
+
+    # ------------------------------------------------------------------ perception
+    def perception_inputs(
+        self, images: Sequence[Any], modality: str, **processor_kwargs: Any
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs asking for `modality` on each image: COOPER's tagged instruction, then a query block."""
+        self._check_modality(modality)
+        pil_images = [_to_pil(image, f"images[{i}]") for i, image in enumerate(images)]
+        if not pil_images:
+            raise ValueError("images: expected at least one image, got an empty sequence")
+        messages = [
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": self.layout.request_text(modality)}],
+            },
+            {"role": "assistant", "content": self.layout.query_text()},
+        ]
+        text = self.adapter.render_chat(self.processor, messages, continue_final_message=True)
+        return self.adapter.build_inputs(
+            self.processor, [text] * len(pil_images), [[image] for image in pil_images], **processor_kwargs
+        )
+
+    @torch.no_grad()
+    def perceive(self, images: Sequence[Any] | Any, modality: str) -> torch.Tensor:
+        """Generate `modality`'s map for each image: depth [B, h, w] in metres (relative units in
+        relative mode), segmentation class ids [B, h, w], or unit normals [B, 3, h, w]."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        inputs = self.perception_inputs(images, modality)
+        device = self.query_pos.device
+        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        return self.forward(**inputs).maps[modality]
+
+    def perceive_hidden(self, query_hidden: torch.Tensor, modality: str) -> torch.Tensor:
+        """Decode already computed query hidden states [n, K, H] (e.g. from a KV-cached step) into maps."""
+        self._check_modality(modality)
+        head = self.heads[modality]
+        return head.to_map(head(query_hidden))
+
+    def _check_modality(self, modality: str) -> None:
+        if modality not in self.heads:
+            raise ValueError(f"modality: expected one of {list(self.heads)}, got {modality!r}")
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """The backbone's own `generate` (query tokens in the prompt receive the learned queries)."""
+        return self.backbone.generate(*args, **kwargs)
+
+    # ------------------------------------------------------------------ save / load
+    def addition_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what cooper-lib added: queries, heads, and the embedding rows of the added tokens."""
+        state = {f"queries.{k}": v.detach() for k, v in self.queries.items()}
+        state["query_pos"] = self.query_pos
+        state.update({f"heads.{k}": v.detach() for k, v in self.heads.state_dict().items()})
+        ids = self.added_token_ids.to(self.adapter.input_embeddings().weight.device)
+        state["embed_tokens.rows"] = self.adapter.input_embeddings().weight.detach()[ids]
+        if not self.adapter.tied_embeddings:
+            state["lm_head.rows"] = self.adapter.output_embeddings().weight.detach()[ids]
+        return {k: v.cpu().contiguous().clone() for k, v in state.items()}
+
+    def load_addition_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load tensors written by `addition_state_dict` exactly; names and shapes must match."""
+        expected = self.addition_state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(f"state: missing tensors {missing}, unexpected tensors {unexpected}")
+        for name, tensor in state.items():
+            if tensor.shape != expected[name].shape:
+                raise ValueError(
+                    f"state[{name!r}]: expected shape {tuple(expected[name].shape)}, got {tuple(tensor.shape)}"
+                )
+        with torch.no_grad():
+            for name, param in self.queries.items():
+                param.copy_(state[f"queries.{name}"])
+            self.query_pos.copy_(state["query_pos"])
+            self.heads.load_state_dict({k[len("heads.") :]: v for k, v in state.items() if k.startswith("heads.")})
+            embed = self.adapter.input_embeddings().weight
+            embed[self.added_token_ids.to(embed.device)] = state["embed_tokens.rows"].to(embed)
+            if "lm_head.rows" in state:
+                head = self.adapter.output_embeddings().weight
+                head[self.added_token_ids.to(head.device)] = state["lm_head.rows"].to(head)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write `cooper_config.json` and `spatial_heads.safetensors` (additions only) into `directory`."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.save(path)
+        save_file(self.addition_state_dict(), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+        return path
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        backbone: nn.Module,
+        directory_or_repo: str | Path,
+        processor: Any,
+        *,
+        revision: str | None = None,
+        token: str | None = None,
+    ) -> SpatialModel:
+        """Re-attach saved additions to `backbone` (a local folder, or a hub repo id through huggingface_hub).
+
+        Raises:
+            ValueError: when the folder was saved for a backbone of another hidden size or type.
+        """
+        from cooper_lib.attach import attach_from_config
+
+        path = Path(directory_or_repo)
+        if not path.is_dir():
+            from huggingface_hub import snapshot_download
+
+            path = Path(
+                snapshot_download(
+                    str(directory_or_repo),
+                    revision=revision,
+                    token=token,
+                    allow_patterns=[CONFIG_NAME, WEIGHTS_NAME],
+                )
+            )
+        config = SpatialConfig.load(path)
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights}: missing; expected a folder written by save_pretrained")
+        model = attach_from_config(backbone, processor, config)
+        model.load_addition_state_dict(load_file(str(weights)))
+        return model
+
+    def push_to_hub(
+        self, repo_id: str, *, private: bool | None = None, token: str | None = None, commit_message: str = ""
+    ) -> str:
+        """Upload the additions (as `save_pretrained` writes them) to a hub repo; returns the commit URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload cooper-lib spatial heads"
+            )
+        return str(getattr(info, "commit_url", info))
+
+
+def _head_kind(modality: str) -> str:
+    return modality if modality in ("depth", "segmentation", "normals") else "depth"
+
+
+def _check_targets(
+    targets: Mapping[str, torch.Tensor] | None, raw: Mapping[str, torch.Tensor], config: SpatialConfig
+) -> dict[str, torch.Tensor]:
+    """Validate `aux_targets` against the query blocks found; return the targets to use."""
+    if not targets:
+        return {}
+    checked = {}
+    for name, target in targets.items():
+        where = f"aux_targets[{name!r}]"
+        if name not in config.modalities:
+            raise ValueError(f"aux_targets: expected keys from {list(config.modalities)}, got {name!r}")
+        if not isinstance(target, torch.Tensor):
+            raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
+        kind = _head_kind(name)
+        blocks = raw[name].shape[0] if name in raw else 0
+        if kind == "normals":
+            if target.ndim != 4 or target.shape[1] != 3:
+                raise ValueError(f"{where}: expected normals of shape [n, 3, h, w], got {tuple(target.shape)}")
+        else:
+            if target.ndim == 4 and target.shape[1] == 1:
+                target = target[:, 0]
+            if target.ndim != 3:
+                raise ValueError(f"{where}: expected maps of shape [n, h, w], got {tuple(target.shape)}")
+        if kind == "segmentation":
+            if target.is_floating_point() or target.dtype == torch.bool:
+                raise TypeError(f"{where}: expected integer class ids, got dtype {target.dtype}")
+            bad = (target < 0) | ((target >= config.num_classes) & (target != SEG_IGNORE_INDEX))
+            if bool(bad.any()):
+                raise ValueError(
+                    f"{where}: expected class ids in [0, {config.num_classes}) or {SEG_IGNORE_INDEX} (ignored), "
+                    f"got values {sorted(set(target[bad].unique().tolist()))[:5]}"
+                )
+        elif not target.is_floating_point():
+            raise TypeError(f"{where}: expected a floating-point tensor, got dtype {target.dtype}")
+        if target.shape[0] != blocks:
+            raise ValueError(
+                f"{where}: expected {blocks} maps (one per {name} query block in the batch), got {target.shape[0]}"
+            )
+        checked[name] = target.to(raw[name].device)
+    return checked
+
+
+def _to_pil(image: Any, name: str) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+        if image.ndim == 3 and image.shape[0] in (1, 3):
+            image = np.moveaxis(image, 0, -1)
+    if isinstance(image, np.ndarray):
+        if image.ndim == 3 and image.shape[-1] in (1, 3):
+            array = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+            return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).convert("RGB")
+        raise ValueError(f"{name}: expected an RGB image [H, W, 3] or [3, H, W], got shape {image.shape}")
+    raise TypeError(f"{name}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")

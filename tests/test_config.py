@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from cooper_lib.config import DEFAULT_MODALITIES, ModalitySpec, SpatialConfig
+
+
+def test_defaults_are_coopers_tags():
+    config = SpatialConfig()
+    assert config.modalities == ("depth", "segmentation")
+    assert config.num_queries == 64
+    assert config.spec("depth").open_tag == "<depth-estimation>"
+    assert config.spec("segmentation").close_tag == "</segmentation>"
+
+
+def test_json_round_trip(tmp_path):
+    config = SpatialConfig(
+        modalities=("depth", "normals", "edges"),
+        tags={"edges": ModalitySpec("<edges>", "</edges>", "Find the edges.")},
+        query_grid=(4, 6),
+        output_size=(32, 48),
+        aux_loss_weights={"depth": 2.0},
+        added_tokens={"<edges>": 7},
+    )
+    config.save(tmp_path)
+    loaded = SpatialConfig.load(tmp_path)
+    assert loaded == config
+    assert loaded.spec("edges") == ModalitySpec("<edges>", "</edges>", "Find the edges.")
+    assert json.loads((tmp_path / "cooper_config.json").read_text())["query_grid"] == [4, 6]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"modalities": ("depth", "smell")}, "modalities: expected names from"),
+        ({"modalities": ()}, "at least one modality"),
+        ({"modalities": ("depth", "depth")}, "distinct names"),
+        ({"head": "magic"}, "head: expected one of"),
+        ({"query_grid": (0, 8)}, "query_grid"),
+        ({"output_size": (64,)}, "output_size"),
+        ({"depth_mode": "absolute"}, "depth_mode"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"query_token": "<depth-estimation>"}, "distinct tag"),
+    ],
+)
+def test_bad_config_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpatialConfig(**kwargs)
+
+
+def test_unknown_field_rejected():
+    with pytest.raises(ValueError, match="unknown SpatialConfig fields"):
+        SpatialConfig.from_dict({"modalities": ["depth"], "colour": 1})
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cooper_config.json"):
+        SpatialConfig.load(tmp_path)
+
+
+def test_default_modalities_have_distinct_tags():
+    tags = [t for spec in DEFAULT_MODALITIES.values() for t in (spec.open_tag, spec.close_tag)]
+    assert len(set(tags)) == len(tags)
