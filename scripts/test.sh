@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRITON_INTERPRET=1
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRITON_INTERPRET=1 NO_MKDOCS_2_WARNING=1
 .venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"
 .venv/bin/python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"

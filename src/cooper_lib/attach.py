@@ -138,8 +138,15 @@ def _planned_ids(tokenizer: Any, strings: list[str]) -> dict[str, int]:
 def _grow_embeddings(adapter: BackboneAdapter, ids: list[int], base_rows: int) -> None:
     """Make room for `ids` and set their rows to the mean row of the first `base_rows` (the old vocabulary)."""
     needed = max(ids) + 1
-    if needed > adapter.input_embeddings().num_embeddings:
+    rows = min(adapter.input_embeddings().weight.shape[0], adapter.output_embeddings().weight.shape[0])
+    if needed > rows:
         adapter.resize_embeddings(needed)
+        rows = min(adapter.input_embeddings().weight.shape[0], adapter.output_embeddings().weight.shape[0])
+        if needed > rows:
+            raise RuntimeError(
+                f"{type(adapter).__name__}.resize_embeddings({needed}) left only {rows} rows in the input or "
+                "output embeddings; the adapter must grow both"
+            )
     index = torch.tensor(ids, dtype=torch.long)
     with torch.no_grad():
         weights = [adapter.input_embeddings().weight]

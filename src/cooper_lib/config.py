@@ -34,9 +34,6 @@ DEFAULT_MODALITIES: dict[str, ModalitySpec] = {
     ),
 }
 
-HEAD_TYPES = ("dense",)
-
-
 @dataclass
 class SpatialConfig:
     """Everything needed to rebuild the spatial additions on a backbone.
@@ -44,7 +41,7 @@ class SpatialConfig:
     Attributes:
         modalities: auxiliary modalities to attach, in order (names from `DEFAULT_MODALITIES`
             unless `tags` defines them).
-        head: generation head type for every modality (`"dense"`).
+        head: generation head type for every modality (a name from `cooper_lib.heads.head_names()`).
         query_grid: (rows, cols) of perception queries per block; K = rows * cols.
         output_size: (height, width) of the maps the heads produce.
         num_classes: segmentation classes.
@@ -52,6 +49,7 @@ class SpatialConfig:
         tags: per modality, overrides of the tag pair and instruction.
         query_token: the placeholder token repeated K times after a tag.
         head_width: channel width of the dense decoder.
+        head_options: options of non-dense heads (tokenizer, sampler settings), JSON-serialisable.
         aux_loss_weights: per-modality weight of the auxiliary loss.
         lm_loss_weight: weight of the language-model loss when labels are given.
         silog_lambda: variance weight of the SILog depth loss.
@@ -68,6 +66,7 @@ class SpatialConfig:
     tags: dict[str, ModalitySpec] = field(default_factory=dict)
     query_token: str = "<|perception_query|>"
     head_width: int = 128
+    head_options: dict[str, Any] = field(default_factory=dict)
     aux_loss_weights: dict[str, float] = field(default_factory=dict)
     lm_loss_weight: float = 1.0
     silog_lambda: float = 0.85
@@ -100,8 +99,10 @@ class SpatialConfig:
                 raise ValueError(f"modalities: expected names from {known}, got {name!r}")
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"modalities: expected distinct names, got {list(self.modalities)}")
-        if self.head not in HEAD_TYPES:
-            raise ValueError(f"head: expected one of {list(HEAD_TYPES)}, got {self.head!r}")
+        from cooper_lib.heads import head_names
+
+        if self.head not in head_names():
+            raise ValueError(f"head: expected one of {head_names()}, got {self.head!r}")
         if len(self.query_grid) != 2 or min(self.query_grid) < 1:
             raise ValueError(f"query_grid: expected two positive ints (rows, cols), got {self.query_grid}")
         if len(self.output_size) != 2 or min(self.output_size) < 1:

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -25,12 +24,12 @@ from torch import nn
 from cooper_lib import ops
 from cooper_lib.backbones import BackboneAdapter
 from cooper_lib.config import CONFIG_NAME, SpatialConfig
-from cooper_lib.heads.dense import DenseHead
+from cooper_lib.heads import build_head, map_kind
+from cooper_lib.heads.dense import SEG_IGNORE_INDEX
 from cooper_lib.layout import PerceptionLayout, QueryPositions
 
 WEIGHTS_NAME = "spatial_heads.safetensors"
 IGNORE_INDEX = -100
-SEG_IGNORE_INDEX = 255
 
 
 @dataclass
@@ -41,16 +40,17 @@ class SpatialOutput:
         loss: weighted sum of the LM loss and the auxiliary losses (None without labels or targets).
         lm_loss: cross-entropy on labelled text positions (None without labels).
         aux_losses: per modality, the auxiliary loss of the blocks that had targets.
-        maps: per modality, the predicted maps of every query block in the batch, in (sample,
-            position) order: depth [n, h, w] metres, segmentation class ids [n, h, w], normals [n, 3, h, w].
-        raw: per modality, the raw head outputs (log-depth, logits, unnormalised normals).
+        query_states: per modality, the last hidden states of its query blocks [n, K, H], in
+            (sample, position) order.
+        maps: per modality, the generated maps of those blocks (only with `return_maps=True`):
+            depth [n, h, w], segmentation class ids [n, h, w], normals [n, 3, h, w].
     """
 
     loss: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    query_states: dict[str, torch.Tensor] = field(default_factory=dict)
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
-    raw: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class SpatialModel(nn.Module):
@@ -86,17 +86,7 @@ class SpatialModel(nn.Module):
         )
         self.register_buffer("query_pos", query_pos, persistent=False)
         self.heads = nn.ModuleDict(
-            {
-                name: DenseHead(
-                    config.hidden_size,
-                    config.query_grid,
-                    _head_kind(name),
-                    config.output_size,
-                    num_classes=config.num_classes,
-                    width=config.head_width,
-                ).to(query_init.device)
-                for name in config.modalities
-            }
+            {name: build_head(config, name, config.hidden_size).to(query_init.device) for name in config.modalities}
         )
         self.register_buffer(
             "added_token_ids", torch.tensor(sorted(config.added_tokens.values()), dtype=torch.long), persistent=False
@@ -123,9 +113,10 @@ class SpatialModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         aux_targets: Mapping[str, torch.Tensor] | None = None,
+        return_maps: bool = False,
         **model_inputs: Any,
     ) -> SpatialOutput:
-        """Run the backbone once, decode every query block, and compute the losses asked for.
+        """Run the backbone once, gather every query block, and compute the losses asked for.
 
         Args:
             input_ids, attention_mask, model_inputs: the backbone's inputs (as its processor makes them).
@@ -134,34 +125,35 @@ class SpatialModel(nn.Module):
             aux_targets: per modality, one target per query block of that modality, in (sample,
                 position) order: depth [n, h, w] float metres (0, NaN, inf and negative values are
                 masked out, not used), segmentation [n, h, w] integer class ids (255 ignored),
-                normals [n, 3, h, w] float (non-finite pixels masked). Predictions are resized to
-                the target's size.
+                normals [n, 3, h, w] float (non-finite pixels masked).
+            return_maps: also generate the maps of every block (under no_grad).
         """
         hidden = self.adapter.hidden_states(input_ids=input_ids, attention_mask=attention_mask, **model_inputs)
         positions = self.layout.locate(input_ids)
-        out = SpatialOutput()
-        out.raw = self._decode_blocks(hidden, positions)
-        out.maps = {name: self.heads[name].to_map(raw) for name, raw in out.raw.items()}
+        out = SpatialOutput(query_states=self._query_states(hidden, positions))
         total: torch.Tensor | None = None
         if labels is not None:
             out.lm_loss = self.lm_loss(hidden, labels, positions.mask)
             total = self.config.lm_loss_weight * out.lm_loss
-        for name, target in _check_targets(aux_targets, out.raw, self.config).items():
-            loss = self.aux_loss(name, out.raw[name], target)
+        for name, target in _check_targets(aux_targets, out.query_states, self.config).items():
+            loss = self.heads[name].loss(out.query_states[name], target)
             out.aux_losses[name] = loss
             weighted = self.config.aux_weight(name) * loss
             total = weighted if total is None else total + weighted
         out.loss = total
+        if return_maps:
+            with torch.no_grad():
+                out.maps = {name: self.heads[name].generate(q) for name, q in out.query_states.items()}
         return out
 
-    def _decode_blocks(self, hidden: torch.Tensor, positions: QueryPositions) -> dict[str, torch.Tensor]:
-        raw = {}
+    def _query_states(self, hidden: torch.Tensor, positions: QueryPositions) -> dict[str, torch.Tensor]:
+        states = {}
         k = self.config.num_queries
         for index, name in enumerate(self.config.modalities):
             select = positions.mask & (positions.modality == index)
             if bool(select.any()):
-                raw[name] = self.heads[name](hidden[select].reshape(-1, k, hidden.shape[-1]))
-        return raw
+                states[name] = hidden[select].reshape(-1, k, hidden.shape[-1])
+        return states
 
     def lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy from hidden states, through the fused `ops.linear_cross_entropy`."""
@@ -178,47 +170,34 @@ class SpatialModel(nn.Module):
             softcap=self.adapter.logit_softcap,
         )
 
-    def aux_loss(self, modality: str, raw: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The modality's loss: SILog (metric) or scale-and-shift-invariant (relative) depth,
-        cross-entropy + Dice for segmentation, 1 - cosine for normals."""
-        if tuple(raw.shape[-2:]) != tuple(target.shape[-2:]):
-            raw = F.interpolate(raw.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
-        if modality == "depth" or _head_kind(modality) == "depth":
-            valid = torch.isfinite(target) & (target > 0)
-            clean = torch.where(valid, target, torch.ones_like(target))
-            pred = raw[:, 0].float().exp()
-            if self.config.depth_mode == "metric":
-                return ops.silog_loss(pred, clean, valid, lambd=self.config.silog_lambda)
-            return ops.ssi_depth_loss(pred, clean, valid)
-        if _head_kind(modality) == "segmentation":
-            return ops.seg_ce_dice_loss(
-                raw.float(), target.long(), ignore_index=SEG_IGNORE_INDEX, dice_weight=self.config.dice_weight
-            )
-        valid = torch.isfinite(target).all(dim=1)
-        clean = F.normalize(torch.nan_to_num(target.float(), nan=0.0, posinf=0.0, neginf=0.0), dim=1)
-        cosine = (F.normalize(raw.float(), dim=1) * clean).sum(dim=1)
-        return (1 - cosine)[valid].mean() if bool(valid.any()) else raw.sum() * 0.0
-
     # ------------------------------------------------------------------ perception
     def perception_inputs(
-        self, images: Sequence[Any], modality: str, **processor_kwargs: Any
+        self, images: Sequence[Any], modality: str | Sequence[str], **processor_kwargs: Any
     ) -> dict[str, torch.Tensor]:
-        """Model inputs asking for `modality` on each image: COOPER's tagged instruction, then a query block."""
-        self._check_modality(modality)
+        """Model inputs asking for a map of each image: COOPER's tagged instruction, then a query block.
+
+        Args:
+            images: PIL images, [H, W, 3] / [3, H, W] arrays or tensors.
+            modality: one modality for every image, or one per image (a mixed batch).
+        """
         pil_images = [_to_pil(image, f"images[{i}]") for i, image in enumerate(images)]
         if not pil_images:
             raise ValueError("images: expected at least one image, got an empty sequence")
-        messages = [
-            {
-                "role": "user",
-                "content": [{"type": "image"}, {"type": "text", "text": self.layout.request_text(modality)}],
-            },
-            {"role": "assistant", "content": self.layout.query_text()},
-        ]
-        text = self.adapter.render_chat(self.processor, messages, continue_final_message=True)
-        return self.adapter.build_inputs(
-            self.processor, [text] * len(pil_images), [[image] for image in pil_images], **processor_kwargs
-        )
+        modalities = [modality] * len(pil_images) if isinstance(modality, str) else list(modality)
+        if len(modalities) != len(pil_images):
+            raise ValueError(f"modality: expected one name per image ({len(pil_images)}), got {len(modalities)}")
+        texts = []
+        for name in modalities:
+            self._check_modality(name)
+            messages = [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": self.layout.request_text(name)}],
+                },
+                {"role": "assistant", "content": self.layout.query_text()},
+            ]
+            texts.append(self.adapter.render_chat(self.processor, messages, continue_final_message=True))
+        return self.adapter.build_inputs(self.processor, texts, [[image] for image in pil_images], **processor_kwargs)
 
     @torch.no_grad()
     def perceive(self, images: Sequence[Any] | Any, modality: str) -> torch.Tensor:
@@ -229,13 +208,13 @@ class SpatialModel(nn.Module):
         inputs = self.perception_inputs(images, modality)
         device = self.query_pos.device
         inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        return self.forward(**inputs).maps[modality]
+        return self.forward(**inputs, return_maps=True).maps[modality]
 
-    def perceive_hidden(self, query_hidden: torch.Tensor, modality: str) -> torch.Tensor:
-        """Decode already computed query hidden states [n, K, H] (e.g. from a KV-cached step) into maps."""
+    @torch.no_grad()
+    def perceive_hidden(self, query_hidden: torch.Tensor, modality: str, **options: Any) -> torch.Tensor:
+        """Generate maps from already computed query hidden states [n, K, H] (e.g. a KV-cached step)."""
         self._check_modality(modality)
-        head = self.heads[modality]
-        return head.to_map(head(query_hidden))
+        return self.heads[modality].generate(query_hidden, **options)
 
     def _check_modality(self, modality: str) -> None:
         if modality not in self.heads:
@@ -342,12 +321,8 @@ class SpatialModel(nn.Module):
         return str(getattr(info, "commit_url", info))
 
 
-def _head_kind(modality: str) -> str:
-    return modality if modality in ("depth", "segmentation", "normals") else "depth"
-
-
 def _check_targets(
-    targets: Mapping[str, torch.Tensor] | None, raw: Mapping[str, torch.Tensor], config: SpatialConfig
+    targets: Mapping[str, torch.Tensor] | None, states: Mapping[str, torch.Tensor], config: SpatialConfig
 ) -> dict[str, torch.Tensor]:
     """Validate `aux_targets` against the query blocks found; return the targets to use."""
     if not targets:
@@ -359,8 +334,8 @@ def _check_targets(
             raise ValueError(f"aux_targets: expected keys from {list(config.modalities)}, got {name!r}")
         if not isinstance(target, torch.Tensor):
             raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
-        kind = _head_kind(name)
-        blocks = raw[name].shape[0] if name in raw else 0
+        kind = map_kind(name)
+        blocks = states[name].shape[0] if name in states else 0
         if kind == "normals":
             if target.ndim != 4 or target.shape[1] != 3:
                 raise ValueError(f"{where}: expected normals of shape [n, 3, h, w], got {tuple(target.shape)}")
@@ -384,7 +359,7 @@ def _check_targets(
             raise ValueError(
                 f"{where}: expected {blocks} maps (one per {name} query block in the batch), got {target.shape[0]}"
             )
-        checked[name] = target.to(raw[name].device)
+        checked[name] = target.to(states[name].device)
     return checked
 
 

@@ -1,5 +1,6 @@
-"""Generation heads: from query hidden states to auxiliary maps."""
+"""Generation heads: from query hidden states to auxiliary maps, chosen by `add_spatial_heads(head=...)`."""
 
-from cooper_lib.heads.dense import DENSE_KINDS, DenseHead
+from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, build_head, head_names, map_kind, register_head
+from cooper_lib.heads.dense import DenseHead
 
-__all__ = ["DENSE_KINDS", "DenseHead"]
+__all__ = ["MAP_KINDS", "DenseHead", "PerceptionHead", "build_head", "head_names", "map_kind", "register_head"]

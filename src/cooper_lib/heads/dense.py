@@ -1,32 +1,44 @@
-"""`DenseHead`: query hidden states -> an auxiliary map in one pass (regression or per-pixel logits).
+"""`DenseHead` (`head="dense"`): query hidden states -> an auxiliary map in one pass.
 
 The K query states form a (rows x cols) grid; a linear projection turns them into a feature map
-that timm's `ConvNormAct` blocks upsample by 2 until the output size is reached.
+that timm's `ConvNormAct` blocks upsample by 2 until the output size is reached. Depth is
+regressed as log-depth (so it stays positive) and trained with SILog (metric) or the
+scale-and-shift-invariant loss (relative); segmentation as per-pixel logits with cross-entropy +
+Dice; normals as three channels normalised to unit length, trained with 1 - cosine.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
-#: Output channels and activation meaning per modality kind.
-DENSE_KINDS = ("depth", "segmentation", "normals")
+from cooper_lib import ops
+from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, map_kind, register_head
+
+if TYPE_CHECKING:
+    from cooper_lib.config import SpatialConfig
+
+SEG_IGNORE_INDEX = 255
 
 
-class DenseHead(nn.Module):
-    """Decode a block of query hidden states [N, K, H] into maps [N, C, h, w].
+class DenseHead(PerceptionHead):
+    """Decode a block of query hidden states [n, K, H] into maps.
 
     Args:
         hidden_size: backbone hidden size H.
         query_grid: (rows, cols) with rows * cols = K.
-        kind: `"depth"` (C=1, log-depth), `"segmentation"` (C=num_classes logits) or `"normals"` (C=3).
+        kind: `"depth"`, `"segmentation"` or `"normals"`.
         output_size: (h, w) of the produced map.
         num_classes: segmentation classes (ignored for other kinds).
         width: channels after the projection; halved at each upsampling down to 32.
+        depth_mode: `"metric"` (SILog) or `"relative"` (scale-and-shift invariant).
+        silog_lambda: variance weight of SILog.
+        dice_weight: weight of the Dice term of the segmentation loss.
     """
 
     def __init__(
@@ -38,13 +50,19 @@ class DenseHead(nn.Module):
         *,
         num_classes: int = 150,
         width: int = 128,
+        depth_mode: str = "metric",
+        silog_lambda: float = 0.85,
+        dice_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if kind not in DENSE_KINDS:
-            raise ValueError(f"kind: expected one of {list(DENSE_KINDS)}, got {kind!r}")
+        if kind not in MAP_KINDS:
+            raise ValueError(f"kind: expected one of {list(MAP_KINDS)}, got {kind!r}")
         self.kind = kind
         self.query_grid = tuple(query_grid)
         self.output_size = tuple(output_size)
+        self.depth_mode = depth_mode
+        self.silog_lambda = silog_lambda
+        self.dice_weight = dice_weight
         out_channels = {"depth": 1, "segmentation": num_classes, "normals": 3}[kind]
         self.norm = nn.LayerNorm(hidden_size)
         self.proj = nn.Linear(hidden_size, width)
@@ -62,11 +80,25 @@ class DenseHead(nn.Module):
         self.decoder = nn.Sequential(*blocks)
         self.out = nn.Conv2d(channels, out_channels, 1)
 
+    @classmethod
+    def from_config(cls, config: SpatialConfig, modality: str, hidden_size: int) -> DenseHead:
+        return cls(
+            hidden_size,
+            config.query_grid,
+            map_kind(modality),
+            config.output_size,
+            num_classes=config.num_classes,
+            width=config.head_width,
+            depth_mode=config.depth_mode,
+            silog_lambda=config.silog_lambda,
+            dice_weight=config.dice_weight,
+        )
+
     def forward(self, queries: torch.Tensor) -> torch.Tensor:
-        """Raw head output [N, C, h, w]: log-depth, class logits, or unnormalised normals."""
+        """Raw output [n, C, h, w]: log-depth, class logits, or unnormalised normals."""
         rows, cols = self.query_grid
         if queries.ndim != 3 or queries.shape[1] != rows * cols:
-            raise ValueError(f"queries: expected [N, {rows * cols}, H], got {tuple(queries.shape)}")
+            raise ValueError(f"queries: expected [n, {rows * cols}, H], got {tuple(queries.shape)}")
         x = self.proj(self.norm(queries.to(self.proj.weight.dtype)))
         x = x.transpose(1, 2).reshape(x.shape[0], -1, rows, cols)
         x = self.out(self.decoder(x))
@@ -75,9 +107,37 @@ class DenseHead(nn.Module):
         return x
 
     def to_map(self, raw: torch.Tensor) -> torch.Tensor:
-        """Turn raw output into the map: depth [N, h, w] (positive), class ids [N, h, w], unit normals [N, 3, h, w]."""
+        """Raw output -> depth [n, h, w] (positive), class ids [n, h, w] or unit normals [n, 3, h, w]."""
         if self.kind == "depth":
             return raw[:, 0].float().exp()
         if self.kind == "segmentation":
             return raw.argmax(dim=1)
         return F.normalize(raw.float(), dim=1)
+
+    def generate(self, queries: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Maps for query states; one deterministic pass (`options` are accepted and unused)."""
+        return self.to_map(self(queries))
+
+    def loss(self, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss against `target`; predictions are resized to the target's size first."""
+        raw = self(queries)
+        if tuple(raw.shape[-2:]) != tuple(target.shape[-2:]):
+            raw = F.interpolate(raw.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
+        if self.kind == "depth":
+            valid = torch.isfinite(target) & (target > 0)
+            clean = torch.where(valid, target, torch.ones_like(target))
+            pred = raw[:, 0].float().exp()
+            if self.depth_mode == "metric":
+                return ops.silog_loss(pred, clean, valid, lambd=self.silog_lambda)
+            return ops.ssi_depth_loss(pred, clean, valid)
+        if self.kind == "segmentation":
+            return ops.seg_ce_dice_loss(
+                raw.float(), target.long(), ignore_index=SEG_IGNORE_INDEX, dice_weight=self.dice_weight
+            )
+        valid = torch.isfinite(target).all(dim=1)
+        clean = F.normalize(torch.nan_to_num(target.float(), nan=0.0, posinf=0.0, neginf=0.0), dim=1)
+        cosine = (F.normalize(raw.float(), dim=1) * clean).sum(dim=1)
+        return (1 - cosine)[valid].mean() if bool(valid.any()) else raw.sum() * 0.0
+
+
+register_head("dense", DenseHead.from_config)

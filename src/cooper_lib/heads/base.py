@@ -1,0 +1,68 @@
+"""The contract every generation head meets, and the registry `add_spatial_heads(head=...)` reads.
+
+A head turns the last hidden states of one query block, [n, K, H], into a map of its modality.
+`SpatialModel` only calls `loss` (training) and `generate` (inference), so dense regression,
+flow sampling and discrete codes are interchangeable per modality.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from cooper_lib.config import SpatialConfig
+
+#: The kind of map a modality produces (its target and output format).
+MAP_KINDS = ("depth", "segmentation", "normals")
+
+
+def map_kind(modality: str) -> str:
+    """`depth`, `segmentation` or `normals`; a user modality is a one-channel regression like depth."""
+    return modality if modality in MAP_KINDS else "depth"
+
+
+class PerceptionHead(nn.Module, metaclass=abc.ABCMeta):
+    """Base class of generation heads.
+
+    Maps: depth [n, h, w] positive floats, segmentation [n, h, w] class ids, normals [n, 3, h, w]
+    unit vectors. Targets come in the same format (validated by `SpatialModel`); depth targets may
+    hold invalid pixels (0, NaN, inf, negative), which a head must mask out of its loss.
+    """
+
+    kind: str
+
+    @abc.abstractmethod
+    def loss(self, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar training loss of query states [n, K, H] against target maps [n, ...]."""
+
+    @abc.abstractmethod
+    def generate(self, queries: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Maps [n, ...] for query states [n, K, H]."""
+
+
+HeadFactory = Callable[["SpatialConfig", str, int], PerceptionHead]
+_HEADS: dict[str, HeadFactory] = {}
+
+
+def register_head(name: str, factory: HeadFactory) -> None:
+    """Make `head=name` build `factory(config, modality, hidden_size)` for each modality."""
+    if name in _HEADS and _HEADS[name] is not factory:
+        raise ValueError(f"name: head {name!r} is already registered")
+    _HEADS[name] = factory
+
+
+def head_names() -> list[str]:
+    """Registered head types."""
+    return list(_HEADS)
+
+
+def build_head(config: SpatialConfig, modality: str, hidden_size: int) -> PerceptionHead:
+    """The head `config.head` for `modality` on a backbone of `hidden_size`."""
+    if config.head not in _HEADS:
+        raise ValueError(f"head: expected one of {head_names()}, got {config.head!r}")
+    return _HEADS[config.head](config, modality, hidden_size)
