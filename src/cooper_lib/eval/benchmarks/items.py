@@ -1,0 +1,87 @@
+"""One benchmark question: its image (loaded on demand), text, options, answer and scoring type."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+
+AnswerType = Literal["choice", "yes_no", "number", "integer", "quantity", "depth"]
+"""How an item is scored: option letter, yes/no, number by mean relative accuracy, exact integer,
+length with unit (Q-SpatialBench), or a depth map (NYU v2)."""
+
+ANSWER_TYPES: tuple[str, ...] = ("choice", "yes_no", "number", "integer", "quantity", "depth")
+
+ImageSource = Path | Callable[[], Image.Image]
+"""A path to an image file, or a zero-argument callable that decodes the image when asked."""
+
+
+def image_from_bytes(data: bytes) -> Image.Image:
+    """Decode encoded image bytes (PNG, JPEG, ...) into an RGB PIL image."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def image_from_base64(data: str) -> Image.Image:
+    """Decode a base64 string holding an encoded image (the MMBench TSV ``image`` column)."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except binascii.Error as err:
+        raise ValueError(f"image field is not valid base64 ({err}); starts with {data[:32]!r}") from err
+    return image_from_bytes(raw)
+
+
+@dataclass(frozen=True)
+class BenchmarkItem:
+    """One question of a benchmark.
+
+    Attributes:
+        id: unique within its benchmark; the key a runner caches predictions under.
+        image: a path, or a callable decoding the image on demand (base64, parquet bytes, HDF5).
+        question: the text shown to the model, composed the way the benchmark's reference
+            evaluation composes it (hint, question and options where it includes them).
+        answer: the ground truth: an option letter, ``"yes"``/``"no"``, a number, a length in
+            centimetres (Q-SpatialBench), or ``None`` for depth items (see ``target``).
+        answer_type: how the answer is scored, one of `ANSWER_TYPES`.
+        choices: the option texts in letter order (empty when the options live only in the text).
+        category: the benchmark's own task / category name, used for per-category figures.
+        extra: further fields of the source row (pair ids, sources, original unit, ...).
+        target: dense ground truth loaded on demand (NYU v2 depth in metres, 480 x 640).
+    """
+
+    id: str
+    image: ImageSource
+    question: str
+    answer: str | float | None
+    answer_type: AnswerType
+    choices: tuple[str, ...] = ()
+    category: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    target: Callable[[], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if self.answer_type not in ANSWER_TYPES:
+            raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {self.answer_type!r}")
+        if not isinstance(self.image, Path) and not callable(self.image):
+            raise TypeError(f"image must be a pathlib.Path or a callable, got {type(self.image).__name__}")
+        if self.answer_type == "depth" and self.target is None:
+            raise ValueError(f"item {self.id!r}: a depth item needs a target loader")
+
+    def load_image(self) -> Image.Image:
+        """The item's image as an RGB PIL image."""
+        if isinstance(self.image, Path):
+            with Image.open(self.image) as image:
+                return image.convert("RGB")
+        return self.image()
+
+    def letters(self) -> str:
+        """Allowed option letters: one per choice, or A-F when the options live only in the text."""
+        count = len(self.choices) if self.choices else 6
+        return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:count]

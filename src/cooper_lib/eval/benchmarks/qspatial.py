@@ -1,0 +1,116 @@
+"""Q-SpatialBench (Liao et al., EMNLP 2024) from a local copy of its Hugging Face dataset repo.
+
+Layout, as published (``andrewliao11/Q-Spatial-Bench``)::
+
+    ROOT/data/QSpatial_plus-00000-of-00001.parquet
+    ROOT/data/QSpatial_scannet-00000-of-00001.parquet
+
+Columns: ``question``, ``answer_value`` (float), ``answer_unit`` (e.g. "centimeters"),
+``question_type``, ``image_path`` and ``image`` (the datasets ``Image`` struct
+``{"bytes", "path"}``). QSpatial_plus (101 questions, COOPER's split) embeds its images; the
+ScanNet split stores only ``image_path``, resolved against ``image_root`` (the folder the
+benchmark's ScanNet script renders into). Reading parquet needs pyarrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cooper_lib.eval.benchmarks._io import clean, read_parquet, require_columns, require_files
+from cooper_lib.eval.benchmarks.base import Benchmark, Score, rate
+from cooper_lib.eval.benchmarks.items import BenchmarkItem, image_from_bytes
+from cooper_lib.eval.metrics.quantities import to_cm
+
+NAME = "Q-SpatialBench"
+SPLITS = ("QSpatial_plus", "QSpatial_scannet")
+COLUMNS = ("question", "answer_value", "answer_unit", "question_type", "image")
+
+
+class QSpatialBenchmark(Benchmark):
+    """Q-SpatialBench: success rate within a factor 2 (``overall``), and within 1.5."""
+
+    def aggregate(self, scores: Iterable[Score]) -> dict[str, Any]:
+        """Adds ``success_1_5`` (overall and per category) to `Benchmark.aggregate`."""
+        scores = self._checked(scores)
+        result = super().aggregate(scores)
+        result["success_1_5"] = rate(scores, "success_1_5")
+        for category, figures in result["per_category"].items():
+            group: list[Score] = [s for s in scores if s["category"] == category]
+            figures["success_1_5"] = rate(group, "success_1_5")
+        return result
+
+
+def _parquet_file(path: Path, split: str) -> Path:
+    if path.is_file():
+        return path
+    found = sorted((path / "data").glob(f"{split}-*.parquet"))
+    if not found:
+        raise FileNotFoundError(
+            f"{NAME}: expected {path / 'data' / f'{split}-00000-of-00001.parquet'} (the dataset repo "
+            f"andrewliao11/Q-Spatial-Bench); no file matches data/{split}-*.parquet"
+        )
+    if len(found) > 1:
+        raise ValueError(f"{NAME}: several files match data/{split}-*.parquet: {[str(f) for f in found]}")
+    return found[0]
+
+
+def load_qspatial(
+    path: str | Path, split: str = "QSpatial_plus", image_root: str | Path | None = None
+) -> QSpatialBenchmark:
+    """Load Q-SpatialBench from the dataset repo folder (or one of its parquet files).
+
+    Args:
+        path: the local dataset repo (holding ``data/``) or a split's parquet file.
+        split: ``"QSpatial_plus"`` or ``"QSpatial_scannet"``.
+        image_root: where ``image_path`` is resolved for rows without embedded image bytes;
+            the dataset folder by default.
+
+    Each item's ``answer`` is the ground truth in centimetres; ``extra`` keeps the original
+    value and unit. Raises ``ValueError`` for an unknown unit (rather than guessing one).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    path = Path(path)
+    parquet = _parquet_file(path, split)
+    rows = read_parquet(parquet, NAME)
+    if not rows:
+        raise ValueError(f"{NAME}: {parquet} holds no rows")
+    require_columns(rows[0].keys(), COLUMNS, NAME, parquet)
+    root = Path(image_root) if image_root is not None else (path if path.is_dir() else parquet.parent.parent)
+    items, needed = [], []
+    for number, row in enumerate(rows):
+        image = row["image"] if isinstance(row["image"], dict) else {}
+        if image.get("bytes"):
+            source: Any = partial(image_from_bytes, image["bytes"])
+        else:
+            relative = clean(row.get("image_path")) or clean(image.get("path"))
+            if not relative:
+                raise ValueError(
+                    f"{NAME}: row {number} of {parquet} has neither image bytes nor an image path"
+                )
+            source = root / relative
+            needed.append(source)
+        try:
+            answer_cm = to_cm(float(row["answer_value"]), str(row["answer_unit"]))
+        except ValueError as err:
+            raise ValueError(f"{NAME}: row {number} of {parquet}: {err}") from err
+        items.append(
+            BenchmarkItem(
+                id=f"{split}/{number}",
+                image=source,
+                question=clean(row["question"]),
+                answer=answer_cm,
+                answer_type="quantity",
+                category=clean(row["question_type"]),
+                extra={
+                    "answer_value": float(row["answer_value"]),
+                    "answer_unit": str(row["answer_unit"]),
+                    "image_path": clean(row.get("image_path")),
+                },
+            )
+        )
+    require_files(needed, NAME, f"images of {split} (resolved against {root})")
+    return QSpatialBenchmark(NAME, items, meta={"split": split, "source": str(parquet)})

@@ -1,0 +1,194 @@
+"""Rule-based answer extraction from free text, and SIBench's mean relative accuracy.
+
+Every extractor returns ``None`` when it cannot decide; callers count those as failures (a
+failure bucket) instead of guessing. Where the text says where its answer is, that place wins:
+the last ``\\boxed{...}`` first, then the last ``<answer>...</answer>``, then the whole text.
+
+Rules (first that matches, tried on each of those spans in turn):
+
+* **Letter** (`extract_choice`): the span is only a letter (``B``, ``(B)``, ``B.``, ``[b]``);
+  it starts with a marked letter (``B. text``, ``B: text``, ``B) text``, ``(b) text``) and names
+  no other option in parentheses; the last "answer / option / choice (is) (:) X" statement
+  (``X`` upper-case, or any case in parentheses); the span is exactly one choice's text;
+  exactly one distinct parenthesised letter appears. Only letters in the allowed set count.
+* **Yes / no** (`extract_yes_no`): the first word is yes or no; the last "answer (is) (:)
+  yes|no" statement; exactly one of the two words occurs.
+* **Number** (`extract_number`): the last number in the span (digits with optional sign,
+  thousands commas and decimals, or a number word from zero to twenty).
+
+Written by hand with ``re``: the rules are the specification, and no maintained library
+implements this set.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+MRA_THRESHOLDS: tuple[float, ...] = tuple((10 + k) / 20 for k in range(10))
+"""SIBench / VSI-Bench confidence thresholds 0.50, 0.55, ..., 0.95."""
+
+_YES_NO: dict[str, Literal["yes", "no"]] = {"yes": "yes", "no": "no"}
+_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+
+_NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+}  # fmt: skip
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"
+_NUMBER = re.compile(
+    rf"(?<![\w.])(?P<sign>[-+\u2212]?)(?P<num>{_DIGITS})(?![\d])|\b(?P<word>{'|'.join(_NUMBER_WORDS)})\b",
+    re.IGNORECASE,
+)
+
+
+def boxed_contents(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` in ``text``, braces matched (nested braces allowed)."""
+    out: list[str] = []
+    for match in re.finditer(r"\\boxed\s*\{", text):
+        depth, start = 1, match.end()
+        for i in range(start, len(text)):
+            if text[i] == "{":
+                depth += 1
+            elif text[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    out.append(text[start:i])
+                    break
+    return out
+
+
+def strip_latex(text: str) -> str:
+    """Unwrap ``\\text{..}``-style commands and drop ``$`` so ``\\boxed{\\text{B}}`` reads ``B``."""
+    previous = None
+    while previous != text:
+        previous, text = text, _LATEX_WRAPPER.sub(r"\1", text)
+    return text.replace("$", "").replace("\\,", " ").replace("\\ ", " ")
+
+
+def answer_spans(text: str) -> Iterator[str]:
+    """The places an answer may be, most explicit first: last boxed, last ``<answer>``, whole text."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be str, got {type(text).__name__}")
+    boxed = boxed_contents(text)
+    if boxed:
+        yield strip_latex(boxed[-1])
+    tagged = _ANSWER_TAG.findall(text)
+    if tagged:
+        yield strip_latex(tagged[-1])
+    yield strip_latex(text)
+
+
+def _clean(span: str) -> str:
+    return span.strip().strip("*_`\"' \n\t")
+
+
+def _normalise_choice_text(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().strip(".!?:;,*_`\"'").strip()).lower()
+
+
+def _letter_in(span: str, letters: str, choices: Sequence[str]) -> str | None:
+    span = _clean(span)
+    whole = re.fullmatch(r"[(\[]?([A-Za-z])[)\]]?\s*[.:]?", span)
+    if whole and whole.group(1).upper() in letters:
+        return whole.group(1).upper()
+    in_parens = {m.upper() for m in re.findall(r"\(([A-Za-z])\)", span)} & set(letters)
+    lead = re.match(r"(?:\(([A-Za-z])\)|([A-Z])[.:)])\s*\S", span)
+    if lead:
+        letter = (lead.group(1) or lead.group(2)).upper()
+        if letter in letters and in_parens <= {letter}:
+            return letter
+    stated = re.findall(
+        r"(?i:answer|option|choice)(?:\s+is)?\s*[:\uff1a]?\s*(?:\(([A-Za-z])\)|\b([A-Z])\b)", span
+    )
+    for lower_or_paren, upper in reversed(stated):
+        letter = (lower_or_paren or upper).upper()
+        if letter in letters:
+            return letter
+    if choices:
+        target = _normalise_choice_text(span)
+        hits = [i for i, choice in enumerate(choices) if _normalise_choice_text(choice) == target]
+        if len(hits) == 1 and hits[0] < len(letters):
+            return letters[hits[0]]
+    if len(in_parens) == 1:
+        return in_parens.pop()
+    return None
+
+
+def extract_choice(text: str, letters: str = "ABCD", choices: Sequence[str] = ()) -> str | None:
+    """The option letter a free-text answer picks, or ``None`` when it cannot be told.
+
+    Args:
+        text: the model's answer.
+        letters: the allowed option letters, upper-case, in order (``"AB"`` for two options).
+        choices: the option texts in the same order, so an answer that repeats one option's text
+            exactly (case and end punctuation aside) picks that option.
+    """
+    if not letters or not re.fullmatch(r"[A-Z]+", letters) or len(set(letters)) != len(letters):
+        raise ValueError(f"letters must be distinct upper-case letters, got {letters!r}")
+    for span in answer_spans(text):
+        letter = _letter_in(span, letters, choices)
+        if letter is not None:
+            return letter
+    return None
+
+
+def extract_yes_no(text: str) -> Literal["yes", "no"] | None:
+    """``"yes"`` or ``"no"`` from a free-text answer, or ``None`` when it cannot be told."""
+    for span in answer_spans(text):
+        words = re.findall(r"[a-z]+", span.lower())
+        if words and words[0] in ("yes", "no"):
+            return _YES_NO[words[0]]
+        stated = re.findall(r"answer(?:\s+is)?\s*[:\uff1a]?\s*\b(yes|no)\b", span.lower())
+        if stated:
+            return _YES_NO[stated[-1]]
+        found = {w for w in words if w in ("yes", "no")}
+        if len(found) == 1:
+            return _YES_NO[found.pop()]
+    return None
+
+
+def parse_number(token: str) -> float:
+    """A number token as `extract_number` finds it (``"1,234.5"``, ``"-3"``, ``"seven"``)."""
+    match = _NUMBER.fullmatch(token.strip())
+    if match is None:
+        raise ValueError(f"token must be a number or a number word, got {token!r}")
+    return _match_value(match)
+
+
+def _match_value(match: re.Match[str]) -> float:
+    if match.group("word"):
+        return float(_NUMBER_WORDS[match.group("word").lower()])
+    value = float(match.group("num").replace(",", ""))
+    return -value if match.group("sign") in ("-", "\u2212") else value
+
+
+def extract_number(text: str) -> float | None:
+    """The last number in the most explicit answer span, or ``None`` when there is none."""
+    for span in answer_spans(text):
+        matches = list(_NUMBER.finditer(span))
+        if matches:
+            return _match_value(matches[-1])
+    return None
+
+
+def mean_relative_accuracy(pred: float, gt: float, thresholds: Sequence[float] = MRA_THRESHOLDS) -> float:
+    """SIBench / VSI-Bench MRA: ``mean over theta of 1[|pred - gt| / |gt| < 1 - theta]``.
+
+    With the default thresholds 0.50 ... 0.95 a prediction within 5 % scores 1.0, one off by
+    20 % scores 0.6 (only the six thresholds whose tolerance exceeds 0.20 count), and one off
+    by 50 % or more scores 0.
+    """
+    for name, value in (("pred", pred), ("gt", gt)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if gt == 0:
+        raise ValueError("gt must be non-zero: the relative error |pred - gt| / |gt| is undefined at 0")
+    if not thresholds or any(not 0.0 <= t < 1.0 for t in thresholds):
+        raise ValueError(f"thresholds must be a non-empty sequence in [0, 1), got {thresholds!r}")
+    relative_error = abs(pred - gt) / abs(gt)
+    return sum(relative_error < 1.0 - t for t in thresholds) / len(thresholds)

@@ -1,0 +1,85 @@
+import math
+
+import pytest
+
+from cooper_lib.eval.metrics.quantities import (
+    CM_PER_UNIT,
+    Quantity,
+    extract_quantity,
+    normalize_unit,
+    qspatial_ratio,
+    qspatial_success,
+    to_cm,
+)
+
+
+def test_unit_table_and_conversion_to_cm():
+    assert CM_PER_UNIT == {"m": 100.0, "cm": 1.0, "mm": 0.1, "ft": 30.48, "in": 2.54}
+    assert to_cm(1.5, "meters") == pytest.approx(150.0)
+    assert to_cm(2, "Feet") == pytest.approx(60.96)
+    assert to_cm(10, "inches") == pytest.approx(25.4)
+    assert to_cm(5, "mm") == pytest.approx(0.5)
+    assert to_cm(42, "centimetres") == pytest.approx(42.0)
+    assert Quantity(70.0, "in").cm == pytest.approx(177.8)
+    assert normalize_unit(" Metre. ") == "m"
+    with pytest.raises(ValueError, match="unit must be one of"):
+        to_cm(1, "yards")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "unit"),
+    [
+        (r"... is approximately: \scalar{1} \distance_unit{meter}", 1.0, "m"),  # the benchmark's format
+        (r"\scalar{1-2} \distance_unit{feet}", 1.5, "ft"),  # mean of the numbers in the box
+        ("The table is about 1.5 m long.", 1.5, "m"),
+        ("It is 150cm.", 150.0, "cm"),
+        ("roughly 40 inches wide", 40.0, "in"),
+        ("2-3 feet", 2.5, "ft"),
+        ("2 to 3 meters", 2.5, "m"),
+        ("between 1 and 2 metres", 1.5, "m"),
+        ("between 1 m and 2 m", 1.5, "m"),
+        ("from 30 to 50 cm", 40.0, "cm"),
+        ("1 m - 2 m", 1.5, "m"),
+        ("5 ft 10 in", 70.0, "in"),
+        ("5 feet and 10 inches", 70.0, "in"),
+        ("5'10\"", 70.0, "in"),
+        ("1,500 mm", 1500.0, "mm"),
+        ("approx 1.2 m (120 cm)", 120.0, "cm"),  # the last mention
+        (r"First guess 3 m. <answer>\boxed{2.5\text{ m}}</answer>", 2.5, "m"),
+        ("<answer>About 80 centimeters.</answer> Earlier I said 2 m.", 80.0, "cm"),
+    ],
+)
+def test_extract_quantity(text, value, unit):
+    quantity = extract_quantity(text)
+    assert quantity is not None
+    assert quantity.value == pytest.approx(value)
+    assert quantity.unit == unit
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I cannot estimate that.",
+        "There are 2 in the corner.",  # "in" followed by a word is not a unit
+        "about 5 minutes",
+        "1.5",  # a number without a unit
+        r"\scalar{} \distance_unit{meter}",
+    ],
+)
+def test_extract_quantity_fails_without_a_length(text):
+    assert extract_quantity(text) is None
+
+
+def test_success_ratio_is_symmetric_and_strict():
+    assert qspatial_ratio(100.0, 96.0) == pytest.approx(100 / 96)
+    assert qspatial_ratio(50.0, 120.0) == pytest.approx(2.4)
+    assert qspatial_success(100.0, 96.0)
+    assert not qspatial_success(50.0, 120.0)
+    assert qspatial_success(60.0, 100.0) and not qspatial_success(60.0, 100.0, threshold=1.5)
+    assert not qspatial_success(200.0, 100.0)  # ratio exactly 2 is not < 2
+    assert not qspatial_success(50.0, 100.0)
+    assert qspatial_ratio(0.0, 10.0) == math.inf
+    with pytest.raises(ValueError, match="gt_cm"):
+        qspatial_ratio(1.0, 0.0)
+    with pytest.raises(ValueError, match="threshold"):
+        qspatial_success(1.0, 1.0, threshold=1.0)
