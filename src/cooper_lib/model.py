@@ -121,7 +121,7 @@ class SpatialModel(nn.Module):
         Args:
             input_ids, attention_mask, model_inputs: the backbone's inputs (as its processor makes them).
             labels: [B, T] next-token labels in transformers' convention (shifted inside; -100 ignored).
-                Query positions are never supervised by the LM loss.
+                Query and image-token positions are never supervised by the LM loss.
             aux_targets: per modality, one target per query block of that modality, in (sample,
                 position) order: depth [n, h, w] float metres (0, NaN, inf and negative values are
                 masked out, not used), segmentation [n, h, w] integer class ids (255 ignored),
@@ -133,7 +133,7 @@ class SpatialModel(nn.Module):
         out = SpatialOutput(query_states=self._query_states(hidden, positions))
         total: torch.Tensor | None = None
         if labels is not None:
-            out.lm_loss = self.lm_loss(hidden, labels, positions.mask)
+            out.lm_loss = self.lm_loss(hidden, labels, input_ids, positions.mask)
             total = self.config.lm_loss_weight * out.lm_loss
         for name, target in _check_targets(aux_targets, out.query_states, self.config).items():
             loss = self.heads[name].loss(out.query_states[name], target)
@@ -155,11 +155,17 @@ class SpatialModel(nn.Module):
                 states[name] = hidden[select].reshape(-1, k, hidden.shape[-1])
         return states
 
-    def lm_loss(self, hidden: torch.Tensor, labels: torch.Tensor, query_mask: torch.Tensor) -> torch.Tensor:
-        """Next-token cross-entropy from hidden states, through the fused `ops.linear_cross_entropy`."""
+    def lm_loss(
+        self, hidden: torch.Tensor, labels: torch.Tensor, input_ids: torch.Tensor, query_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Next-token cross-entropy from hidden states, through the fused `ops.linear_cross_entropy`.
+
+        Query and image-token positions are never targets, whatever `labels` holds there.
+        """
         if labels.shape != hidden.shape[:2]:
             raise ValueError(f"labels: expected shape {tuple(hidden.shape[:2])}, got {tuple(labels.shape)}")
-        labels = labels.masked_fill(query_mask, IGNORE_INDEX)[:, 1:]
+        ignored = query_mask | (input_ids == self.adapter.image_token_id)
+        labels = labels.masked_fill(ignored, IGNORE_INDEX)[:, 1:]
         keep = labels != IGNORE_INDEX
         head = self.adapter.output_embeddings()
         return ops.linear_cross_entropy(

@@ -18,7 +18,9 @@ from PIL import Image
 from torch import nn
 
 #: The chat template used when a processor ships none (tiny test processors, PaliGemma).
-#: `{IMAGE}` is replaced by the family's image placeholder before rendering.
+#: `{IMAGE}` is replaced by the family's image placeholder before rendering. Newlines are Jinja
+#: expressions because transformers renders templates with ``trim_blocks``, which eats a newline
+#: written right after a block tag.
 FALLBACK_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ message['role'] }}: "
@@ -27,7 +29,7 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% if part['type'] == 'image' %}{IMAGE}"
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}"
-    "{% if not (loop.last and continue_final_message is defined and continue_final_message) %}\n{% endif %}"
+    "{% if not (loop.last and continue_final_message is defined and continue_final_message) %}{{ '\\n' }}{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}assistant: {% endif %}"
 )

@@ -1,0 +1,69 @@
+"""Adapters for Qwen2-VL, Qwen2.5-VL and Qwen3-VL.
+
+The three share the visual layout: the processor resizes an image to multiples of
+``patch_size * merge_size``, reports its patch grid as ``image_grid_thw`` and fills one
+``<|image_pad|>`` per merged ``merge_size x merge_size`` patch block, row-major. The model needs
+``image_grid_thw`` and ``mm_token_type_ids`` to build its 3-D rotary positions (M-RoPE).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, VisualLayout
+from cooper_lib.backbones.registry import register_adapter
+
+
+class _QwenVLAdapter(BackboneAdapter):
+    """What the Qwen-VL generations share; each subclass only names its family."""
+
+    required_inputs = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
+    layout_notes = (
+        "(rows, cols) = image_grid_thw[1:] // spatial_merge_size: the merged patch grid, row-major; "
+        "the image's size sets it"
+    )
+
+    def image_placeholder(self, processor: Any) -> str:
+        """``<|vision_start|><|image_pad|><|vision_end|>``: the image token between the vision markers."""
+        tokenizer = self.tokenizer(processor)
+        marker_ids = (self.config.vision_start_token_id, self.config.vision_end_token_id)
+        start, end = tokenizer.convert_ids_to_tokens(list(marker_ids))
+        if start is None or end is None:
+            raise BackboneNotSupportedError(
+                f"processor: its tokenizer has no tokens for the vision markers {marker_ids} of this "
+                f"{self.model_type!r} model"
+            )
+        return f"{start}{super().image_placeholder(processor)}{end}"
+
+    def visual_layout(self, processor: Any, image_size: tuple[int, int]) -> VisualLayout:
+        """The merged patch grid the processor gives an image of `image_size` (height, width)."""
+        batch = self._single_image_inputs(processor, image_size)
+        frames, rows, cols = (int(v) for v in batch["image_grid_thw"][0])
+        merge = int(self.config.vision_config.spatial_merge_size)
+        grid = (rows // merge, cols // merge)
+        return VisualLayout(frames * grid[0] * grid[1], grid)
+
+    def check_processor(self, processor: Any) -> None:
+        """Also reject an image processor whose patch or merge size differs from the vision tower's."""
+        super().check_processor(processor)
+        vision = self.config.vision_config
+        self._check_processor_value(processor, "image_processor.patch_size", vision.patch_size)
+        self._check_processor_value(processor, "image_processor.merge_size", vision.spatial_merge_size)
+
+
+@register_adapter
+class Qwen2VLAdapter(_QwenVLAdapter):
+    family = "qwen2_vl"
+    model_types = ("qwen2_vl",)
+
+
+@register_adapter
+class Qwen25VLAdapter(_QwenVLAdapter):
+    family = "qwen2_5_vl"
+    model_types = ("qwen2_5_vl",)
+
+
+@register_adapter
+class Qwen3VLAdapter(_QwenVLAdapter):
+    family = "qwen3_vl"
+    model_types = ("qwen3_vl",)
