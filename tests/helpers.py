@@ -15,7 +15,8 @@ def images(n: int, size: int = 56) -> list[Image.Image]:
     """`n` distinct deterministic RGB images."""
     generator = torch.Generator().manual_seed(n)
     return [
-        Image.fromarray((torch.rand(size, size, 3, generator=generator) * 255).byte().numpy()) for _ in range(n)
+        Image.fromarray((torch.rand(size, size, 3, generator=generator) * 255).byte().numpy())
+        for _ in range(n)
     ]
 
 

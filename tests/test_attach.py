@@ -44,7 +44,9 @@ def test_attach_adds_tokens_with_mean_rows():
 def test_tags_decode_as_text_and_query_token_is_special():
     spatial = tiny_spatial(FAMILY)
     tokenizer = spatial.processor.tokenizer
-    ids = tokenizer.encode("<depth-estimation>x</depth-estimation><|perception_query|>", add_special_tokens=False)
+    ids = tokenizer.encode(
+        "<depth-estimation>x</depth-estimation><|perception_query|>", add_special_tokens=False
+    )
     assert tokenizer.decode(ids, skip_special_tokens=True) == "<depth-estimation>x</depth-estimation>"
 
 

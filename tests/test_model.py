@@ -53,13 +53,17 @@ def test_save_load_round_trip_is_exact(family, tmp_path):
     state, loaded_state = spatial.addition_state_dict(), loaded.addition_state_dict()
     assert state.keys() == loaded_state.keys()
     assert all(torch.equal(state[k], loaded_state[k]) for k in state)
-    assert torch.equal(loaded(**loaded.perception_inputs(images(2), "depth"), return_maps=True).maps["depth"], expected)
+    assert torch.equal(
+        loaded(**loaded.perception_inputs(images(2), "depth"), return_maps=True).maps["depth"], expected
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_generate_still_works(family):
     spatial = tiny_spatial(family)
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which is closer?"}]}]
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which is closer?"}]}
+    ]
     text = spatial.adapter.render_chat(spatial.processor, messages, add_generation_prompt=True)
     inputs = spatial.adapter.build_inputs(spatial.processor, [text], [images(1)])
     out = spatial.generate(**inputs, max_new_tokens=3, do_sample=False)

@@ -1,13 +1,15 @@
 """`add_spatial_heads`: the one verb that turns a Hugging Face MLLM into a `SpatialModel`.
 
 Every check runs before anything is changed, so a failed attach leaves the backbone and the
-tokenizer as they were. The changes, in order: tag and query tokens added to the tokenizer, the
-embeddings grown to hold them (new rows set to the mean of the existing vocabulary's rows, so
-they start at the scale of real tokens), queries and heads built, the query hook registered.
+tokenizer as they were; building the heads is one of the checks. The changes, in order: tag and
+query tokens added to the tokenizer, the embeddings grown to hold them (new rows set to the mean
+of the existing vocabulary's rows, so they start at the scale of real tokens), queries built, the
+query hook registered.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -17,6 +19,7 @@ from torch import nn
 
 from cooper_lib.backbones import BackboneAdapter, adapter_for
 from cooper_lib.config import ModalitySpec, SpatialConfig
+from cooper_lib.heads import build_head
 from cooper_lib.layout import PerceptionLayout
 from cooper_lib.model import SpatialModel
 
@@ -27,13 +30,14 @@ def add_spatial_heads(
     model: nn.Module,
     processor: Any,
     modalities: tuple[str, ...] | list[str] = ("depth", "segmentation"),
-    head: str = "dense",
+    head: str | dict[str, str] = "dense",
     *,
     query_grid: tuple[int, int] = (8, 8),
     output_size: tuple[int, int] = (64, 64),
     num_classes: int = 150,
     depth_mode: str = "metric",
     tags: dict[str, ModalitySpec | dict[str, str]] | None = None,
+    aux_tokenizer: str | os.PathLike | dict[str, str | os.PathLike] | None = None,
     **config_kwargs: Any,
 ) -> SpatialModel:
     """Attach perception queries and one generation head per modality to `model`.
@@ -44,17 +48,25 @@ def add_spatial_heads(
         processor: the model's own processor; its tokenizer receives the added tokens.
         modalities: auxiliary modalities (`"depth"`, `"segmentation"`, `"normals"`, or names
             defined in `tags`).
-        head: generation head (`"dense"`).
+        head: generation head (`"dense"`, `"flow"` or `"discrete"`) for every modality, or a dict
+            naming one per modality.
         query_grid: (rows, cols) of perception queries per request; K = rows * cols.
         output_size: (height, width) of the generated maps.
         num_classes: segmentation classes.
         depth_mode: `"metric"` or `"relative"`.
         tags: per modality, `ModalitySpec(open_tag, close_tag, instruction)` overriding COOPER's.
+        aux_tokenizer: folder of a saved map tokenizer (`VQTokenizer` for `"discrete"`,
+            `PatchTokenizer` for `"flow"`) for every modality, or a dict of folders per modality;
+            it becomes the `"tokenizer"` head option.
         config_kwargs: further `SpatialConfig` fields (head_width, loss weights, query_token, ...).
 
     Returns:
         the `SpatialModel`; the backbone is shared, not copied.
     """
+    if aux_tokenizer is not None:
+        config_kwargs["head_options"] = _with_tokenizer(
+            config_kwargs.get("head_options") or {}, aux_tokenizer
+        )
     config = SpatialConfig(
         modalities=tuple(modalities),
         head=head,
@@ -68,11 +80,36 @@ def add_spatial_heads(
     return attach_from_config(model, processor, config)
 
 
+def _with_tokenizer(
+    head_options: dict[str, Any], aux_tokenizer: str | os.PathLike | dict[str, str | os.PathLike]
+) -> dict[str, Any]:
+    """`head_options` with `aux_tokenizer` set as the `"tokenizer"` option (shared, or per modality)."""
+    if isinstance(aux_tokenizer, str | os.PathLike):
+        if "tokenizer" in head_options:
+            raise ValueError("aux_tokenizer: head_options already has a 'tokenizer'; give it in one place")
+        return {**head_options, "tokenizer": os.fspath(aux_tokenizer)}
+    if not isinstance(aux_tokenizer, dict):
+        raise TypeError(
+            f"aux_tokenizer: expected a folder path or a dict {{modality: folder}}, got {type(aux_tokenizer).__name__}"
+        )
+    options = dict(head_options)
+    for modality, folder in aux_tokenizer.items():
+        own = dict(options.get(modality, {}))
+        if "tokenizer" in own:
+            raise ValueError(
+                f"aux_tokenizer: head_options[{modality!r}] already has a 'tokenizer'; give it in one place"
+            )
+        options[modality] = {**own, "tokenizer": os.fspath(folder)}
+    return options
+
+
 def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) -> SpatialModel:
     """Attach what `config` describes; when `config` records `added_tokens` (a saved model), the
     tokenizer must give them the same ids, and the hidden size must match."""
     if isinstance(model, SpatialModel):
-        raise TypeError("model: expected a transformers model, got a SpatialModel (it already has spatial heads)")
+        raise TypeError(
+            "model: expected a transformers model, got a SpatialModel (it already has spatial heads)"
+        )
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     adapter = adapter_for(model)
@@ -83,7 +120,9 @@ def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) 
         )
     tokenizer = adapter.tokenizer(processor)
     if not hasattr(tokenizer, "add_tokens"):
-        raise TypeError(f"processor: expected a processor or tokenizer with add_tokens, got {type(processor).__name__}")
+        raise TypeError(
+            f"processor: expected a processor or tokenizer with add_tokens, got {type(processor).__name__}"
+        )
     adapter.check_processor(processor)
     if config.hidden_size is not None and config.hidden_size != adapter.hidden_size:
         raise ValueError(
@@ -99,6 +138,10 @@ def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) 
             f"assign {planned}; use the tokenizer the heads were trained with"
         )
 
+    # Heads are built before anything changes: a head that cannot be built (a missing tokenizer
+    # folder, a bad option) is one more check.
+    heads = {name: build_head(config, name, adapter.hidden_size) for name in config.modalities}
+
     # ---- every check passed: change the tokenizer and the embeddings
     base_rows = min(len(tokenizer), adapter.input_embeddings().num_embeddings)
     tokenizer.add_tokens([AddedToken(s, special=False, normalized=False) for s in strings[:-1]])
@@ -110,14 +153,16 @@ def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) 
     config.backbone_model_type = adapter.model_type
     layout = PerceptionLayout(config, tokenizer)
     query_init, query_pos = _query_tensors(adapter, config, base_rows)
-    spatial = SpatialModel(model, processor, config, adapter, layout, query_init, query_pos)
+    spatial = SpatialModel(model, processor, config, adapter, layout, query_init, query_pos, heads)
     setattr(adapter.model, _ATTACHED, True)
     return spatial
 
 
 def _token_strings(config: SpatialConfig) -> list[str]:
     """Tag strings of every modality, then the query token (last)."""
-    tags = [s for name in config.modalities for s in (config.spec(name).open_tag, config.spec(name).close_tag)]
+    tags = [
+        s for name in config.modalities for s in (config.spec(name).open_tag, config.spec(name).close_tag)
+    ]
     return [*tags, config.query_token]
 
 

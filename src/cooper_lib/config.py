@@ -22,7 +22,9 @@ class ModalitySpec:
 #: COOPER's plain-text tags and stage-1 instructions (see the paper's official code).
 DEFAULT_MODALITIES: dict[str, ModalitySpec] = {
     "depth": ModalitySpec(
-        "<depth-estimation>", "</depth-estimation>", "Estimate the depth of the image and generate the depth map."
+        "<depth-estimation>",
+        "</depth-estimation>",
+        "Estimate the depth of the image and generate the depth map.",
     ),
     "segmentation": ModalitySpec(
         "<segmentation>", "</segmentation>", "Segment the objects in the image with different colors."
@@ -34,6 +36,7 @@ DEFAULT_MODALITIES: dict[str, ModalitySpec] = {
     ),
 }
 
+
 @dataclass
 class SpatialConfig:
     """Everything needed to rebuild the spatial additions on a backbone.
@@ -41,7 +44,8 @@ class SpatialConfig:
     Attributes:
         modalities: auxiliary modalities to attach, in order (names from `DEFAULT_MODALITIES`
             unless `tags` defines them).
-        head: generation head type for every modality (a name from `cooper_lib.heads.head_names()`).
+        head: generation head type (a name from `cooper_lib.heads.head_names()`) for every modality,
+            or a dict naming one for each modality, e.g. `{"depth": "flow", "segmentation": "dense"}`.
         query_grid: (rows, cols) of perception queries per block; K = rows * cols.
         output_size: (height, width) of the maps the heads produce.
         num_classes: segmentation classes.
@@ -50,6 +54,8 @@ class SpatialConfig:
         query_token: the placeholder token repeated K times after a tag.
         head_width: channel width of the dense decoder.
         head_options: options of non-dense heads (tokenizer, sampler settings), JSON-serialisable.
+            Keys that name a modality hold a dict of options for that modality's head alone; the
+            other keys go to every modality's head (see `cooper_lib.heads.options`).
         aux_loss_weights: per-modality weight of the auxiliary loss.
         lm_loss_weight: weight of the language-model loss when labels are given.
         silog_lambda: variance weight of the SILog depth loss.
@@ -58,7 +64,7 @@ class SpatialConfig:
     """
 
     modalities: tuple[str, ...] = ("depth", "segmentation")
-    head: str = "dense"
+    head: str | dict[str, str] = "dense"
     query_grid: tuple[int, int] = (8, 8)
     output_size: tuple[int, int] = (64, 64)
     num_classes: int = 150
@@ -77,6 +83,8 @@ class SpatialConfig:
 
     def __post_init__(self) -> None:
         self.modalities = tuple(self.modalities)
+        if isinstance(self.head, dict):
+            self.head = dict(self.head)
         self.query_grid = tuple(int(v) for v in self.query_grid)
         self.output_size = tuple(int(v) for v in self.output_size)
         self.tags = {k: v if isinstance(v, ModalitySpec) else ModalitySpec(**v) for k, v in self.tags.items()}
@@ -85,6 +93,10 @@ class SpatialConfig:
     @property
     def num_queries(self) -> int:
         return self.query_grid[0] * self.query_grid[1]
+
+    def head_for(self, modality: str) -> str:
+        """The head type of `modality`: `head` itself, or its entry when `head` is per modality."""
+        return self.head[modality] if isinstance(self.head, dict) else self.head
 
     def spec(self, modality: str) -> ModalitySpec:
         """Tag pair and instruction for `modality` (user overrides first, then COOPER's defaults)."""
@@ -101,12 +113,29 @@ class SpatialConfig:
             raise ValueError(f"modalities: expected distinct names, got {list(self.modalities)}")
         from cooper_lib.heads import head_names
 
-        if self.head not in head_names():
+        if isinstance(self.head, dict):
+            if set(self.head) != set(self.modalities):
+                raise ValueError(
+                    f"head: a per-modality dict must name one head for each of {list(self.modalities)}, "
+                    f"got keys {sorted(self.head)}"
+                )
+            for name, value in self.head.items():
+                if value not in head_names():
+                    raise ValueError(f"head: expected one of {head_names()} for {name!r}, got {value!r}")
+        elif not isinstance(self.head, str):
+            raise TypeError(
+                f"head: expected a head name or a dict {{modality: name}}, got {type(self.head).__name__}"
+            )
+        elif self.head not in head_names():
             raise ValueError(f"head: expected one of {head_names()}, got {self.head!r}")
+        if not isinstance(self.head_options, dict):
+            raise TypeError(f"head_options: expected a dict, got {type(self.head_options).__name__}")
         if len(self.query_grid) != 2 or min(self.query_grid) < 1:
             raise ValueError(f"query_grid: expected two positive ints (rows, cols), got {self.query_grid}")
         if len(self.output_size) != 2 or min(self.output_size) < 1:
-            raise ValueError(f"output_size: expected two positive ints (height, width), got {self.output_size}")
+            raise ValueError(
+                f"output_size: expected two positive ints (height, width), got {self.output_size}"
+            )
         if self.depth_mode not in ("metric", "relative"):
             raise ValueError(f"depth_mode: expected 'metric' or 'relative', got {self.depth_mode!r}")
         if self.num_classes < 1:
@@ -132,7 +161,9 @@ class SpatialConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"config: unknown SpatialConfig fields {unknown}; expected a subset of {sorted(names)}")
+            raise ValueError(
+                f"config: unknown SpatialConfig fields {unknown}; expected a subset of {sorted(names)}"
+            )
         return cls(**data)
 
     def save(self, directory: str | Path) -> Path:

@@ -21,8 +21,8 @@ from cooper_lib.backbones.tiny import build_tiny_backbone, tiny_families
 from cooper_lib.data.synthetic import SEMANTIC_CLASSES, SceneConfig, SpatialScene, render_scenes
 from cooper_lib.eval.metrics.depth import abs_rel, delta_accuracy
 from cooper_lib.eval.metrics.segmentation import confusion_matrix, mean_iou
-from cooper_lib.model import SpatialModel
 from cooper_lib.modalities import SegmentationCodec, make_grid
+from cooper_lib.model import SpatialModel
 
 MODALITIES = ("depth", "segmentation")
 
@@ -37,9 +37,21 @@ class DemoConfig:
     train_scenes: int = 2000
     eval_scenes: int = 64
     image_size: int = 64
+    map_size: int = 32
+    head_width: int = 64
     lr: float = 1e-3
     seed: int = 0
     out: str = "demo_out"
+
+
+@dataclass
+class DemoResult:
+    """Held-out metrics before and after training, the loss of every step, and the files written."""
+
+    before: dict[str, float]
+    after: dict[str, float]
+    losses: list[float]
+    files: list[Path]
 
 
 def evaluate(model: SpatialModel, scenes: list[SpatialScene], batch_size: int) -> dict[str, float]:
@@ -69,7 +81,9 @@ def train(model: SpatialModel, scenes: list[SpatialScene], config: DemoConfig) -
     """Stage-1 training: each step asks for depth on half the batch and segmentation on the other half."""
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.1
+    )
     generator = torch.Generator().manual_seed(config.seed)
     losses = []
     bar = tqdm(range(config.steps), desc="stage-1 training", unit="step")
@@ -89,7 +103,7 @@ def train(model: SpatialModel, scenes: list[SpatialScene], config: DemoConfig) -
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses
@@ -99,8 +113,8 @@ def save_grids(model: SpatialModel, scenes: list[SpatialScene], out: Path) -> li
     """PNG grids of input / target / prediction for depth and segmentation."""
     depth = model.perceive([s.rgb for s in scenes], "depth")
     semantic = model.perceive([s.rgb for s in scenes], "segmentation")
-    depth_rows = [(s.rgb, s.depth, d) for s, d in zip(scenes, depth)]
-    seg_rows = [(s.rgb, s.semantic, p) for s, p in zip(scenes, semantic)]
+    depth_rows = [(s.rgb, s.depth, d) for s, d in zip(scenes, depth, strict=True)]
+    seg_rows = [(s.rgb, s.semantic, p) for s, p in zip(scenes, semantic, strict=True)]
     codec = SegmentationCodec(num_classes=len(SEMANTIC_CLASSES), palette="auto")
     paths = [out / "demo_depth.png", out / "demo_segmentation.png"]
     make_grid(depth_rows, "depth", encoding="spectral", min_depth=0.1, max_depth=20.0).save(paths[0])
@@ -108,8 +122,8 @@ def save_grids(model: SpatialModel, scenes: list[SpatialScene], out: Path) -> li
     return paths
 
 
-def run(config: DemoConfig) -> dict[str, dict[str, float]]:
-    """Run the whole demo and return the metrics before and after training."""
+def run(config: DemoConfig) -> DemoResult:
+    """Run the whole demo: render scenes, attach heads, measure, train, measure, save grids and heads."""
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     out = Path(config.out)
@@ -124,7 +138,8 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
         processor,
         MODALITIES,
         num_classes=len(SEMANTIC_CLASSES),
-        output_size=(config.image_size, config.image_size),
+        output_size=(config.map_size, config.map_size),
+        head_width=config.head_width,
     )
     params = sum(p.numel() for p in model.parameters())
     print(f"tiny {config.family} backbone + depth/segmentation dense heads: {params / 1e6:.2f}M parameters")
@@ -132,12 +147,12 @@ def run(config: DemoConfig) -> dict[str, dict[str, float]]:
     losses = train(model, train_scenes, config)
     after = evaluate(model, eval_scenes, config.batch_size)
     grids = save_grids(model, eval_scenes[:4], out)
-    model.save_pretrained(out / "heads")
+    heads = model.save_pretrained(out / "heads")
     _print_table(before, after)
     print(f"loss: first 20 steps {sum(losses[:20]) / 20:.3f}, last 20 steps {sum(losses[-20:]) / 20:.3f}")
     print(f"saved {', '.join(str(p) for p in grids)} and the heads in {out / 'heads'}")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
-    return {"before": before, "after": after}
+    return DemoResult(before, after, losses, [*grids, heads])
 
 
 def _print_table(before: dict[str, float], after: dict[str, float]) -> None:
@@ -157,13 +172,22 @@ def _resize(maps: torch.Tensor, size: torch.Size, mode: str) -> torch.Tensor:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `cooper-lib demo`."""
     defaults = DemoConfig()
-    parser = subparsers.add_parser("demo", help="train dense depth/segmentation heads on a tiny backbone (CPU)")
-    parser.add_argument("--family", default=defaults.family, choices=tiny_families(), help="tiny backbone family")
+    parser = subparsers.add_parser(
+        "demo", help="train dense depth/segmentation heads on a tiny backbone (CPU)"
+    )
+    parser.add_argument(
+        "--family", default=defaults.family, choices=tiny_families(), help="tiny backbone family"
+    )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
     parser.add_argument("--train-scenes", type=int, default=defaults.train_scenes, help="training scenes")
     parser.add_argument("--eval-scenes", type=int, default=defaults.eval_scenes, help="held-out scenes")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size, help="scene width and height (px)")
+    parser.add_argument(
+        "--image-size", type=int, default=defaults.image_size, help="scene width and height (px)"
+    )
+    parser.add_argument(
+        "--map-size", type=int, default=defaults.map_size, help="side of the generated maps (px)"
+    )
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (one-cycle)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of scenes and weights")
     parser.add_argument("--out", default=defaults.out, help="output folder for grids and heads")
@@ -171,11 +195,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    for name, value in (("steps", args.steps), ("batch_size", args.batch_size), ("eval_scenes", args.eval_scenes)):
+    positive = ("steps", "batch_size", "train_scenes", "eval_scenes", "image_size", "map_size")
+    for name in positive:
+        value = getattr(args, name)
         if value < 1:
             raise SystemExit(f"--{name.replace('_', '-')}: expected a positive int, got {value}")
     if args.batch_size < 2:
-        raise SystemExit(f"--batch-size: expected at least 2 (depth and segmentation halves), got {args.batch_size}")
+        raise SystemExit(
+            f"--batch-size: expected at least 2 (depth and segmentation halves), got {args.batch_size}"
+        )
     config = DemoConfig(
         family=args.family,
         steps=args.steps,
@@ -183,6 +211,7 @@ def _main(args: argparse.Namespace) -> int:
         train_scenes=args.train_scenes,
         eval_scenes=args.eval_scenes,
         image_size=args.image_size,
+        map_size=args.map_size,
         lr=args.lr,
         seed=args.seed,
         out=args.out,

@@ -74,6 +74,7 @@ class SpatialModel(nn.Module):
         layout: PerceptionLayout,
         query_init: torch.Tensor,
         query_pos: torch.Tensor,
+        heads: Mapping[str, nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -85,11 +86,13 @@ class SpatialModel(nn.Module):
             {name: nn.Parameter(query_init.clone()) for name in config.modalities}
         )
         self.register_buffer("query_pos", query_pos, persistent=False)
-        self.heads = nn.ModuleDict(
-            {name: build_head(config, name, config.hidden_size).to(query_init.device) for name in config.modalities}
-        )
+        if heads is None:
+            heads = {name: build_head(config, name, config.hidden_size) for name in config.modalities}
+        self.heads = nn.ModuleDict({name: heads[name].to(query_init.device) for name in config.modalities})
         self.register_buffer(
-            "added_token_ids", torch.tensor(sorted(config.added_tokens.values()), dtype=torch.long), persistent=False
+            "added_token_ids",
+            torch.tensor(sorted(config.added_tokens.values()), dtype=torch.long),
+            persistent=False,
         )
         self._hook = adapter.input_embeddings().register_forward_hook(self._substitute_queries)
 
@@ -103,7 +106,9 @@ class SpatialModel(nn.Module):
         table = torch.stack([self.queries[name] for name in self.config.modalities]) + self.query_pos
         flat = output.reshape(-1, output.shape[-1]).clone()
         mask = positions.mask.reshape(-1)
-        flat[mask] = table[positions.modality.reshape(-1)[mask], positions.rank.reshape(-1)[mask]].to(flat.dtype)
+        flat[mask] = table[positions.modality.reshape(-1)[mask], positions.rank.reshape(-1)[mask]].to(
+            flat.dtype
+        )
         return flat.reshape(output.shape)
 
     # ------------------------------------------------------------------ forward
@@ -128,7 +133,9 @@ class SpatialModel(nn.Module):
                 normals [n, 3, h, w] float (non-finite pixels masked).
             return_maps: also generate the maps of every block (under no_grad).
         """
-        hidden = self.adapter.hidden_states(input_ids=input_ids, attention_mask=attention_mask, **model_inputs)
+        hidden = self.adapter.hidden_states(
+            input_ids=input_ids, attention_mask=attention_mask, **model_inputs
+        )
         positions = self.layout.locate(input_ids)
         out = SpatialOutput(query_states=self._query_states(hidden, positions))
         total: torch.Tensor | None = None
@@ -191,7 +198,9 @@ class SpatialModel(nn.Module):
             raise ValueError("images: expected at least one image, got an empty sequence")
         modalities = [modality] * len(pil_images) if isinstance(modality, str) else list(modality)
         if len(modalities) != len(pil_images):
-            raise ValueError(f"modality: expected one name per image ({len(pil_images)}), got {len(modalities)}")
+            raise ValueError(
+                f"modality: expected one name per image ({len(pil_images)}), got {len(modalities)}"
+            )
         texts = []
         for name in modalities:
             self._check_modality(name)
@@ -203,7 +212,9 @@ class SpatialModel(nn.Module):
                 {"role": "assistant", "content": self.layout.query_text()},
             ]
             texts.append(self.adapter.render_chat(self.processor, messages, continue_final_message=True))
-        return self.adapter.build_inputs(self.processor, texts, [[image] for image in pil_images], **processor_kwargs)
+        return self.adapter.build_inputs(
+            self.processor, texts, [[image] for image in pil_images], **processor_kwargs
+        )
 
     @torch.no_grad()
     def perceive(self, images: Sequence[Any] | Any, modality: str) -> torch.Tensor:
@@ -259,7 +270,9 @@ class SpatialModel(nn.Module):
             for name, param in self.queries.items():
                 param.copy_(state[f"queries.{name}"])
             self.query_pos.copy_(state["query_pos"])
-            self.heads.load_state_dict({k[len("heads.") :]: v for k, v in state.items() if k.startswith("heads.")})
+            self.heads.load_state_dict(
+                {k[len("heads.") :]: v for k, v in state.items() if k.startswith("heads.")}
+            )
             embed = self.adapter.input_embeddings().weight
             embed[self.added_token_ids.to(embed.device)] = state["embed_tokens.rows"].to(embed)
             if "lm_head.rows" in state:
@@ -322,7 +335,9 @@ class SpatialModel(nn.Module):
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             info = api.upload_folder(
-                repo_id=repo_id, folder_path=tmp, commit_message=commit_message or "Upload cooper-lib spatial heads"
+                repo_id=repo_id,
+                folder_path=tmp,
+                commit_message=commit_message or "Upload cooper-lib spatial heads",
             )
         return str(getattr(info, "commit_url", info))
 
@@ -344,7 +359,9 @@ def _check_targets(
         blocks = states[name].shape[0] if name in states else 0
         if kind == "normals":
             if target.ndim != 4 or target.shape[1] != 3:
-                raise ValueError(f"{where}: expected normals of shape [n, 3, h, w], got {tuple(target.shape)}")
+                raise ValueError(
+                    f"{where}: expected normals of shape [n, 3, h, w], got {tuple(target.shape)}"
+                )
         else:
             if target.ndim == 4 and target.shape[1] == 1:
                 target = target[:, 0]
@@ -378,7 +395,9 @@ def _to_pil(image: Any, name: str) -> Image.Image:
             image = np.moveaxis(image, 0, -1)
     if isinstance(image, np.ndarray):
         if image.ndim == 3 and image.shape[-1] in (1, 3):
-            array = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+            array = (
+                image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+            )
             return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).convert("RGB")
         raise ValueError(f"{name}: expected an RGB image [H, W, 3] or [3, H, W], got shape {image.shape}")
     raise TypeError(f"{name}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")

@@ -1,0 +1,28 @@
+import pytest
+
+from cooper_lib.cli import build_parser, main
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "data" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--steps", "0"], "--steps: expected a positive int, got 0"),
+        (["demo", "--batch-size", "1"], "--batch-size: expected at least 2"),
+    ],
+)
+def test_demo_rejects_bad_flags(argv, message):
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
+
+
+def test_demo_flags_parse():
+    args = build_parser().parse_args(["demo", "--family", "llava", "--steps", "5", "--out", "x"])
+    assert (args.family, args.steps, args.out) == ("llava", 5, "x")
