@@ -39,6 +39,8 @@ class DenseHead(PerceptionHead):
         depth_mode: `"metric"` (SILog) or `"relative"` (scale-and-shift invariant).
         silog_lambda: variance weight of SILog.
         dice_weight: weight of the Dice term of the segmentation loss.
+        init_depth: depth (metres) the untrained head predicts everywhere; a mid-range prior
+            spares SILog (which weighs the global scale by only 1 - lambda) learning the scale.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class DenseHead(PerceptionHead):
         depth_mode: str = "metric",
         silog_lambda: float = 0.85,
         dice_weight: float = 1.0,
+        init_depth: float = 3.0,
     ) -> None:
         super().__init__()
         if kind not in MAP_KINDS:
@@ -79,6 +82,8 @@ class DenseHead(PerceptionHead):
         blocks.append(ConvNormAct(channels, channels, 3, norm_layer="groupnorm", act_layer="gelu"))
         self.decoder = nn.Sequential(*blocks)
         self.out = nn.Conv2d(channels, out_channels, 1)
+        if kind == "depth":
+            nn.init.constant_(self.out.bias, math.log(init_depth))
 
     @classmethod
     def from_config(cls, config: SpatialConfig, modality: str, hidden_size: int) -> DenseHead:
