@@ -1,0 +1,178 @@
+"""Writing synthetic datasets to disk: PNG maps, scene metadata and the records of one stage.
+
+Layout of a dataset folder (all paths in records are relative to it):
+
+    manifest.json          stage, n, seed, SceneConfig, class names, depth scale, record count
+    scenes.jsonl           one line per scene: metadata (camera, light, room, objects) and its files
+    records.jsonl          the stage's records (`cooper_lib.data.records`)
+    images/000000.png      RGB, 8 bit
+    depth/000000.png       z-depth, 16 bit, millimetres (0: no depth)
+    semantic/000000.png    class ids, 8 bit (`SEMANTIC_CLASSES`)
+    instance/000000.png    instance ids, 8 bit (0: no object)
+    normals/000000.png     camera-frame normals as (n + 1) / 2, 8 bit
+    maps/000000_depth.png, maps/000000_segmentation.png   pseudo-images (SFT only)
+
+The manifest is written last, so a folder without one is an interrupted write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from cooper_lib.data.records import TOOL_INSTRUCTIONS, QARecord, Stage1Record, tool_call, write_jsonl
+
+from .config import SEMANTIC_CLASSES, SceneConfig
+from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
+from .qa import make_qa
+from .render import iter_scenes
+from .scene import SpatialScene
+from .traces import SceneFiles, default_codecs, make_traces, pseudo_images
+
+STAGES: tuple[str, ...] = ("stage1", "sft", "grpo", "eval")
+FORMAT = "cooper-lib/synthetic"
+FORMAT_VERSION = 1
+_FOLDERS = ("images", "depth", "semantic", "instance", "normals")
+
+
+def _save_scene(root: Path, name: str, scene: SpatialScene) -> dict[str, str]:
+    files = {folder: f"{folder}/{name}.png" for folder in _FOLDERS}
+    save_rgb(root / files["images"], scene.rgb)
+    save_depth(root / files["depth"], scene.depth)
+    save_ids(root / files["semantic"], scene.semantic)
+    save_ids(root / files["instance"], scene.instance)
+    save_normals(root / files["normals"], scene.normals)
+    return files
+
+
+def _stage1_records(name: str, files: dict[str, str]) -> list[Stage1Record]:
+    return [
+        Stage1Record(
+            f"{name}-depth", files["images"], "depth", files["depth"], tool_call("depth"), DEPTH_SCALE
+        ),
+        Stage1Record(
+            f"{name}-segmentation",
+            files["images"],
+            "segmentation",
+            files["semantic"],
+            tool_call("segmentation"),
+        ),
+    ]
+
+
+def write_dataset(
+    root: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    stage: str = "sft",
+    config: SceneConfig | None = None,
+    *,
+    questions_per_scene: int = 4,
+    tool_ratio: float = 0.5,
+    batch_size: int | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
+
+    Args:
+        root: dataset folder (created; must not hold a dataset unless `overwrite`).
+        n: number of scenes.
+        seed: dataset seed; scene i has seed `scene_seed(seed, i)`.
+        stage: "stage1" (a depth and a segmentation record per scene), "sft" (interleaved traces),
+            "grpo" or "eval" (questions with exact answers).
+        config: scene configuration (default `SceneConfig()`).
+        questions_per_scene: questions per scene for sft, grpo and eval (drawn over categories).
+        tool_ratio: share of tool-using traces among questions a map helps with (sft).
+        batch_size: scenes rendered per batch (default `default_batch_size`).
+        progress: show a tqdm progress bar.
+        overwrite: replace the files of an existing dataset in `root`.
+
+    Returns:
+        The dataset folder.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage: expected one of {STAGES}, got {stage!r}")
+    if n < 1:
+        raise ValueError(f"n: expected at least one scene, got {n}")
+    if questions_per_scene < 1:
+        raise ValueError(f"questions_per_scene: expected >= 1, got {questions_per_scene}")
+    config = config or SceneConfig()
+    root = Path(root)
+    if (root / "manifest.json").exists():
+        if not overwrite:
+            raise FileExistsError(f"root: {root} already holds a dataset; pass overwrite=True to replace it")
+        for folder in (*_FOLDERS, "maps"):
+            shutil.rmtree(root / folder, ignore_errors=True)
+    for folder in _FOLDERS + (("maps",) if stage == "sft" else ()):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    codecs = default_codecs()
+    scene_lines, records = [], []
+    scenes = iter_scenes(n, seed, config, batch_size)
+    for index, scene in enumerate(tqdm(scenes, total=n, desc=f"synth {stage}", disable=not progress)):
+        name = f"{index:06d}"
+        files = _save_scene(root, name, scene)
+        scene_lines.append({"index": index, "name": name, "files": files, **scene.metadata()})
+        if stage == "stage1":
+            records += _stage1_records(name, files)
+            continue
+        rng = random.Random(f"qa-{scene.seed}")
+        questions = make_qa(scene, rng, max_questions=questions_per_scene)
+        if stage == "sft":
+            drawn = pseudo_images(scene, codecs)
+            maps = {m: f"maps/{name}_{m}.png" for m in drawn}
+            for modality, image in drawn.items():
+                save_rgb(root / maps[modality], image)
+            scene_files = SceneFiles(
+                files["images"], files["depth"], files["semantic"], maps["depth"], maps["segmentation"]
+            )
+            records += make_traces(
+                scene, questions, rng, tool_ratio=tool_ratio, files=scene_files, id_prefix=f"{name}-"
+            )
+        else:
+            records += [
+                QARecord(
+                    id=f"{name}-{k}",
+                    image=files["images"],
+                    question=q.prompt,
+                    answer=q.answer,
+                    answer_type=q.answer_type,
+                    category=q.category,
+                    cpr=q.cpr,
+                    modality=q.modality,
+                    unit=q.unit,
+                    choices=list(q.choices),
+                    value=q.value,
+                    meta={
+                        "scene": index,
+                        "scene_seed": scene.seed,
+                        "objects": list(q.objects),
+                        "subject": q.subject,
+                        "phrase": q.answer_phrase,
+                    },
+                )
+                for k, q in enumerate(questions)
+            ]
+    write_jsonl(root / "scenes.jsonl", scene_lines)
+    count = write_jsonl(root / "records.jsonl", records)
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "stage": stage,
+        "n": n,
+        "seed": seed,
+        "records": count,
+        "config": config.to_dict(),
+        "classes": list(SEMANTIC_CLASSES),
+        "depth_scale": DEPTH_SCALE,
+        "instructions": TOOL_INSTRUCTIONS,
+        "codecs": {m: c.config for m, c in codecs.items()} if stage == "sft" else None,
+        "tool_ratio": tool_ratio if stage == "sft" else None,
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return root

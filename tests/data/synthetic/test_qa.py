@@ -1,0 +1,180 @@
+"""Every answer of make_qa is recomputed here from the metadata and the maps, independently."""
+
+import math
+import random
+from collections import Counter
+
+import pytest
+import torch
+
+from cooper_lib.data.synthetic import (
+    CATEGORIES,
+    CATEGORY_INFO,
+    COLOURS,
+    SHAPES,
+    SceneConfig,
+    SpatialQuestion,
+    make_qa,
+    render_scenes,
+)
+from cooper_lib.data.synthetic.qa import LETTERS, default_min_pixels
+
+SCENES = render_scenes(40, seed=21, config=SceneConfig(width=64, height=64, min_objects=2, max_objects=7))
+
+
+def chosen(q: SpatialQuestion) -> str:
+    return q.choices[LETTERS.index(q.answer)]
+
+
+def by_name(scene, text: str):
+    return next(o for o in scene.objects if text == f"the {o.name}")
+
+
+def extent(scene, obj, axis: int) -> tuple[int, int]:
+    """(first, last) column (axis 0) or row (axis 1) of the object's pixels in the instance map."""
+    rows, cols = (scene.instance == obj.instance_id).nonzero(as_tuple=True)
+    values = cols if axis == 0 else rows
+    return values.min().item(), values.max().item()
+
+
+def check(scene, q: SpatialQuestion) -> None:
+    objs = [scene.objects[i - 1] for i in q.objects]
+    yes = q.answer == "yes"
+    if q.category == "relative_depth":
+        closer = "closer" in q.question
+        if q.answer_type == "choice":
+            pick = by_name(scene, chosen(q))
+            other = next(o for o in objs if o is not pick)
+            assert (pick.distance < other.distance) == closer
+        else:
+            a, b = objs
+            assert yes == ((a.distance < b.distance) == closer)
+    elif q.category == "closest_object":
+        distances = {f"the {o.name}": o.distance for o in objs}
+        best = min if "closest" in q.question else max
+        assert chosen(q) == best(distances, key=distances.get)
+    elif q.category == "distance_camera":
+        assert q.value == pytest.approx(
+            objs[0].distance * (100 if q.unit == "cm" else 1), abs=0.5 if q.unit == "cm" else 0.005
+        )
+    elif q.category == "distance_between":
+        metres = math.dist(objs[0].centre, objs[1].centre)
+        assert q.value == pytest.approx(
+            metres * (100 if q.unit == "cm" else 1), abs=0.5 if q.unit == "cm" else 0.005
+        )
+    elif q.category in ("height", "width"):
+        metres = objs[0].size[1 if q.category == "height" else 0]
+        assert q.value == pytest.approx(
+            metres * (100 if q.unit == "cm" else 1), abs=0.5 if q.unit == "cm" else 0.005
+        )
+    elif q.category == "size_compare":
+        assert by_name(scene, chosen(q)).size[1] == max(o.size[1] for o in objs)
+    elif q.category in ("count_shape", "count_colour"):
+        ids = scene.instance.unique().tolist()
+        attribute = "shape" if q.category == "count_shape" else "colour"
+        counted = [
+            i
+            for i in ids
+            if i > 0
+            and getattr(scene.objects[i - 1], attribute) == q.subject
+            and (scene.instance == i).sum() >= default_min_pixels(scene)
+        ]
+        assert int(q.answer) == len(counted)
+    elif q.category in ("left_right", "above_below"):
+        axis = 0 if q.category == "left_right" else 1
+        (a0, a1), (b0, b1) = extent(scene, objs[0], axis), extent(scene, objs[1], axis)
+        assert a1 < b0 or b1 < a0
+        first = objs[0] if a1 < b0 else objs[1]  # the one further left, or higher in the image
+        asks_first = "left" in q.question if axis == 0 else "above" in q.question
+        if q.answer_type == "choice":
+            assert (by_name(scene, chosen(q)) is first) == asks_first
+        else:
+            assert yes == ((first is objs[0]) == asks_first)
+    elif q.category == "occlusion":
+        obj = objs[0]
+        hidden = 1 - (scene.instance == obj.instance_id).sum().item() / obj.projected_pixels
+        assert yes == (hidden >= 0.25)
+    elif q.category == "existence":
+        named = [(c, s) for c in COLOURS for s in SHAPES if f"{c} {s}" in q.question]
+        assert len(named) == 1
+        present = any((o.colour, o.shape) == named[0] for o in scene.objects)
+        assert yes == present
+    elif q.category == "colour":
+        assert chosen(q) == objs[0].colour
+        assert objs[0].shape in q.question
+    elif q.category == "shape":
+        assert chosen(q) == objs[0].shape
+        assert objs[0].colour in q.question
+    else:
+        raise AssertionError(q.category)
+
+
+def test_answers_agree_with_metadata_and_maps():
+    seen = Counter()
+    for scene in SCENES:
+        for q in make_qa(scene, scene.seed, per_category=3):
+            check(scene, q)
+            seen[q.category] += 1
+            assert (q.modality, q.cpr) == CATEGORY_INFO[q.category]
+    assert set(seen) == set(CATEGORIES)
+
+
+def test_answer_formats():
+    for scene in SCENES[:10]:
+        for q in make_qa(scene, 0):
+            if q.answer_type == "choice":
+                assert q.answer in LETTERS[: len(q.choices)] and len(set(q.choices)) == len(q.choices)
+                assert q.prompt.endswith("Answer with the option's letter.")
+            elif q.answer_type == "yes-no":
+                assert q.answer in ("yes", "no")
+            elif q.answer_type == "count":
+                assert q.answer == str(int(q.value))
+            else:
+                assert q.unit in ("m", "cm") and float(q.answer) == q.value
+                assert q.boxed == f"{q.answer} {q.unit}"
+
+
+def test_deterministic_per_seed_and_paraphrased():
+    scene = SCENES[0]
+    assert make_qa(scene, 5) == make_qa(scene, 5)
+    assert make_qa(scene, 5) == make_qa(scene, random.Random(5))
+    stems = {q.question.split(" the ")[0] for s in SCENES for q in make_qa(s, s.seed, categories=["height"])}
+    assert len(stems) >= 3
+
+
+def test_letters_are_shuffled():
+    letters = Counter(
+        q.answer for s in SCENES for q in make_qa(s, s.seed, per_category=5) if q.answer_type == "choice"
+    )
+    assert letters["A"] > 10 and letters["B"] > 10 and letters["C"] > 3
+
+
+def test_filters_and_limits():
+    scene = max(SCENES, key=lambda s: len(s.objects))
+    only = make_qa(scene, 0, categories=["count_shape", "existence"], per_category=2)
+    assert {q.category for q in only} <= {"count_shape", "existence"} and len(only) <= 4
+    assert len(make_qa(scene, 0, max_questions=3)) == 3
+    with pytest.raises(ValueError, match="categories"):
+        make_qa(scene, 0, categories=["weather"])
+    with pytest.raises(ValueError, match="per_category"):
+        make_qa(scene, 0, per_category=0)
+
+
+def test_tiny_objects_are_never_asked_about():
+    scene = SCENES[3]
+    threshold = max(o.visible_pixels for o in scene.objects) + 1
+    questions = make_qa(scene, 0, min_pixels=threshold, per_category=5)
+    assert all(not q.objects for q in questions)  # only counts of zero and absent objects remain
+    assert all(q.answer in ("0", "no") for q in questions)
+
+
+def test_round_trip_through_dict():
+    for q in make_qa(SCENES[1], 0):
+        assert SpatialQuestion.from_dict(q.to_dict()) == q
+
+
+def test_scene_maps_unchanged_by_qa():
+    scene = SCENES[2]
+    before = scene.instance.clone()
+    make_qa(scene, 0)
+    assert torch.equal(before, scene.instance)

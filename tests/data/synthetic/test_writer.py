@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torch
+
+from cooper_lib.data.records import REFLECTION_PROMPT
+from cooper_lib.data.synthetic import SceneConfig, render_scenes, write_dataset
+from cooper_lib.data.synthetic.files import load_depth, load_ids
+
+CONFIG = SceneConfig(width=32, height=24, min_objects=2, max_objects=4)
+
+
+def test_layout_and_manifest(tmp_path):
+    root = write_dataset(
+        tmp_path / "ds", 3, seed=9, stage="sft", config=CONFIG, questions_per_scene=3, tool_ratio=1.0
+    )
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["stage"] == "sft" and manifest["n"] == 3 and manifest["depth_scale"] == 1000.0
+    assert SceneConfig.from_dict(manifest["config"]) == CONFIG
+    for folder in ("images", "depth", "semantic", "instance", "normals"):
+        assert sorted(p.name for p in (root / folder).iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert len(list((root / "maps").iterdir())) == 6
+    lines = (root / "records.jsonl").read_text().splitlines()
+    assert len(lines) == manifest["records"] == 9
+    record = json.loads(lines[0])
+    for item in record["items"]:
+        if item["type"] == "image":
+            assert (root / item["value"]).exists()
+        if item["target"] is not None:
+            assert (root / item["target"]).exists()
+    texts = [i["value"] for r in map(json.loads, lines) for i in r["items"] if i["type"] == "text"]
+    reflections = {REFLECTION_PROMPT.format(name=m) for m in ("depth", "segmentation")}
+    assert any(t in reflections for t in texts)
+
+
+def test_written_scenes_match_the_renderer(tmp_path):
+    root = write_dataset(tmp_path / "ds", 2, seed=9, stage="stage1", config=CONFIG)
+    scenes = render_scenes(2, seed=9, config=CONFIG)
+    lines = [json.loads(line) for line in (root / "scenes.jsonl").read_text().splitlines()]
+    assert [line["seed"] for line in lines] == [s.seed for s in scenes]
+    assert lines[0]["objects"] == [o.to_dict() for o in scenes[0].objects]
+
+
+@pytest.mark.parametrize("stage", ["stage1", "grpo", "eval"])
+def test_record_kinds(tmp_path, stage):
+    root = write_dataset(tmp_path / stage, 2, stage=stage, config=CONFIG, questions_per_scene=2)
+    records = [json.loads(line) for line in (root / "records.jsonl").read_text().splitlines()]
+    if stage == "stage1":
+        assert [r["modality"] for r in records] == ["depth", "segmentation"] * 2
+        assert records[0]["instruction"].startswith("<depth-estimation>")
+    else:
+        assert len(records) == 4
+        assert {"question", "answer", "answer_type", "cpr", "category"} <= set(records[0])
+    assert not (root / "maps").exists()
+
+
+def test_refuses_to_overwrite_unless_asked(tmp_path):
+    write_dataset(tmp_path, 1, config=CONFIG, stage="grpo")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_dataset(tmp_path, 1, config=CONFIG, stage="grpo")
+    write_dataset(tmp_path, 1, seed=1, config=CONFIG, stage="eval", overwrite=True)
+    assert json.loads((tmp_path / "manifest.json").read_text())["stage"] == "eval"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"stage": "rl"}, "stage"), ({"n": 0}, "n"), ({"questions_per_scene": 0}, "questions")],
+)
+def test_bad_arguments(tmp_path, kwargs, field):
+    args = {"n": 1, "config": CONFIG, **kwargs}
+    with pytest.raises(ValueError, match=field):
+        write_dataset(tmp_path, **args)
+
+
+def test_maps_are_stored_losslessly_enough(tmp_path):
+    root = write_dataset(tmp_path, 1, seed=3, stage="eval", config=CONFIG)
+    scene = render_scenes(1, seed=3, config=CONFIG)[0]
+    assert (load_depth(root / "depth/000000.png") - scene.depth).abs().max() <= 0.0005 + 1e-5
+    assert torch.equal(load_ids(root / "semantic/000000.png"), scene.semantic)
