@@ -3,13 +3,44 @@
 from cooper_lib.attach import add_spatial_heads
 from cooper_lib.backbones import BackboneAdapter, adapter_for, register_adapter, supported_families
 from cooper_lib.config import ModalitySpec, SpatialConfig
+from cooper_lib.data.synthetic import (
+    SEMANTIC_CLASSES,
+    SceneConfig,
+    SpatialQuestion,
+    SpatialScene,
+    load_dataset,
+    make_qa,
+    make_traces,
+    render_scene,
+    render_scenes,
+    write_dataset,
+)
+from cooper_lib.eval.benchmarks import Benchmark, BenchmarkItem, load_benchmark
 from cooper_lib.heads import DenseHead
 from cooper_lib.model import SpatialModel, SpatialOutput
+from cooper_lib.training import GRPOTrainer, InterleavedSFTTrainer, Stage1Trainer, cpr_reward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SEMANTIC_CLASSES",
     "BackboneAdapter",
+    "Benchmark",
+    "BenchmarkItem",
+    "GRPOTrainer",
+    "InterleavedSFTTrainer",
+    "SceneConfig",
+    "SpatialQuestion",
+    "SpatialScene",
+    "Stage1Trainer",
+    "cpr_reward",
+    "load_benchmark",
+    "load_dataset",
+    "make_qa",
+    "make_traces",
+    "render_scene",
+    "render_scenes",
+    "write_dataset",
     "DenseHead",
     "ModalitySpec",
     "SpatialConfig",

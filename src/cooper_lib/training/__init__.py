@@ -1,0 +1,69 @@
+"""The two-stage trainer: auxiliary-modality generation, interleaved SFT, and GRPO with the CPR reward.
+
+All three run on one compact accelerate loop (`Trainer`), so ``accelerate launch`` and ``torchrun``
+give DDP, FSDP and DeepSpeed without code of ours; checkpoints are atomic folders of safetensors
+and JSON that resume the same trajectory.
+"""
+
+from cooper_lib.training.collators import SFTCollator, Stage1Collator
+from cooper_lib.training.config import (
+    GRPOConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SFTConfig,
+    Stage1Config,
+)
+from cooper_lib.training.ema import EMA
+from cooper_lib.training.grpo import GRPOTrainer
+from cooper_lib.training.judges import OpenAIJudge, Reference, RuleJudge
+from cooper_lib.training.loop import Trainer, TrainResult
+from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
+from cooper_lib.training.records import load_qa_records, load_sft_records, load_stage1_records
+from cooper_lib.training.rewards import (
+    CPRRewards,
+    accuracy_reward,
+    cpr_reward,
+    exploration_rewards,
+    format_reward,
+)
+from cooper_lib.training.sampler import MixtureSampler
+from cooper_lib.training.sft import InterleavedSFTTrainer
+from cooper_lib.training.stage1 import Stage1Trainer
+from cooper_lib.training.trainable import configure_trainable
+from cooper_lib.training.weights import build_model, load_trained_model
+
+__all__ = [
+    "EMA",
+    "CPRRewards",
+    "GRPOConfig",
+    "GRPOTrainer",
+    "InterleavedSFTTrainer",
+    "MixtureSampler",
+    "ModelConfig",
+    "OpenAIJudge",
+    "OptimConfig",
+    "Reference",
+    "RuleJudge",
+    "RunConfig",
+    "SFTCollator",
+    "SFTConfig",
+    "Stage1Collator",
+    "Stage1Config",
+    "Stage1Trainer",
+    "TrainResult",
+    "Trainer",
+    "accuracy_reward",
+    "build_model",
+    "clipped_policy_loss",
+    "configure_trainable",
+    "cpr_reward",
+    "exploration_rewards",
+    "format_reward",
+    "group_advantages",
+    "load_qa_records",
+    "load_sft_records",
+    "load_stage1_records",
+    "load_trained_model",
+    "token_logprobs",
+]

@@ -1,0 +1,482 @@
+"""Training configs: dataclasses that round-trip through JSON and YAML, and become CLI flags.
+
+A stage config (`Stage1Config`, `SFTConfig`, `GRPOConfig`) holds three shared sections (`model`:
+what to build and what to train, `optim`: optimiser and schedule, `run`: the loop, checkpoints and
+logging) plus the stage's own fields. Each field's `metadata["help"]` is its documentation, so
+`cooper-lib train <stage> --help` lists every option (`config_arguments` turns fields into flags,
+nested sections as dotted flags such as ``--optim.lr``). Stage defaults follow COOPER's recipes.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+LLM_MODES = ("frozen", "lora", "full")
+SCHEDULERS = ("constant", "cosine", "linear")
+PRECISIONS = ("no", "bf16", "fp16")
+JUDGES = ("rule", "openai")
+
+
+def _opt(default: Any, help: str, **kwargs: Any) -> Any:
+    """A dataclass field with help text (mutable defaults are copied per instance)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help}, **kwargs)
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if not (value >= 0 if allow_zero else value > 0):
+        raise ValueError(
+            f"{name}: expected a {'non-negative' if allow_zero else 'positive'} number, got {value!r}"
+        )
+
+
+@dataclass
+class ModelConfig:
+    """What to build and which of its weights to train."""
+
+    backbone: str = _opt(
+        "tiny:qwen2_vl",
+        "backbone: a hub id or local folder of a transformers MLLM, or tiny:<family> (offline test model)",
+    )
+    dtype: str = _opt("float32", "dtype the backbone is loaded in: float32, bfloat16 or float16")
+    init_from: str | None = _opt(
+        None,
+        "model folder written by an earlier stage (spatial additions + trained backbone weights) to start from",
+    )
+    spatial: dict[str, Any] = _opt(
+        {},
+        "add_spatial_heads keyword arguments (modalities, head, query_grid, output_size, num_classes, ...) as JSON",
+    )
+    llm: str = _opt("full", "language model weights: frozen (only added rows train), lora, or full")
+    freeze_vision: bool = _opt(True, "keep the vision tower (and its projector) frozen")
+    lora_r: int = _opt(16, "LoRA rank (llm=lora)")
+    lora_alpha: float = _opt(32.0, "LoRA alpha (llm=lora)")
+    lora_dropout: float = _opt(0.0, "LoRA dropout (llm=lora)")
+    lora_targets: list[str] | None = _opt(
+        None, "module-name suffixes LoRA wraps (llm=lora); default: every Linear of the language model"
+    )
+
+    def validate(self) -> None:
+        _check_choice("model.llm", self.llm, LLM_MODES)
+        _check_choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        _check_positive("model.lora_r", self.lora_r)
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"model.lora_dropout: expected a value in [0, 1), got {self.lora_dropout}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its learning-rate schedule (stage defaults: COOPER's recipes)."""
+
+    lr: float = _opt(5e-6, "peak learning rate")
+    betas: tuple[float, float] = _opt((0.9, 0.95), "AdamW betas")
+    eps: float = _opt(1e-15, "AdamW epsilon")
+    weight_decay: float = _opt(0.0, "decoupled weight decay (never applied to embeddings, queries or norms)")
+    scheduler: str = _opt("constant", "schedule after warm-up: constant, cosine or linear")
+    warmup_steps: int = _opt(500, "linear warm-up steps")
+    grad_clip: float | None = _opt(1.0, "clip the global gradient norm to this value (none to disable)")
+
+    def validate(self) -> None:
+        _check_positive("optim.lr", self.lr)
+        _check_positive("optim.eps", self.eps)
+        _check_positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        _check_positive("optim.warmup_steps", self.warmup_steps, allow_zero=True)
+        _check_choice("optim.scheduler", self.scheduler, SCHEDULERS)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas: expected two values in [0, 1), got {self.betas}")
+        if self.grad_clip is not None:
+            _check_positive("optim.grad_clip", self.grad_clip)
+
+
+@dataclass
+class RunConfig:
+    """The loop: steps, batches, precision, checkpoints, logging and evaluation."""
+
+    output_dir: str = _opt("runs/cooper", "folder for checkpoints, logs and the final model")
+    seed: int = _opt(0, "seed of the data order, sampling and weight initialisation")
+    max_steps: int = _opt(1000, "optimiser steps to train for")
+    batch_size: int = _opt(1, "samples (GRPO: prompts) per process and micro-batch")
+    grad_accum_steps: int = _opt(1, "micro-batches per optimiser step")
+    mixed_precision: str = _opt("no", "autocast precision: no, bf16 or fp16")
+    cpu: bool = _opt(False, "train on the CPU even when an accelerator is present (always on without one)")
+    ema_decay: float | None = _opt(None, "EMA decay of the trainable weights (none to disable)")
+    save_every: int = _opt(500, "write a checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = _opt(
+        2, "checkpoints kept on disk (older ones are deleted after a new one is complete)"
+    )
+    resume: str = _opt("auto", "auto (latest checkpoint in output_dir if any), none, or a checkpoint folder")
+    log_every: int = _opt(10, "log averaged metrics every N steps")
+    eval_every: int = _opt(0, "run the evaluation hook every N steps (0: never)")
+    progress_bar: bool = _opt(True, "show a tqdm progress bar on the main process")
+    tensorboard: bool = _opt(True, "log to TensorBoard under output_dir/tb when tensorboard is installed")
+
+    def validate(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum_steps", "keep_checkpoints", "log_every"):
+            _check_positive(f"run.{name}", getattr(self, name))
+        for name in ("save_every", "eval_every"):
+            _check_positive(f"run.{name}", getattr(self, name), allow_zero=True)
+        _check_choice("run.mixed_precision", self.mixed_precision, PRECISIONS)
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ValueError(f"run.ema_decay: expected a value in (0, 1) or none, got {self.ema_decay}")
+
+
+class _Sections:
+    """Shared behaviour of stage configs: validation and JSON / YAML round trips."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.optim.validate()
+        self.run.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """The config `data` describes; a section given in part (``optim: {lr: 1e-5}``) keeps the
+        stage's defaults for the fields it leaves out."""
+        if not isinstance(data, dict):
+            raise TypeError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+        defaults = cls().to_dict()
+        merged = dict(data)
+        for f in fields(cls):
+            if f.name in ("model", "optim", "run") and isinstance(data.get(f.name), dict):
+                merged[f.name] = {**defaults[f.name], **data[f.name]}
+        return _build(cls, merged, cls.__name__)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config as YAML (``.yaml`` / ``.yml``) or JSON (any other suffix)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in (".yaml", ".yml"):
+            path.write_text(_yaml().safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls: type[T], path: str | Path) -> T:
+        """Read a config written by `save` (or by hand) from YAML or JSON."""
+        return cls.from_dict(read_config_file(path))
+
+
+@dataclass
+class Stage1Config(_Sections):
+    """Stage 1, auxiliary-modality generation (COOPER: lr 5e-6, 500 warm-up, 6000 steps, EMA 0.995)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model section"})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimiser section"})
+    run: RunConfig = field(
+        default_factory=lambda: RunConfig(max_steps=6000, ema_decay=0.995), metadata={"help": "loop section"}
+    )
+    data: list[str] = _opt([], "stage-1 JSONL files (see docs/training-stage1.md)")
+    eval_data: list[str] = _opt([], "stage-1 JSONL files for the evaluation hook")
+    eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
+    mixture: dict[str, float] = _opt(
+        {"depth": 0.5, "segmentation": 0.5}, "sampling weight per source (a record's source, or its modality)"
+    )
+    target_size: tuple[int, int] | None = _opt(
+        None, "size (h w) target maps are resized to (nearest); default: the heads' output size"
+    )
+    lm_loss_on_tag: bool = _opt(False, "also train the LM on the tagged instruction")
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.mixture or any(w < 0 for w in self.mixture.values()) or sum(self.mixture.values()) <= 0:
+            raise ValueError(
+                f"mixture: expected non-negative weights with a positive sum, got {self.mixture}"
+            )
+        if self.target_size is not None and (len(self.target_size) != 2 or min(self.target_size) < 1):
+            raise ValueError(f"target_size: expected two positive ints (h, w), got {self.target_size}")
+        _check_positive("eval_samples", self.eval_samples)
+
+
+@dataclass
+class SFTConfig(_Sections):
+    """Stage 2a, interleaved SFT (COOPER: 600 steps at lr 5e-6)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model section"})
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(warmup_steps=20), metadata={"help": "optimiser"}
+    )
+    run: RunConfig = field(
+        default_factory=lambda: RunConfig(max_steps=600), metadata={"help": "loop section"}
+    )
+    data: list[str] = _opt([], "SFT JSONL files: COOPER's interleaved_reason rows or cooper-lib SFT records")
+    eval_data: list[str] = _opt([], "SFT JSONL files for the evaluation hook")
+    eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
+    system_prompt: str | None = _opt(
+        None,
+        "system prompt put before records that carry none (default: cooper_lib.data.records.SYSTEM_PROMPT)",
+    )
+    supervise_maps: bool = _opt(
+        True, "train the heads on the true maps that follow tool calls, when records carry them"
+    )
+    max_length: int | None = _opt(None, "longest tokenised record allowed (longer ones raise an error)")
+
+    def validate(self) -> None:
+        super().validate()
+        _check_positive("eval_samples", self.eval_samples)
+        if self.max_length is not None:
+            _check_positive("max_length", self.max_length)
+
+
+@dataclass
+class GRPOConfig(_Sections):
+    """Stage 2b, GRPO with the CPR reward (COOPER: 8 rollouts, no KL, clip 0.2, lr 3e-6 cosine)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model section"})
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=3e-6, scheduler="cosine", warmup_steps=0, eps=1e-8),
+        metadata={"help": "optimiser section"},
+    )
+    run: RunConfig = field(
+        default_factory=lambda: RunConfig(max_steps=300), metadata={"help": "loop section"}
+    )
+    data: list[str] = _opt([], "question JSONL files (cooper_lib.data.records.QARecord rows)")
+    eval_data: list[str] = _opt([], "question JSONL files for the evaluation hook (greedy, mean reward)")
+    eval_samples: int = _opt(64, "questions the evaluation hook scores (first N of eval_data)")
+    num_generations: int = _opt(8, "rollouts per prompt (the group of the advantage and exploration rules)")
+    temperature: float = _opt(1.0, "sampling temperature of rollouts")
+    top_p: float = _opt(1.0, "nucleus sampling of rollouts")
+    max_new_tokens: int = _opt(256, "longest generated turn in tokens")
+    max_turns: int = _opt(3, "most assistant turns per rollout")
+    clip_eps: float = _opt(0.2, "PPO ratio clip")
+    kl_beta: float = _opt(0.0, "weight of the KL penalty to the frozen starting policy (0: off, as COOPER)")
+    adv_eps: float = _opt(1e-4, "added to the group's reward std before dividing")
+    num_iterations: int = _opt(1, "policy updates per batch of rollouts")
+    reward_weights: dict[str, float] = _opt(
+        {"accuracy": 1.0, "format": 1.0, "exploration": 1.0}, "weights of the CPR reward's parts"
+    )
+    exploration_threshold: int = _opt(3, "exploration rule: tool-using rollouts per group compared with this")
+    exploration_bonus: float = _opt(0.2, "exploration rule: size of the bonus / penalty")
+    number_tolerance: float = _opt(0.1, "rule judge: relative error accepted for numeric answers")
+    judge: str = _opt("rule", "accuracy judge: rule (boxed / letter / yes-no / number) or openai")
+    judge_url: str | None = _opt(None, "OpenAI-compatible base URL of the judge (judge=openai)")
+    judge_model: str | None = _opt(None, "model name sent to the judge (judge=openai)")
+    judge_api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the judge's API key")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("num_generations", "max_new_tokens", "max_turns", "num_iterations", "eval_samples"):
+            _check_positive(name, getattr(self, name))
+        if self.num_generations < 2:
+            raise ValueError(
+                f"num_generations: expected at least 2 rollouts per group, got {self.num_generations}"
+            )
+        _check_positive("temperature", self.temperature)
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p: expected a value in (0, 1], got {self.top_p}")
+        _check_positive("clip_eps", self.clip_eps)
+        _check_positive("kl_beta", self.kl_beta, allow_zero=True)
+        _check_positive("adv_eps", self.adv_eps)
+        _check_positive("number_tolerance", self.number_tolerance, allow_zero=True)
+        _check_choice("judge", self.judge, JUDGES)
+        unknown = sorted(set(self.reward_weights) - {"accuracy", "format", "exploration"})
+        if unknown:
+            raise ValueError(
+                f"reward_weights: unknown parts {unknown}; expected accuracy, format, exploration"
+            )
+        if self.judge == "openai" and not (self.judge_url and self.judge_model):
+            raise ValueError("judge_url, judge_model: both are needed with judge=openai")
+
+
+STAGE_CONFIGS: dict[str, type] = {"stage1": Stage1Config, "sft": SFTConfig, "grpo": GRPOConfig}
+
+
+# ---------------------------------------------------------------------------------------- I/O
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError as err:  # PyYAML ships with the `train` extra
+        raise ImportError("YAML configs need PyYAML: pip install 'cooper-lib[train]'") from err
+    return yaml
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (``.yaml`` / ``.yml``) or JSON config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    text = path.read_text()
+    data = _yaml().safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (JSON and YAML safe_dump understand only lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    """(inner type, whether None is allowed) of `X | None`."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the field type `tp` (ints accepted for floats, lists for tuples)."""
+    inner, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"{where}: expected {inner}, got None")
+    origin = typing.get_origin(inner)
+    if is_dataclass(inner):
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(inner, value, where)
+    if inner is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if inner in (int, float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (inner is int and not float(value).is_integer())
+        ):
+            raise TypeError(f"{where}: expected {inner.__name__}, got {value!r}")
+        return inner(value)
+    if inner is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(inner)
+        item_types = args if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
+        if len(item_types) != len(value):
+            raise ValueError(f"{where}: expected {len(item_types)} values, got {len(value)}")
+        items = [
+            _coerce(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value, strict=True))
+        ]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected a mapping, got {value!r}")
+        _, value_type = typing.get_args(inner)
+        if value_type is Any:
+            return dict(value)
+        return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"{where}: unsupported field type {inner}")
+
+
+def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = _hints(cls)
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; expected a subset of {names}")
+    kwargs = {name: _coerce(hints[name], data[name], f"{where}.{name}") for name in names if name in data}
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------- flags
+def config_arguments(parser: Any, cls: type, prefix: str = "") -> None:
+    """Add one ``--[section.]field`` flag per config field to an argparse parser.
+
+    Flags default to "not given" (argparse.SUPPRESS), so `apply_overrides` changes only what the
+    user typed. Lists take several values, tuples a fixed count, dicts a JSON object, booleans
+    ``--flag`` / ``--no-flag``, and ``none`` clears an optional value.
+    """
+    import argparse
+
+    hints = _hints(cls)
+    for f in fields(cls):
+        tp, optional = _strip_optional(hints[f.name])
+        name = f"{prefix}{f.name}"
+        if is_dataclass(tp):
+            config_arguments(parser, tp, prefix=f"{name}.")
+            continue
+        help_text = f.metadata.get("help", "") + f" (default: {_default_text(f)})"
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if origin is dict:
+            kwargs.update(type=_json_object(name), metavar="JSON")
+        elif origin in (tuple, list):
+            args = typing.get_args(tp)
+            item = args[0]
+            count = len(args) if origin is tuple and Ellipsis not in args else "+"
+            kwargs.update(type=_scalar(item, optional), nargs=count, metavar=item.__name__.upper())
+        else:
+            kwargs.update(type=_scalar(tp, optional), metavar=tp.__name__.upper())
+        parser.add_argument(f"--{name}", **kwargs)
+
+
+def _default_text(f: Any) -> str:
+    if f.default is not MISSING:
+        return repr(f.default)
+    return repr(f.default_factory()) if f.default_factory is not MISSING else "required"
+
+
+def _scalar(tp: type, optional: bool) -> Any:
+    def parse(text: str) -> Any:
+        if optional and text.lower() in ("none", "null"):
+            return None
+        return tp(text)
+
+    parse.__name__ = tp.__name__
+    return parse
+
+
+def _json_object(name: str) -> Any:
+    def parse(text: str) -> dict[str, Any]:
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError(f"--{name}: expected a JSON object, got {text!r}")
+        return value
+
+    parse.__name__ = "JSON object"
+    return parse
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Copy of the config mapping `data` with dotted `overrides` (``{"optim.lr": 1e-5}``) set."""
+    out = json.loads(json.dumps(_plain(data)))
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--{dotted}: {part!r} is not a section")
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return out

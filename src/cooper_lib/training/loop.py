@@ -1,0 +1,472 @@
+"""`Trainer`: the compact accelerate loop the three stages share.
+
+Why accelerate and not transformers' `Trainer`: `accelerate launch` / `torchrun` still give DDP,
+FSDP and DeepSpeed with no code of ours (the model and optimiser go through
+`Accelerator.prepare`, gradients through `accumulate` / `backward`), while the loop stays ours
+where `Trainer` does not fit: it pickles optimiser, scheduler and RNG state (`torch.save`) and
+writes checkpoints in place, and we want safetensors + JSON written atomically; our data position
+is a mixture sampler's state, not a dataloader offset to skip through; EMA and GRPO's rollout step
+would be overrides of most of `Trainer` anyway.
+
+One optimiser step: the stage draws this process's micro-batches (`micro_batches`), each goes
+through `compute_loss` and `Accelerator.backward` inside `Accelerator.accumulate` (DDP syncs on the
+last), then gradient clipping, the optimiser, the scheduler and the EMA step. Metrics are averaged
+over micro-batches and processes. Checkpoints (`cooper_lib.training.checkpoint`) hold everything a
+resumed run needs to continue the same trajectory.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import DistributedType, set_seed
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from cooper_lib.model import SpatialModel
+from cooper_lib.training import checkpoint as ckpt
+from cooper_lib.training.ema import EMA
+from cooper_lib.training.trainable import configure_trainable, parameter_groups
+from cooper_lib.training.weights import (
+    gather_trainable_state,
+    load_state_into,
+    save_model,
+    state_from_folder,
+    trainable_names,
+)
+
+_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
+EvalHook = Callable[["Trainer"], dict[str, float]]
+
+
+@dataclass
+class TrainResult:
+    """What `Trainer.train` returns.
+
+    Attributes:
+        history: one entry per optimiser step run by this call: ``step`` and the metrics averaged
+            over micro-batches and processes (``eval/...`` entries at evaluation steps).
+        final_dir: the final model folder (EMA weights when EMA is on).
+        checkpoint: the last checkpoint written.
+    """
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    final_dir: Path | None = None
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    """Base class of `Stage1Trainer`, `InterleavedSFTTrainer` and `GRPOTrainer`.
+
+    Args:
+        model: the `SpatialModel` to train; its trainable weights are set from ``config.model``.
+        config: the stage's config.
+        eval_hooks: extra callables run at every evaluation (``run.eval_every``), each returning
+            metrics to log under ``eval/``.
+        accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+    """
+
+    def __init__(
+        self,
+        model: SpatialModel,
+        config: Any,
+        *,
+        eval_hooks: Sequence[EvalHook] = (),
+        accelerator: Accelerator | None = None,
+    ) -> None:
+        if not isinstance(model, SpatialModel):
+            raise TypeError(f"model: expected a SpatialModel, got {type(model).__name__}")
+        config.validate()
+        self.config = config
+        self.run = config.run
+        self.eval_hooks = list(eval_hooks)
+        self.accelerator = accelerator or Accelerator(
+            # accelerate starts CPU process groups (torchrun + gloo) only with cpu=True
+            cpu=self.run.cpu or not torch.accelerator.is_available(),
+            mixed_precision=self.run.mixed_precision,
+            gradient_accumulation_steps=self.run.grad_accum_steps,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        if self.accelerator.gradient_accumulation_steps != self.run.grad_accum_steps:
+            raise ValueError(
+                f"accelerator: built with gradient_accumulation_steps={self.accelerator.gradient_accumulation_steps}, "
+                f"config.run.grad_accum_steps is {self.run.grad_accum_steps}"
+            )
+        set_seed(self.run.seed)
+        self.spatial = model
+        self.summary = configure_trainable(model, config.model)
+        self.lora = self.summary.lora
+        optim = config.optim
+        optimizer = torch.optim.AdamW(
+            parameter_groups(model, optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps
+        )
+        self.scheduler = get_scheduler(
+            _SCHEDULES[optim.scheduler],
+            optimizer,
+            num_warmup_steps=optim.warmup_steps,
+            num_training_steps=self.run.max_steps * self.updates_per_step(),
+        )
+        module = self.training_module(model)
+        self.prefix = _prefix_of(module, model)
+        self.model, self.optimizer = self.accelerator.prepare(module, optimizer)
+        if self.run.ema_decay and self.shards_parameters:
+            raise ValueError(
+                "run.ema_decay: EMA needs whole parameters on every process; FSDP / ZeRO-3 shard them"
+            )
+        self.ema = EMA(model, self.run.ema_decay) if self.run.ema_decay else None
+        self.step = 0
+        self.output_dir = Path(self.run.output_dir)
+        self._writer: Any = None
+        self._resume()
+
+    # ------------------------------------------------------------------ for subclasses
+    def training_module(self, model: SpatialModel) -> torch.nn.Module:
+        """The module `Accelerator.prepare` wraps (DDP / FSDP) and `compute_loss` calls: the
+        `SpatialModel` itself, or a module holding it whose forward computes what the stage needs."""
+        return model
+
+    def updates_per_step(self) -> int:
+        """Optimiser updates in one `train_step` (the schedule spans ``max_steps`` times this)."""
+        return 1
+
+    def micro_batches(self) -> list[Any]:
+        """This process's micro-batches for the next optimiser step (advances the data position)."""
+        raise NotImplementedError
+
+    def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of one micro-batch and metrics to log."""
+        raise NotImplementedError
+
+    def data_state(self) -> dict[str, Any]:
+        """The data position, saved in checkpoints."""
+        raise NotImplementedError
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        """The stage's own evaluation (default: none); extra hooks come from `eval_hooks`."""
+        return {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def world_size(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.run.batch_size * self.world_size * self.run.grad_accum_steps
+
+    # ------------------------------------------------------------------ the loop
+    def train(self, stop_at: int | None = None) -> TrainResult:
+        """Run from the current step to ``run.max_steps``, then save a checkpoint and the final model.
+
+        Args:
+            stop_at: stop after this step instead (a checkpoint is written, no final model); the
+                schedule still runs to ``run.max_steps``, so a resumed run continues it exactly.
+        """
+        end = self.run.max_steps if stop_at is None else min(stop_at, self.run.max_steps)
+        result = TrainResult()
+        bar = tqdm(
+            total=self.run.max_steps,
+            initial=self.step,
+            desc=type(self).__name__,
+            disable=not (self.run.progress_bar and self.accelerator.is_main_process),
+        )
+        self.model.train()
+        while self.step < end:
+            metrics = self.train_step()
+            self.step += 1
+            entry = {"step": float(self.step), **metrics, "lr": self.scheduler.get_last_lr()[0]}
+            if self.run.eval_every and self.step % self.run.eval_every == 0:
+                entry.update({f"eval/{k}": v for k, v in self.run_evaluation().items()})
+            result.history.append(entry)
+            self._log(entry)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k in ("loss", "reward")})
+            if self.run.save_every and self.step % self.run.save_every == 0:
+                result.checkpoint = self.save_checkpoint()
+        bar.close()
+        last = ckpt.checkpoint_dir(self.output_dir, self.step)
+        result.checkpoint = last if (last / ckpt.STATE_NAME).is_file() else self.save_checkpoint()
+        if self.step >= self.run.max_steps:
+            result.final_dir = self.save_final()
+        if self._writer is not None:
+            self._writer.close()
+        return result
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step over this process's micro-batches; returns averaged metrics."""
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for batch in self.micro_batches():
+            with self.accelerator.accumulate(self.model):
+                loss, metrics = self.compute_loss(batch)
+                self.accelerator.backward(loss)
+                if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
+                    norm = self.accelerator.clip_grad_norm_(
+                        self.model.parameters(), self.config.optim.grad_clip
+                    )
+                    if norm is not None:
+                        metrics = {**metrics, "grad_norm": float(norm)}
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            for key, value in {"loss": float(loss.detach()), **metrics}.items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+        return self.reduce_metrics(sums, counts)
+
+    def metric_names(self) -> list[str]:
+        """Every metric name `compute_loss` may return (processes reduce them in this order)."""
+        return []
+
+    def reduce_metrics(self, sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+        """Means over micro-batches and processes; a metric no micro-batch reported is NaN."""
+        keys = {"loss", *self.metric_names(), *(["grad_norm"] if self.config.optim.grad_clip else [])}
+        unknown = sorted(set(sums) - keys)
+        if unknown:
+            raise RuntimeError(f"compute_loss returned metrics {unknown} missing from metric_names()")
+        return mean_over_processes(self.accelerator, sorted(keys), sums, counts)
+
+    def run_evaluation(self) -> dict[str, float]:
+        """The stage's evaluation and every hook, with the model in eval mode (EMA weights when EMA is on)."""
+        self.model.eval()
+        try:
+            context = self.ema.applied() if self.ema is not None else nullcontext()
+            with context, torch.no_grad():
+                metrics = dict(self.evaluate())
+                for hook in self.eval_hooks:
+                    metrics.update(hook(self))
+        finally:
+            self.model.train()
+        return metrics
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, entry: dict[str, float]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with (self.output_dir / "log.jsonl").open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if self.step % self.run.log_every and not any(k.startswith("eval/") for k in entry):
+            return
+        writer = self._tensorboard()
+        if writer is not None:
+            for key, value in entry.items():
+                if key != "step" and math.isfinite(value):
+                    writer.add_scalar(key, value, self.step)
+
+    def _tensorboard(self) -> Any:
+        if (
+            self._writer is None
+            and self.run.tensorboard
+            and importlib.util.find_spec("tensorboard") is not None
+        ):
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.output_dir / "tb"))
+        return self._writer
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def deepspeed(self) -> bool:
+        return self.accelerator.distributed_type == DistributedType.DEEPSPEED
+
+    @property
+    def shards_parameters(self) -> bool:
+        """Whether no process holds whole parameters (FSDP, DeepSpeed ZeRO-3)."""
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            return True
+        return self.deepspeed and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+
+    def gather_weights(self) -> dict[str, torch.Tensor]:
+        """Full CPU copies of the trainable weights on the main process (every process must call it):
+        torch's distributed state-dict API (plain, DDP, FSDP), or DeepSpeed's consolidation (ZeRO-3
+        needs ``stage3_gather_16bit_weights_on_model_save``)."""
+        if not self.deepspeed:
+            return gather_trainable_state(self.model, self.spatial, self.prefix)
+        full = self.accelerator.get_state_dict(self.model) or {}
+        keep = set(trainable_names(self.spatial))
+        return {
+            k.removeprefix(self.prefix): v.detach().cpu().clone()
+            for k, v in full.items()
+            if k.startswith(self.prefix) and k.removeprefix(self.prefix) in keep
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint of the current step atomically (every process must call it).
+
+        Under DeepSpeed the optimiser state is DeepSpeed's own partitioned checkpoint (its format,
+        written by its engine into ``deepspeed/``); everything else is as without it.
+        """
+        final = ckpt.checkpoint_dir(self.output_dir, self.step)
+        tmp = ckpt.temp_dir_for(final)
+        if self.accelerator.is_main_process:
+            ckpt.begin_atomic(final)
+        self.accelerator.wait_for_everyone()
+        ckpt.save_rng(tmp, self.rank)
+        state = self.gather_weights()
+        optim_state = None
+        if self.deepspeed:
+            self.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
+        else:
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            optim_state = _strip(
+                get_optimizer_state_dict(self.model, self.optimizer.optimizer, options=options), self.prefix
+            )
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            try:
+                save_model(tmp / "model", self.spatial, state, self.config.model, self.lora)
+                if optim_state is not None:
+                    ckpt.save_optimizer(tmp, optim_state)
+                ckpt.save_json(tmp / "scheduler.json", self.scheduler.state_dict())
+                if self.ema is not None:
+                    ckpt.save_tensors(tmp / "ema.safetensors", self.ema.state_dict())
+                ckpt.save_json(tmp / ckpt.STATE_NAME, self._state_json())
+                ckpt.commit_atomic(tmp, final)
+            except BaseException:
+                ckpt.abort_atomic(tmp)
+                raise
+            ckpt.prune(self.output_dir, self.run.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def _state_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "data": self.data_state(),
+            "world_size": self.world_size,
+            "global_batch_size": self.global_batch_size,
+            "stage": type(self).__name__,
+            "config": self.config.to_dict(),
+        }
+
+    def save_final(self) -> Path:
+        """Write ``output_dir/final`` atomically: the model folder, with EMA weights when EMA is on."""
+        final = self.output_dir / "final"
+        context = self.ema.applied() if self.ema is not None else nullcontext()
+        with context:
+            state = self.gather_weights()
+        if self.accelerator.is_main_process:
+            tmp = ckpt.begin_atomic(final, replace=True)
+            try:
+                save_model(tmp, self.spatial, state, self.config.model, self.lora)
+                ckpt.commit_atomic(tmp, final)
+            except BaseException:
+                ckpt.abort_atomic(tmp)
+                raise
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def _resume(self) -> None:
+        choice = self.run.resume
+        if choice == "none":
+            return
+        path = ckpt.latest_checkpoint(self.output_dir) if choice == "auto" else Path(choice)
+        if path is None:
+            return
+        self.load_checkpoint(path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Continue from a checkpoint: weights, optimiser, scheduler, EMA, RNG and data position."""
+        path = Path(path)
+        if not (path / ckpt.STATE_NAME).is_file():
+            raise FileNotFoundError(f"{path}: not a complete checkpoint (no {ckpt.STATE_NAME})")
+        state = ckpt.load_json(path / ckpt.STATE_NAME)
+        if state["global_batch_size"] != self.global_batch_size:
+            raise ValueError(
+                f"{path}: written with a global batch of {state['global_batch_size']} samples, this run has "
+                f"{self.global_batch_size} (batch_size x processes x grad_accum_steps); the data order would differ"
+            )
+        if self.deepspeed:
+            self.model.load_checkpoint(
+                str(path / "deepspeed"),
+                tag="state",
+                load_optimizer_states=True,
+                load_lr_scheduler_states=False,
+            )
+        else:
+            trained = state_from_folder(path / "model", self.model, self.spatial, self.prefix)
+            load_state_into(self.model, self.spatial, trained, self.prefix)
+            optim_state = ckpt.load_optimizer(path)
+            unknown = sorted(set(optim_state["state"]) - set(trainable_names(self.spatial)))
+            if unknown:
+                raise ValueError(
+                    f"{path}: optimiser state for parameters {unknown[:5]} that do not train in this run"
+                )
+            # not strict: a parameter that never received a gradient (e.g. an unused head) has no state
+            # yet. The loader fills such gaps with a zero-gradient step; drop those, as they never existed.
+            options = StateDictOptions(full_state_dict=True, strict=False)
+            set_optimizer_state_dict(
+                self.model,
+                self.optimizer.optimizer,
+                _strip(optim_state, "", add=self.prefix),
+                options=options,
+            )
+            for name, param in self.spatial.named_parameters():
+                if param.requires_grad and name not in optim_state["state"]:
+                    self.optimizer.optimizer.state.pop(param, None)
+        self.scheduler.load_state_dict(ckpt.load_json(path / "scheduler.json"))
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt.load_tensors(path / "ema.safetensors"))
+        ckpt.load_rng(path, self.rank)
+        self.load_data_state(state["data"])
+        self.step = int(state["step"])
+
+
+def mean_over_processes(
+    accelerator: Accelerator, keys: Sequence[str], sums: dict[str, float], counts: dict[str, float]
+) -> dict[str, float]:
+    """``sum / count`` of each key over every process (NaN where the count is 0); every process
+    must pass the same `keys`."""
+    values = torch.tensor(
+        [[sums.get(k, 0.0) for k in keys], [counts.get(k, 0) for k in keys]],
+        dtype=torch.float64,
+        device=accelerator.device,
+    )
+    if accelerator.num_processes > 1:
+        values = accelerator.reduce(values, reduction="sum")
+    total, count = values.cpu()
+    return {
+        k: float(t / c) if c > 0 else math.nan
+        for k, t, c in zip(keys, total.tolist(), count.tolist(), strict=True)
+    }
+
+
+def _prefix_of(module: torch.nn.Module, spatial: SpatialModel) -> str:
+    """Where `spatial` sits inside `module`, as a parameter-name prefix ("" when it is the module)."""
+    for name, sub in module.named_modules():
+        if sub is spatial:
+            return f"{name}." if name else ""
+    raise ValueError("training_module: the returned module does not contain the SpatialModel")
+
+
+def _strip(optim_state: dict[str, Any], prefix: str, add: str = "") -> dict[str, Any]:
+    """An optimiser state keyed by parameter name with `prefix` removed from (and `add` put before) each name."""
+    if not optim_state:  # processes other than the first receive nothing under full_state_dict
+        return optim_state
+    rename = lambda name: add + name.removeprefix(prefix)  # noqa: E731
+    groups = [{**g, "params": [rename(n) for n in g["params"]]} for g in optim_state["param_groups"]]
+    return {"state": {rename(n): v for n, v in optim_state["state"].items()}, "param_groups": groups}

@@ -1,0 +1,108 @@
+"""`MixtureSampler`: deterministic, resumable record draws with a sampling weight per source.
+
+Each optimiser step draws one *global* batch (every process draws the same, from the seed and the
+step), and `shard` cuts it into the micro-batches of each process. Micro-batch ``m`` of rank ``r``
+is the slice ``(m * world + r)``, so one process accumulating ``world`` micro-batches sees exactly
+the samples that ``world`` processes see in one step: the two runs are the same computation.
+
+The source of each draw is chosen by weight (numpy's generator, seeded by ``(seed, step)``); the
+record within a source walks a fresh permutation of that source every epoch, so each record is seen
+once per epoch of its source. The counters of those walks are the data position: `state_dict` /
+`load_state_dict` carry it through a checkpoint. Written by hand because torch's
+`WeightedRandomSampler` draws records (not sources) with replacement and keeps no resumable state.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+class MixtureSampler:
+    """Draw global batches of record indices.
+
+    Args:
+        sources: the source name of every record (records of one source share a weight).
+        weights: sampling weight per source; every source in `sources` needs one, and every
+            source with a positive weight needs records.
+        seed: seed of the whole stream.
+    """
+
+    def __init__(self, sources: Sequence[str], weights: Mapping[str, float], seed: int = 0) -> None:
+        if not len(sources):
+            raise ValueError("sources: expected at least one record, got none")
+        self.seed = int(seed)
+        present = sorted(set(sources))
+        unweighted = [s for s in present if s not in weights]
+        if unweighted:
+            raise ValueError(
+                f"weights: no weight for sources {unweighted}; weights given for {sorted(weights)}"
+            )
+        empty = sorted(s for s, w in weights.items() if w > 0 and s not in present)
+        if empty:
+            raise ValueError(
+                f"weights: sources {empty} have a positive weight but no records (have {present})"
+            )
+        if any(w < 0 for w in weights.values()):
+            raise ValueError(f"weights: expected non-negative weights, got {dict(weights)}")
+        self.names = [s for s in present if weights[s] > 0]
+        if not self.names:
+            raise ValueError(
+                f"weights: expected a positive weight for at least one of {present}, got {dict(weights)}"
+            )
+        total = sum(weights[s] for s in self.names)
+        self.probs = np.array([weights[s] / total for s in self.names])
+        self.members = {s: np.array([i for i, src in enumerate(sources) if src == s]) for s in self.names}
+        self.step = 0
+        self.drawn = dict.fromkeys(self.names, 0)
+
+    def next_batch(self, size: int) -> list[int]:
+        """The next global batch of `size` record indices (advances the data position)."""
+        if size < 1:
+            raise ValueError(f"size: expected a positive batch size, got {size}")
+        rng = np.random.default_rng([self.seed, self.step])
+        choice = rng.choice(len(self.names), size=size, p=self.probs)
+        batch = [self._next_of(self.names[c]) for c in choice]
+        self.step += 1
+        return batch
+
+    def _next_of(self, source: str) -> int:
+        members = self.members[source]
+        k = self.drawn[source]
+        epoch, offset = divmod(k, len(members))
+        salt = zlib.crc32(source.encode())
+        order = np.random.default_rng([self.seed, salt, epoch]).permutation(len(members))
+        self.drawn[source] = k + 1
+        return int(members[order[offset]])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data position (JSON-ready)."""
+        return {"step": self.step, "drawn": dict(self.drawn), "seed": self.seed}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a position `state_dict` returned (same records, weights and seed)."""
+        if state.get("seed") != self.seed or set(state.get("drawn", {})) != set(self.drawn):
+            raise ValueError(
+                f"state: written for seed {state.get('seed')} and sources {sorted(state.get('drawn', {}))}, "
+                f"this sampler has seed {self.seed} and sources {sorted(self.drawn)}"
+            )
+        self.step = int(state["step"])
+        self.drawn = {k: int(v) for k, v in state["drawn"].items()}
+
+
+def shard(batch: Sequence[int], world_size: int, rank: int, micro_batches: int) -> list[list[int]]:
+    """Rank `rank`'s micro-batches of a global `batch` (see the module docstring)."""
+    per = len(batch) // (world_size * micro_batches)
+    if per * world_size * micro_batches != len(batch) or per < 1:
+        raise ValueError(
+            f"batch: expected a multiple of world_size * micro_batches = {world_size * micro_batches} indices, got {len(batch)}"
+        )
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank: expected 0 <= rank < {world_size}, got {rank}")
+    return [
+        list(batch[(m * world_size + rank) * per : (m * world_size + rank + 1) * per])
+        for m in range(micro_batches)
+    ]

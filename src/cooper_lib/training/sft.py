@@ -1,0 +1,62 @@
+"""`InterleavedSFTTrainer`: stage 2a, supervised fine-tuning on interleaved reasoning traces.
+
+Records are COOPER's SFT rows (or cooper-lib `SFTRecord`s); the LM loss covers exactly the text
+items marked `need_loss`, and tool calls whose result map carries its true map also train the
+head of that modality (see `cooper_lib.training.collators.SFTCollator`). Records are visited in
+a fresh shuffled order every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cooper_lib.model import SpatialModel
+from cooper_lib.training.collators import SFTCollator
+from cooper_lib.training.config import SFTConfig
+from cooper_lib.training.loop import EvalHook
+from cooper_lib.training.records import SFTRecordData, load_sft_records
+from cooper_lib.training.supervised import SupervisedTrainer
+
+
+class InterleavedSFTTrainer(SupervisedTrainer):
+    """Fine-tune a `SpatialModel` on interleaved traces.
+
+    Args:
+        model: the `SpatialModel` (usually the stage-1 model: ``model.init_from``).
+        config: an `SFTConfig`.
+        records: training records (default: read from ``config.data``).
+        eval_records: held-out records (default: read from ``config.eval_data``).
+        eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
+        accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+    """
+
+    def __init__(
+        self,
+        model: SpatialModel,
+        config: SFTConfig,
+        *,
+        records: Sequence[SFTRecordData] | None = None,
+        eval_records: Sequence[SFTRecordData] | None = None,
+        eval_hooks: Sequence[EvalHook] = (),
+        accelerator: Any = None,
+    ) -> None:
+        if not isinstance(config, SFTConfig):
+            raise TypeError(f"config: expected an SFTConfig, got {type(config).__name__}")
+        records = load_sft_records(config.data) if records is None else list(records)
+        if eval_records is None:
+            eval_records = load_sft_records(config.eval_data) if config.eval_data else []
+        collator = SFTCollator(
+            model, config.system_prompt, config.supervise_maps, max_length=config.max_length
+        )
+        super().__init__(
+            model,
+            config,
+            records=records,
+            sources=["sft"] * len(records),
+            weights={"sft": 1.0},
+            collator=collator,
+            eval_records=eval_records,
+            eval_hooks=eval_hooks,
+            accelerator=accelerator,
+        )

@@ -1,0 +1,120 @@
+"""`SupervisedTrainer`: the part stage 1 and SFT share: records drawn by a `MixtureSampler`,
+collated into micro-batches, one `SpatialModel` forward per micro-batch, and an evaluation that
+averages the losses over held-out records (each process takes every world-size-th record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from cooper_lib.model import SpatialModel, SpatialOutput
+from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes
+from cooper_lib.training.sampler import MixtureSampler, shard
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """`batch` with every tensor (inside dicts, lists and tuples) moved to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+class SupervisedTrainer(Trainer):
+    """A `Trainer` over a list of records with a collator and a sampling weight per source.
+
+    Args:
+        model: the `SpatialModel`.
+        config: the stage config.
+        records: training records.
+        sources: each record's source (the key of `weights`).
+        weights: sampling weight per source.
+        collator: records -> model inputs (with `labels` and / or `aux_targets`).
+        eval_records: held-out records for `evaluate` (may be empty).
+        eval_hooks: extra evaluation callables (see `Trainer`).
+        accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+    """
+
+    def __init__(
+        self,
+        model: SpatialModel,
+        config: Any,
+        *,
+        records: Sequence[Any],
+        sources: Sequence[str],
+        weights: dict[str, float],
+        collator: Callable[[Sequence[Any]], dict[str, Any]],
+        eval_records: Sequence[Any] = (),
+        eval_hooks: Sequence[EvalHook] = (),
+        accelerator: Any = None,
+    ) -> None:
+        if not records:
+            raise ValueError("records: expected at least one training record, got none")
+        self.records = list(records)
+        self.eval_records = list(eval_records)
+        self.collator = collator
+        self.sampler = MixtureSampler(sources, weights, seed=config.run.seed)
+        super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator)
+
+    def micro_batches(self) -> list[dict[str, Any]]:
+        indices = self.sampler.next_batch(self.global_batch_size)
+        mine = shard(indices, self.world_size, self.rank, self.run.grad_accum_steps)
+        return [self.collator([self.records[i] for i in part]) for part in mine]
+
+    def metric_names(self) -> list[str]:
+        return ["lm_loss", *(f"aux/{m}" for m in self.spatial.config.modalities)]
+
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        out: SpatialOutput = self.model(**to_device(batch, self.accelerator.device))
+        if out.loss is None:
+            raise ValueError("batch: carries neither labels nor auxiliary targets; nothing to train")
+        return out.loss, self.output_metrics(out)
+
+    @staticmethod
+    def output_metrics(out: SpatialOutput) -> dict[str, float]:
+        metrics = {f"aux/{m}": float(v.detach()) for m, v in out.aux_losses.items()}
+        if out.lm_loss is not None:
+            metrics["lm_loss"] = float(out.lm_loss.detach())
+        return metrics
+
+    def data_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_data_state(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+
+    def eval_batches(self) -> list[list[Any]]:
+        """This process's share of the held-out records, in batches of ``run.batch_size``."""
+        mine = self.eval_records[: self.config.eval_samples][self.rank :: self.world_size]
+        size = self.run.batch_size
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean losses (and `map_metrics`) over the held-out records, weighted by record."""
+        sums: dict[str, float] = {}
+        counts: dict[str, float] = {}
+        for part in self.eval_batches():
+            batch = to_device(self.collator(part), self.accelerator.device)
+            out = self.model(**batch, return_maps=self.wants_maps)
+            metrics = {"loss": float(out.loss), **self.output_metrics(out), **self.map_metrics(batch, out)}
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value * len(part)
+                counts[key] = counts.get(key, 0) + len(part)
+        keys = sorted({"loss", *self.metric_names(), *self.map_metric_names()})
+        return {k: v for k, v in mean_over_processes(self.accelerator, keys, sums, counts).items() if v == v}
+
+    #: whether `evaluate` asks the heads for maps (for `map_metrics`).
+    wants_maps = False
+
+    def map_metrics(self, batch: dict[str, Any], out: SpatialOutput) -> dict[str, float]:
+        """Metrics of generated maps against the targets (default: none)."""
+        return {}
+
+    def map_metric_names(self) -> list[str]:
+        return []

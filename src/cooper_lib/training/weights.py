@@ -1,0 +1,206 @@
+"""Trained model folders: building the model a config names, saving and loading what training changed.
+
+A model folder holds what `SpatialModel.save_pretrained` writes (``cooper_config.json``,
+``spatial_heads.safetensors``: queries, heads, added token rows), plus ``backbone.safetensors``
+(the backbone weights that trained: the full language model, or LoRA's matrices) and
+``trainable.json`` (how: llm mode, LoRA settings, the backbone it was trained on). Loading needs
+the same backbone; `load_trained_model` re-attaches the heads, re-injects LoRA and loads the rest.
+
+The weights are gathered with `torch.distributed.checkpoint.state_dict` (full state, CPU, only
+trainable parameters), which unwraps DDP and gathers FSDP shards, so one code path writes a model
+from a single process, DDP or FSDP run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    set_model_state_dict,
+)
+
+from cooper_lib.model import WEIGHTS_NAME, SpatialModel
+from cooper_lib.training.config import ModelConfig
+from cooper_lib.training.trainable import inject_lora, merge_lora, row_masked_names
+
+BACKBONE_WEIGHTS = "backbone.safetensors"
+TRAINABLE_NAME = "trainable.json"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def build_model(config: ModelConfig) -> SpatialModel:
+    """The `SpatialModel` a `ModelConfig` describes (trainability is set later, by the trainer).
+
+    ``backbone: tiny:<family>`` builds an offline tiny model; anything else loads a transformers
+    `AutoModelForImageTextToText` and its `AutoProcessor`. With ``init_from`` the heads and trained
+    weights of an earlier stage are loaded (LoRA folded into the base weights); otherwise fresh
+    heads are attached with ``add_spatial_heads(**spatial)``.
+    """
+    from cooper_lib.attach import add_spatial_heads
+
+    config.validate()
+    dtype = _DTYPES[config.dtype]
+    if config.backbone.startswith("tiny:"):
+        from cooper_lib.backbones.tiny import build_tiny_backbone
+
+        backbone, processor = build_tiny_backbone(config.backbone.removeprefix("tiny:"))
+        backbone = backbone.to(dtype)
+    else:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        backbone = AutoModelForImageTextToText.from_pretrained(config.backbone, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(config.backbone)
+    if config.init_from:
+        return load_trained_model(config.init_from, backbone, processor, merge=True)
+    return add_spatial_heads(backbone, processor, **config.spatial)
+
+
+def trainable_names(model: SpatialModel) -> list[str]:
+    """Names of `model`'s trainable parameters (shared tensors counted once)."""
+    return [name for name, p in model.named_parameters() if p.requires_grad]
+
+
+def gather_trainable_state(
+    model: nn.Module, spatial: SpatialModel, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Full CPU copies of the trainable parameters of `model` (plain, DDP or FSDP), keyed by the
+    parameter names of the unwrapped `spatial` (`prefix`: where `spatial` sits inside `model`).
+    Every process must call it (FSDP gathers shards); under FSDP only rank 0 receives the tensors."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    state = get_model_state_dict(model, options=options)
+    if not state:
+        return {}
+    keep = set(trainable_names(spatial))
+    # cloned: on CPU the state dict may alias the live parameters, which training keeps changing
+    return {
+        name.removeprefix(prefix): tensor.detach().clone()
+        for name, tensor in state.items()
+        if name.startswith(prefix) and name.removeprefix(prefix) in keep
+    }
+
+
+def additions_from_state(model: SpatialModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What `model.addition_state_dict()` returns, read from a gathered trainable `state` instead
+    of the (possibly sharded) live parameters."""
+    ids = model.added_token_ids.cpu()
+    out = {f"queries.{m}": state[f"queries.{m}"] for m in model.queries}
+    out["query_pos"] = model.query_pos.detach().cpu()
+    for key, local in model.heads.state_dict().items():
+        out[f"heads.{key}"] = state.get(f"heads.{key}", local.detach().cpu())
+    names = {id(p): n for n, p in model.named_parameters()}
+    out["embed_tokens.rows"] = state[names[id(model.adapter.input_embeddings().weight)]][ids]
+    if not model.adapter.tied_embeddings:
+        out["lm_head.rows"] = state[names[id(model.adapter.output_embeddings().weight)]][ids]
+    expected = set(model.addition_state_dict())
+    if set(out) != expected:
+        raise RuntimeError(
+            f"SpatialModel's additions changed: expected keys {sorted(expected)}, built {sorted(out)}"
+        )
+    return {k: v.contiguous().clone() for k, v in out.items()}
+
+
+def save_model(
+    directory: str | Path,
+    model: SpatialModel,
+    state: dict[str, torch.Tensor],
+    config: ModelConfig,
+    lora: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model folder (see the module docstring) from a gathered trainable `state`."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    model.config.save(path)
+    save_file(additions_from_state(model, state), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+    masked = set(row_masked_names(model))
+    backbone = {
+        name.removeprefix("backbone."): t.contiguous()
+        for name, t in state.items()
+        if name.startswith("backbone.") and name not in masked
+    }
+    save_file(backbone, str(path / BACKBONE_WEIGHTS), metadata={"format": "pt"})
+    info = {
+        "format": 1,
+        "backbone": config.backbone,
+        "dtype": config.dtype,
+        "llm": config.llm,
+        "freeze_vision": config.freeze_vision,
+        "lora": lora if config.llm == "lora" else None,
+    }
+    (path / TRAINABLE_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+def state_from_folder(
+    directory: str | Path, model: nn.Module, spatial: SpatialModel, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """The trainable state of a model folder, keyed like `gather_trainable_state` (for resuming)."""
+    path = Path(directory)
+    additions = load_file(str(path / WEIGHTS_NAME))
+    backbone = load_file(str(path / BACKBONE_WEIGHTS))
+    state = {f"backbone.{k}": v for k, v in backbone.items()}
+    state.update({k: v for k, v in additions.items() if k.startswith(("queries.", "heads."))})
+    masked = row_masked_names(spatial)
+    if masked:
+        current = gather_trainable_state(model, spatial, prefix)
+        ids = spatial.added_token_ids.cpu()
+        rows = {masked[0]: additions["embed_tokens.rows"]}
+        if len(masked) > 1:
+            rows[masked[1]] = additions["lm_head.rows"]
+        for name, new_rows in rows.items():
+            matrix = current[name]
+            matrix[ids] = new_rows.to(matrix.dtype)
+            state[name] = matrix
+    return state
+
+
+def load_state_into(
+    model: nn.Module, spatial: SpatialModel, state: dict[str, torch.Tensor], prefix: str = ""
+) -> None:
+    """Load a trainable `state` into `model` (plain, DDP or FSDP; `spatial` sits at `prefix` in it);
+    its names must be exactly the trainable parameters of `spatial`."""
+    expected = set(trainable_names(spatial))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"state: does not match the trainable parameters (missing {missing[:5]}, unexpected {unexpected[:5]}); "
+            "was it saved with another llm / LoRA / freeze setting?"
+        )
+    prefixed = {prefix + name: tensor for name, tensor in state.items()}
+    set_model_state_dict(model, prefixed, options=StateDictOptions(full_state_dict=True, strict=False))
+
+
+def load_trained_model(
+    directory: str | Path, backbone: nn.Module, processor: Any, *, merge: bool = False
+) -> SpatialModel:
+    """Re-attach a model folder's heads to `backbone` and load its trained weights.
+
+    Args:
+        directory: a model folder written by `save_model` (a checkpoint's ``model/`` or ``final/``).
+        backbone: the backbone the folder was trained on.
+        processor: its processor.
+        merge: fold LoRA weights into the base layers (what a following stage starts from).
+    """
+    path = Path(directory)
+    info_path = path / TRAINABLE_NAME
+    if not info_path.is_file():
+        raise FileNotFoundError(
+            f"{info_path}: missing; expected a model folder written by a cooper-lib trainer"
+        )
+    info = json.loads(info_path.read_text())
+    spatial = SpatialModel.from_pretrained(backbone, path, processor)
+    if info.get("lora"):
+        inject_lora(spatial, info["lora"])
+    weights = load_file(str(path / BACKBONE_WEIGHTS))
+    _, unexpected = spatial.backbone.load_state_dict(weights, strict=False)
+    if unexpected:
+        raise ValueError(f"{path / BACKBONE_WEIGHTS}: weights {unexpected[:5]} do not exist in this backbone")
+    if merge and info.get("lora"):
+        merge_lora(spatial)
+    return spatial

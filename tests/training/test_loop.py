@@ -1,0 +1,108 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from training_setup import model_config, optim_config, run_config
+
+from cooper_lib.training import checkpoint as ckpt
+from cooper_lib.training.config import Stage1Config
+from cooper_lib.training.stage1 import Stage1Trainer
+from cooper_lib.training.weights import build_model
+
+
+def make_config(synthetic, out, **run) -> Stage1Config:
+    return Stage1Config(
+        # LoRA with dropout: the resumed run must restore the RNG to reproduce the dropout masks
+        model=model_config(llm="lora", lora_r=4, lora_dropout=0.2),
+        optim=optim_config(scheduler="cosine", warmup_steps=2),
+        run=run_config(out, batch_size=2, ema_decay=0.9, **run),
+        data=[str(synthetic["stage1"] / "records.jsonl")],
+    )
+
+
+def trainer_for(config, seed):
+    torch.manual_seed(seed)  # a different initialisation: what the run needs must come from the checkpoint
+    return Stage1Trainer(build_model(config.model), config)
+
+
+def test_resume_continues_the_same_trajectory(synthetic, tmp_path):
+    straight = trainer_for(make_config(synthetic, tmp_path / "straight", max_steps=6), seed=0).train()
+
+    first = trainer_for(make_config(synthetic, tmp_path / "split", max_steps=6), seed=0).train(stop_at=3)
+    assert first.checkpoint.name == "step-00000003" and first.final_dir is None
+    resumed_trainer = trainer_for(make_config(synthetic, tmp_path / "split", max_steps=6), seed=123)
+    assert resumed_trainer.step == 3
+    resumed = resumed_trainer.train()
+
+    losses = [h["loss"] for h in first.history + resumed.history]
+    torch.testing.assert_close(losses, [h["loss"] for h in straight.history], rtol=1e-6, atol=1e-7)
+    assert [h["lr"] for h in resumed.history] == [h["lr"] for h in straight.history[3:]]
+    a = load_file(straight.final_dir / "spatial_heads.safetensors")
+    b = load_file(resumed.final_dir / "spatial_heads.safetensors")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-7) for k in a)
+    a = load_file(straight.final_dir / "backbone.safetensors")
+    b = load_file(resumed.final_dir / "backbone.safetensors")
+    assert a.keys() == b.keys() and all("lora_" in k for k in a)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-7) for k in a)
+
+
+def test_a_kill_mid_save_leaves_the_last_checkpoint_loadable(synthetic, tmp_path, monkeypatch):
+    config = make_config(synthetic, tmp_path, max_steps=4, save_every=2)
+    trainer = trainer_for(config, seed=0)
+
+    calls = {"n": 0}
+    real_save_optimizer = ckpt.save_optimizer
+
+    def dies_on_second_save(directory, state):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the step-4 save: model files are written, then the process "dies"
+            raise KeyboardInterrupt
+        real_save_optimizer(directory, state)
+
+    monkeypatch.setattr(ckpt, "save_optimizer", dies_on_second_save)
+    monkeypatch.setattr(ckpt, "abort_atomic", lambda tmp: None)  # a kill runs no cleanup
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    monkeypatch.undo()
+
+    stale = ckpt.temp_dir_for(ckpt.checkpoint_dir(tmp_path, 4))
+    assert (stale / "model" / "spatial_heads.safetensors").is_file()  # half-written, not renamed
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000002"]
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-00000002"
+
+    resumed = trainer_for(make_config(synthetic, tmp_path, max_steps=4, save_every=2), seed=5)
+    assert resumed.step == 2
+    result = resumed.train()
+    assert [h["step"] for h in result.history] == [3.0, 4.0]
+    assert not stale.exists()  # the next save swept the stale temp folder
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000002", "step-00000004"]
+
+
+def test_resume_refuses_another_global_batch(synthetic, tmp_path):
+    trainer_for(make_config(synthetic, tmp_path, max_steps=2), seed=0).train(stop_at=1)
+    config = make_config(synthetic, tmp_path, max_steps=2)
+    config.run.batch_size = 4
+    with pytest.raises(ValueError, match="global batch"):
+        trainer_for(config, seed=0)
+    config.run.batch_size, config.run.resume = 4, "none"
+    assert trainer_for(config, seed=0).step == 0
+
+
+def test_log_file_evaluation_hooks_and_checkpoint_pruning(synthetic, tmp_path):
+    config = make_config(synthetic, tmp_path, max_steps=4, save_every=1, keep_checkpoints=2, eval_every=2)
+    seen = []
+
+    def hook(trainer):
+        seen.append((trainer.step, trainer.model.training))
+        return {"custom": float(trainer.step)}
+
+    torch.manual_seed(0)
+    Stage1Trainer(build_model(config.model), config, eval_hooks=[hook]).train()
+    assert seen == [(2, False), (4, False)]  # every eval_every steps, in eval mode
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in lines] == [1, 2, 3, 4] and all("loss" in e and "lr" in e for e in lines)
+    assert [e.get("eval/custom") for e in lines] == [None, 2.0, None, 4.0]
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]
+    state = json.loads((tmp_path / "checkpoints" / "step-00000004" / "state.json").read_text())
+    assert state["step"] == 4 and state["data"]["sampler"]["step"] == 4 and state["global_batch_size"] == 2

@@ -1,0 +1,48 @@
+import pytest
+
+from cooper_lib.training.sampler import MixtureSampler, shard
+
+
+def test_weights_set_the_mixture_and_each_epoch_visits_every_record():
+    sources = ["depth"] * 10 + ["seg"] * 30
+    sampler = MixtureSampler(sources, {"depth": 0.25, "seg": 0.75}, seed=3)
+    drawn = [i for _ in range(100) for i in sampler.next_batch(8)]
+    share = sum(sources[i] == "depth" for i in drawn) / len(drawn)
+    assert share == pytest.approx(0.25, abs=0.04)
+    depth = [i for i in drawn if sources[i] == "depth"]
+    assert sorted(depth[:10]) == list(range(10))  # one full epoch of the source before any repeat
+    assert sorted(depth[10:20]) == list(range(10))
+
+
+def test_state_round_trip_resumes_the_stream():
+    sources = ["a"] * 5 + ["b"] * 7
+    one = MixtureSampler(sources, {"a": 1, "b": 2}, seed=0)
+    straight = [one.next_batch(4) for _ in range(6)]
+    two = MixtureSampler(sources, {"a": 1, "b": 2}, seed=0)
+    first = [two.next_batch(4) for _ in range(3)]
+    state = two.state_dict()
+    three = MixtureSampler(sources, {"a": 1, "b": 2}, seed=0)
+    three.load_state_dict(state)
+    assert first + [three.next_batch(4) for _ in range(3)] == straight
+    with pytest.raises(ValueError, match="seed"):
+        MixtureSampler(sources, {"a": 1, "b": 2}, seed=1).load_state_dict(state)
+
+
+def test_zero_weight_sources_are_never_drawn_and_bad_weights_raise():
+    sampler = MixtureSampler(["a", "b"], {"a": 1.0, "b": 0.0})
+    assert set(sampler.next_batch(20)) == {0}
+    with pytest.raises(ValueError, match="no weight"):
+        MixtureSampler(["a", "c"], {"a": 1.0})
+    with pytest.raises(ValueError, match="no records"):
+        MixtureSampler(["a"], {"a": 1.0, "z": 1.0})
+    with pytest.raises(ValueError, match="positive weight"):
+        MixtureSampler(["a"], {"a": 0.0})
+
+
+def test_shard_gives_processes_the_micro_batches_one_process_accumulates():
+    batch = list(range(8))
+    assert shard(batch, 1, 0, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert shard(batch, 2, 0, 1) == [[0, 1, 2, 3]] and shard(batch, 2, 1, 1) == [[4, 5, 6, 7]]
+    assert shard(batch, 2, 1, 2) == [[2, 3], [6, 7]]
+    with pytest.raises(ValueError, match="multiple"):
+        shard(batch, 3, 0, 1)

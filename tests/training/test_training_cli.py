@@ -1,0 +1,69 @@
+import argparse
+
+import pytest
+import yaml
+from training_setup import SPATIAL
+
+from cooper_lib.training import cli
+from cooper_lib.training.weights import load_trained_model
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="cooper-lib")
+    cli.register(root.add_subparsers(dest="command", required=True))
+    return root
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["train", "grpo", "--help"])
+    text = capsys.readouterr().out
+    for flag in (
+        "--config",
+        "--optim.lr",
+        "--run.max_steps",
+        "--num_generations",
+        "--kl_beta",
+        "--model.llm",
+    ):
+        assert flag in text
+    assert "rollouts per prompt" in text and "(default: 8)" in text
+
+
+def test_flags_override_the_file(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"run": {"max_steps": 7, "batch_size": 2}, "mixture": {"depth": 1.0}}))
+    args = parser().parse_args(
+        ["train", "stage1", "--config", str(path), "--run.max_steps", "3", "--print-config"]
+    )
+    assert args.func(args) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (
+        printed["run"]["max_steps"] == 3
+        and printed["run"]["batch_size"] == 2
+        and printed["mixture"] == {"depth": 1.0}
+    )
+    bad = parser().parse_args(["train", "stage1", "--optim.scheduler", "step"])
+    with pytest.raises(ValueError, match="optim.scheduler"):
+        args.func(bad)
+
+
+def test_train_stage1_from_the_command_line(synthetic, tmp_path, capsys):
+    config = {
+        "model": {"backbone": "tiny:qwen2_vl", "spatial": SPATIAL},
+        "run": {"output_dir": str(tmp_path / "run"), "max_steps": 2, "batch_size": 2, "progress_bar": False},
+        "data": [str(synthetic["stage1"] / "records.jsonl")],
+    }
+    path = tmp_path / "stage1.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = parser().parse_args(
+        ["train", "stage1", "--config", str(path), "--optim.lr", "1e-3", "--no-run.tensorboard"]
+    )
+    assert args.func(args) == 0
+    assert "final model:" in capsys.readouterr().out
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["optim"]["lr"] == 1e-3 and saved["run"]["tensorboard"] is False
+    from cooper_lib.backbones.tiny import build_tiny_backbone
+
+    loaded = load_trained_model(tmp_path / "run" / "final", *build_tiny_backbone("qwen2_vl"))
+    assert loaded.config.num_classes == 7
