@@ -4,7 +4,9 @@ Everything architecture-specific in cooper-lib goes through an adapter, so the h
 reasoner and the trainers never branch on `model_type`. The base class implements the generic
 accessors that transformers v5 gives every `*ForConditionalGeneration` model (`.model`,
 `get_input_embeddings`, `get_output_embeddings`, `config.get_text_config()`); a family adapter
-overrides only what its architecture does differently (the visual-token grid, extra inputs).
+overrides only what its architecture does differently (the visual-token grid, extra inputs,
+and for contexts continued from the KV cache how a new segment's positions and masks follow the
+cached ones: the ``continuation_*`` methods, used by the interleaved reasoner).
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 from torch import nn
+
+from cooper_lib.backbones.continuation import (
+    ContinuationState,
+    Inputs,
+    counted_positions,
+    strip_leading_bos,
+)
+
+#: Text standing for an assistant message while `continuation_text` renders the chat template.
+_TURN_SENTINEL = "<|cooper-lib:assistant-turn|>"
 
 #: The chat template used when a processor ships none (tiny test processors, PaliGemma).
 #: `{IMAGE}` is replaced by the family's image placeholder before rendering. Newlines are Jinja
@@ -78,6 +90,11 @@ class BackboneAdapter:
     required_inputs: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "pixel_values")
     #: What `visual_layout().grid` means for this family (the supported-backbones table shows it).
     layout_notes: ClassVar[str] = "square grid when the token count is a perfect square, else one row"
+    #: Continued contexts: model-input key -> axis along which a context's images stack
+    #: (0: images flattened over the batch; 1: one row per sample, images along dimension 1).
+    image_input_axes: ClassVar[dict[str, int]] = {"pixel_values": 0}
+    #: Continued contexts: processor outputs the model must not receive.
+    continuation_drop_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model: nn.Module) -> None:
         self.model = unwrap_model(model)
@@ -224,6 +241,80 @@ class BackboneAdapter:
                     f"{self.family!r} models need; pass the processor that belongs to this backbone"
                 )
         return batch
+
+    # ------------------------------------------------------- continued (KV-cached) contexts
+    def continuation_text(
+        self, processor: Any, content: Sequence[Mapping[str, Any]], *, role: str = "user"
+    ) -> str:
+        """Chat text that ends the assistant turn in progress, adds a `role` message with `content`
+        (HF-style parts: ``{"type": "image"}``, ``{"type": "text", "text": ...}``) and opens the
+        next assistant turn: the template's own text between two assistant turns, rendered around
+        a sentinel assistant message.
+
+        Raises:
+            ValueError: when the template moves the message's images elsewhere (they must stay in
+                the message for the text to be appended to a context).
+        """
+        messages = [
+            {"role": "user", "content": "x"},
+            {"role": "assistant", "content": _TURN_SENTINEL},
+            {"role": role, "content": list(content)},
+        ]
+        rendered = self.render_chat(processor, messages, add_generation_prompt=True)
+        if rendered.count(_TURN_SENTINEL) != 1:
+            raise ValueError(
+                f"processor: its chat template does not render assistant messages verbatim; the "
+                f"{self.family!r} adapter cannot continue a conversation from it"
+            )
+        text = rendered.split(_TURN_SENTINEL, 1)[1]
+        wanted = sum(1 for part in content if part.get("type") == "image")
+        found = text.count(self.image_placeholder(processor))
+        if found != wanted:
+            raise ValueError(
+                f"processor: its chat template put {found} of the message's {wanted} image(s) after the "
+                f"previous assistant turn; expected images to stay in their message"
+            )
+        return text
+
+    def prompt_inputs(self, processor: Any, text: str, images: Sequence[Image.Image]) -> Inputs:
+        """Model inputs (batch of one) of a context's first segment, with the processor's special tokens."""
+        batch = self.build_inputs(processor, [text], [list(images)] if images else None)
+        return {
+            k: v
+            for k, v in batch.items()
+            if isinstance(v, torch.Tensor) and k not in self.continuation_drop_keys
+        }
+
+    def segment_inputs(self, processor: Any, text: str, images: Sequence[Image.Image] = ()) -> Inputs:
+        """Model inputs (batch of one) of a segment appended to a context: no special tokens."""
+        batch = self.build_inputs(
+            processor, [text], [list(images)] if images else None, add_special_tokens=False
+        )
+        batch = {
+            k: v
+            for k, v in batch.items()
+            if isinstance(v, torch.Tensor) and k not in self.continuation_drop_keys
+        }
+        return strip_leading_bos(batch, self.tokenizer(processor), text)
+
+    def continuation_positions(
+        self, state: ContinuationState, rows: Sequence[Inputs | None], length: int
+    ) -> torch.Tensor:
+        """Position ids of one step: each row's segment (None: nothing) left-padded to `length`.
+
+        The base rule counts tokens, so padding holes never shift positions. Advances `state`.
+        """
+        return counted_positions(state, rows, length)
+
+    def continuation_inputs(
+        self, state: ContinuationState, rows: Sequence[Inputs | None], length: int
+    ) -> dict[str, Any]:
+        """Family inputs of one step besides ids, mask, positions and images (none in the base)."""
+        return {}
+
+    def context_inputs(self, input_ids: torch.Tensor, segments: Sequence[Inputs]) -> dict[str, Any]:
+        """Family inputs of a whole context run in one call (a re-prefill), from its segments."""
+        return {}
 
     def visual_layout(self, processor: Any, image_size: tuple[int, int]) -> VisualLayout:
         """Token count and grid of one image of `image_size` (height, width), measured through the processor."""

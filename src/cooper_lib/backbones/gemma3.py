@@ -11,6 +11,9 @@ Gemma3 quirks the adapter absorbs:
 - the input embedding is `Gemma3TextScaledWordEmbedding`, whose *output* is scaled by
   ``sqrt(hidden_size)``; `input_embeddings()` returns that module, and its output is exactly what
   the decoder adds image features to. Read embedding scale from its output, not its weight;
+- in a continued context, a segment holding an image passes the *whole* context's
+  `token_type_ids`: the model builds the bidirectional image blocks from them indexed by absolute
+  position, so a segment's own ids would put its image block at the wrong place;
 - `Gemma3ForConditionalGeneration` applies no final logit soft-capping (unlike Gemma2 and
   Gemma3's text-only model), whatever the text config says: `logit_softcap` is None.
 """
@@ -18,9 +21,13 @@ Gemma3 quirks the adapter absorbs:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, VisualLayout
+from cooper_lib.backbones.continuation import ContinuationState, Inputs, left_pad_key
 from cooper_lib.backbones.registry import register_adapter
 
 
@@ -64,6 +71,20 @@ class Gemma3Adapter(BackboneAdapter):
                 f"mm_tokens_per_image={side * side}"
             )
         return VisualLayout(count, (side, side))
+
+    def continuation_inputs(
+        self, state: ContinuationState, rows: Sequence[Inputs | None], length: int
+    ) -> dict[str, Any]:
+        """The whole context's `token_type_ids` when the step holds an image (see the module doc)."""
+        step = left_pad_key(rows, "token_type_ids", length)
+        previous = state.extra.get("token_type_ids")
+        state.extra["token_type_ids"] = step if previous is None else torch.cat([previous, step], dim=1)
+        return {"token_type_ids": state.extra["token_type_ids"]} if bool(step.any()) else {}
+
+    def context_inputs(self, input_ids: torch.Tensor, segments: Sequence[Inputs]) -> dict[str, Any]:
+        """The whole context's `token_type_ids` (1 on image soft tokens)."""
+        types = [seg.get("token_type_ids", torch.zeros_like(seg["input_ids"])) for seg in segments]
+        return {"token_type_ids": torch.cat(types, dim=1)}
 
     def check_processor(self, processor: Any) -> None:
         """Vocabulary size, the soft and begin-of-image token ids, and tokens per image against the model."""

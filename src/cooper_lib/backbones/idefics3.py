@@ -31,6 +31,8 @@ class Idefics3Adapter(BackboneAdapter):
         "whole-image global view last (grid_offset)"
     )
 
+    image_input_axes = {"pixel_values": 1, "pixel_attention_mask": 1}
+
     def language_model(self) -> nn.Module:
         return self.decoder().text_model
 

@@ -62,6 +62,11 @@ class LlavaOnevisionAdapter(BackboneAdapter):
     family = "llava_onevision"
     model_types = ("llava_onevision",)
     required_inputs = ("input_ids", "attention_mask", "pixel_values", "image_sizes")
+    image_input_axes = {"pixel_values": 0, "image_sizes": 0}
+    #: Without `batch_num_images` every image keeps the single-image ("anyres") layout it was
+    #: tokenised with; with it, a context holding several images would switch them all to base-view
+    #: only, which no longer matches their tokens.
+    continuation_drop_keys = ("batch_num_images",)
     layout_notes = (
         "(rows, cols) = the base view's patch grid, first; then the anyres tiles, unpadded, one newline "
         "token per row. Applies to an image alone in its sample: in a multi-image sample every image "

@@ -8,6 +8,19 @@ placeholder, ``VisualLayout(num_tokens=1, grid=(1, 1))``, and `tile_arrangement`
 ``(rows, cols)`` of tiles the image processor cuts the image into (each tile gives
 ``(image_size // patch_size)**2 + 1`` cross-attention states, the class token included).
 
+In a continued context every image is appended to the cross-attention layers' cache (the layer
+adds a new image's states after the cached ones), and the context keeps the whole
+`cross_attention_mask`, one column block per image slot, extended by the processor's rule: a
+token sees the latest image before it, so a segment's tokens before its new image keep seeing
+the previous one. A step of several rows in which any row inserts an image gives every row a
+slot; rows without an image get a zero image there that no token sees.
+
+A full forward is not causal for text before the first image: such rows see no image, and the
+model then un-masks them (they attend to every image of the sequence, later ones included).
+Continuing from the cache keeps those rows as they were computed, which is what `generate` does;
+a re-prefill of a context holding a later image changes them. So Mllama's next-token logits after
+an insertion equal those of a re-prefill of everything after the prompt, not of the prompt too.
+
 Mllama's input embedding has 8 rows more than its text vocabulary and lm_head (`<|image|>` sits in
 them, so it can be read but never predicted), so the two are resized separately; see
 `resize_embeddings`.
@@ -15,14 +28,20 @@ them, so it can be read but never predicted), so the two are resized separately;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 from torch import nn
 from transformers.models.mllama.image_processing_mllama import get_all_supported_aspect_ratios
+from transformers.models.mllama.processing_mllama import (
+    convert_sparse_cross_attention_mask_to_dense,
+    get_cross_attention_token_mask,
+)
 
 from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, VisualLayout
+from cooper_lib.backbones.continuation import ContinuationState, Inputs
 from cooper_lib.backbones.registry import register_adapter
 
 
@@ -44,6 +63,53 @@ class MllamaAdapter(BackboneAdapter):
         "images enter through cross-attention: one <|image|> token per image (1 x 1); "
         "`tile_arrangement()` gives the (rows, cols) of vision tiles"
     )
+
+    image_input_axes = {"pixel_values": 1, "aspect_ratio_ids": 1, "aspect_ratio_mask": 1}
+
+    def continuation_inputs(
+        self, state: ContinuationState, rows: Sequence[Inputs | None], length: int
+    ) -> dict[str, Any]:
+        """The whole context's `cross_attention_mask`, extended by this step (see the module doc)."""
+        tiles = int(self.config.vision_config.max_num_tiles)
+        previous = state.extra.get("cross_attention_mask")
+        if previous is None:
+            previous = torch.zeros(len(rows), 0, 0, tiles, dtype=torch.long)
+        has_image = [seg is not None and "pixel_values" in seg for seg in rows]
+        if any(has_image):
+            previous = torch.cat(
+                [previous, previous.new_zeros(len(rows), previous.shape[1], 1, tiles)], dim=2
+            )
+        step = previous.new_zeros(len(rows), length, previous.shape[2], tiles)
+        for row, seg in enumerate(rows):
+            if previous.shape[1]:
+                step[row] = previous[row, -1]
+            if not has_image[row]:
+                continue
+            own = seg["cross_attention_mask"][0, :, 0]  # [n, tiles]; non-zero from the image token on
+            seen = own.any(dim=-1).nonzero()
+            if len(seen):
+                start = length - own.shape[0] + int(seen[0])
+                step[row, start:] = 0
+                step[row, start:, -1, : own.shape[-1]] = own[int(seen[0]) :]
+        state.extra["cross_attention_mask"] = torch.cat([previous, step], dim=1)
+        return {"cross_attention_mask": state.extra["cross_attention_mask"]}
+
+    def context_inputs(self, input_ids: torch.Tensor, segments: Sequence[Inputs]) -> dict[str, Any]:
+        """The processor's mask for the whole context: each image is seen from its token to the next image's."""
+        ranges = get_cross_attention_token_mask(input_ids[0].tolist(), self.image_token_id)
+        tiles = [
+            int(mask.sum())
+            for seg in segments
+            if "aspect_ratio_mask" in seg
+            for mask in seg["aspect_ratio_mask"][0]
+        ]
+        dense = convert_sparse_cross_attention_mask_to_dense(
+            [ranges],
+            [tiles],
+            max_num_tiles=int(self.config.vision_config.max_num_tiles),
+            length=input_ids.shape[1],
+        )
+        return {"cross_attention_mask": torch.from_numpy(dense).long()}
 
     def visual_layout(self, processor: Any, image_size: tuple[int, int]) -> VisualLayout:
         """The image's single `<|image|>` placeholder (see the module doc; `tile_arrangement` for the tiles)."""

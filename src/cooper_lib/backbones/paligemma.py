@@ -21,18 +21,24 @@ PaliGemma has no interleaved-image format: the processor's BOS always follows th
 placeholder, so an image placed mid-text (e.g. a generated map inserted into a reasoning trace)
 gets a BOS after it; the fallback template avoids that by moving every image to the front.
 
+A continued context (the reasoner inserting a generated map) therefore uses its own layout:
+`continuation_text` is ``"\\n" + image placeholders + text + "\\n"`` (the template's message
+separator, and the processor's prompt end), and `segment_inputs` expands each placeholder to the
+image's ``image_seq_length`` tokens in place, with no BOS, instead of calling the processor.
+
 PaliGemma 2's Gemma 2 decoder soft-caps the logits; the generic `logit_softcap` reads the cap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 
 from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, VisualLayout
+from cooper_lib.backbones.continuation import Inputs
 from cooper_lib.backbones.registry import register_adapter
 
 #: Fallback template: every image of the conversation first, then the messages' texts joined by "\n".
@@ -87,6 +93,30 @@ class PaliGemmaAdapter(BackboneAdapter):
         if processor_kwargs.get("suffix") is None:
             batch.pop("labels", None)
             batch.pop("token_type_ids", None)
+        return batch
+
+    def continuation_text(
+        self, processor: Any, content: Sequence[Mapping[str, Any]], *, role: str = "user"
+    ) -> str:
+        """``"\\n"``, the message's images, its texts, ``"\\n"`` (see the module doc; `role` is not shown)."""
+        placeholder = self.image_placeholder(processor)
+        images = "".join(placeholder for part in content if part.get("type") == "image")
+        texts = "".join(part["text"] for part in content if part.get("type") == "text")
+        return f"\n{images}{texts}\n"
+
+    def segment_inputs(self, processor: Any, text: str, images: Sequence[Image.Image] = ()) -> Inputs:
+        """Tokens of `text` with each image placeholder expanded in place (no BOS), and the images' pixels."""
+        placeholder = self.image_placeholder(processor)
+        if text.count(placeholder) != len(images):
+            raise ValueError(
+                f"text: expected {len(images)} image placeholder(s) {placeholder!r}, got {text.count(placeholder)}"
+            )
+        expanded = text.replace(placeholder, placeholder * int(processor.image_seq_length))
+        batch = dict(self.tokenizer(processor)([expanded], add_special_tokens=False, return_tensors="pt"))
+        if images:
+            batch["pixel_values"] = processor.image_processor(list(images), return_tensors="pt")[
+                "pixel_values"
+            ]
         return batch
 
     def visual_layout(self, processor: Any, image_size: tuple[int, int]) -> VisualLayout:

@@ -4,13 +4,23 @@ The three share the visual layout: the processor resizes an image to multiples o
 ``patch_size * merge_size``, reports its patch grid as ``image_grid_thw`` and fills one
 ``<|image_pad|>`` per merged ``merge_size x merge_size`` patch block, row-major. The model needs
 ``image_grid_thw`` and ``mm_token_type_ids`` to build its 3-D rotary positions (M-RoPE).
+
+M-RoPE in a continued context: an image's tokens get (t, h, w) positions from the image's start,
+and the text after it resumes at the image's largest position + 1, so positions are not the token
+count. A segment appended to a KV-cached context gets its positions from the model's own
+`get_rope_index`, offset by the row's running position, rather than from the model's stored
+``rope_deltas`` (which only describe the prompt's images).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, VisualLayout
+from cooper_lib.backbones.continuation import ContinuationState, Inputs, left_pad_key
 from cooper_lib.backbones.registry import register_adapter
 
 
@@ -34,6 +44,44 @@ class _QwenVLAdapter(BackboneAdapter):
                 f"{self.model_type!r} model"
             )
         return f"{start}{super().image_placeholder(processor)}{end}"
+
+    image_input_axes = {"pixel_values": 0, "image_grid_thw": 0}
+
+    def continuation_positions(
+        self, state: ContinuationState, rows: Sequence[Inputs | None], length: int
+    ) -> torch.Tensor:
+        """3-D positions [3, B, L]: `get_rope_index` of each row's segment plus its running position."""
+        out = torch.zeros(3, len(rows), length, dtype=torch.long)
+        for row, seg in enumerate(rows):
+            if seg is None:
+                continue
+            n = seg["input_ids"].shape[1]
+            start = state.next_position[row]
+            if "image_grid_thw" in seg:
+                positions, _ = self.decoder().get_rope_index(
+                    input_ids=seg["input_ids"],
+                    mm_token_type_ids=seg["mm_token_type_ids"],
+                    image_grid_thw=seg["image_grid_thw"],
+                )
+                positions = positions[:, 0].cpu() + start
+            else:
+                positions = torch.arange(start, start + n).expand(3, n)
+            out[:, row, length - n :] = positions
+            state.next_position[row] = int(positions.max()) + 1
+        return out
+
+    def continuation_inputs(
+        self, state: ContinuationState, rows: Sequence[Inputs | None], length: int
+    ) -> dict[str, Any]:
+        """`mm_token_type_ids` of a step that holds images (the model locates image tokens with it)."""
+        if not any(seg is not None and "image_grid_thw" in seg for seg in rows):
+            return {}
+        return {"mm_token_type_ids": left_pad_key(rows, "mm_token_type_ids", length)}
+
+    def context_inputs(self, input_ids: torch.Tensor, segments: Sequence[Inputs]) -> dict[str, Any]:
+        """The whole context's `mm_token_type_ids`; the model then computes M-RoPE positions itself."""
+        types = [seg.get("mm_token_type_ids", torch.zeros_like(seg["input_ids"])) for seg in segments]
+        return {"mm_token_type_ids": torch.cat(types, dim=1)}
 
     def visual_layout(self, processor: Any, image_size: tuple[int, int]) -> VisualLayout:
         """The merged patch grid the processor gives an image of `image_size` (height, width)."""

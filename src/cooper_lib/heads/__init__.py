@@ -2,5 +2,25 @@
 
 from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, build_head, head_names, map_kind, register_head
 from cooper_lib.heads.dense import DenseHead
+from cooper_lib.heads.denoiser import FlowDenoiser
+from cooper_lib.heads.discrete import DiscreteHead
+from cooper_lib.heads.flow import FlowHead
+from cooper_lib.heads.sampler import Guidance, euler_timesteps, guide, sample_euler, shift_timesteps
 
-__all__ = ["MAP_KINDS", "DenseHead", "PerceptionHead", "build_head", "head_names", "map_kind", "register_head"]
+__all__ = [
+    "MAP_KINDS",
+    "DenseHead",
+    "DiscreteHead",
+    "FlowDenoiser",
+    "FlowHead",
+    "Guidance",
+    "PerceptionHead",
+    "build_head",
+    "euler_timesteps",
+    "guide",
+    "head_names",
+    "map_kind",
+    "register_head",
+    "sample_euler",
+    "shift_timesteps",
+]

@@ -62,7 +62,8 @@ def head_names() -> list[str]:
 
 
 def build_head(config: SpatialConfig, modality: str, hidden_size: int) -> PerceptionHead:
-    """The head `config.head` for `modality` on a backbone of `hidden_size`."""
-    if config.head not in _HEADS:
-        raise ValueError(f"head: expected one of {head_names()}, got {config.head!r}")
-    return _HEADS[config.head](config, modality, hidden_size)
+    """The head `config.head_for(modality)` for `modality` on a backbone of `hidden_size`."""
+    name = config.head_for(modality)
+    if name not in _HEADS:
+        raise ValueError(f"head: expected one of {head_names()}, got {name!r}")
+    return _HEADS[name](config, modality, hidden_size)
