@@ -17,12 +17,35 @@ from cooper_lib.data.synthetic import (
 )
 from cooper_lib.eval.benchmarks import Benchmark, BenchmarkItem, load_benchmark
 from cooper_lib.heads import DenseHead
+from cooper_lib.modalities import (
+    DepthCodec,
+    ModalityCodec,
+    NormalsCodec,
+    SegmentationCodec,
+    get_codec,
+    make_grid,
+    register_modality,
+    to_pil,
+)
 from cooper_lib.model import SpatialModel, SpatialOutput
+from cooper_lib.tokenizers import PatchTokenizer, VQConfig, VQTokenizer, train_vq_tokenizer
 from cooper_lib.training import GRPOTrainer, InterleavedSFTTrainer, Stage1Trainer, cpr_reward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DepthCodec",
+    "ModalityCodec",
+    "NormalsCodec",
+    "PatchTokenizer",
+    "SegmentationCodec",
+    "VQConfig",
+    "VQTokenizer",
+    "get_codec",
+    "make_grid",
+    "register_modality",
+    "to_pil",
+    "train_vq_tokenizer",
     "SEMANTIC_CLASSES",
     "BackboneAdapter",
     "Benchmark",

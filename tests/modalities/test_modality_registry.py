@@ -1,0 +1,79 @@
+from typing import Any
+
+import pytest
+import torch
+
+from cooper_lib.modalities import (
+    DecodedMap,
+    DepthCodec,
+    ModalityCodec,
+    available_modalities,
+    get_codec,
+    register_modality,
+)
+from cooper_lib.modalities import registry as registry_module
+
+
+class _Albedo(ModalityCodec):
+    """A user codec: a map in [0, 2] shown as gray."""
+
+    name = "albedo"
+    units = "1"
+    value_range = (0.0, 2.0)
+
+    def encode(self, x, mask=None):
+        return (x / 2).unsqueeze(-3).expand(*x.shape[:-2], 3, *x.shape[-2:])
+
+    def decode(self, img):
+        value = img.mean(-3) * 2
+        return DecodedMap(value, torch.ones_like(value, dtype=torch.bool))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {}
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
+
+
+def test_builtins():
+    assert {"depth", "segmentation", "instance", "normals"} <= set(available_modalities())
+    assert isinstance(get_codec("depth", preset="nyu"), DepthCodec)
+    assert get_codec("segmentation").num_classes == 150
+
+
+def test_register_a_user_codec_class_and_instance(clean_registry):
+    register_modality("albedo", _Albedo)
+    codec = get_codec("albedo")
+    x = torch.rand(2, 4, 4) * 2
+    assert torch.allclose(codec.decode(codec.encode(x)).value, x)
+    fixed = _Albedo()
+    register_modality("albedo-fixed", fixed)
+    assert get_codec("albedo-fixed") is fixed
+    assert "albedo" in available_modalities()
+
+
+def test_registry_errors(clean_registry):
+    with pytest.raises(ValueError, match="name: modality 'depth' is already registered"):
+        register_modality("depth", DepthCodec)
+    register_modality("depth", lambda **kw: DepthCodec("log", **kw), overwrite=True)
+    assert get_codec("depth").encoding == "log"
+    with pytest.raises(ValueError, match="name: unknown modality 'sonar'"):
+        get_codec("sonar")
+    register_modality("fixed", _Albedo())
+    with pytest.raises(TypeError, match="registered as a ready codec"):
+        get_codec("fixed", scale=2)
+    with pytest.raises(TypeError, match="factory_or_codec"):
+        register_modality("bad", 42)
+    register_modality("broken", lambda: "not a codec")
+    with pytest.raises(TypeError, match="returned str, not a codec"):
+        get_codec("broken")
+    with pytest.raises(ValueError, match="name: expected a non-empty string"):
+        register_modality("", _Albedo)
+
+
+def test_codec_base_is_abstract():
+    with pytest.raises(TypeError):
+        ModalityCodec()
