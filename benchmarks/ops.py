@@ -1,0 +1,341 @@
+"""Benchmark the fused loss ops: time of forward+backward and measured peak memory.
+
+Two tables:
+
+* ``lce``: linear cross-entropy at V = 151,936 (Qwen2) for naive PyTorch (logits, then
+  ``F.cross_entropy``), ``torch.compile`` of that, ours, Liger's fused linear CE and Cut
+  Cross-Entropy (the last two when importable; Liger needs CUDA).
+* ``dense``: flow-matching, SILog, SSI and segmentation CE+Dice: achieved bandwidth against the
+  bytes that must move (inputs read once, gradient written once) for ours and for the unfused
+  PyTorch composition (the ``*_reference`` functions; on CPU ours dispatches to exactly that code).
+
+Every (method, shape) runs in its own subprocess so one's memory cannot hide another's. Peak memory
+is the increase over the memory held just before the timed step (inputs, and the gradients left
+by the warm-up are freed first): on CUDA ``torch.cuda.max_memory_allocated``; on CPU the resident
+set size sampled every millisecond from ``/proc/self/statm`` by a background thread (torch's CPU
+allocator has no statistics; tracemalloc does not see torch's allocations). The peak includes the
+weight gradient (V x H fp32), which every method must produce.
+
+Examples::
+
+    python benchmarks/ops.py --table lce --n 8192 --h 896 --device cpu
+    python benchmarks/ops.py --table dense --device cpu
+    python benchmarks/ops.py --table lce --n 8192 32768 --h 896 3584 --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+LCE_METHODS = ("naive", "compiled", "ours", "liger", "cce")
+DENSE_OPS = ("flow", "silog", "ssi", "seg")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class PeakMemory:
+    """Peak bytes above the level at ``__enter__``: CUDA allocator stats, or sampled RSS on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss() - self.base)
+            time.sleep(0.001)
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self._rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, self._rss() - self.base)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _measure(step: Callable[[], None], reset: Callable[[], None], device, warmup: int, repeats: int) -> dict:
+    for _ in range(warmup):
+        step()
+        reset()
+    times, peaks = [], []
+    for _ in range(repeats):
+        gc.collect()
+        with PeakMemory(device) as mem:
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+        peaks.append(mem.peak)
+        reset()
+    return {"time_s": statistics.median(times), "peak_bytes": max(peaks)}
+
+
+# --------------------------------------------------------------------------------------------------
+# linear cross-entropy
+
+
+def _lce_fn(method: str, device: torch.device) -> Callable:
+    if method == "naive":
+        return lambda h, w, y: F.cross_entropy((h @ w.T).float(), y)
+    if method == "compiled":
+        return torch.compile(lambda h, w, y: F.cross_entropy((h @ w.T).float(), y))
+    if method == "ours":
+        from cooper_lib.ops import linear_cross_entropy
+
+        return lambda h, w, y: linear_cross_entropy(h, w, y)
+    if method == "liger":
+        if device.type != "cuda":
+            raise RuntimeError("Liger's kernels are Triton-only; on CPU they would run in the interpreter")
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        loss = LigerFusedLinearCrossEntropyLoss()
+        return lambda h, w, y: loss(w, h, y)
+    if method == "cce":
+        from cut_cross_entropy import linear_cross_entropy as cce
+
+        impl = "cce" if device.type == "cuda" else "torch_compile"
+        return lambda h, w, y: cce(h, w, y, impl=impl)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def lce_child(args: argparse.Namespace) -> dict:
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    (n,), (h,) = args.n, args.h
+    torch.manual_seed(0)
+    hidden = torch.randn(n, h, device=device, dtype=dtype, requires_grad=True)
+    weight = (torch.randn(args.v, h, device=device) / math.sqrt(h)).to(dtype).requires_grad_()
+    labels = torch.randint(0, args.v, (n,), device=device)
+    labels[::10] = -100
+    fn = _lce_fn(args.method, device)
+    result = {}
+
+    def step() -> None:
+        loss = fn(hidden, weight, labels)
+        loss.backward()
+        result["loss"] = loss.item()
+
+    def reset() -> None:
+        hidden.grad = weight.grad = None
+
+    result.update(_measure(step, reset, device, args.warmup, args.repeats))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# dense and flow losses
+
+
+def _dense_case(
+    op: str, device: torch.device, dtype: torch.dtype, size: str
+) -> tuple[list, Callable, Callable, int]:
+    """Inputs (the first requires grad), our function, the reference composition, bytes that must move."""
+    import cooper_lib.ops as ops
+
+    small = size == "small"
+    item = torch.finfo(dtype).bits // 8
+    if op == "flow":
+        shape = (2, 256, 64) if small else (8, 4096, 64)
+        tensors = [torch.randn(shape, device=device, dtype=dtype) for _ in range(3)]
+        mask = torch.rand(shape[:-1], device=device) > 0.1
+        moved = 4 * tensors[0].numel() * item + mask.numel()
+        return (
+            [*tensors, mask],
+            lambda p, n, c, m: ops.flow_matching_loss(p, n, c, mask=m),
+            lambda p, n, c, m: ops.flow_matching_loss_reference(p, n, c, mask=m),
+            moved,
+        )
+    if op in ("silog", "ssi"):
+        shape = (2, 48, 64) if small else (8, 480, 640)
+        pred = torch.rand(shape, device=device).add(0.1).to(dtype)
+        target = torch.rand(shape, device=device).add(0.1).to(dtype)
+        mask = torch.rand(shape, device=device) > 0.2
+        moved = 3 * pred.numel() * item + mask.numel()
+        ours, ref = (
+            (ops.silog_loss, ops.silog_loss_reference)
+            if op == "silog"
+            else (
+                ops.ssi_depth_loss,
+                ops.ssi_depth_loss_reference,
+            )
+        )
+        return [pred, target, mask], ours, ref, moved
+    if op == "seg":
+        batch, classes, side = (2, 150, 16) if small else (8, 150, 128)
+        logits = torch.randn(batch, classes, side, side, device=device, dtype=dtype)
+        target = torch.randint(0, classes, (batch, side, side), device=device)
+        moved = 2 * logits.numel() * item + target.numel() * target.element_size()
+        return [logits, target], ops.seg_ce_dice_loss, ops.seg_ce_dice_loss_reference, moved
+    raise ValueError(f"unknown op {op!r}")
+
+
+def dense_child(args: argparse.Namespace) -> dict:
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    torch.manual_seed(0)
+    inputs, ours, ref, moved = _dense_case(args.method, device, dtype, args.size)
+    inputs[0].requires_grad_()
+    fn = ours if args.impl == "ours" else ref
+
+    def step() -> None:
+        fn(*inputs).backward()
+
+    def reset() -> None:
+        inputs[0].grad = None
+
+    result = _measure(step, reset, device, args.warmup, args.repeats)
+    result["bytes"] = moved
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# driver
+
+
+def _run_child(argv: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _available_bytes() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f}"
+
+
+def run_lce(args: argparse.Namespace) -> None:
+    item = torch.finfo(DTYPES[args.dtype]).bits // 8
+    print(
+        f"linear cross-entropy, V={args.v}, {args.dtype}, device={args.device}, torch threads={torch.get_num_threads()}"
+    )
+    print("| N | H | method | fwd+bwd s | peak GiB | peak / naive | time / naive | loss |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for n in args.n:
+        for h in args.h:
+            naive = None
+            for method in args.methods:
+                # naive-style methods hold logits, their softmax and gradient: ~3 * N * V * 4 bytes.
+                need = 3 * n * args.v * 4 + args.v * h * (item + 4)
+                if (
+                    method in ("naive", "compiled")
+                    and args.device == "cpu"
+                    and need > 0.9 * _available_bytes()
+                ):
+                    res = {"error": f"skipped: needs ~{_gib(need)} GiB"}
+                else:
+                    res = _run_child(
+                        ["--child", "lce", "--method", method, "--n", str(n), "--h", str(h), "--v", str(args.v),
+                         "--device", args.device, "--dtype", args.dtype, "--warmup", str(args.warmup),
+                         "--repeats", str(args.repeats)]
+                    )  # fmt: skip
+                if "error" in res:
+                    print(f"| {n} | {h} | {method} | {res['error']} | | | | |", flush=True)
+                    continue
+                if method == "naive":
+                    naive = res
+                rel_mem = f"{res['peak_bytes'] / naive['peak_bytes']:.3f}" if naive else "-"
+                rel_time = f"{res['time_s'] / naive['time_s']:.2f}" if naive else "-"
+                print(
+                    f"| {n} | {h} | {method} | {res['time_s']:.2f} | {_gib(res['peak_bytes'])} | {rel_mem} "
+                    f"| {rel_time} | {res['loss']:.5f} |",
+                    flush=True,
+                )
+
+
+def run_dense(args: argparse.Namespace) -> None:
+    print(f"dense / flow losses ({args.size} shapes), {args.dtype}, device={args.device}")
+    print("| op | impl | fwd+bwd ms | bytes that must move (MiB) | achieved GB/s | time / composition |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for op in args.ops:
+        base = None
+        for impl in ("composition", "ours"):
+            res = _run_child(
+                ["--child", "dense", "--method", op, "--impl", impl, "--device", args.device, "--dtype", args.dtype,
+                 "--size", args.size, "--warmup", str(args.warmup), "--repeats", str(args.dense_repeats)]
+            )  # fmt: skip
+            if "error" in res:
+                print(f"| {op} | {impl} | {res['error']} | | | |", flush=True)
+                continue
+            base = base or res
+            print(
+                f"| {op} | {impl} | {res['time_s'] * 1e3:.2f} | {res['bytes'] / 2**20:.1f} "
+                f"| {res['bytes'] / res['time_s'] / 1e9:.2f} | {res['time_s'] / base['time_s']:.2f} |",
+                flush=True,
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", choices=("lce", "dense", "all"), default="all")
+    parser.add_argument("--n", type=int, nargs="+", default=[8192, 32768], help="tokens (lce)")
+    parser.add_argument("--h", type=int, nargs="+", default=[896, 3584], help="hidden sizes (lce)")
+    parser.add_argument("--v", type=int, default=151936, help="vocabulary (lce)")
+    parser.add_argument("--methods", nargs="+", choices=LCE_METHODS, default=list(LCE_METHODS))
+    parser.add_argument("--ops", nargs="+", choices=DENSE_OPS, default=list(DENSE_OPS))
+    parser.add_argument("--size", choices=("small", "full"), default="full", help="dense shapes")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--dtype", choices=tuple(DTYPES), default=None, help="default: bf16 on CUDA, fp32 on CPU"
+    )
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per lce case (median)")
+    parser.add_argument("--dense-repeats", type=int, default=10, help="timed runs per dense case (median)")
+    parser.add_argument("--child", choices=("lce", "dense"), help=argparse.SUPPRESS)
+    parser.add_argument("--method", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
+    if args.child:
+        print(json.dumps((lce_child if args.child == "lce" else dense_child)(args)))
+        return
+    if args.table in ("lce", "all"):
+        run_lce(args)
+    if args.table in ("dense", "all"):
+        run_dense(args)
+
+
+if __name__ == "__main__":
+    main()
