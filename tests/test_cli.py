@@ -8,7 +8,7 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "demo" in out and "data" in out
+    assert all(name in out for name in ("demo", "data", "train", "eval"))
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from cooper_lib.data.synthetic import (
     render_scenes,
     write_dataset,
 )
+from cooper_lib.eval import EvalResult, evaluate, write_report
 from cooper_lib.eval.benchmarks import Benchmark, BenchmarkItem, load_benchmark
 from cooper_lib.heads import DenseHead
 from cooper_lib.modalities import (
@@ -34,6 +35,9 @@ from cooper_lib.training import GRPOTrainer, InterleavedSFTTrainer, Stage1Traine
 __version__ = "0.1.0"
 
 __all__ = [
+    "EvalResult",
+    "evaluate",
+    "write_report",
     "DepthCodec",
     "ModalityCodec",
     "NormalsCodec",

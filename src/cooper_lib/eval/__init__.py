@@ -1,4 +1,5 @@
-"""Evaluation: metrics with stated formulas and local-file benchmark loaders (see docs/evaluation.md)."""
+"""Evaluation: metrics with stated formulas, local-file benchmark loaders, the built-in synthetic
+benchmark, a resumable runner and side-by-side reports (see docs/evaluation.md)."""
 
 from cooper_lib.eval import metrics
 from cooper_lib.eval.benchmarks import (
@@ -13,11 +14,18 @@ from cooper_lib.eval.benchmarks import (
     load_qspatial,
     load_sibench,
 )
+from cooper_lib.eval.report import bar_chart, write_report
+from cooper_lib.eval.runner import EvalResult, evaluate, load_result, tool_use
+from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
 
 __all__ = [
     "BENCHMARK_LOADERS",
     "Benchmark",
     "BenchmarkItem",
+    "EvalResult",
+    "SyntheticBenchmark",
+    "bar_chart",
+    "evaluate",
     "load_benchmark",
     "load_cvbench",
     "load_mmbench",
@@ -25,5 +33,9 @@ __all__ = [
     "load_nyu_v2",
     "load_qspatial",
     "load_sibench",
+    "load_result",
+    "load_synthetic",
     "metrics",
+    "tool_use",
+    "write_report",
 ]

@@ -19,6 +19,7 @@ from cooper_lib.eval.benchmarks.mmvp import MMVPBenchmark, load_mmvp
 from cooper_lib.eval.benchmarks.nyu import NYUv2Benchmark, load_nyu_v2
 from cooper_lib.eval.benchmarks.qspatial import QSpatialBenchmark, load_qspatial
 from cooper_lib.eval.benchmarks.sibench import SINGLE_IMAGE_SETTINGS, load_sibench
+from cooper_lib.eval.synthetic_bench import load_synthetic
 
 BENCHMARK_LOADERS: dict[str, Callable[..., Benchmark]] = {
     "qspatial": load_qspatial,
@@ -27,6 +28,7 @@ BENCHMARK_LOADERS: dict[str, Callable[..., Benchmark]] = {
     "mmbench": load_mmbench,
     "cvbench": load_cvbench,
     "nyuv2": load_nyu_v2,
+    "synthetic": load_synthetic,
 }
 """Loader per benchmark name, as ``cooper-lib eval --benchmark NAME`` spells it."""
 

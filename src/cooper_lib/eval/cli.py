@@ -1,0 +1,114 @@
+"""`cooper-lib eval run ...` (evaluate a model on a benchmark) and `cooper-lib eval report ...`
+(compare finished runs side by side)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cooper_lib.eval.runner import POLICIES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `eval run` and `eval report` to the main parser's subcommands."""
+    from cooper_lib.eval.benchmarks import BENCHMARK_LOADERS
+
+    evaluation = subparsers.add_parser("eval", help="evaluate models on spatial benchmarks and report runs")
+    commands = evaluation.add_subparsers(dest="eval_command", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="answer a benchmark's questions with interleaved reasoning and score them (resumable)",
+        description="Evaluate a model folder (or a tiny test backbone) on a local benchmark copy. "
+        "Finished items go to --output as they finish; rerunning the command resumes.",
+    )
+    run.add_argument("--benchmark", required=True, choices=sorted(BENCHMARK_LOADERS), help="benchmark name")
+    run.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="benchmark folder or file (synthetic: optional, renders scenes)",
+    )
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="model folder written by a cooper-lib trainer")
+    source.add_argument("--family", help="tiny random backbone family with fresh heads (for smoke tests)")
+    run.add_argument("--policy", choices=POLICIES, default="adaptive", help="tool policy (default adaptive)")
+    run.add_argument(
+        "--output", type=Path, default=None, help="JSONL cache (default ./<benchmark>-<policy>.jsonl)"
+    )
+    run.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
+    run.add_argument("--batch-size", type=int, default=8, help="items per batch (default 8)")
+    run.add_argument("--max-new-tokens", type=int, default=512, help="tokens per turn (default 512)")
+    run.add_argument(
+        "--n", type=int, default=16, help="synthetic without --data: scenes to render (default 16)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="synthetic without --data: dataset seed (default 0)")
+    run.add_argument("--json", type=Path, default=None, help="also write the metrics and tool use as JSON")
+    run.set_defaults(func=run_eval)
+    report = commands.add_parser(
+        "report",
+        help="compare finished runs: markdown table and PNG bar charts",
+        description="Write report.md, scores.png and tool_use.png comparing the given run caches.",
+    )
+    report.add_argument("runs", nargs="+", type=Path, help="JSONL caches written by `eval run`")
+    report.add_argument("--out", type=Path, required=True, help="folder for the report")
+    report.set_defaults(func=run_report)
+
+
+def _model(args: argparse.Namespace):
+    """The SpatialModel: a trained folder rebuilt on its recorded backbone, or a tiny one."""
+    if args.model is not None:
+        from cooper_lib.training.config import ModelConfig
+        from cooper_lib.training.weights import TRAINABLE_NAME, build_model
+
+        info_path = args.model / TRAINABLE_NAME
+        if not info_path.is_file():
+            raise FileNotFoundError(
+                f"--model: {info_path} is missing; expected a folder a cooper-lib trainer wrote"
+            )
+        info = json.loads(info_path.read_text())
+        return build_model(
+            ModelConfig(backbone=info["backbone"], dtype=info["dtype"], init_from=str(args.model))
+        )
+    from cooper_lib.attach import add_spatial_heads
+    from cooper_lib.backbones.tiny import build_tiny_backbone
+
+    backbone, processor = build_tiny_backbone(args.family)
+    return add_spatial_heads(backbone, processor)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate, print the per-category table, and say where the predictions went."""
+    from cooper_lib.eval.benchmarks import load_benchmark
+    from cooper_lib.eval.runner import evaluate
+
+    if args.data is None and args.benchmark != "synthetic":
+        raise SystemExit(f"--data is required for --benchmark {args.benchmark}")
+    kwargs = {"n": args.n, "seed": args.seed} if args.benchmark == "synthetic" and args.data is None else {}
+    benchmark = load_benchmark(args.benchmark, args.data, **kwargs)
+    output = args.output or Path(f"{args.benchmark}-{args.policy}.jsonl")
+    result = evaluate(
+        _model(args),
+        benchmark,
+        output=output,
+        batch_size=args.batch_size,
+        policy=args.policy,
+        limit=args.limit,
+        max_new_tokens=args.max_new_tokens,
+    )
+    print(result.table())
+    print(f"\n{result.computed} items answered now, predictions in {output}")
+    if args.json is not None:
+        summary = {"benchmark": result.benchmark, "policy": result.policy, "metrics": result.metrics}
+        args.json.write_text(json.dumps({**summary, "tool_use": result.tool_use}, indent=2) + "\n")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the comparison report of the given run caches."""
+    from cooper_lib.eval.report import write_report
+    from cooper_lib.eval.runner import load_result
+
+    path = write_report([load_result(run) for run in args.runs], args.out)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,325 @@
+"""`evaluate`: run a model (or reasoner) over a benchmark, batched and resumable, and score it.
+
+Every finished item is appended to a JSONL cache and flushed at once, so a crash loses at most
+the batch in flight; a rerun with the same ``output`` reads the cache and asks the model only
+about items it lacks. The first line of the cache is a header naming the benchmark and policy,
+so a cache cannot silently be resumed against another benchmark or policy. Each record holds the
+prediction, its score (``benchmark.score``), the tools the trace called and the stop reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from tqdm.auto import tqdm
+
+from cooper_lib.eval.benchmarks.base import Benchmark, group_by, rate
+from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.model import SpatialModel
+from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace
+
+POLICIES: tuple[str, ...] = ("adaptive", "perceive_first", "text_only")
+TOOL_COLUMNS: tuple[str, ...] = ("depth", "segmentation", "text_only")
+"""Tool-use columns: items that called the depth tool, the segmentation tool, or no tool."""
+CACHE_FORMAT = "cooper-lib/eval-run"
+
+
+@runtime_checkable
+class Reasoner(Protocol):
+    """What `evaluate` needs from a reasoner: batched runs returning one trace per question."""
+
+    def run_batch(self, images: Sequence[Any], questions: Sequence[str]) -> list[ReasoningTrace]: ...
+
+
+def tools_called(trace: ReasoningTrace) -> list[str]:
+    """The modalities a trace called, each once, in first-call order."""
+    called: list[str] = []
+    for step in trace.steps:
+        if step.kind == "tool_call" and step.modality not in called:
+            called.append(step.modality)
+    return called
+
+
+def prediction_text(trace: ReasoningTrace) -> str:
+    """The text scored for a trace: its final ``<answer>`` text, else its last turn (so a run that
+    never answered is scored on what it wrote, and usually counts as an extraction failure)."""
+    if trace.raw_answer is not None:
+        return trace.raw_answer
+    turns = trace.turns
+    return turns[-1] if turns else ""
+
+
+def tool_use(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per category (and ``"all"``): item count ``n`` and the percent of items that called depth,
+    segmentation, or no tool (an item calling both tools counts in both columns)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        groups[record["category"] or "-"].append(record)
+        groups["all"].append(record)
+    out = {}
+    for name in sorted(groups, key=lambda g: (g == "all", g)):
+        group = groups[name]
+        row: dict[str, float] = {"n": len(group)}
+        for column in TOOL_COLUMNS:
+            hits = sum(not r["tools"] if column == "text_only" else column in r["tools"] for r in group)
+            row[column] = 100.0 * hits / len(group)
+        out[name] = row
+    return out
+
+
+@dataclass
+class EvalResult:
+    """The outcome of `evaluate`.
+
+    Attributes:
+        benchmark: the benchmark's name.
+        policy: the reasoner's policy name.
+        records: one dict per item, in benchmark order (id, category, prediction, tools, score, ...).
+        metrics: ``benchmark.aggregate`` of the scores (overall, per category, ...).
+        tool_use: see `tool_use`.
+        computed: items the model answered in this call (the others came from the cache).
+        output: the JSONL cache, if one was used.
+    """
+
+    benchmark: str
+    policy: str
+    records: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    tool_use: dict[str, dict[str, float]] = field(default_factory=dict)
+    computed: int = 0
+    output: Path | None = None
+
+    def table(self) -> str:
+        """A markdown table: per category, items, score (%), extraction failures and tool use (%)."""
+        lines = [
+            f"**{self.benchmark}** ({self.policy}): overall {self.metrics['overall']:.1f} % on "
+            f"{self.metrics['n']} items",
+            "",
+            "| category | n | score % | failed | depth % | segmentation % | text-only % |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        per_category = self.metrics.get("per_category", {})
+        for name, use in self.tool_use.items():
+            figures = per_category.get(name)
+            if name == "all":
+                figures = {"score": self.metrics["overall"], "failed": self.metrics["extraction_failures"]}
+            score = "-" if figures is None else f"{figures['score']:.1f}"
+            failed = "-" if figures is None else str(figures["failed"])
+            lines.append(
+                f"| {name} | {use['n']:.0f} | {score} | {failed} | {use['depth']:.1f} | "
+                f"{use['segmentation']:.1f} | {use['text_only']:.1f} |"
+            )
+        return "\n".join(lines)
+
+
+def read_cache(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The header and records of a run's JSONL cache. A truncated last line (a crash mid-write) is
+    dropped; a malformed line elsewhere raises ValueError."""
+    lines = Path(path).read_text().splitlines()
+    if not lines:
+        raise ValueError(f"output: {path} is empty; expected a cooper-lib eval cache")
+    parsed = []
+    for number, line in enumerate(lines):
+        try:
+            parsed.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines) - 1 and number > 0:
+                break
+            raise ValueError(f"output: {path} line {number + 1} is not JSON ({err})") from err
+    header = parsed[0]
+    if header.get("format") != CACHE_FORMAT:
+        raise ValueError(f"output: {path} is not a cooper-lib eval cache (first line {lines[0][:80]!r})")
+    return header, parsed[1:]
+
+
+class _Cache:
+    """The JSONL cache: reads finished records, appends new ones with a flush (and fsync) each."""
+
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        if path.exists() and path.stat().st_size:
+            found, records = read_cache(path)
+            for key in ("benchmark", "policy"):
+                if found.get(key) != header[key]:
+                    raise ValueError(
+                        f"output: {path} caches {key} {found.get(key)!r}, this run is {header[key]!r}; "
+                        "use another output file"
+                    )
+            self.records = {r["id"]: r for r in records}
+            self._rewrite(found, records)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._rewrite(header, [])
+        self.handle = path.open("a", encoding="utf-8")
+
+    def _rewrite(self, header: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """Write the cache anew (dropping a truncated last line) through a temporary file."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            for line in (header, *records):
+                handle.write(json.dumps(line) + "\n")
+        os.replace(tmp, self.path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.records[record["id"]] = record
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _batches(items: list[BenchmarkItem], size: int) -> Iterator[list[BenchmarkItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _reasoner(
+    model_or_reasoner: Any, policy: str | None, max_new_tokens: int, max_turns: int
+) -> tuple[Any, str]:
+    if isinstance(model_or_reasoner, SpatialModel):
+        policy = policy or "adaptive"
+        if policy not in POLICIES:
+            raise ValueError(f"policy: expected one of {POLICIES}, got {policy!r}")
+        reasoner = InterleavedReasoner(
+            model_or_reasoner, policy=policy, max_new_tokens_per_turn=max_new_tokens, max_turns=max_turns
+        )
+        return reasoner, policy
+    if isinstance(model_or_reasoner, Reasoner):
+        own = getattr(getattr(model_or_reasoner, "policy", None), "name", None)
+        if policy is not None and own is not None and policy != own:
+            raise ValueError(f"policy: the reasoner runs {own!r}, got policy={policy!r}; leave policy unset")
+        return model_or_reasoner, own or policy or "custom"
+    raise TypeError(
+        "model_or_reasoner: expected a SpatialModel or a reasoner with run_batch(images, questions), "
+        f"got {type(model_or_reasoner).__name__}"
+    )
+
+
+def evaluate(
+    model_or_reasoner: SpatialModel | Reasoner,
+    benchmark: Benchmark,
+    *,
+    output: str | Path | None = None,
+    batch_size: int = 8,
+    policy: str | None = None,
+    limit: int | None = None,
+    max_new_tokens: int = 512,
+    max_turns: int = 3,
+    progress: bool = True,
+) -> EvalResult:
+    """Answer every item of ``benchmark`` with interleaved reasoning and score the answers.
+
+    Args:
+        model_or_reasoner: a `SpatialModel` (wrapped in an `InterleavedReasoner` running
+            ``policy``) or a ready reasoner (an `InterleavedReasoner` or any object with
+            ``run_batch(images, questions)``).
+        benchmark: a question-answer benchmark (`load_benchmark`); depth-map benchmarks (NYU v2)
+            are scored from maps, not answers, and are refused.
+        output: JSONL cache; items already in it are not asked again (resume after a crash).
+        batch_size: items per ``run_batch`` call.
+        policy: ``"adaptive"`` (default for a model), ``"perceive_first"`` or ``"text_only"``; for
+            a reasoner leave it unset (or give the reasoner's own).
+        limit: evaluate only the first ``limit`` items.
+        max_new_tokens: per-turn token budget of the reasoner built for a model.
+        max_turns: most turns of the reasoner built for a model.
+        progress: show a tqdm progress bar.
+    """
+    if not isinstance(benchmark, Benchmark):
+        raise TypeError(f"benchmark: expected a Benchmark (load_benchmark), got {type(benchmark).__name__}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit: expected None or a positive int, got {limit!r}")
+    items = benchmark.items[:limit] if limit is not None else list(benchmark.items)
+    depth_items = [item.id for item in items if item.answer_type == "depth"]
+    if depth_items:
+        raise ValueError(
+            f"benchmark: {benchmark.name} holds depth-map items ({depth_items[:3]}...), which are scored "
+            "from predicted maps (metrics.depth.nyu_depth_metrics), not from answers"
+        )
+    reasoner, policy_name = _reasoner(model_or_reasoner, policy, max_new_tokens, max_turns)
+    header = {"format": CACHE_FORMAT, "benchmark": benchmark.name, "policy": policy_name}
+    cache = _Cache(Path(output), header) if output is not None else None
+    done: dict[str, dict[str, Any]] = dict(cache.records) if cache is not None else {}
+    todo = [item for item in items if item.id not in done]
+    computed = 0
+    try:
+        with tqdm(
+            total=len(items), initial=len(items) - len(todo), desc=benchmark.name, disable=not progress
+        ) as bar:
+            for batch in _batches(todo, batch_size):
+                traces = reasoner.run_batch(
+                    [item.load_image() for item in batch], [item.question for item in batch]
+                )
+                for item, trace in zip(batch, traces, strict=True):
+                    text = prediction_text(trace)
+                    record = {
+                        "id": item.id,
+                        "category": item.category,
+                        "prediction": text,
+                        "tools": tools_called(trace),
+                        "stop_reason": trace.stop_reason,
+                        "generated_tokens": trace.generated_tokens,
+                        "score": benchmark.score(item, text),
+                    }
+                    done[item.id] = record
+                    if cache is not None:
+                        cache.append(record)
+                    computed += 1
+                bar.update(len(batch))
+    finally:
+        if cache is not None:
+            cache.close()
+    records = [done[item.id] for item in items]
+    return EvalResult(
+        benchmark=benchmark.name,
+        policy=policy_name,
+        records=records,
+        metrics=benchmark.aggregate([r["score"] for r in records]),
+        tool_use=tool_use(records),
+        computed=computed,
+        output=Path(output) if output is not None else None,
+    )
+
+
+def load_result(path: str | Path, benchmark: Benchmark | None = None) -> EvalResult:
+    """An `EvalResult` rebuilt from a run's JSONL cache (e.g. to report runs made earlier).
+
+    With ``benchmark`` the figures are its own ``aggregate`` (pairs, circular groups, ...); without,
+    they are the generic ones: mean item score overall and per category, in percent.
+    """
+    header, records = read_cache(path)
+    scores = [r["score"] for r in records]
+    if not records:
+        raise ValueError(f"path: {path} holds no finished items yet")
+    if benchmark is not None:
+        metrics = benchmark.aggregate(scores)
+    else:
+        by_category = group_by((s for s in scores if s["category"]), lambda s: s["category"])
+        metrics = {
+            "benchmark": header["benchmark"],
+            "n": len(scores),
+            "overall": rate(scores),
+            "extraction_failures": sum(bool(s["failed"]) for s in scores),
+            "per_category": {
+                name: {"n": len(g), "score": rate(g), "failed": sum(bool(s["failed"]) for s in g)}
+                for name, g in sorted(by_category.items())
+            },
+        }
+    return EvalResult(
+        benchmark=header["benchmark"],
+        policy=header["policy"],
+        records=records,
+        metrics=metrics,
+        tool_use=tool_use(records),
+        output=Path(path),
+    )

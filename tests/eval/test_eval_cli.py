@@ -1,0 +1,82 @@
+import argparse
+import json
+
+import pytest
+import torch
+
+from cooper_lib.eval.cli import register
+from cooper_lib.eval.runner import read_cache
+
+
+def _run(*argv):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+FAST = ("--n", "1", "--limit", "2", "--max-new-tokens", "4", "--batch-size", "2")
+
+
+def test_eval_run_resumes_and_report_compares_runs(tmp_path, capsys):
+    adaptive, text = tmp_path / "adaptive.jsonl", tmp_path / "text.jsonl"
+    assert _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--output", str(adaptive),
+                "--json", str(tmp_path / "m.json"), *FAST) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| all | 2 |" in out and "2 items answered now" in out
+    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["n"] == 2
+    _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--output", str(adaptive), *FAST)
+    assert "0 items answered now" in capsys.readouterr().out
+    _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--policy", "text_only",
+         "--output", str(text), *FAST)  # fmt: skip
+    assert _run("eval", "report", str(adaptive), str(text), "--out", str(tmp_path / "report")) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "| adaptive | synthetic | adaptive | 2 |" in report
+        and "| text | synthetic | text_only | 2 |" in report
+    )
+    assert (tmp_path / "report" / "scores.png").is_file()
+
+
+def test_eval_run_loads_a_trained_model_folder(tmp_path, capsys):
+    from cooper_lib.eval import evaluate, load_synthetic
+    from cooper_lib.training.config import ModelConfig
+    from cooper_lib.training.trainable import configure_trainable
+    from cooper_lib.training.weights import build_model, gather_trainable_state, save_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(llm="frozen")
+    model = build_model(config)
+    masked = configure_trainable(model, config).row_masked  # only the added tokens' rows are saved
+    ids = model.added_token_ids
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in masked:
+                param[ids] += torch.randn_like(param[ids])
+            elif param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.05)
+    save_model(tmp_path / "model", model, gather_trainable_state(model, model), config)
+    out = tmp_path / "run.jsonl"
+    _run(
+        "eval",
+        "run",
+        "--benchmark",
+        "synthetic",
+        "--model",
+        str(tmp_path / "model"),
+        "--output",
+        str(out),
+        *FAST,
+    )
+    bench = load_synthetic(n=1)
+    expected = evaluate(model, bench, limit=2, max_new_tokens=4, progress=False)
+    assert [r["prediction"] for r in read_cache(out)[1]] == [r["prediction"] for r in expected.records]
+    untrained = evaluate(build_model(config), bench, limit=2, max_new_tokens=4, progress=False)
+    assert [r["prediction"] for r in untrained.records] != [r["prediction"] for r in expected.records]
+
+
+def test_eval_run_needs_data_for_file_benchmarks(tmp_path):
+    with pytest.raises(SystemExit, match="--data is required"):
+        _run("eval", "run", "--benchmark", "cvbench", "--family", "qwen2_vl")
+    with pytest.raises(FileNotFoundError, match="trainable.json is missing"):
+        _run("eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path))

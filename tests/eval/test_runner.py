@@ -1,0 +1,183 @@
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from cooper_lib import add_spatial_heads
+from cooper_lib.backbones.tiny import build_tiny_backbone
+from cooper_lib.eval import Benchmark, BenchmarkItem, evaluate, load_benchmark, load_result, load_synthetic
+from cooper_lib.eval.runner import read_cache, tool_use
+from cooper_lib.reasoning import InterleavedReasoner, ReasoningStep, ReasoningTrace
+
+
+@pytest.fixture(scope="module")
+def model():
+    backbone, processor = build_tiny_backbone("qwen2_vl")
+    return add_spatial_heads(backbone, processor)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_synthetic(n=1, seed=0)  # four questions about one rendered scene
+
+
+class Counting:
+    """Wraps a reasoner: counts run_batch calls and questions, raises on call number `fail_on`."""
+
+    def __init__(self, inner, fail_on=None):
+        self.inner, self.fail_on = inner, fail_on
+        self.policy = inner.policy
+        self.calls, self.questions = 0, []
+
+    def run_batch(self, images, questions):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("killed")
+        self.questions += list(questions)
+        return self.inner.run_batch(images, questions)
+
+
+class Scripted:
+    """A reasoner answering from a script: question -> (answer text, tools called)."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def run_batch(self, images, questions):
+        traces = []
+        for image, question in zip(images, questions, strict=True):
+            text, tools = self.script[question]
+            steps = [ReasoningStep("tool_call", 0, modality=m) for m in tools]
+            traces.append(ReasoningTrace(question, image, "scripted", steps=steps, raw_answer=text))
+        return traces
+
+
+def _reasoner(model, policy="adaptive"):
+    return InterleavedReasoner(
+        model, policy=policy, max_new_tokens_per_turn=4, max_turns=1 if policy == "adaptive" else 3
+    )
+
+
+def test_evaluates_a_tiny_model_on_the_synthetic_benchmark(model, bench, tmp_path):
+    out = tmp_path / "run.jsonl"
+    result = evaluate(model, bench, output=out, batch_size=2, max_new_tokens=4, max_turns=1, progress=False)
+    assert result.policy == "adaptive" and result.computed == len(bench) == 4
+    assert [r["id"] for r in result.records] == [item.id for item in bench]
+    assert result.metrics["n"] == result.metrics["n_items"] == 4 and "per_cpr" in result.metrics
+    assert result.tool_use["all"]["n"] == 4
+    header, records = read_cache(out)
+    assert (header["benchmark"], header["policy"]) == ("synthetic", "adaptive") and records == result.records
+    table = result.table()
+    assert table.splitlines()[-1].startswith("| all | 4 |")
+
+
+def test_a_killed_run_resumes_without_recomputing(model, bench, tmp_path):
+    out = tmp_path / "run.jsonl"
+    killed = Counting(_reasoner(model), fail_on=3)
+    with pytest.raises(RuntimeError, match="killed"):
+        evaluate(killed, bench, output=out, batch_size=1, progress=False)
+    assert killed.calls == 3 and len(read_cache(out)[1]) == 2
+    with out.open("a") as handle:  # a crash in the middle of writing a line
+        handle.write('{"id": "000000-2", "categ')
+    resumed = Counting(_reasoner(model))
+    result = evaluate(resumed, bench, output=out, batch_size=1, progress=False)
+    assert resumed.calls == 2 and result.computed == 2
+    assert resumed.questions == [bench[2].question, bench[3].question]
+    fresh = evaluate(_reasoner(model), bench, batch_size=4, progress=False)
+    assert result.records == fresh.records  # greedy decoding: resuming changes nothing
+    assert len(read_cache(out)[1]) == 4
+    again = Counting(_reasoner(model))
+    assert evaluate(again, bench, output=out, progress=False).computed == 0 and again.calls == 0
+
+
+def test_policies_show_in_the_tool_use_statistics(model, bench):
+    first = evaluate(model, bench, policy="perceive_first", max_new_tokens=4, limit=2, progress=False)
+    assert [r["tools"] for r in first.records] == [["depth", "segmentation"]] * 2
+    assert first.tool_use["all"] == {"n": 2, "depth": 100.0, "segmentation": 100.0, "text_only": 0.0}
+    text = evaluate(model, bench, policy="text_only", max_new_tokens=4, limit=2, progress=False)
+    assert text.tool_use["all"]["text_only"] == 100.0 and text.policy == "text_only"
+
+
+def test_scores_answers_and_counts_tools_per_category(bench):
+    answers = {item.id: item.answer for item in bench}
+    # 000000-0 choice, 000000-1 number (cm), 000000-2 choice, 000000-3 choice
+    script = {
+        bench[0].question: (f"\\boxed{{{answers['000000-0']}}}", ["depth"]),
+        bench[1].question: (
+            f"\\boxed{{{answers['000000-1'] * 1.25:g}}}",
+            ["depth", "segmentation"],
+        ),  # 25 % off: MRA 5 of 10
+        bench[2].question: ("no idea", []),
+        bench[3].question: (f"\\boxed{{{answers['000000-3']}}}", ["segmentation"]),
+    }
+    result = evaluate(Scripted(script), bench, progress=False)
+    assert result.policy == "custom"
+    assert [r["score"]["score"] for r in result.records] == pytest.approx([1.0, 0.5, 0.0, 1.0])
+    assert result.metrics["extraction_failures"] == 1
+    assert result.tool_use["height"] == {"n": 1, "depth": 100.0, "segmentation": 100.0, "text_only": 0.0}
+    assert result.tool_use["all"] == {"n": 4, "depth": 50.0, "segmentation": 50.0, "text_only": 25.0}
+    assert tool_use(result.records) == result.tool_use
+
+
+def _cvbench(root, write_image):
+    rows = [("Count", "(A)"), ("Relation", "(B)"), ("Count", "(C)")]
+    with (root / "test.jsonl").open("w") as handle:
+        for idx, (task, answer) in enumerate(rows):
+            record = {"idx": idx, "type": "2D", "task": task, "question": "q?", "choices": ["a", "b", "c"],
+                      "answer": answer, "prompt": "q?\n(A) a\n(B) b\n(C) c", "filename": f"img/{idx}.png",
+                      "source": "COCO"}  # fmt: skip
+            handle.write(json.dumps(record) + "\n")
+            write_image(root / record["filename"])
+
+
+def _mmvp(root, write_image):
+    rows = [
+        [1, "Open or closed?", "(a) Open (b) Closed", "(a)"],
+        [2, "Open or closed?", "(a) Open (b) Closed", "(b)"],
+    ]
+    with (root / "Questions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Index", "Question", "Options", "Correct Answer"])
+        writer.writerows(rows)
+    for row in rows:
+        write_image(root / "MMVP Images" / f"{row[0]}.jpg")
+
+
+@pytest.mark.parametrize(("name", "writer", "expected"), [("cvbench", _cvbench, 3), ("mmvp", _mmvp, 2)])
+def test_evaluates_fixture_copies_of_loader_formats(model, tmp_path, write_image, name, writer, expected):
+    writer(tmp_path, write_image)
+    benchmark = load_benchmark(name, tmp_path)
+    out = tmp_path / f"{name}.jsonl"
+    result = evaluate(
+        model, benchmark, output=out, batch_size=2, max_new_tokens=4, max_turns=1, progress=False
+    )
+    assert (
+        result.metrics["benchmark"] == benchmark.name and result.metrics["n"] == expected == result.computed
+    )
+    reloaded = load_result(out, benchmark)
+    assert reloaded.metrics == result.metrics and reloaded.tool_use == result.tool_use
+
+
+def test_rejects_bad_arguments(model, bench, tmp_path):
+    out = tmp_path / "run.jsonl"
+    evaluate(Scripted({bench[0].question: ("A", [])}), bench, output=out, limit=1, progress=False)
+    with pytest.raises(ValueError, match="caches policy 'custom'"):
+        evaluate(model, bench, output=out, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(model, bench, batch_size=0)
+    with pytest.raises(ValueError, match="policy: expected one of"):
+        evaluate(model, bench, policy="always")
+    with pytest.raises(ValueError, match="the reasoner runs 'adaptive'"):
+        evaluate(_reasoner(model), bench, policy="text_only")
+    with pytest.raises(TypeError, match="model_or_reasoner"):
+        evaluate(object(), bench)
+    depth = Benchmark(
+        "depthy",
+        [BenchmarkItem("d0", lambda: Image.new("RGB", (4, 4)), "", None, "depth", target=lambda: None)],
+    )
+    with pytest.raises(ValueError, match="depth-map items"):
+        evaluate(model, depth)
+    (tmp_path / "other.jsonl").write_text('{"hello": 1}\n')
+    with pytest.raises(ValueError, match="not a cooper-lib eval cache"):
+        evaluate(model, bench, output=tmp_path / "other.jsonl")
