@@ -29,12 +29,18 @@ from cooper_lib.modalities import (
     to_pil,
 )
 from cooper_lib.model import SpatialModel, SpatialOutput
+from cooper_lib.reasoning import InterleavedReasoner, Policy, ReasoningTrace, SamplingConfig, TurnFormat
 from cooper_lib.tokenizers import PatchTokenizer, VQConfig, VQTokenizer, train_vq_tokenizer
 from cooper_lib.training import GRPOTrainer, InterleavedSFTTrainer, Stage1Trainer, cpr_reward
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "InterleavedReasoner",
+    "Policy",
+    "ReasoningTrace",
+    "SamplingConfig",
+    "TurnFormat",
     "EvalResult",
     "evaluate",
     "write_report",

@@ -124,7 +124,8 @@ class SpatialModel(nn.Module):
         """Run the backbone once, gather every query block, and compute the losses asked for.
 
         Args:
-            input_ids, attention_mask, model_inputs: the backbone's inputs (as its processor makes them).
+            input_ids: token ids [B, T] as the backbone's processor makes them.
+            attention_mask: [B, T] padding mask.
             labels: [B, T] next-token labels in transformers' convention (shifted inside; -100 ignored).
                 Query and image-token positions are never supervised by the LM loss.
             aux_targets: per modality, one target per query block of that modality, in (sample,
@@ -132,6 +133,7 @@ class SpatialModel(nn.Module):
                 masked out, not used), segmentation [n, h, w] integer class ids (255 ignored),
                 normals [n, 3, h, w] float (non-finite pixels masked).
             return_maps: also generate the maps of every block (under no_grad).
+            **model_inputs: the backbone's other inputs (pixel values, image grids, ...).
         """
         hidden = self.adapter.hidden_states(
             input_ids=input_ids, attention_mask=attention_mask, **model_inputs

@@ -1,0 +1,252 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scripted import ANSWER_TURN, FAMILIES, QUESTION, SEG_TURN, TOOL_TURN, image, script, spatial
+from transformers import SuppressTokensLogitsProcessor
+
+from cooper_lib import add_spatial_heads
+from cooper_lib.backbones.tiny import build_tiny_backbone
+from cooper_lib.data.synthetic.traces import DISPLAY_DEPTH_RANGE
+from cooper_lib.modalities import DepthCodec
+from cooper_lib.reasoning import DEPTH_DISPLAY_RANGE, InterleavedReasoner, SamplingConfig, default_codecs
+
+
+def _kinds(trace):
+    return [step.kind for step in trace.steps]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scripted_run_gives_text_map_and_answer_in_order(family):
+    model = spatial(family)
+    events = []
+    reasoner = InterleavedReasoner(
+        model,
+        system_prompt=None,
+        logits_processors=[script(model, TOOL_TURN, ANSWER_TURN)],
+        stream=events.append,
+        return_inputs=True,
+    )
+    trace = reasoner.run(image(), QUESTION)
+
+    assert _kinds(trace) == ["text", "tool_call", "map", "image", "text"]
+    assert trace.turns == [TOOL_TURN, ANSWER_TURN]
+    assert (trace.answer, trace.raw_answer, trace.stop_reason) == ("A", "Left. \\boxed{A}", "answer")
+    call, depth, shown = trace.steps[1:4]
+    assert call.modality == depth.modality == shown.modality == "depth"
+    assert depth.map.shape == model.config.output_size and torch.isfinite(depth.map).all()
+    assert shown.image.size == image().size
+    assert shown.text.startswith("Here is the generated depth map")
+    # the inserted picture is the map drawn by the codec (resized, nearest)
+    drawn = np.asarray(shown.image.resize(depth.map.shape[::-1], Image.Resampling.NEAREST))
+    expected = (reasoner.codecs["depth"].encode(depth.map).permute(1, 2, 0) * 255).round().byte().numpy()
+    assert np.array_equal(drawn, expected)
+    # streaming: the text pieces spell both turns, the map comes before its image
+    assert "".join(e.text for e in events if e.kind == "text") == TOOL_TURN + ANSWER_TURN
+    assert [e.kind for e in events if e.kind != "text"] == ["map", "image"]
+    # the kept context holds every sampled token where the mask says
+    ids = trace.model_inputs["input_ids"][0]
+    assert ids.shape[0] == trace.total_tokens
+    sampled = [t for step in trace.steps if step.kind == "text" for t in step.token_ids]
+    assert ids[trace.generated_mask].tolist() == sampled
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_text_matches_generate(family):
+    model = spatial(family)
+    tokenizer = model.adapter.tokenizer(model.processor)
+    no_eos = SuppressTokensLogitsProcessor(
+        sorted({tokenizer.eos_token_id, *InterleavedReasoner(model).eos_ids})
+    )
+    reasoner = InterleavedReasoner(
+        model,
+        policy="text_only",
+        max_turns=1,
+        max_new_tokens_per_turn=6,
+        system_prompt=None,
+        logits_processors=[no_eos],
+    )
+    trace = reasoner.run(image(), QUESTION)
+    message = {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}
+    text = model.adapter.render_chat(model.processor, [message], add_generation_prompt=True)
+    inputs = model.adapter.prompt_inputs(model.processor, text, [image()])
+    expected = model.generate(**inputs, max_new_tokens=6, do_sample=False, logits_processor=[no_eos])
+    assert trace.steps[0].token_ids == expected[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+def test_max_turns_with_no_answer_keeps_every_turn():
+    model = spatial("qwen2_vl")
+    reasoner = InterleavedReasoner(
+        model, max_turns=3, max_new_tokens_per_turn=4, logits_processors=[script(model, "<think>" * 40)]
+    )
+    trace = reasoner.run(image(), QUESTION)
+    assert trace.stop_reason == "max_turns" and trace.answer is None
+    assert _kinds(trace) == ["text", "prompt", "text", "prompt", "text"]
+    assert all(step.tokens == 4 and step.finish == "length" for step in trace.steps if step.kind == "text")
+    assert [step.turn for step in trace.steps if step.kind == "text"] == [0, 1, 2]
+
+
+def test_turn_ended_by_eos_is_kept_and_followed_by_the_retry_prompt():
+    model = spatial("qwen2_vl")
+    reasoner = InterleavedReasoner(
+        model, system_prompt=None, logits_processors=[script(model, "<think>hmm</think>")], return_inputs=True
+    )
+    trace = reasoner.run(image(), QUESTION)  # the script sends EOS after its text, every turn
+    first = trace.steps[0]
+    assert (first.text, first.finish) == ("<think>hmm</think>", "eos")
+    assert first.token_ids[-1] in reasoner.eos_ids  # the end of turn is a sampled token
+    sampled = [t for step in trace.steps if step.kind == "text" for t in step.token_ids]
+    assert trace.model_inputs["input_ids"][0][trace.generated_mask].tolist() == sampled
+    assert trace.steps[1].kind == "prompt" and trace.steps[1].text.startswith("Your last turn")
+    assert trace.stop_reason == "max_turns"
+
+
+def test_total_token_budget_is_never_exceeded():
+    model = spatial("qwen2_vl")
+    probe = InterleavedReasoner(model, logits_processors=[script(model, TOOL_TURN)]).run(image(), QUESTION)
+    budget = probe.prompt_tokens + 30
+    reasoner = InterleavedReasoner(
+        model, max_total_tokens=budget, logits_processors=[script(model, TOOL_TURN, ANSWER_TURN)]
+    )
+    trace = reasoner.run(image(), QUESTION)
+    assert trace.stop_reason == "max_total_tokens"
+    assert trace.total_tokens <= budget
+    assert "image" not in _kinds(trace)
+
+
+def test_a_tool_call_in_the_last_turn_ends_the_run_without_a_map():
+    model = spatial("qwen2_vl")
+    trace = InterleavedReasoner(model, max_turns=1, logits_processors=[script(model, TOOL_TURN)]).run(
+        image(), QUESTION
+    )
+    assert _kinds(trace) == ["text"]
+    assert trace.steps[0].finish == "tool" and trace.stop_reason == "max_turns"
+
+
+def test_a_tool_tag_spelled_in_pieces_stops_the_turn_but_is_not_called():
+    model = spatial("qwen2_vl")
+    tokenizer = model.adapter.tokenizer(model.processor)
+    forced = script(model, "<think>x</think>")
+    forced.ids += tokenizer.encode("<depth-estimation>", add_special_tokens=False)
+    forced.ids += tokenizer.encode("Go</", add_special_tokens=False) + tokenizer.encode(
+        "depth-estimation>", add_special_tokens=False
+    )
+    assert tokenizer.convert_tokens_to_ids("</depth-estimation>") not in forced.ids  # spelled out
+    trace = InterleavedReasoner(model, logits_processors=[forced]).run(image(), QUESTION)
+    assert trace.steps[0].text.endswith("</depth-estimation>")
+    assert trace.steps[0].finish == "unparsed"
+    assert "map" not in _kinds(trace)
+
+
+def test_perceive_first_calls_depth_then_segmentation_then_lets_the_model_answer():
+    model = spatial("qwen2_vl")
+    trace = InterleavedReasoner(
+        model, policy="perceive_first", logits_processors=[script(model, ANSWER_TURN)]
+    ).run(image(), QUESTION)
+    assert _kinds(trace) == ["text", "tool_call", "map", "image"] * 2 + ["text"]
+    assert [s.modality for s in trace.steps if s.kind == "map"] == ["depth", "segmentation"]
+    assert [s.forced for s in trace.steps if s.kind == "text"] == [True, True, False]
+    assert trace.steps[1].text == model.config.spec("depth").instruction
+    assert (
+        trace.turns[0]
+        == "<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>"
+    )
+    assert trace.steps[2].map.dtype == torch.float32 and trace.steps[6].map.dtype == torch.long
+    assert trace.answer == "A" and trace.generated_tokens == trace.steps[-1].tokens
+
+
+def test_perceive_first_answer_turn_cannot_call_tools():
+    model = spatial("qwen2_vl")
+    forced = script(model, SEG_TURN, ANSWER_TURN)
+    trace = InterleavedReasoner(model, policy="perceive_first", logits_processors=[forced]).run(
+        image(), QUESTION
+    )
+    assert [s.modality for s in trace.steps if s.kind == "map"] == ["depth", "segmentation"]
+    assert trace.turns[-1] == SEG_TURN + ANSWER_TURN and trace.answer == "A"
+
+
+def test_text_only_never_calls_a_tool():
+    model = spatial("qwen2_vl")
+    forced = script(model, TOOL_TURN, ANSWER_TURN)
+    trace = InterleavedReasoner(model, policy="text_only", logits_processors=[forced]).run(image(), QUESTION)
+    assert _kinds(trace) == ["text"]
+    assert trace.turns == [TOOL_TURN + ANSWER_TURN] and trace.answer == "A"
+
+
+def test_segmentation_call_inserts_a_palette_image():
+    model = spatial("qwen2_vl")
+    trace = InterleavedReasoner(model, logits_processors=[script(model, SEG_TURN, ANSWER_TURN)]).run(
+        image(), QUESTION
+    )
+    seg = trace.steps[2]
+    assert seg.modality == "segmentation" and seg.map.dtype == torch.long
+    assert int(seg.map.max()) < model.config.num_classes
+
+
+def test_batch_rollouts_reproduce_single_runs_with_their_seeds():
+    model = spatial("qwen2_vl")
+    reasoner = InterleavedReasoner(
+        model, max_new_tokens_per_turn=8, max_turns=2, generation_kwargs={"temperature": 1.0, "top_p": 0.9}
+    )
+    batch = reasoner.run_batch([image()] * 3, [QUESTION] * 3, seeds=[11, 12, 13])
+    assert [t.seed for t in batch] == [11, 12, 13]
+    alone = reasoner.run(image(), QUESTION, seed=12)
+    assert alone.turns == batch[1].turns
+    assert len({tuple(t.turns) for t in batch}) > 1  # different seeds, different rollouts
+
+
+def test_default_seeds_follow_the_sampling_seed():
+    model = spatial("qwen2_vl")
+    reasoner = InterleavedReasoner(
+        model, max_turns=1, max_new_tokens_per_turn=4, generation_kwargs=SamplingConfig(1.0, seed=5)
+    )
+    assert [t.seed for t in reasoner.run_batch([image()] * 2, [QUESTION] * 2)] == [5, 6]
+
+
+def test_default_codecs_show_depth_in_spectral_colours_over_the_sft_range():
+    codec = default_codecs(spatial("qwen2_vl"))["depth"]
+    assert isinstance(codec, DepthCodec) and codec.encoding == "spectral"
+    assert DEPTH_DISPLAY_RANGE == DISPLAY_DEPTH_RANGE == (codec.min_depth, codec.max_depth)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_turns": 0}, "max_turns"),
+        ({"max_new_tokens_per_turn": 0}, "max_new_tokens_per_turn"),
+        ({"max_total_tokens": 0}, "max_total_tokens"),
+        ({"tools": ("normals",)}, "no head"),
+        ({"policy": "perceive_first", "max_turns": 2}, "max_turns"),
+        ({"policy": "sometimes"}, "policy"),
+        ({"map_size": "large"}, "map_size"),
+        ({"generation_kwargs": {"temperature": -1}}, "temperature"),
+        ({"codecs": {}}, "codecs"),
+    ],
+)
+def test_bad_settings_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InterleavedReasoner(spatial("qwen2_vl"), **kwargs)
+
+
+def test_perceive_first_needs_every_head():
+    backbone, processor = build_tiny_backbone("llava")
+    depth_only = add_spatial_heads(backbone, processor, ("depth",), output_size=(8, 8), query_grid=(2, 2))
+    with pytest.raises(ValueError, match="calls \\['segmentation'\\] in turn 2, but the model has no head"):
+        InterleavedReasoner(depth_only, policy="perceive_first")
+
+
+def test_bad_inputs_are_rejected():
+    model = spatial("qwen2_vl")
+    reasoner = InterleavedReasoner(model, max_turns=1, max_new_tokens_per_turn=2)
+    with pytest.raises(ValueError, match="question"):
+        reasoner.run(image(), "  ")
+    with pytest.raises(ValueError, match="expected an image, got None"):
+        reasoner.run(None, QUESTION)
+    with pytest.raises(ValueError, match="processor rejected the image of size 400x1: absolute aspect ratio"):
+        reasoner.run(Image.new("RGB", (400, 1)), QUESTION)
+    with pytest.raises(ValueError, match="one image per question"):
+        reasoner.run_batch([image()], [QUESTION, QUESTION])
+    with pytest.raises(TypeError, match="SpatialModel"):
+        InterleavedReasoner(model.backbone)
+    with pytest.raises(ValueError, match="prompt of rollout 0 alone"):
+        InterleavedReasoner(model, max_total_tokens=5).run(image(), QUESTION)
