@@ -32,9 +32,9 @@ class DemoConfig:
     """Settings of the demo; the defaults finish in a few minutes on a 2-core CPU."""
 
     family: str = "qwen2_vl"
-    steps: int = 300
+    steps: int = 2000
     batch_size: int = 8
-    train_scenes: int = 2000
+    train_scenes: int = 4000
     eval_scenes: int = 64
     image_size: int = 64
     map_size: int = 32
@@ -190,12 +190,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (one-cycle)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of scenes and weights")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (the tiny model's ops are too small to split)",
+    )
     parser.add_argument("--out", default=defaults.out, help="output folder for grids and heads")
     parser.set_defaults(func=_main)
 
 
 def _main(args: argparse.Namespace) -> int:
-    positive = ("steps", "batch_size", "train_scenes", "eval_scenes", "image_size", "map_size")
+    positive = ("steps", "batch_size", "train_scenes", "eval_scenes", "image_size", "map_size", "threads")
     for name in positive:
         value = getattr(args, name)
         if value < 1:
@@ -204,6 +210,7 @@ def _main(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"--batch-size: expected at least 2 (depth and segmentation halves), got {args.batch_size}"
         )
+    torch.set_num_threads(args.threads)
     config = DemoConfig(
         family=args.family,
         steps=args.steps,
