@@ -100,15 +100,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1], args.repeats)))
         return
     rows = []
     for config_name in args.configs:
         for variant in ("backbone", "spatial"):
-            cmd = [sys.executable, __file__, "--one", config_name, variant, "--repeats", str(args.repeats)]
+            cmd = [sys.executable, __file__, "--one", config_name, variant]
+            cmd += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32, batch 1")
