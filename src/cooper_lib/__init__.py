@@ -17,7 +17,7 @@ from cooper_lib.data.synthetic import (
 )
 from cooper_lib.eval import EvalResult, evaluate, write_report
 from cooper_lib.eval.benchmarks import Benchmark, BenchmarkItem, load_benchmark
-from cooper_lib.heads import DenseHead
+from cooper_lib.heads import DenseHead, DiscreteHead, FlowHead
 from cooper_lib.modalities import (
     DepthCodec,
     ModalityCodec,
@@ -36,6 +36,8 @@ from cooper_lib.training import GRPOTrainer, InterleavedSFTTrainer, Stage1Traine
 __version__ = "0.1.0"
 
 __all__ = [
+    "DiscreteHead",
+    "FlowHead",
     "InterleavedReasoner",
     "Policy",
     "ReasoningTrace",

@@ -1,8 +1,8 @@
 """Generation heads: from query hidden states to auxiliary maps, chosen by `add_spatial_heads(head=...)`."""
 
 from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, build_head, head_names, map_kind, register_head
-from cooper_lib.heads.dense import DenseHead
 from cooper_lib.heads.denoiser import FlowDenoiser
+from cooper_lib.heads.dense import DenseHead
 from cooper_lib.heads.discrete import DiscreteHead
 from cooper_lib.heads.flow import FlowHead
 from cooper_lib.heads.sampler import Guidance, euler_timesteps, guide, sample_euler, shift_timesteps

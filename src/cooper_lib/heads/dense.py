@@ -69,7 +69,9 @@ class DenseHead(PerceptionHead):
         out_channels = {"depth": 1, "segmentation": num_classes, "normals": 3}[kind]
         self.norm = nn.LayerNorm(hidden_size)
         self.proj = nn.Linear(hidden_size, width)
-        ups = max(0, math.ceil(math.log2(max(output_size[0] / query_grid[0], output_size[1] / query_grid[1]))))
+        ups = max(
+            0, math.ceil(math.log2(max(output_size[0] / query_grid[0], output_size[1] / query_grid[1])))
+        )
         blocks: list[nn.Module] = []
         channels = width
         for _ in range(ups):

@@ -1,0 +1,87 @@
+"""Reading one modality's head options out of `SpatialConfig.head_options`.
+
+`head_options` is one JSON dict for all modalities. A key naming an attached modality holds a
+dict of options for that modality's head alone; every other key goes to every modality's head.
+Per-modality entries win over shared ones::
+
+    head_options = {"steps": 25, "segmentation": {"tokenizer": "vq-seg/"}}
+
+Each head declares its options and their defaults; an option it does not know is an error, so a
+typo never passes silently. With different heads per modality, put head-specific options under
+the modality's name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cooper_lib.tokenizers import PatchTokenizer, VQTokenizer, build_tokenizer, load_tokenizer
+
+if TYPE_CHECKING:
+    from cooper_lib.config import SpatialConfig
+
+
+def modality_options(config: SpatialConfig, modality: str) -> dict[str, Any]:
+    """Shared options overlaid with `modality`'s own entry."""
+    shared = {k: v for k, v in config.head_options.items() if k not in config.modalities}
+    own = config.head_options.get(modality, {})
+    if not isinstance(own, Mapping):
+        raise TypeError(f"head_options[{modality!r}]: expected a dict of options, got {type(own).__name__}")
+    return {**shared, **own}
+
+
+def resolve_options(
+    config: SpatialConfig, modality: str, head: str, defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`defaults` updated with `modality`'s options; unknown option names raise ValueError."""
+    given = modality_options(config, modality)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"head_options: unknown option(s) {unknown} for the {head!r} head of {modality!r}; "
+            f"expected some of {sorted(defaults)}"
+        )
+    return {**defaults, **given}
+
+
+def record_option(config: SpatialConfig, modality: str, key: str, value: Any) -> None:
+    """Write `value` (JSON-serialisable) under `head_options[modality][key]`.
+
+    Heads use this at build time to replace a tokenizer's folder by its configuration, so a saved
+    `SpatialModel` rebuilds its heads from `cooper_config.json` alone (the weights travel in the
+    safetensors file), as `SpatialConfig` records `added_tokens` at attach time.
+    """
+    own = dict(config.head_options.get(modality, {}))
+    own[key] = value
+    config.head_options = {**config.head_options, modality: own}
+
+
+def tokenizer_from_option(
+    config: SpatialConfig, modality: str, value: Any, kind: str
+) -> PatchTokenizer | VQTokenizer | None:
+    """The tokenizer an option names: None, a folder written by `save_pretrained`, or a config dict.
+
+    A folder is loaded (weights included) and recorded in `config` as its configuration dict with
+    `record_option`; a dict (`{"tokenizer_type": kind, **get_config()}`) builds the tokenizer with
+    fresh weights, which `SpatialModel.from_pretrained` then overwrites with the saved ones.
+    """
+    if value is None:
+        return None
+    where = f"head_options['tokenizer'] of {modality!r}"
+    if isinstance(value, str | os.PathLike):
+        tokenizer = load_tokenizer(value)
+        if tokenizer.tokenizer_type != kind:
+            raise ValueError(
+                f"{where}: expected a {kind!r} tokenizer, {value} holds a {tokenizer.tokenizer_type!r} one"
+            )
+        record_option(config, modality, "tokenizer", {"tokenizer_type": kind, **tokenizer.get_config()})
+        return tokenizer
+    if isinstance(value, Mapping):
+        spec = dict(value)
+        found = spec.pop("tokenizer_type", None)
+        if found != kind:
+            raise ValueError(f"{where}: expected a config with tokenizer_type={kind!r}, got {found!r}")
+        return build_tokenizer(kind, **spec)
+    raise TypeError(f"{where}: expected a folder path or a config dict, got {type(value).__name__}")
