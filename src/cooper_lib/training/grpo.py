@@ -130,8 +130,8 @@ class GRPOTrainer(Trainer):
         self.reference = copy.deepcopy(model).requires_grad_(False).eval() if config.kl_beta > 0 else None
         super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator)
         if self.shards_parameters:
-            raise NotImplementedError(
-                "GRPO rollouts run the unwrapped model and need its whole parameters on every process; "
+            raise ValueError(
+                "distributed setup: GRPO rollouts run the unwrapped model and need its whole parameters on every process; "
                 "use DDP or DeepSpeed ZeRO-1/2, not FSDP or ZeRO-3"
             )
         self.reasoner = self._reasoner(SamplingConfig(temperature=config.temperature, top_p=config.top_p))

@@ -17,6 +17,7 @@ resumed run needs to continue the same trajectory.
 
 from __future__ import annotations
 
+import abc
 import importlib.util
 import json
 import math
@@ -69,7 +70,7 @@ class TrainResult:
     checkpoint: Path | None = None
 
 
-class Trainer:
+class Trainer(abc.ABC):
     """Base class of `Stage1Trainer`, `InterleavedSFTTrainer` and `GRPOTrainer`.
 
     Args:
@@ -143,20 +144,21 @@ class Trainer:
         """Optimiser updates in one `train_step` (the schedule spans ``max_steps`` times this)."""
         return 1
 
+    @abc.abstractmethod
     def micro_batches(self) -> list[Any]:
         """This process's micro-batches for the next optimiser step (advances the data position)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of one micro-batch and metrics to log."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def data_state(self) -> dict[str, Any]:
         """The data position, saved in checkpoints."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def load_data_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Restore the data position saved by `data_state`."""
 
     def evaluate(self) -> dict[str, float]:
         """The stage's own evaluation (default: none); extra hooks come from `eval_hooks`."""
