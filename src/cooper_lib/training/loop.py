@@ -144,13 +144,19 @@ class Trainer(abc.ABC):
         """Optimiser updates in one `train_step` (the schedule spans ``max_steps`` times this)."""
         return 1
 
-    @abc.abstractmethod
     def micro_batches(self) -> list[Any]:
-        """This process's micro-batches for the next optimiser step (advances the data position)."""
+        """This process's micro-batches for the next optimiser step (advances the data position).
 
-    @abc.abstractmethod
+        Stages that keep the default `train_step` define this and `compute_loss`."""
+        raise TypeError(
+            f"{type(self).__name__} keeps the default train_step but does not define micro_batches"
+        )
+
     def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of one micro-batch and metrics to log."""
+        """The loss of one micro-batch and metrics to log (used by the default `train_step`)."""
+        raise TypeError(
+            f"{type(self).__name__} keeps the default train_step but does not define compute_loss"
+        )
 
     @abc.abstractmethod
     def data_state(self) -> dict[str, Any]:
