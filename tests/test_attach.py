@@ -9,15 +9,25 @@ FAMILY = "qwen2_vl"
 
 
 def _snapshot(model, processor):
-    embed = model.get_input_embeddings().weight
-    return len(processor.tokenizer), tuple(embed.shape), embed.detach().clone()
+    """What an attach changes: tokenizer length, both embedding matrices, vocab size, hooks."""
+    return {
+        "tokens": len(processor.tokenizer),
+        "embed": model.get_input_embeddings().weight.detach().clone(),
+        "lm_head": model.get_output_embeddings().weight.detach().clone(),
+        "vocab_size": model.config.get_text_config().vocab_size,
+        "hooks": len(model.get_input_embeddings()._forward_hooks),
+    }
 
 
 def _assert_unchanged(model, processor, snapshot):
-    length, shape, weight = snapshot
-    assert len(processor.tokenizer) == length
-    assert tuple(model.get_input_embeddings().weight.shape) == shape
-    assert torch.equal(model.get_input_embeddings().weight, weight)
+    assert _snapshot(model, processor).keys() == snapshot.keys()
+    now = _snapshot(model, processor)
+    for key, before in snapshot.items():
+        if isinstance(before, torch.Tensor):
+            assert now[key].shape == before.shape, key
+            assert torch.equal(now[key], before), key
+        else:
+            assert now[key] == before, key
 
 
 def test_attach_adds_tokens_with_mean_rows():
@@ -109,3 +119,46 @@ def test_tokenizer_with_other_ids_rejected(tmp_path):
     with pytest.raises(ValueError, match="saved heads expect token ids"):
         SpatialModel.from_pretrained(model, tmp_path, processor)
     _assert_unchanged(model, processor, snapshot)
+
+
+def test_truncated_weights_file_leaves_backbone_unchanged_and_attachable(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    saved = tiny_spatial(FAMILY)
+    saved.save_pretrained(tmp_path)
+    weights = tmp_path / "spatial_heads.safetensors"
+    state = load_file(str(weights))
+    del state["queries.depth"]
+    save_file(state, str(weights))
+    model, processor = build_tiny_backbone(FAMILY)
+    snapshot = _snapshot(model, processor)
+    with pytest.raises(ValueError, match=r"missing tensors \['queries.depth'\]"):
+        SpatialModel.from_pretrained(model, tmp_path, processor)
+    _assert_unchanged(model, processor, snapshot)
+    saved.save_pretrained(tmp_path)
+    restored = SpatialModel.from_pretrained(model, tmp_path, processor)
+    torch.testing.assert_close(restored.queries["depth"], saved.queries["depth"], rtol=0, atol=0)
+
+
+def test_weights_of_another_shape_leave_backbone_unchanged(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny_spatial(FAMILY).save_pretrained(tmp_path)
+    weights = tmp_path / "spatial_heads.safetensors"
+    state = load_file(str(weights))
+    state["embed_tokens.rows"] = state["embed_tokens.rows"][:-1]
+    save_file(state, str(weights))
+    model, processor = build_tiny_backbone(FAMILY)
+    snapshot = _snapshot(model, processor)
+    with pytest.raises(ValueError, match=r"state\['embed_tokens.rows'\]: expected shape \(5, 64\), got \(4, 64\)"):
+        SpatialModel.from_pretrained(model, tmp_path, processor)
+    _assert_unchanged(model, processor, snapshot)
+
+
+def test_head_that_cannot_be_built_leaves_backbone_unchanged(tmp_path):
+    model, processor = build_tiny_backbone(FAMILY)
+    snapshot = _snapshot(model, processor)
+    with pytest.raises(FileNotFoundError):
+        add_spatial_heads(model, processor, head="flow", aux_tokenizer=tmp_path / "no-such-folder", **SMALL_HEADS)
+    _assert_unchanged(model, processor, snapshot)
+    assert isinstance(add_spatial_heads(model, processor, **SMALL_HEADS), SpatialModel)

@@ -10,6 +10,7 @@ query hook registered.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -21,7 +22,7 @@ from cooper_lib.backbones import BackboneAdapter, adapter_for
 from cooper_lib.config import ModalitySpec, SpatialConfig
 from cooper_lib.heads import build_head
 from cooper_lib.layout import PerceptionLayout
-from cooper_lib.model import SpatialModel
+from cooper_lib.model import SpatialModel, check_addition_state
 
 _ATTACHED = "_cooper_spatial_attached"
 
@@ -103,9 +104,19 @@ def _with_tokenizer(
     return options
 
 
-def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) -> SpatialModel:
+def attach_from_config(
+    model: nn.Module,
+    processor: Any,
+    config: SpatialConfig,
+    *,
+    state: Mapping[str, torch.Tensor] | None = None,
+) -> SpatialModel:
     """Attach what `config` describes; when `config` records `added_tokens` (a saved model), the
-    tokenizer must give them the same ids, and the hidden size must match."""
+    tokenizer must give them the same ids, and the hidden size must match.
+
+    `state` (saved additions, as `SpatialModel.addition_state_dict` gives them) is checked against
+    the names and shapes this config implies before anything changes, and loaded after the attach.
+    """
     if isinstance(model, SpatialModel):
         raise TypeError(
             "model: expected a transformers model, got a SpatialModel (it already has spatial heads)"
@@ -141,6 +152,9 @@ def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) 
     # Heads are built before anything changes: a head that cannot be built (a missing tokenizer
     # folder, a bad option) is one more check.
     heads = {name: build_head(config, name, adapter.hidden_size) for name in config.modalities}
+    if state is not None:
+        rows = len(set(planned.values()))
+        check_addition_state(state, _addition_shapes(config, adapter, heads, rows))
 
     # ---- every check passed: change the tokenizer and the embeddings
     base_rows = min(len(tokenizer), adapter.input_embeddings().num_embeddings)
@@ -155,7 +169,25 @@ def attach_from_config(model: nn.Module, processor: Any, config: SpatialConfig) 
     query_init, query_pos = _query_tensors(adapter, config, base_rows)
     spatial = SpatialModel(model, processor, config, adapter, layout, query_init, query_pos, heads)
     setattr(adapter.model, _ATTACHED, True)
+    if state is not None:
+        spatial.load_addition_state_dict(state)
     return spatial
+
+
+def _addition_shapes(
+    config: SpatialConfig, adapter: BackboneAdapter, heads: Mapping[str, nn.Module], rows: int
+) -> dict[str, torch.Size]:
+    """Names and shapes of the tensors `SpatialModel.addition_state_dict` will hold for this attach."""
+    hidden = adapter.hidden_size
+    query = torch.Size((config.num_queries, hidden))
+    shapes = {f"queries.{name}": query for name in config.modalities}
+    shapes["query_pos"] = query
+    for name, head in heads.items():
+        shapes.update({f"heads.{name}.{key}": value.shape for key, value in head.state_dict().items()})
+    shapes["embed_tokens.rows"] = torch.Size((rows, hidden))
+    if not adapter.tied_embeddings:
+        shapes["lm_head.rows"] = torch.Size((rows, hidden))
+    return shapes
 
 
 def _token_strings(config: SpatialConfig) -> list[str]:

@@ -258,16 +258,7 @@ class SpatialModel(nn.Module):
 
     def load_addition_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load tensors written by `addition_state_dict` exactly; names and shapes must match."""
-        expected = self.addition_state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(f"state: missing tensors {missing}, unexpected tensors {unexpected}")
-        for name, tensor in state.items():
-            if tensor.shape != expected[name].shape:
-                raise ValueError(
-                    f"state[{name!r}]: expected shape {tuple(expected[name].shape)}, got {tuple(tensor.shape)}"
-                )
+        check_addition_state(state, {k: v.shape for k, v in self.addition_state_dict().items()})
         with torch.no_grad():
             for name, param in self.queries.items():
                 param.copy_(state[f"queries.{name}"])
@@ -322,9 +313,8 @@ class SpatialModel(nn.Module):
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
             raise FileNotFoundError(f"{weights}: missing; expected a folder written by save_pretrained")
-        model = attach_from_config(backbone, processor, config)
-        model.load_addition_state_dict(load_file(str(weights)))
-        return model
+        # The weights are checked inside the attach, before the backbone changes.
+        return attach_from_config(backbone, processor, config, state=load_file(str(weights)))
 
     def push_to_hub(
         self, repo_id: str, *, private: bool | None = None, token: str | None = None, commit_message: str = ""
@@ -342,6 +332,19 @@ class SpatialModel(nn.Module):
                 commit_message=commit_message or "Upload cooper-lib spatial heads",
             )
         return str(getattr(info, "commit_url", info))
+
+
+def check_addition_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size]) -> None:
+    """Raise a ValueError unless `state` holds exactly the tensors named in `expected`, at those shapes."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"state: missing tensors {missing}, unexpected tensors {unexpected}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name]:
+            raise ValueError(
+                f"state[{name!r}]: expected shape {tuple(expected[name])}, got {tuple(tensor.shape)}"
+            )
 
 
 def _check_targets(
