@@ -43,5 +43,5 @@ def test_two_stage_pipeline_runs_end_to_end(tmp_path):
         timeout=1200,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "items answered now" in done.stdout
+    assert "items done now" in done.stdout
     assert (tmp_path / "work" / "runs" / "tiny" / "grpo" / "final").is_dir()

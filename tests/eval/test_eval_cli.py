@@ -23,10 +23,10 @@ def test_eval_run_resumes_and_report_compares_runs(tmp_path, capsys):
     assert _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--output", str(adaptive),
                 "--json", str(tmp_path / "m.json"), *FAST) == 0  # fmt: skip
     out = capsys.readouterr().out
-    assert "| all | 2 |" in out and "2 items answered now" in out
+    assert "| all | 2 |" in out and "2 items done now" in out
     assert json.loads((tmp_path / "m.json").read_text())["metrics"]["n"] == 2
     _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--output", str(adaptive), *FAST)
-    assert "0 items answered now" in capsys.readouterr().out
+    assert "0 items done now" in capsys.readouterr().out
     _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--policy", "text_only",
          "--output", str(text), *FAST)  # fmt: skip
     assert _run("eval", "report", str(adaptive), str(text), "--out", str(tmp_path / "report")) == 0
@@ -78,5 +78,19 @@ def test_eval_run_loads_a_trained_model_folder(tmp_path, capsys):
 def test_eval_run_needs_data_for_file_benchmarks(tmp_path):
     with pytest.raises(SystemExit, match="--data is required"):
         _run("eval", "run", "--benchmark", "cvbench", "--family", "qwen2_vl")
-    with pytest.raises(FileNotFoundError, match="trainable.json is missing"):
+    with pytest.raises(FileNotFoundError, match="holds neither trainable.json .* nor cooper_config.json"):
         _run("eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path))
+
+
+def test_eval_run_loads_a_save_pretrained_folder_with_its_backbone(tmp_path, capsys):
+    from cooper_lib import add_spatial_heads
+    from cooper_lib.backbones.tiny import build_tiny_backbone
+
+    backbone, processor = build_tiny_backbone("qwen2_vl")
+    add_spatial_heads(backbone, processor).save_pretrained(tmp_path / "heads")
+    args = ("eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path / "heads"), "--n", "1",
+            "--limit", "1", "--max-new-tokens", "2", "--output", str(tmp_path / "run.jsonl"))  # fmt: skip
+    with pytest.raises(SystemExit, match="--backbone is required"):
+        _run(*args)
+    assert _run(*args, "--backbone", "tiny:qwen2_vl") == 0
+    assert "1 items done now" in capsys.readouterr().out

@@ -1,5 +1,8 @@
+import base64
 import csv
 import json
+
+import numpy as np
 
 import pytest
 from PIL import Image
@@ -144,10 +147,56 @@ def _mmvp(root, write_image):
         write_image(root / "MMVP Images" / f"{row[0]}.jpg")
 
 
-@pytest.mark.parametrize(("name", "writer", "expected"), [("cvbench", _cvbench, 3), ("mmvp", _mmvp, 2)])
+def _tsv(path, header, rows):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _sibench(root, write_image):
+    write_image(root / "SpatialBench" / "1.jpg")
+    _tsv(root / "Height.tsv", ["index", "question", "answer", "type", "image_path", "input_type", "data_source"], [
+        [0, "How tall is the door in metres?", "2.0", "Number", "SpatialBench/1.jpg", "image", "SpatialBench"],
+        [1, "Is the door open?", "Yes", "YN", "SpatialBench/1.jpg", "image", "SpatialBench"],
+    ])  # fmt: skip
+    return root, {"settings": ("Height",)}
+
+
+def _mmbench(root, write_image):
+    image = base64.b64encode(write_image(root / "x.png").read_bytes()).decode()
+    header = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split", "image"]
+    _tsv(root / "MMBench_DEV_EN_V11.tsv", header, [
+        [0, "Which is red?", "", "cup", "lamp", "", "", "A", "attribute", "perception", "dev", image],
+        [1, "Which is left?", "", "cup", "lamp", "", "", "B", "spatial", "perception", "dev", image],
+    ])  # fmt: skip
+    return root / "MMBench_DEV_EN_V11.tsv", {}
+
+
+def _qspatial(root, write_image):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    image = {"bytes": write_image(root / "x.png").read_bytes(), "path": "x.png"}
+    schema = pa.schema(
+        [("question", pa.string()), ("answer_value", pa.float32()), ("answer_unit", pa.string()),
+         ("question_type", pa.string()), ("image_path", pa.string()),
+         ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())]))]
+    )  # fmt: skip
+    rows = {"question": ["How far?", "How wide?"], "answer_value": [1.2, 40.0],
+            "answer_unit": ["meters", "centimeters"], "question_type": ["distance", "width"],
+            "image_path": ["x.png"] * 2, "image": [image] * 2}  # fmt: skip
+    (root / "data").mkdir()
+    pq.write_table(pa.table(rows, schema=schema), root / "data" / "QSpatial_plus-00000-of-00001.parquet")
+
+
+@pytest.mark.parametrize(
+    ("name", "writer", "expected"),
+    [("cvbench", _cvbench, 3), ("mmvp", _mmvp, 2), ("sibench", _sibench, 2), ("mmbench", _mmbench, 2),
+     ("qspatial", _qspatial, 2)],
+)  # fmt: skip
 def test_evaluates_fixture_copies_of_loader_formats(model, tmp_path, write_image, name, writer, expected):
-    writer(tmp_path, write_image)
-    benchmark = load_benchmark(name, tmp_path)
+    path, kwargs = writer(tmp_path, write_image) or (tmp_path, {})
+    benchmark = load_benchmark(name, path, **kwargs)
     out = tmp_path / f"{name}.jsonl"
     result = evaluate(
         model, benchmark, output=out, batch_size=2, max_new_tokens=4, max_turns=1, progress=False
@@ -172,12 +221,45 @@ def test_rejects_bad_arguments(model, bench, tmp_path):
         evaluate(_reasoner(model), bench, policy="text_only")
     with pytest.raises(TypeError, match="model_or_reasoner"):
         evaluate(object(), bench)
-    depth = Benchmark(
-        "depthy",
-        [BenchmarkItem("d0", lambda: Image.new("RGB", (4, 4)), "", None, "depth", target=lambda: None)],
-    )
-    with pytest.raises(ValueError, match="depth-map items"):
-        evaluate(model, depth)
+    mixed = Benchmark(
+        "mixed",
+        [BenchmarkItem("d0", lambda: Image.new("RGB", (4, 4)), "", None, "depth", target=lambda: None),
+         *bench.items[:1]],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="mixes 1 depth-map items with 1 question items"):
+        evaluate(model, mixed)
     (tmp_path / "other.jsonl").write_text('{"hello": 1}\n')
     with pytest.raises(ValueError, match="not a cooper-lib eval cache"):
         evaluate(model, bench, output=tmp_path / "other.jsonl")
+
+
+def _nyu_folder(root, frames=3):
+    """The Eigen-copy folder layout: <scene>/rgb_<frame>.png beside a 16-bit sync_depth_<frame>.png (mm)."""
+    for k in range(frames):
+        scene = root / f"scene{k % 2}"
+        scene.mkdir(exist_ok=True)
+        Image.new("RGB", (640, 480), (40 * k, 90, 200)).save(scene / f"rgb_{k:05d}.png")
+        depth = np.full((480, 640), 1000 * (1 + k), dtype=np.uint16)
+        Image.fromarray(depth).save(scene / f"sync_depth_{k:05d}.png")
+
+
+def test_nyu_is_scored_on_the_depth_heads_maps_and_resumes(model, tmp_path):
+    _nyu_folder(tmp_path)
+    benchmark = load_benchmark("nyuv2", tmp_path)
+    out = tmp_path / "nyu.jsonl"
+    first = evaluate(model, benchmark, output=out, batch_size=2, limit=2, progress=False)
+    assert first.policy == "depth_map" and first.computed == 2
+    result = evaluate(model, benchmark, output=out, batch_size=2, progress=False)
+    assert result.computed == 1 and result.metrics["n"] == 3
+    # the cached scores are the protocol's metrics of the maps the depth head makes
+    item = benchmark[2]
+    depth = model.perceive([item.load_image()], "depth")[0]
+    expected = benchmark.score(item, depth)
+    assert result.records[2]["score"]["abs_rel"] == pytest.approx(expected["abs_rel"], rel=1e-5)
+    assert result.records[2]["tools"] == ["depth"]
+    assert "| abs_rel |" in result.table() and "3 images" in result.table()
+    with pytest.raises(ValueError, match="depth-map benchmark runs the depth head directly"):
+        evaluate(model, benchmark, policy="adaptive")
+    backbone, processor = build_tiny_backbone("qwen2_vl")
+    with pytest.raises(ValueError, match="has no depth head"):
+        evaluate(add_spatial_heads(backbone, processor, modalities=("segmentation",)), benchmark)

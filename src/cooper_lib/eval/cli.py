@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cooper_lib.eval.runner import POLICIES
+from cooper_lib.eval.runner import DEPTH_MAP_POLICY, POLICIES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +30,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="benchmark folder or file (synthetic: optional, renders scenes)",
     )
     source = run.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="model folder written by a cooper-lib trainer")
+    source.add_argument(
+        "--model",
+        type=Path,
+        help="model folder written by a cooper-lib trainer, or by SpatialModel.save_pretrained (with --backbone)",
+    )
     source.add_argument("--family", help="tiny random backbone family with fresh heads (for smoke tests)")
-    run.add_argument("--policy", choices=POLICIES, default="adaptive", help="tool policy (default adaptive)")
+    run.add_argument(
+        "--backbone",
+        default=None,
+        help="for a save_pretrained --model folder: the backbone's hub id, local folder or tiny:<family>",
+    )
+    run.add_argument(
+        "--policy",
+        choices=POLICIES,
+        default=None,
+        help="tool policy (default adaptive; nyuv2 scores the depth head's maps and takes none)",
+    )
     run.add_argument(
         "--output", type=Path, default=None, help="JSONL cache (default ./<benchmark>-<policy>.jsonl)"
     )
@@ -58,18 +72,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _model(args: argparse.Namespace):
     """The SpatialModel: a trained folder rebuilt on its recorded backbone, or a tiny one."""
     if args.model is not None:
+        from cooper_lib.config import CONFIG_NAME
+        from cooper_lib.model import SpatialModel
         from cooper_lib.training.config import ModelConfig
-        from cooper_lib.training.weights import TRAINABLE_NAME, build_model
+        from cooper_lib.training.weights import TRAINABLE_NAME, build_model, load_backbone
 
         info_path = args.model / TRAINABLE_NAME
-        if not info_path.is_file():
-            raise FileNotFoundError(
-                f"--model: {info_path} is missing; expected a folder a cooper-lib trainer wrote"
+        if info_path.is_file():
+            info = json.loads(info_path.read_text())
+            return build_model(
+                ModelConfig(backbone=info["backbone"], dtype=info["dtype"], init_from=str(args.model))
             )
-        info = json.loads(info_path.read_text())
-        return build_model(
-            ModelConfig(backbone=info["backbone"], dtype=info["dtype"], init_from=str(args.model))
-        )
+        if not (args.model / CONFIG_NAME).is_file():
+            raise FileNotFoundError(
+                f"--model: {args.model} holds neither {TRAINABLE_NAME} (a trainer's folder) nor {CONFIG_NAME} "
+                "(a save_pretrained folder)"
+            )
+        if args.backbone is None:
+            raise SystemExit(f"--backbone is required: {args.model} is a save_pretrained folder of heads only")
+        backbone, processor = load_backbone(args.backbone)
+        return SpatialModel.from_pretrained(backbone, args.model, processor)
     from cooper_lib.attach import add_spatial_heads
     from cooper_lib.backbones.tiny import build_tiny_backbone
 
@@ -86,18 +108,19 @@ def run_eval(args: argparse.Namespace) -> int:
         raise SystemExit(f"--data is required for --benchmark {args.benchmark}")
     kwargs = {"n": args.n, "seed": args.seed} if args.benchmark == "synthetic" and args.data is None else {}
     benchmark = load_benchmark(args.benchmark, args.data, **kwargs)
-    output = args.output or Path(f"{args.benchmark}-{args.policy}.jsonl")
+    policy = args.policy or (None if args.benchmark == "nyuv2" else "adaptive")
+    output = args.output or Path(f"{args.benchmark}-{policy or DEPTH_MAP_POLICY}.jsonl")
     result = evaluate(
         _model(args),
         benchmark,
         output=output,
         batch_size=args.batch_size,
-        policy=args.policy,
+        policy=policy,
         limit=args.limit,
         max_new_tokens=args.max_new_tokens,
     )
     print(result.table())
-    print(f"\n{result.computed} items answered now, predictions in {output}")
+    print(f"\n{result.computed} items done now, predictions in {output}")
     if args.json is not None:
         summary = {"benchmark": result.benchmark, "policy": result.policy, "metrics": result.metrics}
         args.json.write_text(json.dumps({**summary, "tool_use": result.tool_use}, indent=2) + "\n")

@@ -28,6 +28,8 @@ POLICIES: tuple[str, ...] = ("adaptive", "perceive_first", "text_only")
 TOOL_COLUMNS: tuple[str, ...] = ("depth", "segmentation", "text_only")
 """Tool-use columns: items that called the depth tool, the segmentation tool, or no tool."""
 CACHE_FORMAT = "cooper-lib/eval-run"
+DEPTH_MAP_POLICY = "depth_map"
+"""The policy name recorded for depth-map benchmarks, which run the depth head, not the reasoner."""
 
 
 @runtime_checkable
@@ -96,7 +98,19 @@ class EvalResult:
     output: Path | None = None
 
     def table(self) -> str:
-        """A markdown table: per category, items, score (%), extraction failures and tool use (%)."""
+        """A markdown table: per category, items, score (%), extraction failures and tool use (%);
+        for a depth-map benchmark, its mean depth metrics."""
+        if "metrics" in self.metrics:
+            return "\n".join(
+                [
+                    f"**{self.benchmark}** (depth maps, alignment {self.metrics.get('mode', '-')}): "
+                    f"{self.metrics['n']} images",
+                    "",
+                    "| metric | mean |",
+                    "|---|---:|",
+                    *(f"| {name} | {value:.4f} |" for name, value in self.metrics["metrics"].items()),
+                ]
+            )
         lines = [
             f"**{self.benchmark}** ({self.policy}): overall {self.metrics['overall']:.1f} % on "
             f"{self.metrics['n']} items",
@@ -204,6 +218,63 @@ def _reasoner(
     )
 
 
+def _answer_records(reasoner: Any, benchmark: Benchmark, batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
+    """Cache records of one batch of questions answered by ``reasoner``."""
+    traces = reasoner.run_batch([item.load_image() for item in batch], [item.question for item in batch])
+    records = []
+    for item, trace in zip(batch, traces, strict=True):
+        text = prediction_text(trace)
+        records.append(
+            {
+                "id": item.id,
+                "category": item.category,
+                "prediction": text,
+                "tools": tools_called(trace),
+                "stop_reason": trace.stop_reason,
+                "generated_tokens": trace.generated_tokens,
+                "score": benchmark.score(item, text),
+            }
+        )
+    return records
+
+
+def _depth_model(model_or_reasoner: Any, policy: str | None) -> SpatialModel:
+    """The `SpatialModel` whose depth head a depth-map benchmark scores (a reasoner's own model)."""
+    if policy is not None:
+        raise ValueError(f"policy: a depth-map benchmark runs the depth head directly; got policy={policy!r}")
+    model = getattr(model_or_reasoner, "model", model_or_reasoner)
+    if not isinstance(model, SpatialModel):
+        raise TypeError(
+            "model_or_reasoner: a depth-map benchmark needs a SpatialModel (or a reasoner holding one), "
+            f"got {type(model_or_reasoner).__name__}"
+        )
+    if "depth" not in model.heads:
+        raise ValueError(f"model_or_reasoner: the model has no depth head (heads: {list(model.heads)})")
+    return model
+
+
+def _depth_records(model: SpatialModel, benchmark: Benchmark, batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
+    """Cache records of one batch of images scored on the maps of ``model``'s depth head."""
+    was_training = model.training
+    model.eval()
+    try:
+        maps = model.perceive([item.load_image() for item in batch], "depth").float().cpu()
+    finally:
+        model.train(was_training)
+    return [
+        {
+            "id": item.id,
+            "category": item.category,
+            "prediction": None,
+            "tools": ["depth"],
+            "stop_reason": "map",
+            "generated_tokens": 0,
+            "score": benchmark.score(item, depth),
+        }
+        for item, depth in zip(batch, maps, strict=True)
+    ]
+
+
 def evaluate(
     model_or_reasoner: SpatialModel | Reasoner,
     benchmark: Benchmark,
@@ -222,8 +293,10 @@ def evaluate(
         model_or_reasoner: a `SpatialModel` (wrapped in an `InterleavedReasoner` running
             ``policy``) or a ready reasoner (an `InterleavedReasoner` or any object with
             ``run_batch(images, questions)``).
-        benchmark: a question-answer benchmark (`load_benchmark`); depth-map benchmarks (NYU v2)
-            are scored from maps, not answers, and are refused.
+        benchmark: a benchmark from `load_benchmark`. Question-answer benchmarks are answered by
+            interleaved reasoning; a depth-map benchmark (NYU v2) is scored on the maps the model's
+            depth head generates for each image (``SpatialModel.perceive``), with the
+            benchmark's protocol, and records the policy ``"depth_map"``.
         output: JSONL cache; items already in it are not asked again (resume after a crash).
         batch_size: items per ``run_batch`` call.
         policy: ``"adaptive"`` (default for a model), ``"perceive_first"`` or ``"text_only"``; for
@@ -240,13 +313,25 @@ def evaluate(
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: expected None or a positive int, got {limit!r}")
     items = benchmark.items[:limit] if limit is not None else list(benchmark.items)
-    depth_items = [item.id for item in items if item.answer_type == "depth"]
-    if depth_items:
+    depth_items = sum(item.answer_type == "depth" for item in items)
+    if depth_items and depth_items != len(items):
         raise ValueError(
-            f"benchmark: {benchmark.name} holds depth-map items ({depth_items[:3]}...), which are scored "
-            "from predicted maps (metrics.depth.nyu_depth_metrics), not from answers"
+            f"benchmark: {benchmark.name} mixes {depth_items} depth-map items with "
+            f"{len(items) - depth_items} question items; evaluate them as two benchmarks"
         )
-    reasoner, policy_name = _reasoner(model_or_reasoner, policy, max_new_tokens, max_turns)
+    if depth_items:
+        model = _depth_model(model_or_reasoner, policy)
+        policy_name = DEPTH_MAP_POLICY
+
+        def answer(batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
+            return _depth_records(model, benchmark, batch)
+
+    else:
+        reasoner, policy_name = _reasoner(model_or_reasoner, policy, max_new_tokens, max_turns)
+
+        def answer(batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
+            return _answer_records(reasoner, benchmark, batch)
+
     header = {"format": CACHE_FORMAT, "benchmark": benchmark.name, "policy": policy_name}
     cache = _Cache(Path(output), header) if output is not None else None
     done: dict[str, dict[str, Any]] = dict(cache.records) if cache is not None else {}
@@ -257,21 +342,8 @@ def evaluate(
             total=len(items), initial=len(items) - len(todo), desc=benchmark.name, disable=not progress
         ) as bar:
             for batch in _batches(todo, batch_size):
-                traces = reasoner.run_batch(
-                    [item.load_image() for item in batch], [item.question for item in batch]
-                )
-                for item, trace in zip(batch, traces, strict=True):
-                    text = prediction_text(trace)
-                    record = {
-                        "id": item.id,
-                        "category": item.category,
-                        "prediction": text,
-                        "tools": tools_called(trace),
-                        "stop_reason": trace.stop_reason,
-                        "generated_tokens": trace.generated_tokens,
-                        "score": benchmark.score(item, text),
-                    }
-                    done[item.id] = record
+                for record in answer(batch):
+                    done[record["id"]] = record
                     if cache is not None:
                         cache.append(record)
                     computed += 1

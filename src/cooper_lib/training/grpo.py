@@ -129,6 +129,8 @@ class GRPOTrainer(Trainer):
         # the KL reference is the policy as it starts, frozen (before LoRA or row masks are added)
         self.reference = copy.deepcopy(model).requires_grad_(False).eval() if config.kl_beta > 0 else None
         super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator)
+        if self.reference is not None:
+            self.reference.to(self.accelerator.device)  # prepare() moved only the policy
         if self.shards_parameters:
             raise ValueError(
                 "distributed setup: GRPO rollouts run the unwrapped model and need its whole parameters on every process; "

@@ -46,20 +46,26 @@ def build_model(config: ModelConfig) -> SpatialModel:
     from cooper_lib.attach import add_spatial_heads
 
     config.validate()
-    dtype = _DTYPES[config.dtype]
-    if config.backbone.startswith("tiny:"):
-        from cooper_lib.backbones.tiny import build_tiny_backbone
-
-        backbone, processor = build_tiny_backbone(config.backbone.removeprefix("tiny:"))
-        backbone = backbone.to(dtype)
-    else:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        backbone = AutoModelForImageTextToText.from_pretrained(config.backbone, dtype=dtype)
-        processor = AutoProcessor.from_pretrained(config.backbone)
+    backbone, processor = load_backbone(config.backbone, config.dtype)
     if config.init_from:
         return load_trained_model(config.init_from, backbone, processor, merge=True)
     return add_spatial_heads(backbone, processor, **config.spatial)
+
+
+def load_backbone(name: str, dtype: str = "float32") -> tuple[nn.Module, Any]:
+    """A backbone and its processor: ``tiny:<family>`` builds an offline tiny model, anything else
+    (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
+    if name.startswith("tiny:"):
+        from cooper_lib.backbones.tiny import build_tiny_backbone
+
+        backbone, processor = build_tiny_backbone(name.removeprefix("tiny:"))
+        return backbone.to(_DTYPES[dtype]), processor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=_DTYPES[dtype])
+    return backbone, AutoProcessor.from_pretrained(name)
 
 
 def trainable_names(model: SpatialModel) -> list[str]:
