@@ -30,6 +30,19 @@ def test_help_documents_every_option(capsys):
     assert "rollouts per prompt" in text and "(default: 8)" in text
 
 
+@pytest.mark.parametrize(
+    ("stage", "flag", "default"),
+    [("stage1", "--run.max_steps", "6000"), ("stage1", "--run.ema_decay", "0.995"),
+     ("sft", "--run.max_steps", "600"), ("grpo", "--optim.lr", "3e-06"), ("grpo", "--optim.scheduler", "'cosine'")],
+)  # fmt: skip
+def test_help_shows_each_stages_own_section_defaults(capsys, stage, flag, default):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["train", stage, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    entry = text.rsplit(flag, 1)[1].split(" --", 1)[0]  # the options list, after the usage line
+    assert f"(default: {default})" in entry, entry
+
+
 def test_flags_override_the_file(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"run": {"max_steps": 7, "batch_size": 2}, "mixture": {"depth": 1.0}}))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -407,23 +407,27 @@ def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
 
 
 # ---------------------------------------------------------------------------------------- flags
-def config_arguments(parser: Any, cls: type, prefix: str = "") -> None:
+def config_arguments(parser: Any, cls: type, prefix: str = "", defaults: Any = None) -> None:
     """Add one ``--[section.]field`` flag per config field to an argparse parser.
 
     Flags default to "not given" (argparse.SUPPRESS), so `apply_overrides` changes only what the
     user typed. Lists take several values, tuples a fixed count, dicts a JSON object, booleans
-    ``--flag`` / ``--no-flag``, and ``none`` clears an optional value.
+    ``--flag`` / ``--no-flag``, and ``none`` clears an optional value. The help shows the
+    defaults of `defaults` (default: ``cls()``), so a section shows its stage's own defaults
+    (stage 1's ``run.max_steps`` is 6000, GRPO's ``optim.lr`` 3e-6).
     """
     import argparse
 
+    if defaults is None:
+        defaults = cls()
     hints = _hints(cls)
     for f in fields(cls):
         tp, optional = _strip_optional(hints[f.name])
         name = f"{prefix}{f.name}"
         if is_dataclass(tp):
-            config_arguments(parser, tp, prefix=f"{name}.")
+            config_arguments(parser, tp, prefix=f"{name}.", defaults=getattr(defaults, f.name))
             continue
-        help_text = f.metadata.get("help", "") + f" (default: {_default_text(f)})"
+        help_text = f.metadata.get("help", "") + f" (default: {getattr(defaults, f.name)!r})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         origin = typing.get_origin(tp)
         if tp is bool:
@@ -439,12 +443,6 @@ def config_arguments(parser: Any, cls: type, prefix: str = "") -> None:
         else:
             kwargs.update(type=_scalar(tp, optional), metavar=tp.__name__.upper())
         parser.add_argument(f"--{name}", **kwargs)
-
-
-def _default_text(f: Any) -> str:
-    if f.default is not MISSING:
-        return repr(f.default)
-    return repr(f.default_factory()) if f.default_factory is not MISSING else "required"
 
 
 def _scalar(tp: type, optional: bool) -> Any:
