@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
 from cooper_lib import add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone
+from cooper_lib.ops.dispatch import HAS_TRITON
+
+OP_BACKENDS = [
+    "torch",
+    pytest.param(
+        "triton",
+        marks=pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (the triton extra)"),
+    ),
+]
+"""Backends the op tests run: the PyTorch path everywhere, the Triton kernels (interpreted on CPU) with triton."""
 
 SMALL_HEADS = {"num_classes": 6, "output_size": (16, 16), "query_grid": (2, 2), "head_width": 32}
 

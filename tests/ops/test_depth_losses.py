@@ -9,10 +9,11 @@ import math
 
 import pytest
 import torch
+from helpers import OP_BACKENDS
 
 from cooper_lib.ops import silog_loss, ssi_depth_loss
 
-BACKENDS = ["torch", "triton"]
+BACKENDS = OP_BACKENDS
 SHAPES = [(1, 1, 1), (3, 7, 9), (2, 1, 33, 40), (2, 31, 37)]
 
 

@@ -33,3 +33,20 @@ def test_triton_without_triton_raises(monkeypatch):
     with pytest.raises(ImportError, match="triton"):
         dispatch.resolve_backend("triton", torch.zeros(1))
     assert dispatch.resolve_backend("auto", torch.zeros(1)) == "torch"
+
+
+def test_a_kernel_failure_reaches_the_caller(monkeypatch):
+    """`auto` (here forced to pick Triton, as it does on CUDA) and `triton` never fall back to torch."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    from cooper_lib.ops import flow_matching
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("kernel launch failed")
+
+    monkeypatch.setattr(flow_matching, "_run_kernel", broken)
+    pred, noise, clean = (torch.randn(2, 3, 4, requires_grad=i == 0) for i in range(3))
+    with pytest.raises(RuntimeError, match="kernel launch failed"):
+        flow_matching.flow_matching_loss(pred, noise, clean, backend="triton")
+    monkeypatch.setattr(flow_matching, "resolve_backend", lambda backend, *tensors: "triton")
+    with pytest.raises(RuntimeError, match="kernel launch failed"):
+        flow_matching.flow_matching_loss(pred, noise, clean, backend="auto")

@@ -7,10 +7,11 @@ same rounded values.
 
 import pytest
 import torch
+from helpers import OP_BACKENDS
 
 from cooper_lib.ops import flow_matching_loss
 
-BACKENDS = ["torch", "triton"]
+BACKENDS = OP_BACKENDS
 
 
 def loop_reference(pred, noise, clean, mask, weights):

@@ -9,12 +9,13 @@ The reference always sees the same (already rounded) inputs upcast to fp64.
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import OP_BACKENDS
 
 from cooper_lib.ops import linear_ce as linear_ce_module
 from cooper_lib.ops import linear_cross_entropy, linear_cross_entropy_reference
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
-BACKENDS = ["torch", "triton"]
+BACKENDS = OP_BACKENDS
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:

@@ -8,10 +8,11 @@ rounded values.
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import OP_BACKENDS
 
 from cooper_lib.ops import seg_ce_dice_loss
 
-BACKENDS = ["torch", "triton"]
+BACKENDS = OP_BACKENDS
 
 
 def one_hot_reference(logits, target, ignore_index, dice_weight):

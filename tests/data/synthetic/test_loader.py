@@ -1,4 +1,4 @@
-import importlib.util
+import sys
 
 import pytest
 import torch
@@ -82,8 +82,8 @@ def test_stage_mismatch_and_missing_manifest(datasets_on_disk, tmp_path):
         read_manifest(tmp_path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("datasets") is not None, reason="datasets is installed")
-def test_hf_export_needs_datasets(datasets_on_disk):
+def test_hf_export_needs_datasets(datasets_on_disk, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # an import of datasets now fails
     with pytest.raises(ImportError, match="pip install datasets"):
         to_hf_dataset(datasets_on_disk["eval"])
 
