@@ -178,3 +178,10 @@ def test_scene_maps_unchanged_by_qa():
     before = scene.instance.clone()
     make_qa(scene, 0)
     assert torch.equal(before, scene.instance)
+
+
+def test_every_template_category_has_three_or_four_paraphrases():
+    from cooper_lib.data.synthetic.templates import QUESTION_TEMPLATES
+
+    counts = {name: len(set(texts)) for name, texts in QUESTION_TEMPLATES.items()}
+    assert all(3 <= n <= 4 for n in counts.values()), counts

@@ -201,3 +201,46 @@ def test_bad_counts_are_rejected():
         render_scenes(-1, config=CONFIG)
     with pytest.raises(ValueError, match="batch_size"):
         render_scenes(2, config=CONFIG, batch_size=0)
+
+
+def _near_ground(scene, config):
+    """Ground pixels near enough that the sky fade (which starts at half of max_depth) is zero."""
+    ground = scene.semantic == SEMANTIC_CLASSES.index("ground")
+    return ground & (scene.depth < 0.5 * config.max_depth)
+
+
+def test_ground_shading_is_lambert_with_ambient():
+    config = SceneConfig(width=65, height=65)
+    steep, low = LIGHT, (0.0, -0.8, 0.6)  # unit vectors to the light; the ground normal is +z
+    lit = render_layouts([layout()], config)[0]
+    other = render_layouts([SceneLayout(0, CAMERA, low, (), None, APPEARANCE)], config)[0]
+    near = _near_ground(lit, config)
+    assert near.sum() > 500
+    a = config.ambient
+    expected = (a + (1 - a) * steep[2]) / (a + (1 - a) * low[2])
+    ratio = lit.rgb[:, near] / other.rgb[:, near]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, expected), rtol=1e-5, atol=0)
+
+
+def test_an_object_casts_a_shadow_of_ambient_light_only():
+    config = SceneConfig(width=65, height=65)
+    empty = render_layouts([layout()], config)[0]
+    sphere = render_layouts([layout([ObjectSpec("sphere", "red", (0.0, 5.0, 0.5), (1.0, 1.0, 1.0))])], config)[0]
+    ground = _near_ground(empty, config) & _near_ground(sphere, config)
+    ratio = sphere.rgb[:, ground] / empty.rgb[:, ground]
+    shadowed = (ratio < 1 - 1e-4).all(dim=0)
+    assert shadowed.sum() > 10, "no shadow behind the sphere"
+    a = config.ambient
+    expected = a / (a + (1 - a) * LIGHT[2])  # light term gone, ambient kept
+    torch.testing.assert_close(ratio[:, shadowed], torch.full_like(ratio[:, shadowed], expected), rtol=1e-5, atol=0)
+    torch.testing.assert_close(ratio[:, ~shadowed], torch.ones_like(ratio[:, ~shadowed]), rtol=1e-5, atol=0)
+    # exactly the ground points whose ray to the light meets the sphere are shadowed
+    d = torch.from_numpy(world_rays(CAMERA))[ground]
+    points = torch.tensor(CAMERA.position, dtype=torch.float64) + d * empty.depth[ground].double()[:, None]
+    oc = points - torch.tensor([0.0, 5.0, 0.5], dtype=torch.float64)
+    b = oc @ torch.tensor(LIGHT, dtype=torch.float64)
+    disc = b * b - ((oc * oc).sum(-1) - 0.25)
+    blocked = (disc > 0) & (-b - disc.clamp_min(0).sqrt() > 0)
+    clear = disc.abs() > 1e-2  # grazing rays may go either way
+    assert blocked[clear].sum() > 10
+    assert torch.equal(shadowed[clear], blocked[clear])

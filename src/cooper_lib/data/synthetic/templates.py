@@ -71,6 +71,7 @@ QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
     "left_right_choice": (
         "Which object is further to the {side} in the image: the {a} or the {b}?",
         "Of the {a} and the {b}, which one appears more to the {side} in the image?",
+        "Looking at the picture, which is closer to its {side} edge, the {a} or the {b}?",
     ),
     "above_below": (
         "In the image, is the {a} {relation} the {b}?",
