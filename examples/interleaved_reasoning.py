@@ -20,7 +20,9 @@ from transformers import LogitsProcessor
 from cooper_lib import InterleavedReasoner, add_spatial_heads, render_scenes
 from cooper_lib.backbones.tiny import build_tiny_backbone
 
-TOOL_TURN = "<think>The answer depends on distance.</think><depth-estimation>Estimate the depth.</depth-estimation>"
+TOOL_TURN = (
+    "<think>The answer depends on distance.</think><depth-estimation>Estimate the depth.</depth-estimation>"
+)
 ANSWER_TURN = "<think>The left object is darker, so nearer.</think><answer>Left. \\boxed{A}</answer>"
 
 

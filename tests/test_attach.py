@@ -150,7 +150,9 @@ def test_weights_of_another_shape_leave_backbone_unchanged(tmp_path):
     save_file(state, str(weights))
     model, processor = build_tiny_backbone(FAMILY)
     snapshot = _snapshot(model, processor)
-    with pytest.raises(ValueError, match=r"state\['embed_tokens.rows'\]: expected shape \(5, 64\), got \(4, 64\)"):
+    with pytest.raises(
+        ValueError, match=r"state\['embed_tokens.rows'\]: expected shape \(5, 64\), got \(4, 64\)"
+    ):
         SpatialModel.from_pretrained(model, tmp_path, processor)
     _assert_unchanged(model, processor, snapshot)
 
@@ -159,6 +161,8 @@ def test_head_that_cannot_be_built_leaves_backbone_unchanged(tmp_path):
     model, processor = build_tiny_backbone(FAMILY)
     snapshot = _snapshot(model, processor)
     with pytest.raises(FileNotFoundError):
-        add_spatial_heads(model, processor, head="flow", aux_tokenizer=tmp_path / "no-such-folder", **SMALL_HEADS)
+        add_spatial_heads(
+            model, processor, head="flow", aux_tokenizer=tmp_path / "no-such-folder", **SMALL_HEADS
+        )
     _assert_unchanged(model, processor, snapshot)
     assert isinstance(add_spatial_heads(model, processor, **SMALL_HEADS), SpatialModel)

@@ -219,15 +219,19 @@ class SpatialModel(nn.Module):
         )
 
     @torch.no_grad()
-    def perceive(self, images: Sequence[Any] | Any, modality: str) -> torch.Tensor:
+    def perceive(self, images: Sequence[Any] | Any, modality: str, **options: Any) -> torch.Tensor:
         """Generate `modality`'s map for each image: depth [B, h, w] in metres (relative units in
-        relative mode), segmentation class ids [B, h, w], or unit normals [B, 3, h, w]."""
+        relative mode), segmentation class ids [B, h, w], or unit normals [B, 3, h, w].
+
+        `options` go to the head's ``generate`` (a flow head's ``steps``, ``cfg_scale``, ``seed``, ...).
+        """
         if not isinstance(images, (list, tuple)):
             images = [images]
+        self._check_modality(modality)
         inputs = self.perception_inputs(images, modality)
         device = self.query_pos.device
         inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        return self.forward(**inputs, return_maps=True).maps[modality]
+        return self.perceive_hidden(self.forward(**inputs).query_states[modality], modality, **options)
 
     @torch.no_grad()
     def perceive_hidden(self, query_hidden: torch.Tensor, modality: str, **options: Any) -> torch.Tensor:

@@ -78,7 +78,15 @@ def test_benchmark_validation():
 
 
 def test_load_benchmark_by_name(tmp_path):
-    assert set(BENCHMARK_LOADERS) == {"qspatial", "sibench", "mmvp", "mmbench", "cvbench", "nyuv2", "synthetic"}
+    assert set(BENCHMARK_LOADERS) == {
+        "qspatial",
+        "sibench",
+        "mmvp",
+        "mmbench",
+        "cvbench",
+        "nyuv2",
+        "synthetic",
+    }
     with pytest.raises(ValueError, match="name must be one of"):
         load_benchmark("mmlu", tmp_path)
     with pytest.raises(FileNotFoundError, match="Questions.csv"):

@@ -3,7 +3,6 @@ import csv
 import json
 
 import numpy as np
-
 import pytest
 from PIL import Image
 
@@ -165,7 +164,20 @@ def _sibench(root, write_image):
 
 def _mmbench(root, write_image):
     image = base64.b64encode(write_image(root / "x.png").read_bytes()).decode()
-    header = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split", "image"]
+    header = [
+        "index",
+        "question",
+        "hint",
+        "A",
+        "B",
+        "C",
+        "D",
+        "answer",
+        "category",
+        "l2-category",
+        "split",
+        "image",
+    ]
     _tsv(root / "MMBench_DEV_EN_V11.tsv", header, [
         [0, "Which is red?", "", "cup", "lamp", "", "", "A", "attribute", "perception", "dev", image],
         [1, "Which is left?", "", "cup", "lamp", "", "", "B", "spatial", "perception", "dev", image],

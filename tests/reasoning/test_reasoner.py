@@ -250,3 +250,63 @@ def test_bad_inputs_are_rejected():
         InterleavedReasoner(model.backbone)
     with pytest.raises(ValueError, match="prompt of rollout 0 alone"):
         InterleavedReasoner(model, max_total_tokens=5).run(image(), QUESTION)
+
+
+def test_generative_heads_serve_the_reasoner_unchanged(tmp_path):
+    """Flow (depth) and discrete (segmentation) heads behind the same tool calls, with per-call options."""
+    from cooper_lib.tokenizers import VQConfig, VQTokenizer
+
+    VQTokenizer(
+        VQConfig(image_size=16, downsample=4, base_channels=8, codebook_size=16, code_dim=8)
+    ).save_pretrained(tmp_path / "vq")
+    backbone, processor = build_tiny_backbone("qwen2_vl")
+    model = add_spatial_heads(
+        backbone,
+        processor,
+        head={"depth": "flow", "segmentation": "discrete"},
+        aux_tokenizer={"segmentation": tmp_path / "vq"},
+        head_options={
+            "depth": {"width": 32, "blocks": 1, "steps": 4},
+            "segmentation": {"width": 32, "blocks": 1},
+        },
+        num_classes=6,
+        output_size=(16, 16),
+        query_grid=(2, 2),
+        head_width=32,
+    ).eval()
+
+    def run(**options):
+        reasoner = InterleavedReasoner(
+            model,
+            system_prompt=None,
+            logits_processors=[script(model, TOOL_TURN, SEG_TURN, ANSWER_TURN)],
+            perceive_options={"depth": options},
+        )
+        return reasoner.run(image(), QUESTION)
+
+    trace = run(seed=7)
+    assert _kinds(trace) == ["text", "tool_call", "map", "image", "text", "tool_call", "map", "image", "text"]
+    (_, depth), (_, seg) = trace.maps
+    assert depth.shape == (16, 16) and depth.dtype == torch.float32
+    assert seg.shape == (16, 16) and seg.dtype == torch.long and int(seg.max()) < 6
+    # the options reach the flow head: the same seed gives the same map, another seed another one
+    torch.testing.assert_close(
+        run(seed=7).maps[0][1], depth, rtol=0, atol=0, equal_nan=True
+    )  # NaN: invalid colour
+    assert not torch.allclose(run(seed=8).maps[0][1], depth, equal_nan=True)
+    with pytest.raises(ValueError, match="perceive_options: expected keys from the tools"):
+        InterleavedReasoner(model, perceive_options={"normals": {}})
+
+
+def test_tool_tags_must_be_single_tokens():
+    from cooper_lib.reasoning import TurnFormat
+
+    model = spatial("qwen2_vl")
+    tags = TurnFormat(
+        tools={
+            "depth": ("<depth-estimation>", "</depth-est>"),
+            "segmentation": ("<segmentation>", "</segmentation>"),
+        }
+    )
+    with pytest.raises(ValueError, match=r"closing tool tags \['</depth-est>'\] are not single tokens"):
+        InterleavedReasoner(model, tags=tags)

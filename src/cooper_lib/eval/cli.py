@@ -89,7 +89,9 @@ def _model(args: argparse.Namespace):
                 "(a save_pretrained folder)"
             )
         if args.backbone is None:
-            raise SystemExit(f"--backbone is required: {args.model} is a save_pretrained folder of heads only")
+            raise SystemExit(
+                f"--backbone is required: {args.model} is a save_pretrained folder of heads only"
+            )
         backbone, processor = load_backbone(args.backbone)
         return SpatialModel.from_pretrained(backbone, args.model, processor)
     from cooper_lib.attach import add_spatial_heads

@@ -253,7 +253,9 @@ def _depth_model(model_or_reasoner: Any, policy: str | None) -> SpatialModel:
     return model
 
 
-def _depth_records(model: SpatialModel, benchmark: Benchmark, batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
+def _depth_records(
+    model: SpatialModel, benchmark: Benchmark, batch: list[BenchmarkItem]
+) -> list[dict[str, Any]]:
     """Cache records of one batch of images scored on the maps of ``model``'s depth head."""
     was_training = model.training
     model.eval()

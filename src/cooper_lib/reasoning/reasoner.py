@@ -116,6 +116,8 @@ class InterleavedReasoner:
         codecs: per modality, how its maps are drawn (default `default_codecs(model)`).
         map_size: size of the inserted pseudo-image: ``"input"`` (the input image's), a
             (height, width), or None (the head's output size).
+        perceive_options: per modality, options for its head's ``generate`` (a flow head's
+            ``steps``, ``cfg_scale``, ``seed``, ...); default the head's own.
         generation_kwargs: a `SamplingConfig` or its fields (temperature, top_p, top_k, seed);
             default greedy.
         logits_processors: transformers `LogitsProcessor`s applied before sampling.
@@ -140,6 +142,7 @@ class InterleavedReasoner:
         insert_role: str = "user",
         codecs: Mapping[str, ModalityCodec] | None = None,
         map_size: MapSize = "input",
+        perceive_options: Mapping[str, Mapping[str, Any]] | None = None,
         generation_kwargs: SamplingConfig | Mapping[str, Any] | None = None,
         logits_processors: Sequence[Any] = (),
         stream: Callable[[StreamEvent], None] | None = None,
@@ -185,6 +188,12 @@ class InterleavedReasoner:
         if not (map_size in ("input", None) or (isinstance(map_size, tuple) and len(map_size) == 2)):
             raise ValueError(f"map_size: expected 'input', a (height, width) or None, got {map_size!r}")
         self.map_size = map_size
+        self.perceive_options = {name: dict(opts) for name, opts in (perceive_options or {}).items()}
+        unknown = sorted(set(self.perceive_options) - set(self.tools))
+        if unknown:
+            raise ValueError(
+                f"perceive_options: expected keys from the tools {list(self.tools)}, got {unknown}"
+            )
         if isinstance(generation_kwargs, SamplingConfig) or generation_kwargs is None:
             self.sampling = generation_kwargs or SamplingConfig()
         else:
@@ -195,6 +204,16 @@ class InterleavedReasoner:
         self.close_ids = {
             name: self.tokenizer.convert_tokens_to_ids(self.format.tools[name][1]) for name in self.tools
         }
+        split = [
+            self.format.tools[n][1]
+            for n, i in self.close_ids.items()
+            if i in (None, self.tokenizer.unk_token_id)
+        ]
+        if split:
+            raise ValueError(
+                f"tags: closing tool tags {split} are not single tokens of the tokenizer; use the tags "
+                "add_spatial_heads added (TurnFormat.from_config(model.config))"
+            )
         self.eos_ids = _eos_ids(model, self.tokenizer)
 
     # ------------------------------------------------------------------ public
@@ -380,7 +399,7 @@ class InterleavedReasoner:
         tick = time.perf_counter()
         k = self.model.config.num_queries
         states = out.hidden[[r.row for r in group], -k:]
-        maps = self.model.perceive_hidden(states, modality).cpu()
+        maps = self.model.perceive_hidden(states, modality, **self.perceive_options.get(modality, {})).cpu()
         share = (time.perf_counter() - tick) / len(group)
         for r, value in zip(group, maps, strict=True):
             r.step.map = value

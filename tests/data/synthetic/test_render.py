@@ -225,14 +225,18 @@ def test_ground_shading_is_lambert_with_ambient():
 def test_an_object_casts_a_shadow_of_ambient_light_only():
     config = SceneConfig(width=65, height=65)
     empty = render_layouts([layout()], config)[0]
-    sphere = render_layouts([layout([ObjectSpec("sphere", "red", (0.0, 5.0, 0.5), (1.0, 1.0, 1.0))])], config)[0]
+    sphere = render_layouts(
+        [layout([ObjectSpec("sphere", "red", (0.0, 5.0, 0.5), (1.0, 1.0, 1.0))])], config
+    )[0]
     ground = _near_ground(empty, config) & _near_ground(sphere, config)
     ratio = sphere.rgb[:, ground] / empty.rgb[:, ground]
     shadowed = (ratio < 1 - 1e-4).all(dim=0)
     assert shadowed.sum() > 10, "no shadow behind the sphere"
     a = config.ambient
     expected = a / (a + (1 - a) * LIGHT[2])  # light term gone, ambient kept
-    torch.testing.assert_close(ratio[:, shadowed], torch.full_like(ratio[:, shadowed], expected), rtol=1e-5, atol=0)
+    torch.testing.assert_close(
+        ratio[:, shadowed], torch.full_like(ratio[:, shadowed], expected), rtol=1e-5, atol=0
+    )
     torch.testing.assert_close(ratio[:, ~shadowed], torch.ones_like(ratio[:, ~shadowed]), rtol=1e-5, atol=0)
     # exactly the ground points whose ray to the light meets the sphere are shadowed
     d = torch.from_numpy(world_rays(CAMERA))[ground]
