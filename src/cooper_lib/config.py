@@ -92,6 +92,7 @@ class SpatialConfig:
 
     @property
     def num_queries(self) -> int:
+        """K, the perception queries per request: rows x cols of `query_grid`."""
         return self.query_grid[0] * self.query_grid[1]
 
     def head_for(self, modality: str) -> str:
@@ -103,6 +104,7 @@ class SpatialConfig:
         return self.tags.get(modality) or DEFAULT_MODALITIES[modality]
 
     def validate(self) -> None:
+        """Raise ValueError / TypeError naming the first field that holds an unusable value."""
         known = sorted(set(DEFAULT_MODALITIES) | set(self.tags))
         if not self.modalities:
             raise ValueError("modalities: expected at least one modality, got an empty sequence")
@@ -146,10 +148,12 @@ class SpatialConfig:
             raise ValueError(f"tags: expected distinct tag and query-token strings, got {tag_strings}")
 
     def aux_weight(self, modality: str) -> float:
+        """Weight of `modality`'s auxiliary loss in the total (`aux_loss_weights`, default 1)."""
         return float(self.aux_loss_weights.get(modality, 1.0))
 
     # --------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (tuples as lists)."""
         data = asdict(self)
         data["modalities"] = list(self.modalities)
         data["query_grid"] = list(self.query_grid)
@@ -158,6 +162,7 @@ class SpatialConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpatialConfig:
+        """The config `to_dict` wrote; unknown keys raise ValueError (a typo never passes)."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -167,12 +172,14 @@ class SpatialConfig:
         return cls(**data)
 
     def save(self, directory: str | Path) -> Path:
+        """Write `cooper_config.json` into `directory`; returns its path."""
         path = Path(directory) / CONFIG_NAME
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod
     def load(cls, directory: str | Path) -> SpatialConfig:
+        """Read the `cooper_config.json` of a folder written by `save` / `save_pretrained`."""
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected a folder written by save_pretrained")

@@ -50,9 +50,11 @@ class PerceptionLayout:
 
     @property
     def num_queries(self) -> int:
+        """K, the query tokens after each tag."""
         return self.config.num_queries
 
     def query_text(self) -> str:
+        """The query block as text: the query token repeated K times."""
         return self.config.query_token * self.num_queries
 
     def request_text(self, modality: str) -> str:

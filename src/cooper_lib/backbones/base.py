@@ -105,24 +105,30 @@ class BackboneAdapter:
     # ----------------------------------------------------------------- model side
     @property
     def config(self) -> Any:
+        """The model's (top-level, multimodal) transformers config."""
         return self.model.config
 
     @property
     def model_type(self) -> str:
+        """The config's `model_type` (the class name when it has none)."""
         return getattr(self.config, "model_type", type(self.model).__name__)
 
     @property
     def text_config(self) -> Any:
+        """The language model's config (`get_text_config()`)."""
         return self.config.get_text_config()
 
     @property
     def hidden_size(self) -> int:
+        """H, the language model's hidden size: the width of the query states."""
         return int(self.text_config.hidden_size)
 
     def input_embeddings(self) -> nn.Embedding:
+        """The token embedding table the query hook sits on."""
         return self.model.get_input_embeddings()
 
     def output_embeddings(self) -> nn.Module:
+        """The lm_head (possibly tied to the input embeddings)."""
         return self.model.get_output_embeddings()
 
     @property
@@ -145,9 +151,11 @@ class BackboneAdapter:
         return self.decoder().language_model
 
     def decoder_layers(self) -> nn.ModuleList:
+        """The language model's transformer layers, in order."""
         return self.language_model().layers
 
     def vision_tower(self) -> nn.Module | None:
+        """The image encoder (frozen in stage 1 by default), or None when none is found."""
         base = self.decoder()
         for name in ("vision_tower", "visual", "vision_model"):
             if isinstance(getattr(base, name, None), nn.Module):
@@ -156,6 +164,7 @@ class BackboneAdapter:
 
     @property
     def image_token_id(self) -> int:
+        """The placeholder token id the processor expands into an image's visual tokens."""
         for name in ("image_token_id", "image_token_index"):
             value = getattr(self.config, name, None)
             if value is not None:
@@ -177,6 +186,7 @@ class BackboneAdapter:
     # ------------------------------------------------------------- processor side
     @staticmethod
     def tokenizer(processor: Any) -> Any:
+        """The text tokenizer of a processor (or the tokenizer itself)."""
         return getattr(processor, "tokenizer", processor)
 
     def image_placeholder(self, processor: Any) -> str:
@@ -190,6 +200,7 @@ class BackboneAdapter:
         return token
 
     def chat_template(self, processor: Any) -> str:
+        """The processor's chat template, or a plain fallback with the family's image placeholder."""
         template = getattr(processor, "chat_template", None)
         if isinstance(template, str) and template:
             return template

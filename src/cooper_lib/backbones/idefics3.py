@@ -34,6 +34,7 @@ class Idefics3Adapter(BackboneAdapter):
     image_input_axes = {"pixel_values": 1, "pixel_attention_mask": 1}
 
     def language_model(self) -> nn.Module:
+        """The text decoder stack (Idefics3 calls it `text_model`)."""
         return self.decoder().text_model
 
     @property

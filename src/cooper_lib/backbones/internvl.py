@@ -15,6 +15,8 @@ from cooper_lib.backbones.registry import register_adapter
 
 @register_adapter
 class InternVLAdapter(BackboneAdapter):
+    """InternVL (the transformers port): pixel-shuffled InternViT tiles behind a projector."""
+
     family = "internvl"
     model_types = ("internvl",)
     layout_notes = (

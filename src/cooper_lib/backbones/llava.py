@@ -23,6 +23,8 @@ from cooper_lib.backbones.registry import register_adapter
 
 @register_adapter
 class LlavaAdapter(BackboneAdapter):
+    """LLaVA (1.5 and later single-resolution models): one CLIP/SigLIP patch grid per image."""
+
     family = "llava"
     model_types = ("llava",)
     layout_notes = (
@@ -59,6 +61,8 @@ class LlavaAdapter(BackboneAdapter):
 
 @register_adapter
 class LlavaOnevisionAdapter(BackboneAdapter):
+    """LLaVA-OneVision: "anyres" tiling, so the processor needs `image_sizes` and grids vary per image."""
+
     family = "llava_onevision"
     model_types = ("llava_onevision",)
     required_inputs = ("input_ids", "attention_mask", "pixel_values", "image_sizes")

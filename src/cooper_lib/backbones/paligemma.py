@@ -72,6 +72,7 @@ class PaliGemmaAdapter(BackboneAdapter):
         return vision.image_size // vision.patch_size
 
     def chat_template(self, processor: Any) -> str:
+        """The processor's template, else a PaliGemma-style prefix template (the processor ships none)."""
         template = getattr(processor, "chat_template", None)
         if isinstance(template, str) and template:
             return template

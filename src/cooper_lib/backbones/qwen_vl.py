@@ -101,17 +101,23 @@ class _QwenVLAdapter(BackboneAdapter):
 
 @register_adapter
 class Qwen2VLAdapter(_QwenVLAdapter):
+    """Qwen2-VL."""
+
     family = "qwen2_vl"
     model_types = ("qwen2_vl",)
 
 
 @register_adapter
 class Qwen25VLAdapter(_QwenVLAdapter):
+    """Qwen2.5-VL."""
+
     family = "qwen2_5_vl"
     model_types = ("qwen2_5_vl",)
 
 
 @register_adapter
 class Qwen3VLAdapter(_QwenVLAdapter):
+    """Qwen3-VL."""
+
     family = "qwen3_vl"
     model_types = ("qwen3_vl",)

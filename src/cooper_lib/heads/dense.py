@@ -89,6 +89,7 @@ class DenseHead(PerceptionHead):
 
     @classmethod
     def from_config(cls, config: SpatialConfig, modality: str, hidden_size: int) -> DenseHead:
+        """The dense head `config` describes for `modality` on a backbone of `hidden_size`."""
         return cls(
             hidden_size,
             config.query_grid,
