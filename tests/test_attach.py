@@ -34,6 +34,8 @@ def test_attach_adds_tokens_with_mean_rows():
     model, processor = build_tiny_backbone(FAMILY)
     before = len(processor.tokenizer)
     mean = model.get_input_embeddings().weight[:before].mean(dim=0)
+    head_mean = model.get_output_embeddings().weight[:before].mean(dim=0)
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight  # untied
     spatial = add_spatial_heads(model, processor, **SMALL_HEADS)
     assert isinstance(spatial, SpatialModel)
     added = spatial.config.added_tokens
@@ -47,6 +49,7 @@ def test_attach_adds_tokens_with_mean_rows():
     for text, token_id in added.items():
         assert processor.tokenizer.encode(text, add_special_tokens=False) == [token_id]
         torch.testing.assert_close(model.get_input_embeddings().weight[token_id], mean)
+        torch.testing.assert_close(model.get_output_embeddings().weight[token_id], head_mean)
     assert spatial.backbone is model
     assert spatial.queries["depth"].shape == (4, model.config.get_text_config().hidden_size)
 

@@ -147,3 +147,41 @@ def test_push_to_hub_uploads_what_save_pretrained_writes(spatial, tmp_path, monk
     backbone, processor = build_tiny_backbone(FAMILY)
     loaded = SpatialModel.from_pretrained(backbone, hub / "me/heads", processor)
     assert torch.equal(loaded.queries["depth"], spatial.queries["depth"])
+
+
+def test_fake_hub_matches_huggingface_hubs_signatures():
+    """The local stand-in above calls HfApi the way the real client is called."""
+    import inspect
+
+    import huggingface_hub
+
+    upload = inspect.signature(huggingface_hub.HfApi.upload_folder).parameters
+    create = inspect.signature(huggingface_hub.HfApi.create_repo).parameters
+    assert {"repo_id", "folder_path", "commit_message"} <= set(upload)
+    assert {"repo_id", "private", "exist_ok"} <= set(create)
+
+
+def test_from_pretrained_downloads_a_repo_id_through_snapshot_download(spatial, tmp_path, monkeypatch):
+    import inspect
+
+    import huggingface_hub
+
+    real = inspect.signature(huggingface_hub.snapshot_download).parameters
+    assert {"repo_id", "revision", "token", "allow_patterns"} <= set(real)
+    spatial.save_pretrained(tmp_path / "snapshot")
+    asked = {}
+
+    def snapshot_download(repo_id, revision=None, token=None, allow_patterns=None):
+        asked.update(repo_id=repo_id, revision=revision, token=token, allow_patterns=allow_patterns)
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    backbone, processor = build_tiny_backbone(FAMILY)
+    loaded = SpatialModel.from_pretrained(backbone, "me/heads", processor, revision="v1", token="t")
+    assert asked == {
+        "repo_id": "me/heads",
+        "revision": "v1",
+        "token": "t",
+        "allow_patterns": ["cooper_config.json", "spatial_heads.safetensors"],
+    }
+    assert torch.equal(loaded.queries["depth"], spatial.queries["depth"])
