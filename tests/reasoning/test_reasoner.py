@@ -74,8 +74,9 @@ def test_greedy_text_matches_generate(family):
     assert trace.steps[0].token_ids == expected[0, inputs["input_ids"].shape[1] :].tolist()
 
 
-def test_max_turns_with_no_answer_keeps_every_turn():
-    model = spatial("qwen2_vl")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_max_turns_with_no_answer_keeps_every_turn(family):
+    model = spatial(family)
     reasoner = InterleavedReasoner(
         model, max_turns=3, max_new_tokens_per_turn=4, logits_processors=[script(model, "<think>" * 40)]
     )
@@ -101,8 +102,9 @@ def test_turn_ended_by_eos_is_kept_and_followed_by_the_retry_prompt():
     assert trace.stop_reason == "max_turns"
 
 
-def test_total_token_budget_is_never_exceeded():
-    model = spatial("qwen2_vl")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_total_token_budget_is_never_exceeded(family):
+    model = spatial(family)
     probe = InterleavedReasoner(model, logits_processors=[script(model, TOOL_TURN)]).run(image(), QUESTION)
     budget = probe.prompt_tokens + 30
     reasoner = InterleavedReasoner(
@@ -138,8 +140,9 @@ def test_a_tool_tag_spelled_in_pieces_stops_the_turn_but_is_not_called():
     assert "map" not in _kinds(trace)
 
 
-def test_perceive_first_calls_depth_then_segmentation_then_lets_the_model_answer():
-    model = spatial("qwen2_vl")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_perceive_first_calls_depth_then_segmentation_then_lets_the_model_answer(family):
+    model = spatial(family)
     trace = InterleavedReasoner(
         model, policy="perceive_first", logits_processors=[script(model, ANSWER_TURN)]
     ).run(image(), QUESTION)
@@ -165,8 +168,9 @@ def test_perceive_first_answer_turn_cannot_call_tools():
     assert trace.turns[-1] == SEG_TURN + ANSWER_TURN and trace.answer == "A"
 
 
-def test_text_only_never_calls_a_tool():
-    model = spatial("qwen2_vl")
+@pytest.mark.parametrize("family", FAMILIES)
+def test_text_only_never_calls_a_tool(family):
+    model = spatial(family)
     forced = script(model, TOOL_TURN, ANSWER_TURN)
     trace = InterleavedReasoner(model, policy="text_only", logits_processors=[forced]).run(image(), QUESTION)
     assert _kinds(trace) == ["text"]
