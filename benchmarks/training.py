@@ -10,10 +10,10 @@ the RSS before the timed steps.
 Overhead: the same records through (a) our path: the collator (rendering, processor, exact label
 search, targets) and the `SpatialModel` step (hidden states, fused linear cross-entropy, heads),
 and (b) a plain path: the processor on the same texts and images and the backbone's own
-``forward(labels=...)`` step on the same tokens and labels. Both include backward and AdamW.
-The two alternate, and the median of each is reported.
+``forward(labels=...)`` step on the same tokens and labels. Both decode the records' images on
+every step (a real input pipeline must), and both include backward and AdamW. The two alternate, and the median of each is reported.
 
-    python benchmarks/training.py                    # tiny backbone (hidden 64)
+    python benchmarks/training.py --threads 1        # tiny backbone (hidden 64)
     python benchmarks/training.py --hidden 512 --layers 4 --steps 6
 """
 
@@ -157,7 +157,10 @@ def overhead(stage: str, args: argparse.Namespace, files: dict[str, Path]) -> di
         collator = SFTCollator(model)
         rendered = [collator.render(r) for r in records]
         texts = [model.adapter.render_chat(model.processor, messages) for messages, *_ in rendered]
-        images = [imgs for _, imgs, *_ in rendered]
+
+        def load_images() -> list:
+            return [imgs for _, imgs, *_ in map(collator.render, records)]
+
     else:
         records = load_stage1_records([files["stage1"]])[: args.batch]
         collator = Stage1Collator(model)
@@ -178,7 +181,10 @@ def overhead(stage: str, args: argparse.Namespace, files: dict[str, Path]) -> di
             )
             for r in records
         ]
-        images = [[r.load_image()] for r in records]
+
+        def load_images() -> list:
+            return [[r.load_image()] for r in records]
+
     batch = collator(records)
     labels = (
         batch["labels"] if stage == "sft" else batch["input_ids"]
@@ -191,7 +197,7 @@ def overhead(stage: str, args: argparse.Namespace, files: dict[str, Path]) -> di
         optimizer.zero_grad(set_to_none=True)
 
     def plain() -> None:
-        inputs = model.adapter.build_inputs(model.processor, texts, images)
+        inputs = model.adapter.build_inputs(model.processor, texts, load_images())
         out = model.backbone(**inputs, labels=labels)
         out.loss.backward()
         optimizer.step()
@@ -227,8 +233,10 @@ def main() -> None:
     parser.add_argument(
         "--stages", nargs="+", default=["stage1", "sft", "grpo"], choices=["stage1", "sft", "grpo"]
     )
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = data(root)
