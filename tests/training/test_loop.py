@@ -106,3 +106,56 @@ def test_log_file_evaluation_hooks_and_checkpoint_pruning(synthetic, tmp_path):
     assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000003", "step-00000004"]
     state = json.loads((tmp_path / "checkpoints" / "step-00000004" / "state.json").read_text())
     assert state["step"] == 4 and state["data"]["sampler"]["step"] == 4 and state["global_batch_size"] == 2
+
+
+KILLED_RUN = """
+import os, signal, sys
+import torch
+from cooper_lib.training import checkpoint as ckpt
+from cooper_lib.training.config import Stage1Config
+from cooper_lib.training.stage1 import Stage1Trainer
+from cooper_lib.training.weights import build_model
+
+torch.set_num_threads(1)
+commit = ckpt.commit_atomic
+
+def commit_then_die(tmp, final):
+    out = commit(tmp, final)
+    if final.name == "step-00000003":
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: the process is gone
+    return out
+
+ckpt.commit_atomic = commit_then_die
+config = Stage1Config.load(sys.argv[1])
+torch.manual_seed(0)
+Stage1Trainer(build_model(config.model), config).train()
+"""
+
+
+def test_a_killed_process_resumes_on_the_same_trajectory(synthetic, tmp_path):
+    """Train 6 steps straight vs a separate process SIGKILLed right after its step-3 checkpoint,
+    then resumed: the losses and final weights match."""
+    import signal
+    import subprocess
+    import sys
+
+    straight = trainer_for(make_config(synthetic, tmp_path / "straight", max_steps=6), seed=0).train()
+    config = make_config(synthetic, tmp_path / "killed", max_steps=6, save_every=3)
+    path = config.save(tmp_path / "killed.yaml")
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "killed")] == ["step-00000003"]
+
+    resumed_trainer = trainer_for(
+        make_config(synthetic, tmp_path / "killed", max_steps=6, save_every=3), seed=9
+    )
+    assert resumed_trainer.step == 3
+    resumed = resumed_trainer.train()
+    torch.testing.assert_close(
+        [h["loss"] for h in resumed.history], [h["loss"] for h in straight.history[3:]], rtol=1e-6, atol=1e-7
+    )
+    a = load_file(straight.final_dir / "spatial_heads.safetensors")
+    b = load_file(resumed.final_dir / "spatial_heads.safetensors")
+    assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-7) for k in a)

@@ -139,3 +139,27 @@ def test_sft_training_lowers_the_held_out_lm_loss(synthetic, tmp_path):
     # bound: 6 steps of 2 traces at lr 2e-3 cut the held-out LM loss by at least 5%
     assert after["lm_loss"] < 0.95 * before["lm_loss"], (before, after)
     assert after["loss"] < before["loss"]
+
+
+def test_sft_resume_continues_the_same_trajectory(synthetic, tmp_path):
+    data = [str(synthetic["sft"] / "records.jsonl")]
+
+    def trainer(out, seed):
+        torch.manual_seed(seed)  # what the resumed run needs must come from the checkpoint
+        config = SFTConfig(
+            model=model_config(),
+            optim=optim_config(),
+            run=run_config(out, max_steps=4, batch_size=2),
+            data=data,
+        )
+        return InterleavedSFTTrainer(build_model(config.model), config)
+
+    straight = trainer(tmp_path / "a", 0).train().history
+    first = trainer(tmp_path / "b", 0).train(stop_at=2).history
+    resumed = trainer(tmp_path / "b", 11)
+    assert resumed.step == 2
+    second = resumed.train().history
+    for key in ("loss", "lm_loss"):
+        torch.testing.assert_close(
+            [h[key] for h in first + second], [h[key] for h in straight], rtol=1e-6, atol=1e-7
+        )
