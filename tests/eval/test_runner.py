@@ -8,7 +8,15 @@ from PIL import Image
 
 from cooper_lib import add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone
-from cooper_lib.eval import Benchmark, BenchmarkItem, evaluate, load_benchmark, load_result, load_synthetic
+from cooper_lib.eval import (
+    Benchmark,
+    BenchmarkItem,
+    evaluate,
+    load_benchmark,
+    load_result,
+    load_synthetic,
+    write_report,
+)
 from cooper_lib.eval.runner import read_cache, tool_use
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningStep, ReasoningTrace
 
@@ -270,6 +278,10 @@ def test_nyu_is_scored_on_the_depth_heads_maps_and_resumes(model, tmp_path):
     assert result.records[2]["score"]["abs_rel"] == pytest.approx(expected["abs_rel"], rel=1e-5)
     assert result.records[2]["tools"] == ["depth"]
     assert "| abs_rel |" in result.table() and "3 images" in result.table()
+    reloaded = load_result(out)  # without the benchmark: the same mean metrics from the cache
+    assert reloaded.metrics["metrics"] == pytest.approx(result.metrics["metrics"])
+    with pytest.raises(ValueError, match="is a depth-map run"):
+        write_report([reloaded], tmp_path / "report")
     with pytest.raises(ValueError, match="depth-map benchmark runs the depth head directly"):
         evaluate(model, benchmark, policy="adaptive")
     backbone, processor = build_tiny_backbone("qwen2_vl")

@@ -131,6 +131,11 @@ def write_report(
     for result in results:
         if not isinstance(result, EvalResult):
             raise TypeError(f"results: expected EvalResult items, got {type(result).__name__}")
+        if "metrics" in result.metrics:
+            raise ValueError(
+                f"results: {result.benchmark} is a depth-map run (its figures are depth metrics, not "
+                "per-category scores); compare such runs with their EvalResult.table()"
+            )
     names = _names(results, names)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

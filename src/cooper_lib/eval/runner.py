@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from cooper_lib.eval.benchmarks.base import Benchmark, group_by, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.eval.benchmarks.nyu import mean_depth_metrics
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace
 
@@ -377,6 +378,14 @@ def load_result(path: str | Path, benchmark: Benchmark | None = None) -> EvalRes
         raise ValueError(f"path: {path} holds no finished items yet")
     if benchmark is not None:
         metrics = benchmark.aggregate(scores)
+    elif all(s.get("answer_type") == "depth" for s in scores):
+        depth = mean_depth_metrics(scores)
+        metrics = {
+            "benchmark": header["benchmark"],
+            "n": len(scores),
+            "overall": depth["abs_rel"],
+            "metrics": depth,
+        }
     else:
         by_category = group_by((s for s in scores if s["category"]), lambda s: s["category"])
         metrics = {

@@ -68,8 +68,7 @@ class NYUv2Benchmark(Benchmark):
     def aggregate(self, scores: Iterable[Score]) -> dict[str, Any]:
         """Mean of every metric over the scored images; ``overall`` is the mean AbsRel."""
         scores = self._checked(scores)
-        names = [k for k in scores[0] if k not in ("id", "category", "answer_type", "failed")]
-        metrics = {name: sum(float(s[name]) for s in scores) / len(scores) for name in names}
+        metrics = mean_depth_metrics(scores)
         return {
             "benchmark": self.name,
             "n": len(scores),
@@ -79,6 +78,12 @@ class NYUv2Benchmark(Benchmark):
             "mode": self.mode,
             "space": self.space,
         }
+
+
+def mean_depth_metrics(scores: Sequence[Score]) -> dict[str, float]:
+    """Mean of every metric over per-image depth scores (those `NYUv2Benchmark.score` returns)."""
+    names = [k for k in scores[0] if k not in ("id", "category", "answer_type", "failed")]
+    return {name: sum(float(s[name]) for s in scores) / len(scores) for name in names}
 
 
 def _mat_rgb(path: Path, index: int) -> Image.Image:
