@@ -88,8 +88,37 @@ def test_loads_coopers_sft_jsonl_unchanged_and_labels_exactly_the_loss_items(tmp
     assert torch.equal(batch["labels"][keep], batch["input_ids"][keep])
     assert "aux_targets" not in batch  # COOPER's rows carry no true maps
     assert batch["pixel_values"].shape[0] > 0 and batch["image_grid_thw"].shape[0] == 3
+    # the tool call still gets its query block, laid out as the reasoner does at inference
+    ids = batch["input_ids"][0].tolist()
+    close = tokenizer.convert_tokens_to_ids("</depth-estimation>")
+    k = model.config.num_queries
+    start = ids.index(model.layout.query_id)
+    assert ids[start - 1] == close and ids[start : start + k] == [model.layout.query_id] * k
+    assert (
+        ids.count(model.layout.query_id) == k and model.layout.query_id not in batch["input_ids"][1].tolist()
+    )
     out = model(**batch)
     assert torch.isfinite(out.lm_loss) and out.aux_losses == {}
+    assert out.query_states["depth"].shape[0] == 1
+
+
+def test_blocks_without_true_maps_share_a_batch_with_supervised_ones(synthetic, tmp_path):
+    cooper = load_sft_records([write_cooper_jsonl(tmp_path / "cooper.jsonl")])[0]
+    supervised = next(
+        r
+        for r in load_sft_records([synthetic["sft"] / "records.jsonl"])
+        if [i.modality for i in r.items if i.target is not None] == ["depth"]
+    )
+    model = build_model(model_config())
+    batch = SFTCollator(model)([supervised, cooper])
+    depth = batch["aux_targets"]["depth"]
+    assert depth.shape == (2, 16, 16)
+    assert torch.isfinite(depth[0]).any() and torch.isnan(depth[1]).all()  # the COOPER block: no map
+    out = model(**batch)
+    assert torch.isfinite(out.aux_losses["depth"])
+    out.loss.backward()
+    grads = model.queries["depth"].grad
+    assert grads is not None and torch.isfinite(grads).all() and grads.abs().sum() > 0
 
 
 def test_true_maps_after_tool_calls_supervise_the_heads(synthetic):
@@ -118,7 +147,8 @@ def test_true_maps_after_tool_calls_supervise_the_heads(synthetic):
     out = model(**batch)
     assert set(out.aux_losses) == set(modalities) and torch.isfinite(out.loss)
     plain = SFTCollator(model, supervise_maps=False)(records[:2])
-    assert "aux_targets" not in plain and model.layout.query_id not in plain["input_ids"].tolist()[0]
+    assert "aux_targets" not in plain  # no supervision; the layout (query blocks included) is the same
+    assert torch.equal(plain["input_ids"], batch["input_ids"])
 
 
 def test_sft_training_lowers_the_held_out_lm_loss(synthetic, tmp_path):

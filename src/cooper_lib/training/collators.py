@@ -5,9 +5,10 @@ tagged instruction, a query block) and stacks the target maps per modality. `SFT
 an interleaved record as a chat through the backbone's own template and processor, and labels
 exactly the tokens of the text items marked `need_loss`: each such text is tokenised on its own
 and found, token for token, in the rendered sequence (an error names the record when the chat
-template's context changes its tokens, instead of labelling the wrong positions). When a tool
-call is followed by a map that carries its true map, the query block goes right after the closing
-tool tag and the true map supervises the head there.
+template's context changes its tokens, instead of labelling the wrong positions). A tool call
+followed by its map gets the query block right after the closing tool tag, as the reasoner lays
+it out at inference; when the map item carries its true map, that map supervises the head there
+(other blocks of the batch get an all-invalid map, which every head loss leaves out).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from cooper_lib.data.records import SYSTEM_PROMPT
+from cooper_lib.heads.dense import SEG_IGNORE_INDEX
 from cooper_lib.model import IGNORE_INDEX, SpatialModel
 from cooper_lib.training.records import SFTRecordData, Stage1Example, to_pil
 
@@ -36,13 +38,22 @@ def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _stack_targets(
-    pairs: Sequence[tuple[str, torch.Tensor]], size: tuple[int, int]
+    pairs: Sequence[tuple[str, torch.Tensor | None]], size: tuple[int, int]
 ) -> dict[str, torch.Tensor]:
-    """Per modality, the resized targets stacked in the order given."""
-    grouped: dict[str, list[torch.Tensor]] = {}
+    """Per modality, the resized targets stacked in block order. A None target (a query block
+    without a true map) becomes an all-invalid map (NaN, or the ignore id 255 for class ids),
+    which the head losses leave out; a modality with no true map at all gets no targets."""
+    grouped: dict[str, list[torch.Tensor | None]] = {}
     for modality, target in pairs:
-        grouped.setdefault(modality, []).append(resize_map(target, size))
-    return {m: torch.stack(ts) for m, ts in grouped.items()}
+        grouped.setdefault(modality, []).append(None if target is None else resize_map(target, size))
+    stacked = {}
+    for modality, targets in grouped.items():
+        real = next((t for t in targets if t is not None), None)
+        if real is None:
+            continue
+        blank = torch.full_like(real, SEG_IGNORE_INDEX if not real.is_floating_point() else float("nan"))
+        stacked[modality] = torch.stack([blank if t is None else t for t in targets])
+    return stacked
 
 
 def _check_modality(model: SpatialModel, modality: str, where: str) -> None:
@@ -99,7 +110,8 @@ class SFTCollator:
         model: the `SpatialModel`.
         system_prompt: put first when a record has no system item; None uses
             `cooper_lib.data.records.SYSTEM_PROMPT`, "" puts none.
-        supervise_maps: insert query blocks after tool calls whose result carries a true map.
+        supervise_maps: train the heads on the true maps that follow tool calls (the query blocks
+            after tool calls are there either way).
         target_size: (h, w) targets are resized to; default the heads' output size.
         max_length: longest allowed tokenised record (longer ones raise ValueError).
     """
@@ -141,8 +153,9 @@ class SFTCollator:
         for row, (record, row_pieces) in enumerate(zip(records, pieces, strict=True)):
             self._label_row(ids[row], labels[row], row_pieces, record.id)
         batch: dict[str, Any] = {**inputs, "labels": labels}
-        if targets:
-            batch["aux_targets"] = _stack_targets(targets, self.target_size)
+        stacked = _stack_targets(targets, self.target_size)
+        if stacked:
+            batch["aux_targets"] = stacked
         return batch
 
     def render(
@@ -164,11 +177,12 @@ class SFTCollator:
                 content.append({"type": "image"})
                 continue
             text = item.value
-            supervised = self._supervised_map(record, index)
-            if item.need_loss and supervised is not None:
-                modality, target = supervised
+            call = self._tool_call(record, index)
+            if call is not None:
+                modality, target = call
                 before, after = self._split_after_close_tag(text, modality, record.id)
-                pieces += [p for p in (before, after) if p]
+                if item.need_loss:
+                    pieces += [p for p in (before, after) if p]
                 targets.append((modality, target))
                 text = before + self.model.layout.query_text() + after
             elif item.need_loss:
@@ -176,15 +190,25 @@ class SFTCollator:
             content.append({"type": "text", "text": text})
         return messages, images, pieces, targets
 
-    def _supervised_map(self, record: SFTRecordData, index: int) -> tuple[str, torch.Tensor] | None:
-        """(modality, true map) of the image right after loss-bearing text item `index`, if it has one."""
-        if not self.supervise_maps or index + 1 >= len(record.items):
+    def _tool_call(self, record: SFTRecordData, index: int) -> tuple[str, torch.Tensor | None] | None:
+        """(modality, true map or None) when text item `index` is a tool call answered by the image
+        after it: the image names its modality, or the text ends with a closing tool tag of the
+        model (COOPER's tool turns end there). The true map is given when the image item carries
+        one and `supervise_maps` is on."""
+        if index + 1 >= len(record.items) or record.items[index + 1].type != "image":
             return None
-        following = record.items[index + 1]
-        if following.type != "image" or following.target is None or following.modality is None:
-            return None
-        _check_modality(self.model, following.modality, f"record {record.id}: item {index + 1}")
-        return following.modality, record.load_target(following)
+        following, text = record.items[index + 1], record.items[index].value.rstrip()
+        modality = following.modality
+        if modality is None:
+            ends = [
+                m for m in self.model.config.modalities if text.endswith(self.model.config.spec(m).close_tag)
+            ]
+            if not ends:
+                return None  # an image after ordinary text (the question's picture, say)
+            modality = ends[0]
+        _check_modality(self.model, modality, f"record {record.id}: item {index + 1}")
+        supervised = self.supervise_maps and following.target is not None
+        return modality, record.load_target(following) if supervised else None
 
     def _split_after_close_tag(self, text: str, modality: str, record_id: str) -> tuple[str, str]:
         close = self.model.config.spec(modality).close_tag
