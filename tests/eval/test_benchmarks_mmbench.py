@@ -1,32 +1,13 @@
 import base64
-import csv
 
 import pytest
+from benchmark_files import MMBENCH_HEADER, write_tsv
 
 from cooper_lib.eval.benchmarks.mmbench import MMBenchBenchmark, compose_question, load_mmbench
 
-HEADER = [
-    "index",
-    "question",
-    "hint",
-    "A",
-    "B",
-    "C",
-    "D",
-    "answer",
-    "category",
-    "l2-category",
-    "split",
-    "image",
-]
-
 
 def _tsv(path, rows):
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    return path
+    return write_tsv(path, MMBENCH_HEADER, rows)
 
 
 def test_loads_base64_tsv_with_image_references_and_circular_copies(tmp_path, encoded_image):

@@ -1,17 +1,13 @@
-import csv
-
 import pytest
+from benchmark_files import SIBENCH_HEADER, write_tsv
 
 from cooper_lib.eval.benchmarks.sibench import SINGLE_IMAGE_SETTINGS, load_sibench
 
-HEADER = ["index", "question", "answer", "type", "image_path", "input_type", "data_source"]
+HEADER = SIBENCH_HEADER
 
 
 def _tsv(path, rows, header=HEADER):
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(header)
-        writer.writerows(rows)
+    write_tsv(path, header, rows)
 
 
 def _fixture(root, write_image):

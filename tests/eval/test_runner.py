@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from benchmark_files import MMBENCH_HEADER, SIBENCH_HEADER, write_tsv
 from PIL import Image
 
 from cooper_lib import add_spatial_heads
@@ -154,16 +155,9 @@ def _mmvp(root, write_image):
         write_image(root / "MMVP Images" / f"{row[0]}.jpg")
 
 
-def _tsv(path, header, rows):
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def _sibench(root, write_image):
     write_image(root / "SpatialBench" / "1.jpg")
-    _tsv(root / "Height.tsv", ["index", "question", "answer", "type", "image_path", "input_type", "data_source"], [
+    write_tsv(root / "Height.tsv", SIBENCH_HEADER, [
         [0, "How tall is the door in metres?", "2.0", "Number", "SpatialBench/1.jpg", "image", "SpatialBench"],
         [1, "Is the door open?", "Yes", "YN", "SpatialBench/1.jpg", "image", "SpatialBench"],
     ])  # fmt: skip
@@ -172,21 +166,7 @@ def _sibench(root, write_image):
 
 def _mmbench(root, write_image):
     image = base64.b64encode(write_image(root / "x.png").read_bytes()).decode()
-    header = [
-        "index",
-        "question",
-        "hint",
-        "A",
-        "B",
-        "C",
-        "D",
-        "answer",
-        "category",
-        "l2-category",
-        "split",
-        "image",
-    ]
-    _tsv(root / "MMBench_DEV_EN_V11.tsv", header, [
+    write_tsv(root / "MMBench_DEV_EN_V11.tsv", MMBENCH_HEADER, [
         [0, "Which is red?", "", "cup", "lamp", "", "", "A", "attribute", "perception", "dev", image],
         [1, "Which is left?", "", "cup", "lamp", "", "", "B", "spatial", "perception", "dev", image],
     ])  # fmt: skip
