@@ -3,6 +3,7 @@ import json
 import pytest
 
 from cooper_lib.config import DEFAULT_MODALITIES, ModalitySpec, SpatialConfig
+from cooper_lib.heads import build_head
 
 
 def test_defaults_are_coopers_tags():
@@ -35,7 +36,6 @@ def test_json_round_trip(tmp_path):
         ({"modalities": ("depth", "smell")}, "modalities: expected names from"),
         ({"modalities": ()}, "at least one modality"),
         ({"modalities": ("depth", "depth")}, "distinct names"),
-        ({"head": "magic"}, "head: expected one of"),
         ({"query_grid": (0, 8)}, "query_grid"),
         ({"output_size": (64,)}, "output_size"),
         ({"depth_mode": "absolute"}, "depth_mode"),
@@ -46,6 +46,12 @@ def test_json_round_trip(tmp_path):
 def test_bad_config_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpatialConfig(**kwargs)
+
+
+def test_unknown_head_is_named_when_built():
+    config = SpatialConfig(head="magic")
+    with pytest.raises(ValueError, match="head: expected one of .*, got 'magic'"):
+        build_head(config, "depth", 32)
 
 
 def test_unknown_field_rejected():

@@ -24,6 +24,7 @@ from torch import nn
 from cooper_lib import ops
 from cooper_lib.backbones import BackboneAdapter
 from cooper_lib.config import CONFIG_NAME, SpatialConfig
+from cooper_lib.graft import check_addition_state, graft
 from cooper_lib.heads import build_head, map_kind
 from cooper_lib.heads.dense import SEG_IGNORE_INDEX
 from cooper_lib.layout import PerceptionLayout, QueryPositions
@@ -299,8 +300,6 @@ class SpatialModel(nn.Module):
         Raises:
             ValueError: when the folder was saved for a backbone of another hidden size or type.
         """
-        from cooper_lib.attach import attach_from_config
-
         path = Path(directory_or_repo)
         if not path.is_dir():
             from huggingface_hub import snapshot_download
@@ -318,7 +317,30 @@ class SpatialModel(nn.Module):
         if not weights.is_file():
             raise FileNotFoundError(f"{weights}: missing; expected a folder written by save_pretrained")
         # The weights are checked inside the attach, before the backbone changes.
-        return attach_from_config(backbone, processor, config, state=load_file(str(weights)))
+        return cls.from_config(backbone, processor, config, state=load_file(str(weights)))
+
+    @classmethod
+    def from_config(
+        cls,
+        backbone: nn.Module,
+        processor: Any,
+        config: SpatialConfig,
+        *,
+        state: Mapping[str, torch.Tensor] | None = None,
+    ) -> SpatialModel:
+        """Attach what `config` describes to `backbone` (checks first, see `cooper_lib.graft`), then
+        load `state` (saved additions, as `addition_state_dict` gives them) when given."""
+        if isinstance(backbone, SpatialModel):
+            raise TypeError(
+                "model: expected a transformers model, got a SpatialModel (it already has spatial heads)"
+            )
+        made = graft(backbone, processor, config, state=state)
+        spatial = cls(
+            backbone, processor, made.config, made.adapter, made.layout, made.query_init, made.query_pos, made.heads
+        )
+        if state is not None:
+            spatial.load_addition_state_dict(state)
+        return spatial
 
     def push_to_hub(
         self, repo_id: str, *, private: bool | None = None, token: str | None = None, commit_message: str = ""
@@ -336,19 +358,6 @@ class SpatialModel(nn.Module):
                 commit_message=commit_message or "Upload cooper-lib spatial heads",
             )
         return str(getattr(info, "commit_url", info))
-
-
-def check_addition_state(state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Size]) -> None:
-    """Raise a ValueError unless `state` holds exactly the tensors named in `expected`, at those shapes."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(f"state: missing tensors {missing}, unexpected tensors {unexpected}")
-    for name, tensor in state.items():
-        if tensor.shape != expected[name]:
-            raise ValueError(
-                f"state[{name!r}]: expected shape {tuple(expected[name])}, got {tuple(tensor.shape)}"
-            )
 
 
 def _check_targets(

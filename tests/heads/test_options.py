@@ -83,14 +83,16 @@ def test_head_per_modality():
     [
         ({"depth": "flow"}, ValueError, r"must name one head for each of \['depth', 'segmentation'\]"),
         ({"depth": "flow", "segmentation": "dense", "normals": "flow"}, ValueError, "must name one head"),
-        (
-            {"depth": "flow", "segmentation": "magic"},
-            ValueError,
-            "head: expected one of .* for 'segmentation'",
-        ),
+        ({"depth": "flow", "segmentation": 3}, TypeError, "head: expected a head name for 'segmentation'"),
         (3, TypeError, "head: expected a head name or a dict"),
     ],
 )
 def test_bad_per_modality_head_is_named(head, error, message):
     with pytest.raises(error, match=message):
         SpatialConfig(head=head)
+
+
+def test_unknown_per_modality_head_is_named_when_built():
+    config = SpatialConfig(head={"depth": "flow", "segmentation": "magic"})
+    with pytest.raises(ValueError, match="head: expected one of .* for 'segmentation', got 'magic'"):
+        build_head(config, "segmentation", 32)

@@ -3,8 +3,9 @@ import torch
 from helpers import images
 from training_setup import model_config
 
+from cooper_lib.loading import merge_lora
 from cooper_lib.training.config import ModelConfig
-from cooper_lib.training.trainable import configure_trainable, merge_lora, parameter_groups
+from cooper_lib.training.trainable import configure_trainable, parameter_groups
 from cooper_lib.training.weights import build_model
 
 

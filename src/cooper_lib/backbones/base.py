@@ -400,11 +400,7 @@ class BackboneAdapter:
         return missing
 
     def _unsupported_message(self, missing: list[str]) -> str:
-        from cooper_lib.backbones.registry import supported_families
-
-        families = ", ".join(f for f, _ in supported_families())
         return (
             f"cannot attach spatial heads to model_type={self.model_type!r} "
-            f"({type(self.model).__name__}): could not find {', '.join(missing)}. "
-            f"Supported families: {families}."
+            f"({type(self.model).__name__}): could not find {', '.join(missing)}."
         )

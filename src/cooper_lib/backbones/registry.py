@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cooper_lib.backbones.base import BackboneAdapter, unwrap_model
+from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, unwrap_model
 
 _ADAPTERS: dict[str, type[BackboneAdapter]] = {}
 
@@ -32,7 +32,11 @@ def adapter_for(model: nn.Module) -> BackboneAdapter:
     base = unwrap_model(model)
     model_type = getattr(getattr(base, "config", None), "model_type", None)
     cls = _ADAPTERS.get(model_type, BackboneAdapter)
-    return cls(base)
+    try:
+        return cls(base)
+    except BackboneNotSupportedError as error:
+        families = ", ".join(f for f, _ in supported_families())
+        raise BackboneNotSupportedError(f"{error} Supported families: {families}.") from None
 
 
 def supported_families() -> list[tuple[str, tuple[str, ...]]]:

@@ -73,16 +73,11 @@ def _model(args: argparse.Namespace):
     """The SpatialModel: a trained folder rebuilt on its recorded backbone, or a tiny one."""
     if args.model is not None:
         from cooper_lib.config import CONFIG_NAME
+        from cooper_lib.loading import TRAINABLE_NAME, load_backbone, load_trained_folder
         from cooper_lib.model import SpatialModel
-        from cooper_lib.training.config import ModelConfig
-        from cooper_lib.training.weights import TRAINABLE_NAME, build_model, load_backbone
 
-        info_path = args.model / TRAINABLE_NAME
-        if info_path.is_file():
-            info = json.loads(info_path.read_text())
-            return build_model(
-                ModelConfig(backbone=info["backbone"], dtype=info["dtype"], init_from=str(args.model))
-            )
+        if (args.model / TRAINABLE_NAME).is_file():
+            return load_trained_folder(args.model)
         if not (args.model / CONFIG_NAME).is_file():
             raise FileNotFoundError(
                 f"--model: {args.model} holds neither {TRAINABLE_NAME} (a trainer's folder) nor {CONFIG_NAME} "

@@ -65,5 +65,6 @@ def build_head(config: SpatialConfig, modality: str, hidden_size: int) -> Percep
     """The head `config.head_for(modality)` for `modality` on a backbone of `hidden_size`."""
     name = config.head_for(modality)
     if name not in _HEADS:
-        raise ValueError(f"head: expected one of {head_names()}, got {name!r}")
+        where = f" for {modality!r}" if isinstance(config.head, dict) else ""
+        raise ValueError(f"head: expected one of {head_names()}{where}, got {name!r}")
     return _HEADS[name](config, modality, hidden_size)

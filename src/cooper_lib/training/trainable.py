@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from cooper_lib.loading import inject_lora
 from cooper_lib.model import SpatialModel
 from cooper_lib.training.config import ModelConfig
 
 _ROW_MASKED = "_cooper_row_masked"
-_LORA = "_cooper_lora"
 
 
 @dataclass(frozen=True)
@@ -59,28 +59,6 @@ def lora_targets(model: SpatialModel, suffixes: list[str] | None = None) -> list
     if not names:
         raise ValueError(f"lora_targets: no Linear layer of the language model matches {suffixes}")
     return names
-
-
-def inject_lora(model: SpatialModel, settings: dict[str, Any]) -> Any:
-    """Add LoRA adapters (PEFT) to the backbone in place; returns PEFT's `LoraModel` handle."""
-    from peft import LoraConfig, LoraModel
-
-    root = model.adapter.model
-    if getattr(root, _LORA, None) is not None:
-        raise ValueError("model: LoRA adapters are already injected into this backbone")
-    lora = LoraModel(root, LoraConfig(**settings), "default")
-    object.__setattr__(root, _LORA, lora)
-    return lora
-
-
-def merge_lora(model: SpatialModel) -> None:
-    """Fold injected LoRA weights into the base layers and remove the adapters (PEFT's merge)."""
-    root = model.adapter.model
-    lora = getattr(root, _LORA, None)
-    if lora is None:
-        raise ValueError("model: no LoRA adapters to merge")
-    lora.merge_and_unload()
-    object.__setattr__(root, _LORA, None)
 
 
 def configure_trainable(model: SpatialModel, config: ModelConfig) -> TrainableSummary:

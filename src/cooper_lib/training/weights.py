@@ -4,7 +4,8 @@ A model folder holds what `SpatialModel.save_pretrained` writes (``cooper_config
 ``spatial_heads.safetensors``: queries, heads, added token rows), plus ``backbone.safetensors``
 (the backbone weights that trained: the full language model, or LoRA's matrices) and
 ``trainable.json`` (how: llm mode, LoRA settings, the backbone it was trained on). Loading needs
-the same backbone; `load_trained_model` re-attaches the heads, re-injects LoRA and loads the rest.
+the same backbone; `cooper_lib.loading.load_trained_model` re-attaches the heads, re-injects LoRA
+and loads the rest.
 
 The weights are gathered with `torch.distributed.checkpoint.state_dict` (full state, CPU, only
 trainable parameters), which unwraps DDP and gathers FSDP shards, so one code path writes a model
@@ -26,13 +27,10 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
 )
 
+from cooper_lib.loading import BACKBONE_WEIGHTS, TRAINABLE_NAME, load_backbone, load_trained_model
 from cooper_lib.model import WEIGHTS_NAME, SpatialModel
 from cooper_lib.training.config import ModelConfig
-from cooper_lib.training.trainable import inject_lora, merge_lora, row_masked_names
-
-BACKBONE_WEIGHTS = "backbone.safetensors"
-TRAINABLE_NAME = "trainable.json"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from cooper_lib.training.trainable import row_masked_names
 
 
 def build_model(config: ModelConfig) -> SpatialModel:
@@ -50,22 +48,6 @@ def build_model(config: ModelConfig) -> SpatialModel:
     if config.init_from:
         return load_trained_model(config.init_from, backbone, processor, merge=True)
     return add_spatial_heads(backbone, processor, **config.spatial)
-
-
-def load_backbone(name: str, dtype: str = "float32") -> tuple[nn.Module, Any]:
-    """A backbone and its processor: ``tiny:<family>`` builds an offline tiny model, anything else
-    (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
-    if name.startswith("tiny:"):
-        from cooper_lib.backbones.tiny import build_tiny_backbone
-
-        backbone, processor = build_tiny_backbone(name.removeprefix("tiny:"))
-        return backbone.to(_DTYPES[dtype]), processor
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=_DTYPES[dtype])
-    return backbone, AutoProcessor.from_pretrained(name)
 
 
 def trainable_names(model: SpatialModel) -> list[str]:
@@ -180,33 +162,3 @@ def load_state_into(
         )
     prefixed = {prefix + name: tensor for name, tensor in state.items()}
     set_model_state_dict(model, prefixed, options=StateDictOptions(full_state_dict=True, strict=False))
-
-
-def load_trained_model(
-    directory: str | Path, backbone: nn.Module, processor: Any, *, merge: bool = False
-) -> SpatialModel:
-    """Re-attach a model folder's heads to `backbone` and load its trained weights.
-
-    Args:
-        directory: a model folder written by `save_model` (a checkpoint's ``model/`` or ``final/``).
-        backbone: the backbone the folder was trained on.
-        processor: its processor.
-        merge: fold LoRA weights into the base layers (what a following stage starts from).
-    """
-    path = Path(directory)
-    info_path = path / TRAINABLE_NAME
-    if not info_path.is_file():
-        raise FileNotFoundError(
-            f"{info_path}: missing; expected a model folder written by a cooper-lib trainer"
-        )
-    info = json.loads(info_path.read_text())
-    spatial = SpatialModel.from_pretrained(backbone, path, processor)
-    if info.get("lora"):
-        inject_lora(spatial, info["lora"])
-    weights = load_file(str(path / BACKBONE_WEIGHTS))
-    _, unexpected = spatial.backbone.load_state_dict(weights, strict=False)
-    if unexpected:
-        raise ValueError(f"{path / BACKBONE_WEIGHTS}: weights {unexpected[:5]} do not exist in this backbone")
-    if merge and info.get("lora"):
-        merge_lora(spatial)
-    return spatial
