@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cooper_lib.serialization import from_dict, to_dict
 
 CONFIG_NAME = "cooper_config.json"
 
@@ -152,22 +154,12 @@ class SpatialConfig:
     # --------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field (tuples as lists)."""
-        data = asdict(self)
-        data["modalities"] = list(self.modalities)
-        data["query_grid"] = list(self.query_grid)
-        data["output_size"] = list(self.output_size)
-        return data
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SpatialConfig:
         """The config `to_dict` wrote; unknown keys raise ValueError (a typo never passes)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(
-                f"config: unknown SpatialConfig fields {unknown}; expected a subset of {sorted(names)}"
-            )
-        return cls(**data)
+        return from_dict(cls, data)
 
     def save(self, directory: str | Path) -> Path:
         """Write `cooper_config.json` into `directory`; returns its path."""

@@ -336,7 +336,14 @@ class SpatialModel(nn.Module):
             )
         made = graft(backbone, processor, config, state=state)
         spatial = cls(
-            backbone, processor, made.config, made.adapter, made.layout, made.query_init, made.query_pos, made.heads
+            backbone,
+            processor,
+            made.config,
+            made.adapter,
+            made.layout,
+            made.query_init,
+            made.query_pos,
+            made.heads,
         )
         if state is not None:
             spatial.load_addition_state_dict(state)

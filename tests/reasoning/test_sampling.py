@@ -56,3 +56,10 @@ def test_logits_processors_see_each_rows_context():
 def test_bad_settings(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SamplingConfig(**kwargs)
+
+
+def test_config_round_trips_and_names_unknown_keys():
+    config = SamplingConfig(temperature=0.7, top_p=0.9, top_k=5, seed=3)
+    assert SamplingConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"SamplingConfig: unknown fields \['temp'\]; expected a subset of"):
+        SamplingConfig.from_dict({"temp": 1.0})

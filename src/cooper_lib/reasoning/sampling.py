@@ -9,11 +9,13 @@ floating-point effects of batching), which GRPO groups rely on for reproducibili
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from cooper_lib.serialization import from_dict, to_dict
 
 __all__ = ["SamplingConfig", "TokenSampler"]
 
@@ -48,7 +50,13 @@ class SamplingConfig:
         return self.temperature == 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a JSON-ready dict."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingConfig:
+        """Inverse of `to_dict`; unknown keys raise ValueError naming them."""
+        return from_dict(cls, data)
 
 
 class TokenSampler:

@@ -9,7 +9,6 @@ small and free of batch statistics; quantisation is ``VectorQuantizer``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from cooper_lib.serialization import from_dict, to_dict
 from cooper_lib.tokenizers._files import load_files, save_files
 from cooper_lib.tokenizers.quantizer import QuantizerOutput, VectorQuantizer
 
@@ -69,15 +69,12 @@ class VQConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> VQConfig:
-        """Build from ``to_dict`` output; unknown keys are an error."""
-        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"config: unknown VQConfig fields {sorted(unknown)}")
-        return cls(**config)
+        """Build from ``to_dict`` output; unknown keys raise ValueError naming them."""
+        return from_dict(cls, config)
 
 
 @dataclass

@@ -10,11 +10,12 @@ nested sections as dotted flags such as ``--optim.lr``). Stage defaults follow C
 from __future__ import annotations
 
 import json
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from cooper_lib.serialization import field_types, from_dict, plain, strip_optional, to_dict
 
 T = TypeVar("T")
 
@@ -134,7 +135,8 @@ class RunConfig:
 
 
 class _Sections:
-    """Shared behaviour of stage configs: validation and JSON / YAML round trips."""
+    """Shared behaviour of stage configs: validation and JSON / YAML round trips (through
+    `cooper_lib.serialization`)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -145,7 +147,7 @@ class _Sections:
         self.run.validate()
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -158,7 +160,7 @@ class _Sections:
         for f in fields(cls):
             if f.name in ("model", "optim", "run") and isinstance(data.get(f.name), dict):
                 merged[f.name] = {**defaults[f.name], **data[f.name]}
-        return _build(cls, merged, cls.__name__)
+        return from_dict(cls, merged)
 
     def save(self, path: str | Path) -> Path:
         """Write the config as YAML (``.yaml`` / ``.yml``) or JSON (any other suffix)."""
@@ -323,89 +325,6 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively (JSON and YAML safe_dump understand only lists)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _strip_optional(tp: Any) -> tuple[Any, bool]:
-    """(inner type, whether None is allowed) of `X | None`."""
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        return rest[0], True
-    return tp, False
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check `value` against the field type `tp` (ints accepted for floats, lists for tuples)."""
-    inner, optional = _strip_optional(tp)
-    if value is None:
-        if optional:
-            return None
-        raise TypeError(f"{where}: expected {inner}, got None")
-    origin = typing.get_origin(inner)
-    if is_dataclass(inner):
-        if not isinstance(value, dict):
-            raise TypeError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return _build(inner, value, where)
-    if inner is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if inner in (int, float):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (inner is int and not float(value).is_integer())
-        ):
-            raise TypeError(f"{where}: expected {inner.__name__}, got {value!r}")
-        return inner(value)
-    if inner is str:
-        if not isinstance(value, str):
-            raise TypeError(f"{where}: expected a string, got {value!r}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(inner)
-        item_types = args if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
-        if len(item_types) != len(value):
-            raise ValueError(f"{where}: expected {len(item_types)} values, got {len(value)}")
-        items = [
-            _coerce(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value, strict=True))
-        ]
-        return tuple(items) if origin is tuple else items
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise TypeError(f"{where}: expected a mapping, got {value!r}")
-        _, value_type = typing.get_args(inner)
-        if value_type is Any:
-            return dict(value)
-        return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
-    raise TypeError(f"{where}: unsupported field type {inner}")
-
-
-def _build(cls: type[T], data: dict[str, Any], where: str) -> T:
-    if not isinstance(data, dict):
-        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = _hints(cls)
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; expected a subset of {names}")
-    kwargs = {name: _coerce(hints[name], data[name], f"{where}.{name}") for name in names if name in data}
-    return cls(**kwargs)
-
-
 # ---------------------------------------------------------------------------------------- flags
 def config_arguments(parser: Any, cls: type, prefix: str = "", defaults: Any = None) -> None:
     """Add one ``--[section.]field`` flag per config field to an argparse parser.
@@ -420,9 +339,9 @@ def config_arguments(parser: Any, cls: type, prefix: str = "", defaults: Any = N
 
     if defaults is None:
         defaults = cls()
-    hints = _hints(cls)
+    hints = field_types(cls)
     for f in fields(cls):
-        tp, optional = _strip_optional(hints[f.name])
+        tp, optional = strip_optional(hints[f.name])
         name = f"{prefix}{f.name}"
         if is_dataclass(tp):
             config_arguments(parser, tp, prefix=f"{name}.", defaults=getattr(defaults, f.name))
@@ -468,7 +387,7 @@ def _json_object(name: str) -> Any:
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Copy of the config mapping `data` with dotted `overrides` (``{"optim.lr": 1e-5}``) set."""
-    out = json.loads(json.dumps(_plain(data)))
+    out = json.loads(json.dumps(plain(data)))
     for dotted, value in overrides.items():
         node = out
         *parents, leaf = dotted.split(".")

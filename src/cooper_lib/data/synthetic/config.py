@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+
+from cooper_lib.serialization import from_dict, to_dict
 
 SEMANTIC_CLASSES: tuple[str, ...] = ("background", "ground", "wall", "sphere", "box", "cylinder", "cone")
 """Semantic class names; the id of a class is its index. `background` (0) is sky or anything beyond
@@ -125,16 +127,12 @@ class SceneConfig:
 
     def to_dict(self) -> dict:
         """Plain-JSON dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> SceneConfig:
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"SceneConfig: unknown keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        """Inverse of `to_dict`; unknown keys raise ValueError naming them."""
+        return from_dict(cls, data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())

@@ -1,0 +1,149 @@
+"""One round trip for every config dataclass: `to_dict` writes plain JSON / YAML values, `from_dict`
+reads them back with each value checked against its field's type.
+
+One rule for unknown keys: a ValueError naming them and the accepted fields (a typo never passes
+silently). Types understood: bool, int (integral numbers only), float (ints accepted), str,
+`Literal[...]`, `X | None`, unions (first arm that accepts the value), `tuple[...]` (fixed or
+`...`), `list[X]`, `dict[str, X]`, `Any`, and nested dataclasses (built from a mapping). Tuples
+are written as lists and read back as tuples.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["check_known_fields", "field_types", "from_dict", "plain", "strip_optional", "to_dict"]
+
+
+def plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (JSON and YAML safe_dump understand only lists)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Every field of the dataclass instance `obj` as plain JSON-ready values (nested dataclasses
+    as dicts, tuples as lists)."""
+    if not is_dataclass(obj) or isinstance(obj, type):
+        raise TypeError(f"obj: expected a dataclass instance, got {type(obj).__name__}")
+    return plain(asdict(obj))
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type of each field of the dataclass `cls` (string annotations evaluated)."""
+    return typing.get_type_hints(cls)
+
+
+def strip_optional(tp: Any) -> tuple[Any, bool]:
+    """(inner type, whether None is allowed) of `X | None`; other types come back unchanged."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        inner = rest[0]
+        for arm in rest[1:]:
+            inner = inner | arm
+        return inner, True
+    return tp, False
+
+
+def check_known_fields(cls: type, data: dict[str, Any], where: str) -> None:
+    """Raise ValueError naming the keys of `data` that are not fields of `cls`, and the accepted ones."""
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; expected a subset of {names}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T:
+    """The dataclass `cls` built from `data` (what `to_dict` wrote, or a hand-written subset).
+
+    Args:
+        cls: a dataclass type; fields left out of `data` keep their defaults.
+        data: field name -> plain value.
+        where: the name errors start with (default: the class name); nested fields extend it
+            (``Stage1Config.optim.lr``).
+
+    Raises:
+        ValueError: an unknown key (named, with the accepted fields), or a value out of range.
+        TypeError: a value of the wrong type, naming the field, the expected type and the value.
+    """
+    where = where or cls.__name__
+    if not isinstance(data, dict):
+        raise TypeError(f"{where}: expected a mapping, got {type(data).__name__}")
+    check_known_fields(cls, data, where)
+    hints = field_types(cls)
+    kwargs = {
+        f.name: _coerce(hints[f.name], data[f.name], f"{where}.{f.name}")
+        for f in fields(cls)
+        if f.name in data
+    }
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the field type `tp` (ints accepted for floats, lists for tuples)."""
+    if tp is Any:
+        return value
+    inner, optional = strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"{where}: expected {inner}, got None")
+    origin = typing.get_origin(inner)
+    if is_dataclass(inner):
+        if isinstance(value, inner):
+            return value
+        return from_dict(inner, value, where)
+    if origin is typing.Literal:
+        choices = typing.get_args(inner)
+        if value not in choices:
+            raise ValueError(f"{where}: expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arm in typing.get_args(inner):
+            try:
+                return _coerce(arm, value, where)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"{where}: expected {inner}, got {value!r}")
+    if inner is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if inner in (int, float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (inner is int and not float(value).is_integer())
+        ):
+            raise TypeError(f"{where}: expected {inner.__name__}, got {value!r}")
+        return inner(value)
+    if inner is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(inner)
+        item_types = args if origin is tuple and Ellipsis not in args else [args[0]] * len(value)
+        if len(item_types) != len(value):
+            raise ValueError(f"{where}: expected {len(item_types)} values, got {len(value)}")
+        items = [
+            _coerce(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value, strict=True))
+        ]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"{where}: expected a mapping, got {value!r}")
+        _, value_type = typing.get_args(inner)
+        return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"{where}: unsupported field type {inner}")
