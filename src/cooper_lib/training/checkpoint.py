@@ -13,6 +13,9 @@ Writes are atomic: everything goes to ``.step-00001000.tmp``, every file and the
 fsync'ed, then one `os.replace` renames it. A kill before the rename leaves a temp folder that
 `list_checkpoints` ignores (and the next save removes); the previous checkpoint is untouched.
 No pickle is written or read anywhere.
+
+The last part writes and restores a `Trainer`'s checkpoint (`save_checkpoint`, `save_final`,
+`load_checkpoint`); the trainer's methods of those names call them.
 """
 
 from __future__ import annotations
@@ -23,12 +26,26 @@ import random
 import re
 import shutil
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+
+from cooper_lib.training.weights import (
+    gather_trainable_state,
+    load_state_into,
+    save_model,
+    state_from_folder,
+    trainable_names,
+)
 
 STATE_NAME = "state.json"
 _STEP_DIR = re.compile(r"step-(\d{8})")
@@ -213,3 +230,147 @@ def save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
+
+
+# ------------------------------------------------------------------------------------ a trainer's checkpoint
+# `trainer` is a `cooper_lib.training.loop.Trainer` (typed Any: this module sits below the loop).
+def gather_weights(trainer: Any) -> dict[str, torch.Tensor]:
+    """Full CPU copies of the trainable weights on the main process (every process must call it):
+    torch's distributed state-dict API (plain, DDP, FSDP), or DeepSpeed's consolidation (ZeRO-3
+    needs ``stage3_gather_16bit_weights_on_model_save``)."""
+    if not trainer.deepspeed:
+        return gather_trainable_state(trainer.model, trainer.spatial, trainer.prefix)
+    full = trainer.accelerator.get_state_dict(trainer.model) or {}
+    keep = set(trainable_names(trainer.spatial))
+    return {
+        k.removeprefix(trainer.prefix): v.detach().cpu().clone()
+        for k, v in full.items()
+        if k.startswith(trainer.prefix) and k.removeprefix(trainer.prefix) in keep
+    }
+
+
+def save_checkpoint(trainer: Any) -> Path:
+    """Write the checkpoint of the current step atomically (every process must call it).
+
+    Under DeepSpeed the optimiser state is DeepSpeed's own partitioned checkpoint (its format,
+    written by its engine into ``deepspeed/``); everything else is as without it.
+    """
+    final = checkpoint_dir(trainer.output_dir, trainer.step)
+    tmp = temp_dir_for(final)
+    if trainer.accelerator.is_main_process:
+        begin_atomic(final)
+    trainer.accelerator.wait_for_everyone()
+    save_rng(tmp, trainer.rank)
+    state = trainer.gather_weights()
+    optim_state = None
+    if trainer.deepspeed:
+        trainer.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
+    else:
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        optim_state = _strip(
+            get_optimizer_state_dict(trainer.model, trainer.optimizer.optimizer, options=options),
+            trainer.prefix,
+        )
+    trainer.accelerator.wait_for_everyone()
+    if trainer.accelerator.is_main_process:
+        try:
+            save_model(tmp / "model", trainer.spatial, state, trainer.config.model, trainer.lora)
+            if optim_state is not None:
+                save_optimizer(tmp, optim_state)
+            save_json(tmp / "scheduler.json", trainer.scheduler.state_dict())
+            if trainer.ema is not None:
+                save_tensors(tmp / "ema.safetensors", trainer.ema.state_dict())
+            save_json(tmp / STATE_NAME, _state_json(trainer))
+            commit_atomic(tmp, final)
+        except BaseException:
+            abort_atomic(tmp)
+            raise
+        prune(trainer.output_dir, trainer.run.keep_checkpoints)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def _state_json(trainer: Any) -> dict[str, Any]:
+    """What ``state.json`` records: step, data position, world size, batch, stage and config."""
+    return {
+        "step": trainer.step,
+        "data": trainer.data_state(),
+        "world_size": trainer.world_size,
+        "global_batch_size": trainer.global_batch_size,
+        "stage": type(trainer).__name__,
+        "config": trainer.config.to_dict(),
+    }
+
+
+def save_final(trainer: Any) -> Path:
+    """Write ``output_dir/final`` atomically: the model folder, with EMA weights when EMA is on."""
+    final = trainer.output_dir / "final"
+    context = trainer.ema.applied() if trainer.ema is not None else nullcontext()
+    with context:
+        state = trainer.gather_weights()
+    if trainer.accelerator.is_main_process:
+        tmp = begin_atomic(final, replace=True)
+        try:
+            save_model(tmp, trainer.spatial, state, trainer.config.model, trainer.lora)
+            commit_atomic(tmp, final)
+        except BaseException:
+            abort_atomic(tmp)
+            raise
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(trainer: Any, path: str | Path) -> None:
+    """Continue from a checkpoint: weights, optimiser, scheduler, EMA, RNG and data position."""
+    path = Path(path)
+    if not (path / STATE_NAME).is_file():
+        raise FileNotFoundError(f"{path}: not a complete checkpoint (no {STATE_NAME})")
+    state = load_json(path / STATE_NAME)
+    if state["global_batch_size"] != trainer.global_batch_size:
+        raise ValueError(
+            f"{path}: written with a global batch of {state['global_batch_size']} samples, this run has "
+            f"{trainer.global_batch_size} (batch_size x processes x grad_accum_steps); the data order would differ"
+        )
+    if trainer.deepspeed:
+        trainer.model.load_checkpoint(
+            str(path / "deepspeed"),
+            tag="state",
+            load_optimizer_states=True,
+            load_lr_scheduler_states=False,
+        )
+    else:
+        trained = state_from_folder(path / "model", trainer.model, trainer.spatial, trainer.prefix)
+        load_state_into(trainer.model, trainer.spatial, trained, trainer.prefix)
+        optim_state = load_optimizer(path)
+        unknown = sorted(set(optim_state["state"]) - set(trainable_names(trainer.spatial)))
+        if unknown:
+            raise ValueError(
+                f"{path}: optimiser state for parameters {unknown[:5]} that do not train in this run"
+            )
+        # not strict: a parameter that never received a gradient (e.g. an unused head) has no state
+        # yet. The loader fills such gaps with a zero-gradient step; drop those, as they never existed.
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_optimizer_state_dict(
+            trainer.model,
+            trainer.optimizer.optimizer,
+            _strip(optim_state, "", add=trainer.prefix),
+            options=options,
+        )
+        for name, param in trainer.spatial.named_parameters():
+            if param.requires_grad and name not in optim_state["state"]:
+                trainer.optimizer.optimizer.state.pop(param, None)
+    trainer.scheduler.load_state_dict(load_json(path / "scheduler.json"))
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(load_tensors(path / "ema.safetensors"))
+    load_rng(path, trainer.rank)
+    trainer.load_data_state(state["data"])
+    trainer.step = int(state["step"])
+
+
+def _strip(optim_state: dict[str, Any], prefix: str, add: str = "") -> dict[str, Any]:
+    """An optimiser state keyed by parameter name with `prefix` removed from (and `add` put before) each name."""
+    if not optim_state:  # processes other than the first receive nothing under full_state_dict
+        return optim_state
+    rename = lambda name: add + name.removeprefix(prefix)  # noqa: E731
+    groups = [{**g, "params": [rename(n) for n in g["params"]]} for g in optim_state["param_groups"]]
+    return {"state": {rename(n): v for n, v in optim_state["state"].items()}, "param_groups": groups}

@@ -30,11 +30,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import DistributedType, set_seed
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_optimizer_state_dict,
-    set_optimizer_state_dict,
-)
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -42,13 +37,6 @@ from cooper_lib.model import SpatialModel
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
 from cooper_lib.training.trainable import configure_trainable, parameter_groups
-from cooper_lib.training.weights import (
-    gather_trainable_state,
-    load_state_into,
-    save_model,
-    state_from_folder,
-    trainable_names,
-)
 
 _SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 EvalHook = Callable[["Trainer"], dict[str, float]]
@@ -309,84 +297,18 @@ class Trainer(abc.ABC):
         return self.deepspeed and self.accelerator.state.deepspeed_plugin.zero_stage == 3
 
     def gather_weights(self) -> dict[str, torch.Tensor]:
-        """Full CPU copies of the trainable weights on the main process (every process must call it):
-        torch's distributed state-dict API (plain, DDP, FSDP), or DeepSpeed's consolidation (ZeRO-3
-        needs ``stage3_gather_16bit_weights_on_model_save``)."""
-        if not self.deepspeed:
-            return gather_trainable_state(self.model, self.spatial, self.prefix)
-        full = self.accelerator.get_state_dict(self.model) or {}
-        keep = set(trainable_names(self.spatial))
-        return {
-            k.removeprefix(self.prefix): v.detach().cpu().clone()
-            for k, v in full.items()
-            if k.startswith(self.prefix) and k.removeprefix(self.prefix) in keep
-        }
+        """Full CPU copies of the trainable weights on the main process (every process must call it);
+        see `cooper_lib.training.checkpoint.gather_weights`."""
+        return ckpt.gather_weights(self)
 
     def save_checkpoint(self) -> Path:
-        """Write the checkpoint of the current step atomically (every process must call it).
-
-        Under DeepSpeed the optimiser state is DeepSpeed's own partitioned checkpoint (its format,
-        written by its engine into ``deepspeed/``); everything else is as without it.
-        """
-        final = ckpt.checkpoint_dir(self.output_dir, self.step)
-        tmp = ckpt.temp_dir_for(final)
-        if self.accelerator.is_main_process:
-            ckpt.begin_atomic(final)
-        self.accelerator.wait_for_everyone()
-        ckpt.save_rng(tmp, self.rank)
-        state = self.gather_weights()
-        optim_state = None
-        if self.deepspeed:
-            self.model.save_checkpoint(str(tmp / "deepspeed"), tag="state")
-        else:
-            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-            optim_state = _strip(
-                get_optimizer_state_dict(self.model, self.optimizer.optimizer, options=options), self.prefix
-            )
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            try:
-                save_model(tmp / "model", self.spatial, state, self.config.model, self.lora)
-                if optim_state is not None:
-                    ckpt.save_optimizer(tmp, optim_state)
-                ckpt.save_json(tmp / "scheduler.json", self.scheduler.state_dict())
-                if self.ema is not None:
-                    ckpt.save_tensors(tmp / "ema.safetensors", self.ema.state_dict())
-                ckpt.save_json(tmp / ckpt.STATE_NAME, self._state_json())
-                ckpt.commit_atomic(tmp, final)
-            except BaseException:
-                ckpt.abort_atomic(tmp)
-                raise
-            ckpt.prune(self.output_dir, self.run.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
-        return final
-
-    def _state_json(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "data": self.data_state(),
-            "world_size": self.world_size,
-            "global_batch_size": self.global_batch_size,
-            "stage": type(self).__name__,
-            "config": self.config.to_dict(),
-        }
+        """Write the checkpoint of the current step atomically (every process must call it); see
+        `cooper_lib.training.checkpoint.save_checkpoint`."""
+        return ckpt.save_checkpoint(self)
 
     def save_final(self) -> Path:
         """Write ``output_dir/final`` atomically: the model folder, with EMA weights when EMA is on."""
-        final = self.output_dir / "final"
-        context = self.ema.applied() if self.ema is not None else nullcontext()
-        with context:
-            state = self.gather_weights()
-        if self.accelerator.is_main_process:
-            tmp = ckpt.begin_atomic(final, replace=True)
-            try:
-                save_model(tmp, self.spatial, state, self.config.model, self.lora)
-                ckpt.commit_atomic(tmp, final)
-            except BaseException:
-                ckpt.abort_atomic(tmp)
-                raise
-        self.accelerator.wait_for_everyone()
-        return final
+        return ckpt.save_final(self)
 
     def _resume(self) -> None:
         choice = self.run.resume
@@ -399,49 +321,7 @@ class Trainer(abc.ABC):
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from a checkpoint: weights, optimiser, scheduler, EMA, RNG and data position."""
-        path = Path(path)
-        if not (path / ckpt.STATE_NAME).is_file():
-            raise FileNotFoundError(f"{path}: not a complete checkpoint (no {ckpt.STATE_NAME})")
-        state = ckpt.load_json(path / ckpt.STATE_NAME)
-        if state["global_batch_size"] != self.global_batch_size:
-            raise ValueError(
-                f"{path}: written with a global batch of {state['global_batch_size']} samples, this run has "
-                f"{self.global_batch_size} (batch_size x processes x grad_accum_steps); the data order would differ"
-            )
-        if self.deepspeed:
-            self.model.load_checkpoint(
-                str(path / "deepspeed"),
-                tag="state",
-                load_optimizer_states=True,
-                load_lr_scheduler_states=False,
-            )
-        else:
-            trained = state_from_folder(path / "model", self.model, self.spatial, self.prefix)
-            load_state_into(self.model, self.spatial, trained, self.prefix)
-            optim_state = ckpt.load_optimizer(path)
-            unknown = sorted(set(optim_state["state"]) - set(trainable_names(self.spatial)))
-            if unknown:
-                raise ValueError(
-                    f"{path}: optimiser state for parameters {unknown[:5]} that do not train in this run"
-                )
-            # not strict: a parameter that never received a gradient (e.g. an unused head) has no state
-            # yet. The loader fills such gaps with a zero-gradient step; drop those, as they never existed.
-            options = StateDictOptions(full_state_dict=True, strict=False)
-            set_optimizer_state_dict(
-                self.model,
-                self.optimizer.optimizer,
-                _strip(optim_state, "", add=self.prefix),
-                options=options,
-            )
-            for name, param in self.spatial.named_parameters():
-                if param.requires_grad and name not in optim_state["state"]:
-                    self.optimizer.optimizer.state.pop(param, None)
-        self.scheduler.load_state_dict(ckpt.load_json(path / "scheduler.json"))
-        if self.ema is not None:
-            self.ema.load_state_dict(ckpt.load_tensors(path / "ema.safetensors"))
-        ckpt.load_rng(path, self.rank)
-        self.load_data_state(state["data"])
-        self.step = int(state["step"])
+        ckpt.load_checkpoint(self, path)
 
 
 def mean_over_processes(
@@ -469,12 +349,3 @@ def _prefix_of(module: torch.nn.Module, spatial: SpatialModel) -> str:
         if sub is spatial:
             return f"{name}." if name else ""
     raise ValueError("training_module: the returned module does not contain the SpatialModel")
-
-
-def _strip(optim_state: dict[str, Any], prefix: str, add: str = "") -> dict[str, Any]:
-    """An optimiser state keyed by parameter name with `prefix` removed from (and `add` put before) each name."""
-    if not optim_state:  # processes other than the first receive nothing under full_state_dict
-        return optim_state
-    rename = lambda name: add + name.removeprefix(prefix)  # noqa: E731
-    groups = [{**g, "params": [rename(n) for n in g["params"]]} for g in optim_state["param_groups"]]
-    return {"state": {rename(n): v for n, v in optim_state["state"].items()}, "param_groups": groups}
