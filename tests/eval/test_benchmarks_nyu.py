@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cooper_lib.eval.benchmarks.nyu import NYUv2Benchmark, load_nyu_v2
+from cooper_lib.eval.benchmarks.nyu import NYUv2Benchmark, depth_model, depth_run_metrics, load_nyu_v2
 
 
 def _depth(value):
@@ -99,3 +99,23 @@ def test_mat_file_without_depths_is_rejected(tmp_path):
         f["images"] = np.zeros((1, 3, 640, 480), dtype=np.uint8)
     with pytest.raises(ValueError, match="lacks the dataset 'depths'"):
         load_nyu_v2(tmp_path / "bad.mat")
+
+
+def test_depth_run_metrics_read_back_the_mean_of_cached_scores(tmp_path):
+    mat = _write_mat(tmp_path / "nyu.mat", [_depth(2.0), _depth(4.0)])
+    bench = load_nyu_v2(mat, mode="none")
+    scores = [
+        bench.score(bench[0], torch.full((480, 640), 2.0)),
+        bench.score(bench[1], torch.full((480, 640), 5.0)),
+    ]
+    figures = depth_run_metrics("nyu", scores)
+    assert figures["benchmark"] == "nyu" and figures["n"] == 2
+    assert figures["overall"] == pytest.approx(0.125) == figures["metrics"]["abs_rel"]
+    assert figures["metrics"] == pytest.approx(bench.aggregate(scores)["metrics"])
+
+
+def test_depth_model_needs_a_spatial_model_and_no_policy():
+    with pytest.raises(TypeError, match="needs a SpatialModel"):
+        depth_model(object(), None)
+    with pytest.raises(ValueError, match="runs the depth head directly; got policy='adaptive'"):
+        depth_model(object(), "adaptive")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from cooper_lib.eval.benchmarks.base import Benchmark, group_by, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
-from cooper_lib.eval.benchmarks.nyu import mean_depth_metrics
+from cooper_lib.eval.benchmarks.nyu import DEPTH_MAP_POLICY, depth_model, depth_records, depth_run_metrics
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace
 
@@ -29,8 +29,6 @@ POLICIES: tuple[str, ...] = ("adaptive", "perceive_first", "text_only")
 TOOL_COLUMNS: tuple[str, ...] = ("depth", "segmentation", "text_only")
 """Tool-use columns: items that called the depth tool, the segmentation tool, or no tool."""
 CACHE_FORMAT = "cooper-lib/eval-run"
-DEPTH_MAP_POLICY = "depth_map"
-"""The policy name recorded for depth-map benchmarks, which run the depth head, not the reasoner."""
 
 
 @runtime_checkable
@@ -239,45 +237,6 @@ def _answer_records(reasoner: Any, benchmark: Benchmark, batch: list[BenchmarkIt
     return records
 
 
-def _depth_model(model_or_reasoner: Any, policy: str | None) -> SpatialModel:
-    """The `SpatialModel` whose depth head a depth-map benchmark scores (a reasoner's own model)."""
-    if policy is not None:
-        raise ValueError(f"policy: a depth-map benchmark runs the depth head directly; got policy={policy!r}")
-    model = getattr(model_or_reasoner, "model", model_or_reasoner)
-    if not isinstance(model, SpatialModel):
-        raise TypeError(
-            "model_or_reasoner: a depth-map benchmark needs a SpatialModel (or a reasoner holding one), "
-            f"got {type(model_or_reasoner).__name__}"
-        )
-    if "depth" not in model.heads:
-        raise ValueError(f"model_or_reasoner: the model has no depth head (heads: {list(model.heads)})")
-    return model
-
-
-def _depth_records(
-    model: SpatialModel, benchmark: Benchmark, batch: list[BenchmarkItem]
-) -> list[dict[str, Any]]:
-    """Cache records of one batch of images scored on the maps of ``model``'s depth head."""
-    was_training = model.training
-    model.eval()
-    try:
-        maps = model.perceive([item.load_image() for item in batch], "depth").float().cpu()
-    finally:
-        model.train(was_training)
-    return [
-        {
-            "id": item.id,
-            "category": item.category,
-            "prediction": None,
-            "tools": ["depth"],
-            "stop_reason": "map",
-            "generated_tokens": 0,
-            "score": benchmark.score(item, depth),
-        }
-        for item, depth in zip(batch, maps, strict=True)
-    ]
-
-
 def evaluate(
     model_or_reasoner: SpatialModel | Reasoner,
     benchmark: Benchmark,
@@ -323,11 +282,11 @@ def evaluate(
             f"{len(items) - depth_items} question items; evaluate them as two benchmarks"
         )
     if depth_items:
-        model = _depth_model(model_or_reasoner, policy)
+        model = depth_model(model_or_reasoner, policy)
         policy_name = DEPTH_MAP_POLICY
 
         def answer(batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
-            return _depth_records(model, benchmark, batch)
+            return depth_records(model, benchmark, batch)
 
     else:
         reasoner, policy_name = _reasoner(model_or_reasoner, policy, max_new_tokens, max_turns)
@@ -379,13 +338,7 @@ def load_result(path: str | Path, benchmark: Benchmark | None = None) -> EvalRes
     if benchmark is not None:
         metrics = benchmark.aggregate(scores)
     elif all(s.get("answer_type") == "depth" for s in scores):
-        depth = mean_depth_metrics(scores)
-        metrics = {
-            "benchmark": header["benchmark"],
-            "n": len(scores),
-            "overall": depth["abs_rel"],
-            "metrics": depth,
-        }
+        metrics = depth_run_metrics(header["benchmark"], scores)
     else:
         by_category = group_by((s for s in scores if s["category"]), lambda s: s["category"])
         metrics = {

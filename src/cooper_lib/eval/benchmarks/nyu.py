@@ -15,6 +15,10 @@ Scoring is `cooper_lib.eval.metrics.depth.nyu_depth_metrics` per image (Eigen cr
 480 x 640 grid, ``0.001 < gt < 10`` m, prediction resized to the ground truth), averaged over
 images. COOPER aligns relative predictions by least-squares scale and shift in depth space,
 which is the default here; pass ``mode="none"`` for metric predictions.
+
+`evaluate` runs a depth-map benchmark through the depth-map path at the bottom of this module: the
+model's depth head generates a map per image (`depth_records`), recorded under the policy
+``"depth_map"``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from cooper_lib.eval.benchmarks._io import require_dir, require_file
 from cooper_lib.eval.benchmarks.base import Benchmark, Score
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.eval.metrics.depth import NYU_GRID, AlignMode, AlignSpace, nyu_depth_metrics
+from cooper_lib.model import SpatialModel
 
 NAME = "NYU Depth v2"
 DEPTH_INSTRUCTION = "Estimate the depth of the image and generate the depth map."
@@ -200,3 +205,56 @@ def load_nyu_v2(
             raise ValueError("indices select frames of the .mat file; the folder layout takes none")
         items = _folder_items(require_dir(path, NAME, "rgb_<id> / sync_depth_<id>.png pairs"), depth_scale)
     return NYUv2Benchmark(items, mode=mode, space=space, meta={"source": str(path)})
+
+
+# ------------------------------------------------------------------------------------ the depth-map run
+# `cooper_lib.eval.runner.evaluate` answers question benchmarks with the reasoner; a depth-map
+# benchmark runs the model's depth head instead, through the functions below.
+DEPTH_MAP_POLICY = "depth_map"
+"""The policy name recorded for depth-map benchmarks, which run the depth head, not the reasoner."""
+
+
+def depth_model(model_or_reasoner: Any, policy: str | None) -> SpatialModel:
+    """The `SpatialModel` whose depth head a depth-map benchmark scores (a reasoner's own model)."""
+    if policy is not None:
+        raise ValueError(f"policy: a depth-map benchmark runs the depth head directly; got policy={policy!r}")
+    model = getattr(model_or_reasoner, "model", model_or_reasoner)
+    if not isinstance(model, SpatialModel):
+        raise TypeError(
+            "model_or_reasoner: a depth-map benchmark needs a SpatialModel (or a reasoner holding one), "
+            f"got {type(model_or_reasoner).__name__}"
+        )
+    if "depth" not in model.heads:
+        raise ValueError(f"model_or_reasoner: the model has no depth head (heads: {list(model.heads)})")
+    return model
+
+
+def depth_records(
+    model: SpatialModel, benchmark: Benchmark, batch: list[BenchmarkItem]
+) -> list[dict[str, Any]]:
+    """Cache records of one batch of images scored on the maps of ``model``'s depth head."""
+    was_training = model.training
+    model.eval()
+    try:
+        maps = model.perceive([item.load_image() for item in batch], "depth").float().cpu()
+    finally:
+        model.train(was_training)
+    return [
+        {
+            "id": item.id,
+            "category": item.category,
+            "prediction": None,
+            "tools": ["depth"],
+            "stop_reason": "map",
+            "generated_tokens": 0,
+            "score": benchmark.score(item, depth),
+        }
+        for item, depth in zip(batch, maps, strict=True)
+    ]
+
+
+def depth_run_metrics(name: str, scores: Sequence[Score]) -> dict[str, Any]:
+    """The figures of a finished depth-map run read back from its cache (no benchmark at hand):
+    the mean depth metrics, AbsRel as the overall figure."""
+    depth = mean_depth_metrics(scores)
+    return {"benchmark": name, "n": len(scores), "overall": depth["abs_rel"], "metrics": depth}
