@@ -1,6 +1,6 @@
 """Training throughput and peak memory per stage, and the trainer's overhead over a plain step.
 
-Throughput: optimiser steps of `Stage1Trainer`, `InterleavedSFTTrainer` and `GRPOTrainer` on a tiny
+Throughput: optimiser steps of `Stage1Trainer`, `InterleavedSFTTrainer` and `SpatialGRPOTrainer` on a tiny
 Qwen2-VL with synthetic data, timed after warm-up steps; samples are maps (stage 1), traces (SFT)
 or rollouts (GRPO), tokens are the non-padding tokens of the micro-batches (GRPO: of the rollouts'
 whole contexts, prompt and inserted maps included). Peak memory is the kernel's peak RSS during the
@@ -67,12 +67,12 @@ def data(root: Path) -> dict[str, Path]:
 def trainer_for(stage: str, args: argparse.Namespace, files: dict[str, Path], out: Path):
     from cooper_lib.training import (
         GRPOConfig,
-        GRPOTrainer,
         InterleavedSFTTrainer,
         ModelConfig,
         OptimConfig,
         RunConfig,
         SFTConfig,
+        SpatialGRPOTrainer,
         Stage1Config,
         Stage1Trainer,
     )
@@ -100,7 +100,7 @@ def trainer_for(stage: str, args: argparse.Namespace, files: dict[str, Path], ou
     config = GRPOConfig(
         **common, num_generations=args.generations, max_new_tokens=args.new_tokens, max_turns=2
     )
-    return GRPOTrainer(model, config)
+    return SpatialGRPOTrainer(model, config)
 
 
 def throughput(stage: str, args: argparse.Namespace, files: dict[str, Path], out: Path) -> dict[str, float]:

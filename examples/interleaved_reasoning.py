@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from transformers import LogitsProcessor
 
-from cooper_lib import InterleavedReasoner, add_spatial_heads, render_scenes
+from cooper_lib import InterleavedReasoner, add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone
+from cooper_lib.data.synthetic import render_scenes
 
 TOOL_TURN = (
     "<think>The answer depends on distance.</think><depth-estimation>Estimate the depth.</depth-estimation>"

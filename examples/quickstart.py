@@ -15,9 +15,11 @@ from pathlib import Path
 import torch
 from tqdm import trange
 
-from cooper_lib import SpatialModel, add_spatial_heads, make_grid, render_scenes
+from cooper_lib import SpatialModel, add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone
+from cooper_lib.data.synthetic import render_scenes
 from cooper_lib.eval.metrics import abs_rel
+from cooper_lib.modalities import make_grid
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ The layer order is checked by import-linter (`lint-imports`, contract in pyproje
 covers what a layers contract cannot see: circles inside one package or one layer.
 """
 
+from pathlib import Path
+
 import pytest
 
 grimp = pytest.importorskip("grimp")
@@ -66,3 +68,14 @@ def test_cycle_finder_sees_a_circle():
 def test_cooper_lib_has_no_import_cycles():
     graph = grimp.build_graph("cooper_lib", cache_dir=None)
     assert _cycles(graph) == []
+
+
+def test_every_top_level_module_has_a_layer():
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    contracts = tomllib.loads(pyproject.read_text())["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    placed = {name.strip() for layer in layers for name in layer.split("|")}
+    graph = grimp.build_graph("cooper_lib", cache_dir=None)
+    top_level = {module.split(".")[1] for module in graph.modules if module.count(".") >= 1}
+    assert sorted(top_level - placed) == [], "place new modules in the layers contract of pyproject.toml"

@@ -18,7 +18,7 @@ from cooper_lib.training.config import (
     SFTConfig,
     Stage1Config,
 )
-from cooper_lib.training.grpo import GRPOTrainer
+from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
 from cooper_lib.training.weights import build_model
@@ -54,7 +54,7 @@ def main(stage: str, data: str, output_dir: str, grad_accum: int) -> None:
             max_new_tokens=3,
             max_turns=1,
         )
-        trainer = GRPOTrainer(build_model(config.model), config)
+        trainer = SpatialGRPOTrainer(build_model(config.model), config)
     result = trainer.train()
     if trainer.accelerator.is_main_process:
         (Path(output_dir) / "history.json").write_text(json.dumps(result.history))

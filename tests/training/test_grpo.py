@@ -3,7 +3,7 @@ import torch
 from training_setup import model_config, optim_config, run_config
 
 from cooper_lib.training.config import GRPOConfig
-from cooper_lib.training.grpo import GRPOTrainer, rollout_seed
+from cooper_lib.training.grpo import SpatialGRPOTrainer, rollout_seed
 from cooper_lib.training.weights import build_model
 
 
@@ -56,7 +56,7 @@ def test_grpo_raises_the_expected_reward(synthetic, tmp_path):
     )
     model = build_model(config.model)
     half = len(model.processor.tokenizer) // 2
-    trainer = GRPOTrainer(model, config, reward_fn=low_half_reward(half))
+    trainer = SpatialGRPOTrainer(model, config, reward_fn=low_half_reward(half))
     before = expected_low_half(trainer, half)
     result = trainer.train()
     after = expected_low_half(trainer, half)
@@ -68,7 +68,7 @@ def test_grpo_raises_the_expected_reward(synthetic, tmp_path):
 
 def test_grpo_uses_the_cpr_reward_and_scores_only_sampled_tokens(synthetic, tmp_path):
     torch.manual_seed(0)
-    trainer = GRPOTrainer(
+    trainer = SpatialGRPOTrainer(
         build_model(make_config(synthetic, tmp_path).model), make_config(synthetic, tmp_path)
     )
     batch = trainer.rollouts([(0, 0), (1, 3)])
@@ -102,7 +102,7 @@ def test_kl_to_the_starting_policy_is_zero_at_first_and_grows(synthetic, tmp_pat
         synthetic, tmp_path, optim=optim_config(lr=0.05), run={"max_steps": 3}, kl_beta=0.1, max_turns=1
     )
     model = build_model(config.model)
-    trainer = GRPOTrainer(model, config, reward_fn=low_half_reward(len(model.processor.tokenizer) // 2))
+    trainer = SpatialGRPOTrainer(model, config, reward_fn=low_half_reward(len(model.processor.tokenizer) // 2))
     history = trainer.train().history
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert history[-1]["kl"] > 1e-4
@@ -113,7 +113,7 @@ def test_grpo_resume_continues_the_same_trajectory(synthetic, tmp_path):
     def trainer(out, seed):
         torch.manual_seed(seed)
         config = make_config(synthetic, out, run={"max_steps": 4}, num_iterations=2)
-        return GRPOTrainer(build_model(config.model), config)
+        return SpatialGRPOTrainer(build_model(config.model), config)
 
     straight = trainer(tmp_path / "a", 0).train().history
     first = trainer(tmp_path / "b", 0).train(stop_at=2).history

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from cooper_lib.data.records import QARecord
-from cooper_lib.data.synthetic import iter_scenes, load_dataset, make_qa
+from cooper_lib.data.synthetic import iter_scenes, load_synthetic_dataset, make_qa
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
 from cooper_lib.eval.benchmarks.items import AnswerType, BenchmarkItem
 
@@ -123,7 +123,7 @@ def load_synthetic(
         meta: dict[str, Any] = {"source": "rendered", "n": n, "seed": seed}
     else:
         root = Path(path)
-        dataset = load_dataset(root)
+        dataset = load_synthetic_dataset(root)
         if dataset.manifest["stage"] not in ("eval", "grpo"):
             raise ValueError(
                 f"path: {root} holds {dataset.manifest['stage']!r} records; the synthetic benchmark "

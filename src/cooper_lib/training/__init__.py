@@ -15,7 +15,7 @@ from cooper_lib.training.config import (
     Stage1Config,
 )
 from cooper_lib.training.ema import EMA
-from cooper_lib.training.grpo import GRPOTrainer
+from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.judges import OpenAIJudge, Reference, RuleJudge
 from cooper_lib.training.loop import Trainer, TrainResult
 from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
@@ -37,7 +37,7 @@ __all__ = [
     "EMA",
     "CPRRewards",
     "GRPOConfig",
-    "GRPOTrainer",
+    "SpatialGRPOTrainer",
     "InterleavedSFTTrainer",
     "MixtureSampler",
     "ModelConfig",

@@ -60,12 +60,12 @@ def run_stage(stage: str, args: argparse.Namespace) -> int:
         return 0
     from accelerate.utils import set_seed
 
-    from cooper_lib.training.grpo import GRPOTrainer
+    from cooper_lib.training.grpo import SpatialGRPOTrainer
     from cooper_lib.training.sft import InterleavedSFTTrainer
     from cooper_lib.training.stage1 import Stage1Trainer
     from cooper_lib.training.weights import build_model
 
-    trainers = {"stage1": Stage1Trainer, "sft": InterleavedSFTTrainer, "grpo": GRPOTrainer}
+    trainers = {"stage1": Stage1Trainer, "sft": InterleavedSFTTrainer, "grpo": SpatialGRPOTrainer}
     set_seed(config.run.seed)  # the heads' initialisation
     trainer = trainers[stage](build_model(config.model), config)
     if trainer.accelerator.is_main_process:

@@ -1,4 +1,4 @@
-"""`GRPOTrainer`: stage 2b, group-relative policy optimisation with COOPER's CPR reward.
+"""`SpatialGRPOTrainer`: stage 2b, group-relative policy optimisation with COOPER's CPR reward.
 
 Why not TRL's `GRPOTrainer`: its rollouts are `generate` calls over a prompt; ours are interleaved
 runs of `InterleavedReasoner` that stop at a tool call, run the perception head on the query
@@ -82,7 +82,7 @@ def rollout_seed(seed: int, step: int, position: int, generation: int) -> int:
     return int(np.random.SeedSequence([seed, step, position, generation]).generate_state(1)[0] >> 1)
 
 
-class GRPOTrainer(Trainer):
+class SpatialGRPOTrainer(Trainer):
     """GRPO on interleaved rollouts of a `SpatialModel`.
 
     Args:

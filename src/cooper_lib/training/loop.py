@@ -59,7 +59,7 @@ class TrainResult:
 
 
 class Trainer(abc.ABC):
-    """Base class of `Stage1Trainer`, `InterleavedSFTTrainer` and `GRPOTrainer`.
+    """Base class of `Stage1Trainer`, `InterleavedSFTTrainer` and `SpatialGRPOTrainer`.
 
     Args:
         model: the `SpatialModel` to train; its trainable weights are set from ``config.model``.

@@ -6,7 +6,7 @@ import torch
 from cooper_lib.data.synthetic import (
     SceneConfig,
     SceneDataset,
-    load_dataset,
+    load_synthetic_dataset,
     read_manifest,
     render_scenes,
     to_hf_dataset,
@@ -40,7 +40,7 @@ def test_scene_round_trip(datasets_on_disk):
 
 
 def test_stage1_items(datasets_on_disk):
-    data = load_dataset(datasets_on_disk["stage1"], "stage1")
+    data = load_synthetic_dataset(datasets_on_disk["stage1"], "stage1")
     assert len(data) == 6
     depth, seg = data[0], data[1]
     assert (
@@ -54,7 +54,7 @@ def test_stage1_items(datasets_on_disk):
 
 
 def test_sft_items_load_images(datasets_on_disk):
-    data = load_dataset(datasets_on_disk["sft"])
+    data = load_synthetic_dataset(datasets_on_disk["sft"])
     assert len(data) == 6
     for index in range(len(data)):
         sample = data[index]
@@ -67,7 +67,7 @@ def test_sft_items_load_images(datasets_on_disk):
 
 @pytest.mark.parametrize("stage", ["grpo", "eval"])
 def test_qa_items(datasets_on_disk, stage):
-    data = load_dataset(datasets_on_disk[stage])
+    data = load_synthetic_dataset(datasets_on_disk[stage])
     sample = data[0]
     assert sample["image"].shape == (3, 24, 32)
     assert sample["answer"] and sample["cpr"] in ("positive", "negative", "boundary")
@@ -75,9 +75,9 @@ def test_qa_items(datasets_on_disk, stage):
 
 def test_stage_mismatch_and_missing_manifest(datasets_on_disk, tmp_path):
     with pytest.raises(ValueError, match="stage"):
-        load_dataset(datasets_on_disk["sft"], "stage1")
+        load_synthetic_dataset(datasets_on_disk["sft"], "stage1")
     with pytest.raises(ValueError, match="stage"):
-        load_dataset(datasets_on_disk["sft"], "rl")
+        load_synthetic_dataset(datasets_on_disk["sft"], "rl")
     with pytest.raises(FileNotFoundError, match="manifest"):
         read_manifest(tmp_path)
 
@@ -92,6 +92,6 @@ def test_hf_export_needs_datasets(datasets_on_disk, monkeypatch):
 def test_hf_export(datasets_on_disk, stage):
     pytest.importorskip("datasets")
     data = to_hf_dataset(datasets_on_disk[stage])
-    assert len(data) == len(load_dataset(datasets_on_disk[stage]))
+    assert len(data) == len(load_synthetic_dataset(datasets_on_disk[stage]))
     if stage != "sft":
         assert data[0]["image"].size == (32, 24)

@@ -4,7 +4,7 @@ Scenes are ray cast in batches on the CPU (`render_scenes`): a ground plane, opt
 up to eight spheres, boxes, cylinders and cones, seen by a pinhole camera. Each `SpatialScene`
 holds RGB, metric z-depth, semantic and instance ids, normals and per-object metadata, all exact.
 `make_qa` asks spatial questions with exact answers, `make_traces` turns them into COOPER's
-interleaved SFT traces, and `write_dataset` / `load_dataset` store and read whole datasets.
+interleaved SFT traces, and `write_dataset` / `load_synthetic_dataset` store and read whole datasets.
 """
 
 from .config import COLOURS, SEMANTIC_CLASSES, SHAPES, SceneConfig
@@ -14,7 +14,7 @@ from .loader import (
     SceneDataset,
     SFTDataset,
     Stage1Dataset,
-    load_dataset,
+    load_synthetic_dataset,
     read_manifest,
     to_hf_dataset,
 )
@@ -46,7 +46,7 @@ __all__ = [
     "Stage1Dataset",
     "default_codecs",
     "iter_scenes",
-    "load_dataset",
+    "load_synthetic_dataset",
     "make_qa",
     "make_traces",
     "pseudo_images",

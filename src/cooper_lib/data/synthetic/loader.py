@@ -127,7 +127,7 @@ class SceneDataset(Dataset):
 _DATASETS = {"stage1": Stage1Dataset, "sft": SFTDataset, "grpo": QADataset, "eval": QADataset}
 
 
-def load_dataset(root: str | os.PathLike, stage: str | None = None) -> Dataset:
+def load_synthetic_dataset(root: str | os.PathLike, stage: str | None = None) -> Dataset:
     """The torch dataset of a folder written by `write_dataset`.
 
     Args:
@@ -158,7 +158,7 @@ def to_hf_dataset(root: str | os.PathLike):
     except ImportError as err:
         raise ImportError(
             "to_hf_dataset needs the optional `datasets` package (pip install datasets); "
-            "load_dataset() gives torch datasets without it"
+            "load_synthetic_dataset() gives torch datasets without it"
         ) from err
     root = Path(root)
     stage = read_manifest(root)["stage"]
