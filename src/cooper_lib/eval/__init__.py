@@ -1,19 +1,9 @@
 """Evaluation: metrics with stated formulas, local-file benchmark loaders, the built-in synthetic
-benchmark, a resumable runner and side-by-side reports (see docs/evaluation.md)."""
+benchmark, a resumable runner and side-by-side reports (see docs/evaluation.md). Each benchmark's
+own loader (`load_qspatial`, `load_nyu_v2`, ...) comes from `cooper_lib.eval.benchmarks`."""
 
 from cooper_lib.eval import metrics
-from cooper_lib.eval.benchmarks import (
-    BENCHMARK_LOADERS,
-    Benchmark,
-    BenchmarkItem,
-    load_benchmark,
-    load_cvbench,
-    load_mmbench,
-    load_mmvp,
-    load_nyu_v2,
-    load_qspatial,
-    load_sibench,
-)
+from cooper_lib.eval.benchmarks import BENCHMARK_LOADERS, Benchmark, BenchmarkItem, load_benchmark
 from cooper_lib.eval.report import bar_chart, write_report
 from cooper_lib.eval.runner import EvalResult, evaluate, load_result, tool_use
 from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
@@ -27,12 +17,6 @@ __all__ = [
     "bar_chart",
     "evaluate",
     "load_benchmark",
-    "load_cvbench",
-    "load_mmbench",
-    "load_mmvp",
-    "load_nyu_v2",
-    "load_qspatial",
-    "load_sibench",
     "load_result",
     "load_synthetic",
     "metrics",
