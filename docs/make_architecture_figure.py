@@ -56,9 +56,7 @@ def main() -> None:
             )
     draw.line((MARGIN + 14, MARGIN + 6, MARGIN + 14, height - MARGIN - 4), fill="#b0306a", width=3)
     tip = height - MARGIN
-    draw.polygon(
-        [(MARGIN + 6, tip - 14), (MARGIN + 22, tip - 14), (MARGIN + 14, tip)], fill="#b0306a"
-    )
+    draw.polygon([(MARGIN + 6, tip - 14), (MARGIN + 22, tip - 14), (MARGIN + 14, tip)], fill="#b0306a")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(OUT)
     print(f"wrote {OUT} ({len(rows)} layers)")

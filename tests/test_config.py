@@ -55,7 +55,9 @@ def test_unknown_head_is_named_when_built():
 
 
 def test_unknown_field_rejected():
-    with pytest.raises(ValueError, match=r"SpatialConfig: unknown fields \[.colour.\]; expected a subset of \[.modalities."):
+    with pytest.raises(
+        ValueError, match=r"SpatialConfig: unknown fields \[.colour.\]; expected a subset of \[.modalities."
+    ):
         SpatialConfig.from_dict({"modalities": ["depth"], "colour": 1})
 
 

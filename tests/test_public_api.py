@@ -5,7 +5,15 @@ import pytest
 import cooper_lib
 
 #: Trainer names of TRL (checked by name: TRL is not a dependency).
-TRL_NAMES = {"GRPOTrainer", "SFTTrainer", "DPOTrainer", "PPOTrainer", "RewardTrainer", "GRPOConfig", "SFTConfig"}
+TRL_NAMES = {
+    "GRPOTrainer",
+    "SFTTrainer",
+    "DPOTrainer",
+    "PPOTrainer",
+    "RewardTrainer",
+    "GRPOConfig",
+    "SFTConfig",
+}
 
 
 def test_public_surface_is_small_and_every_name_resolves():

@@ -36,7 +36,9 @@ def test_config_round_trips_through_json():
     config = VQConfig(image_size=32, downsample=8, quantizer="straight_through", codebook_size=64)
     assert VQConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     assert VQTokenizer.from_config(config.to_dict()).config == config
-    with pytest.raises(ValueError, match=r"VQConfig: unknown fields \[.codebook.\]; expected a subset of \[.image_size."):
+    with pytest.raises(
+        ValueError, match=r"VQConfig: unknown fields \[.codebook.\]; expected a subset of \[.image_size."
+    ):
         VQConfig.from_dict({"codebook": 3})
     with pytest.raises(ValueError, match="downsample: expected a power of two"):
         VQConfig(downsample=6)

@@ -102,7 +102,9 @@ def test_kl_to_the_starting_policy_is_zero_at_first_and_grows(synthetic, tmp_pat
         synthetic, tmp_path, optim=optim_config(lr=0.05), run={"max_steps": 3}, kl_beta=0.1, max_turns=1
     )
     model = build_model(config.model)
-    trainer = SpatialGRPOTrainer(model, config, reward_fn=low_half_reward(len(model.processor.tokenizer) // 2))
+    trainer = SpatialGRPOTrainer(
+        model, config, reward_fn=low_half_reward(len(model.processor.tokenizer) // 2)
+    )
     history = trainer.train().history
     assert history[0]["kl"] == pytest.approx(0.0, abs=1e-6)
     assert history[-1]["kl"] > 1e-4

@@ -30,7 +30,9 @@ def test_bad_values_name_the_field(kwargs, field):
 
 
 def test_unknown_keys_are_rejected():
-    with pytest.raises(ValueError, match=r"SceneConfig: unknown fields \['colour'\]; expected a subset of \['width'"):
+    with pytest.raises(
+        ValueError, match=r"SceneConfig: unknown fields \['colour'\]; expected a subset of \['width'"
+    ):
         SceneConfig.from_dict({"width": 64, "colour": "red"})
 
 
