@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from cooper_lib.config import DEFAULT_MODALITIES, ModalitySpec, SpatialConfig
+from cooper_lib.config import ModalitySpec, SpatialConfig
+from cooper_lib.modalities import get_modality
 
 
 def test_defaults_are_coopers_tags():
@@ -59,5 +60,5 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_default_modalities_have_distinct_tags():
-    tags = [t for spec in DEFAULT_MODALITIES.values() for t in (spec.open_tag, spec.close_tag)]
+    tags = [t for name in ("depth", "segmentation", "normals") for t in (get_modality(name).open_tag, get_modality(name).close_tag)]
     assert len(set(tags)) == len(tags)

@@ -7,7 +7,9 @@ from cooper_lib.modalities import (
     DecodedMap,
     DepthCodec,
     ModalityCodec,
+    Modality,
     available_modalities,
+    get_modality,
     get_codec,
     register_modality,
 )
@@ -77,3 +79,23 @@ def test_registry_errors(clean_registry):
 def test_codec_base_is_abstract():
     with pytest.raises(TypeError):
         ModalityCodec()
+
+
+def test_builtin_modalities_carry_their_tags_kind_and_ignore_index():
+    depth, seg, normals = (get_modality(n) for n in ("depth", "segmentation", "normals"))
+    assert (depth.open_tag, depth.close_tag) == ("<depth-estimation>", "</depth-estimation>")
+    assert seg.instruction == "Segment the objects in the image with different colors."
+    assert (depth.kind, seg.kind, normals.kind) == ("float", "ids", "vectors")
+    assert seg.ignore_index == 255 and depth.ignore_index is None
+    assert depth.priority > seg.priority
+    assert not get_modality("instance").has_tags
+
+
+def test_codec_only_registration_wraps_a_base_modality(clean_registry):
+    modality = register_modality("albedo", _Albedo)
+    assert isinstance(modality, Modality) and get_modality("albedo") is modality
+    assert modality.kind == "float" and not modality.has_tags
+    with pytest.raises(TypeError, match="only with a name"):
+        register_modality(Modality("x", _Albedo), _Albedo)
+    with pytest.raises(ValueError, match="all three or none"):
+        Modality("y", _Albedo, open_tag="<y>")

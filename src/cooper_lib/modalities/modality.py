@@ -70,6 +70,9 @@ class Modality:
     resize_mode: str = "bilinear"
     #: Keys a stage-1 record of this modality may add (read by `target_options`).
     record_keys: tuple[str, ...] = ()
+    #: Whether target files are integer PNGs in units of 1 / scale (depth); `load_target` then takes
+    #: ``scale`` and SFT items carry ``target_scale``.
+    scaled_png: bool = False
     #: Names of `map_metrics`' results.
     metric_names: tuple[str, ...] = ()
 
@@ -123,7 +126,7 @@ class Modality:
         if _is_codec(entry) and not isinstance(entry, type):
             if kwargs:
                 raise TypeError(
-                    f"modality {self.name!r} was registered with a ready codec; it takes no arguments, "
+                    f"modality {self.name!r} was registered as a ready codec; it takes no arguments, "
                     f"got {sorted(kwargs)}"
                 )
             return entry

@@ -56,12 +56,17 @@ def register_modality(
                 f"factory_or_codec: registering {modality!r} by name needs a codec or codec factory; "
                 "or pass a Modality object"
             )
+        if not (callable(factory_or_codec) or hasattr(factory_or_codec, "encode")):
+            raise TypeError(
+                "factory_or_codec: expected a codec (with encode/decode) or a callable returning one, "
+                f"got {type(factory_or_codec).__name__}"
+            )
         modality = Modality(modality, factory_or_codec)
     else:
         raise TypeError(f"modality: expected a Modality or a name, got {type(modality).__name__}")
     if modality.name in _REGISTRY and not overwrite:
         raise ValueError(
-            f"modality: {modality.name!r} is already registered; pass overwrite=True to replace it"
+            f"name: modality {modality.name!r} is already registered; pass overwrite=True to replace it"
         )
     _REGISTRY[modality.name] = modality
     return modality

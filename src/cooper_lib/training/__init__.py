@@ -19,7 +19,8 @@ from cooper_lib.training.grpo import GRPOTrainer
 from cooper_lib.training.judges import OpenAIJudge, Reference, RuleJudge
 from cooper_lib.training.loop import Trainer, TrainResult
 from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
-from cooper_lib.training.records import load_qa_records, load_sft_records, load_stage1_records
+from cooper_lib.data.records import load_sft_records, load_stage1_records
+from cooper_lib.training.records import load_qa_records
 from cooper_lib.training.rewards import (
     CPRRewards,
     accuracy_reward,

@@ -19,7 +19,7 @@ from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
 from cooper_lib.training.config import Stage1Config
 from cooper_lib.training.loop import EvalHook
-from cooper_lib.training.records import Stage1Example, load_stage1_records
+from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
