@@ -1,7 +1,14 @@
+import json
+
 import pytest
 
 from cooper_lib.data.records import load_sft_records
 from cooper_lib.training.records import load_qa_records
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def test_depth_target_scale_comes_from_the_manifest(synthetic):

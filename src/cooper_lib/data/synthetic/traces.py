@@ -20,14 +20,16 @@ import torch
 
 from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT, Item, SFTRecord, tool_call
 from cooper_lib.modalities import DepthCodec, SegmentationCodec
+from cooper_lib.modalities.depth import DISPLAY_RANGE
 
 from .config import SEMANTIC_CLASSES
 from .qa import OCCLUDED, SpatialQuestion, article, visible_depth
 from .scene import SceneObject, SpatialScene
 from .templates import PLURALS
 
-DISPLAY_DEPTH_RANGE = (1e-3, 20.0)
-"""Depth range (m) the default depth pseudo-image spreads over the Spectral table; farther clamps."""
+DISPLAY_DEPTH_RANGE = DISPLAY_RANGE
+"""Depth range (m) the default depth pseudo-image spreads over the Spectral table; farther clamps
+(its home: `cooper_lib.modalities.depth.DISPLAY_RANGE`)."""
 
 
 def default_codecs() -> dict[str, DepthCodec | SegmentationCodec]:
