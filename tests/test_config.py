@@ -60,5 +60,9 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_default_modalities_have_distinct_tags():
-    tags = [t for name in ("depth", "segmentation", "normals") for t in (get_modality(name).open_tag, get_modality(name).close_tag)]
+    tags = [
+        t
+        for name in ("depth", "segmentation", "normals")
+        for t in (get_modality(name).open_tag, get_modality(name).close_tag)
+    ]
     assert len(set(tags)) == len(tags)

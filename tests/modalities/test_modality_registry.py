@@ -6,11 +6,11 @@ import torch
 from cooper_lib.modalities import (
     DecodedMap,
     DepthCodec,
-    ModalityCodec,
     Modality,
+    ModalityCodec,
     available_modalities,
-    get_modality,
     get_codec,
+    get_modality,
     register_modality,
 )
 from cooper_lib.modalities import registry as registry_module

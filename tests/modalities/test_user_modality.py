@@ -23,7 +23,14 @@ from cooper_lib import add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone
 from cooper_lib.data.records import Item, SFTRecord, load_stage1_records
 from cooper_lib.eval import Benchmark, BenchmarkItem, evaluate
-from cooper_lib.modalities import DecodedMap, Display, Modality, ModalityCodec, get_modality, register_modality
+from cooper_lib.modalities import (
+    DecodedMap,
+    Display,
+    Modality,
+    ModalityCodec,
+    get_modality,
+    register_modality,
+)
 from cooper_lib.modalities import registry as registry_module
 from cooper_lib.reasoning import InterleavedReasoner
 from cooper_lib.tokenizers import VQConfig, VQTokenizer
@@ -113,7 +120,9 @@ def edge_map(n: int, size: int = 16) -> torch.Tensor:
 
 def spatial(head: Any = "dense", **kwargs: Any):
     model, processor = build_tiny_backbone("qwen2_vl")
-    return add_spatial_heads(model, processor, modalities=("depth", "edges"), head=head, **{**SMALL_HEADS, **kwargs})
+    return add_spatial_heads(
+        model, processor, modalities=("depth", "edges"), head=head, **{**SMALL_HEADS, **kwargs}
+    )
 
 
 def test_attach_gives_the_modality_its_tags_and_head(edges):
@@ -124,7 +133,10 @@ def test_attach_gives_the_modality_its_tags_and_head(edges):
     tokenizer = model.processor.tokenizer
     assert tokenizer.convert_tokens_to_ids("</edge-detection>") in model.config.added_tokens.values()
     with pytest.raises(TypeError, match=r"aux_targets\[.edges.\]: expected a floating-point"):
-        model(**model.perception_inputs(images(1), "edges"), aux_targets={"edges": torch.zeros(1, 16, 16, dtype=torch.long)})
+        model(
+            **model.perception_inputs(images(1), "edges"),
+            aux_targets={"edges": torch.zeros(1, 16, 16, dtype=torch.long)},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +189,9 @@ def test_stage1_records_load_and_training_lowers_the_loss(tmp_path):
     assert torch.isnan(target[0, 0]) and torch.equal(target[1:, 16], torch.ones(31))
     with pytest.raises(ValueError, match=r"unknown keys \['palette'\]"):
         bad = tmp_path / "bad.jsonl"
-        bad.write_text('{"image": "rgb0.png", "modality": "edges", "target": "edges0.png", "palette": "ade20k"}\n')
+        bad.write_text(
+            '{"image": "rgb0.png", "modality": "edges", "target": "edges0.png", "palette": "ade20k"}\n'
+        )
         load_stage1_records([bad])
     torch.manual_seed(0)
     config = Stage1Config(
@@ -206,7 +220,13 @@ def test_an_sft_step_supervises_the_edges_head(tmp_path):
             Item("image", images(1, size=32)[0], role="user"),
             Item("text", "Where is the edge?", role="user"),
             Item("text", EDGE_TURN, need_loss=True, role="assistant"),
-            Item("image", codec.encode(edge_map(1, 32)[0]), role="tool", modality="edges", target=edge_map(1, 32)[0]),
+            Item(
+                "image",
+                codec.encode(edge_map(1, 32)[0]),
+                role="tool",
+                modality="edges",
+                target=edge_map(1, 32)[0],
+            ),
             Item("text", ANSWER_TURN, need_loss=True, role="assistant"),
         ],
     )
@@ -238,12 +258,20 @@ def test_grpo_format_and_exploration_count_its_tool_call():
 
 def test_the_reasoner_calls_it_and_evaluation_counts_it():
     model = spatial()
-    reasoner = InterleavedReasoner(model, system_prompt=None, logits_processors=[script(model, EDGE_TURN, ANSWER_TURN)])
+    reasoner = InterleavedReasoner(
+        model, system_prompt=None, logits_processors=[script(model, EDGE_TURN, ANSWER_TURN)]
+    )
     bench = Benchmark(
         "edges-bench",
         [
             BenchmarkItem(
-                "q1", lambda: images(1)[0], "Which side? (A) left (B) right", "A", "choice", ("left", "right"), "side"
+                "q1",
+                lambda: images(1)[0],
+                "Which side? (A) left (B) right",
+                "A",
+                "choice",
+                ("left", "right"),
+                "side",
             )
         ],
     )

@@ -3,9 +3,9 @@ import pytest
 import torch
 from training_setup import model_config
 
+from cooper_lib.data.records import Item, SFTRecord, load_stage1_records
 from cooper_lib.model import IGNORE_INDEX
 from cooper_lib.training.collators import SFTCollator, Stage1Collator, find_subsequence, resize_map
-from cooper_lib.data.records import Item, SFTRecord, load_stage1_records
 from cooper_lib.training.weights import build_model
 
 

@@ -180,7 +180,10 @@ class SFTRecord:
         """The record `to_dict` wrote (unknown keys raise ValueError); COOPER's rows: `parse_sft`."""
         _check_keys(data, ("id", "items", "meta"), "record")
         return cls(
-            id=data["id"], items=[Item.from_dict(i) for i in data["items"]], meta=data.get("meta", {}), base_dir=base_dir
+            id=data["id"],
+            items=[Item.from_dict(i) for i in data["items"]],
+            meta=data.get("meta", {}),
+            base_dir=base_dir,
         )
 
     def text(self) -> str:

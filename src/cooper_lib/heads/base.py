@@ -19,6 +19,7 @@ from cooper_lib.modalities import Modality
 if TYPE_CHECKING:
     from cooper_lib.config import SpatialConfig
 
+
 class PerceptionHead(nn.Module, metaclass=abc.ABCMeta):
     """Base class of generation heads.
 

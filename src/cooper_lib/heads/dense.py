@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from cooper_lib.config import SpatialConfig
 
 
-
 class DenseHead(PerceptionHead):
     """Decode a block of query hidden states [n, K, H] into maps.
 

@@ -372,7 +372,9 @@ class DepthModality(Modality):
             return {"scale": DEPTH_PRESETS[row["depth_preset"]].png_scale}
         scale = float(row["depth_scale"])
         if not scale > 0:
-            raise ValueError(f"{where}: depth_scale: expected a positive number of PNG units per metre, got {scale}")
+            raise ValueError(
+                f"{where}: depth_scale: expected a positive number of PNG units per metre, got {scale}"
+            )
         return {"scale": scale}
 
     def load_target(self, path: str | os.PathLike, *, scale: float | None = None) -> torch.Tensor:

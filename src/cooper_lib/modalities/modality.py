@@ -96,9 +96,7 @@ class Modality:
             )
         tags = (open_tag, close_tag, instruction)
         if any(t is None for t in tags) and any(t is not None for t in tags):
-            raise ValueError(
-                f"open_tag, close_tag, instruction: give all three or none, got {tags}"
-            )
+            raise ValueError(f"open_tag, close_tag, instruction: give all three or none, got {tags}")
         if self.kind not in MAP_KINDS:
             raise ValueError(f"kind: expected one of {list(MAP_KINDS)}, got {self.kind!r}")
         self.name = name
@@ -132,7 +130,9 @@ class Modality:
             return entry
         codec = entry(**kwargs)
         if not _is_codec(codec):
-            raise TypeError(f"the codec factory of modality {self.name!r} returned {type(codec).__name__}, not a codec")
+            raise TypeError(
+                f"the codec factory of modality {self.name!r} returned {type(codec).__name__}, not a codec"
+            )
         return codec
 
     def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:

@@ -349,7 +349,9 @@ class SegmentationModality(Modality):
         self, raw: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0, **settings: Any
     ) -> torch.Tensor:
         """Cross-entropy + `dice_weight` x Dice, unlabelled pixels left out."""
-        return seg_ce_dice_loss(raw.float(), target.long(), ignore_index=IGNORE_INDEX, dice_weight=dice_weight)
+        return seg_ce_dice_loss(
+            raw.float(), target.long(), ignore_index=IGNORE_INDEX, dice_weight=dice_weight
+        )
 
     def image_to_map(self, codec: ModalityCodec, image: torch.Tensor) -> torch.Tensor:
         """The class of the nearest palette colour at every pixel (the ignore colour is not a

@@ -64,7 +64,9 @@ def default_codecs(model: SpatialModel) -> dict[str, ModalityCodec]:
     ADE20K palette for 150 classes (COOPER) or a generated one; the normals codec; ...)."""
     config = model.config
     return {
-        name: config.modality(name).display_codec(num_classes=config.num_classes, depth_mode=config.depth_mode)
+        name: config.modality(name).display_codec(
+            num_classes=config.num_classes, depth_mode=config.depth_mode
+        )
         for name in config.modalities
     }
 

@@ -81,7 +81,9 @@ class TurnFormat:
         tools = {
             name: (config.spec(name).open_tag, config.spec(name).close_tag) for name in config.modalities
         }
-        priority = sorted(tools, key=lambda name: (-config.modality(name).priority, config.modalities.index(name)))
+        priority = sorted(
+            tools, key=lambda name: (-config.modality(name).priority, config.modalities.index(name))
+        )
         return cls(tools=tools, priority=tuple(priority))
 
     def stop_strings(self, tools: Sequence[str]) -> tuple[str, ...]:

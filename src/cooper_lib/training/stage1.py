@@ -15,11 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
 from cooper_lib.training.config import Stage1Config
 from cooper_lib.training.loop import EvalHook
-from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
