@@ -27,6 +27,8 @@ def test_json_round_trip(tmp_path):
     loaded = SpatialConfig.load(tmp_path)
     assert loaded == config
     assert loaded.spec("edges") == ModalitySpec("<edges>", "</edges>", "Find the edges.")
+    # a name only tags define (configs saved before modalities were objects) is a depth-like map
+    assert loaded.modality("edges").kind == "float" and loaded.modality("edges").name == "edges"
     assert json.loads((tmp_path / "cooper_config.json").read_text())["query_grid"] == [4, 6]
 
 

@@ -186,3 +186,16 @@ def test_sft_rows_in_both_formats_and_their_errors(tmp_path):
     ]:
         with pytest.raises(ValueError, match=message):
             parse_sft(row, tmp_path, "row")
+
+
+def test_unknown_keys_name_the_key_and_the_accepted_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]; expected a subset of \[.*'need_loss'"):
+        Item.from_dict({"type": "text", "value": "x", "colour": 1})
+    with pytest.raises(ValueError, match=r"unknown keys \['scale'\]"):
+        Stage1Record.from_dict(
+            {"id": "a", "image": "i", "modality": "depth", "target": "t", "instruction": "", "scale": 1}
+        )
+    with pytest.raises(ValueError, match="unknown modality 'sonar'"):
+        load_stage1_records(
+            [write(tmp_path / "s.jsonl", [{"image": "a", "modality": "sonar", "target": "b"}])]
+        )

@@ -99,3 +99,31 @@ def test_codec_only_registration_wraps_a_base_modality(clean_registry):
         register_modality(Modality("x", _Albedo), _Albedo)
     with pytest.raises(ValueError, match="all three or none"):
         Modality("y", _Albedo, open_tag="<y>")
+
+
+def test_modality_metrics_of_generated_maps():
+    depth, seg, normals = (get_modality(n) for n in ("depth", "segmentation", "normals"))
+    gt = torch.tensor([[[1.0, 2.0], [4.0, 0.0]]])  # 0: no depth, left out
+    assert depth.map_metrics(gt * 1.5, gt, num_classes=1) == pytest.approx({"depth/abs_rel": 0.5})
+    ids = torch.tensor([[[0, 1], [1, 255]]])
+    assert seg.map_metrics(torch.tensor([[[0, 1], [0, 0]]]), ids, num_classes=2) == pytest.approx(
+        {"segmentation/miou": (1 / 2 + 1 / 2) / 2}
+    )
+    up = torch.zeros(1, 3, 2, 2)
+    up[:, 2] = 1.0
+    side = torch.zeros(1, 3, 2, 2)
+    side[:, 0] = 1.0
+    assert normals.map_metrics(side, up, num_classes=1) == pytest.approx({"normals/angle": 90.0})
+
+
+def test_dense_losses_mask_invalid_pixels():
+    depth, seg = get_modality("depth"), get_modality("segmentation")
+    raw = torch.randn(2, 1, 4, 4)
+    target = torch.rand(2, 4, 4) + 0.5
+    holed = target.clone()
+    holed[:, 0] = torch.nan
+    holed[0, 1, 1] = 0.0
+    torch.testing.assert_close(depth.dense_loss(raw, holed), depth.dense_loss(raw[:, :, 1:], holed[:, 1:]))
+    assert not torch.allclose(depth.dense_loss(raw, holed), depth.dense_loss(raw, target))
+    assert bool(depth.blank_target(target).isnan().all())
+    assert bool((seg.blank_target(torch.zeros(2, 2, dtype=torch.long)) == 255).all())
