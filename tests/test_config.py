@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from cooper_lib.config import DEFAULT_MODALITIES, ModalitySpec, SpatialConfig
+from cooper_lib.config import ModalitySpec, SpatialConfig
 from cooper_lib.heads import build_head
+from cooper_lib.modalities import get_modality
 
 
 def test_defaults_are_coopers_tags():
@@ -27,6 +28,8 @@ def test_json_round_trip(tmp_path):
     loaded = SpatialConfig.load(tmp_path)
     assert loaded == config
     assert loaded.spec("edges") == ModalitySpec("<edges>", "</edges>", "Find the edges.")
+    # a name only tags define (configs saved before modalities were objects) is a depth-like map
+    assert loaded.modality("edges").kind == "float" and loaded.modality("edges").name == "edges"
     assert json.loads((tmp_path / "cooper_config.json").read_text())["query_grid"] == [4, 6]
 
 
@@ -67,5 +70,9 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_default_modalities_have_distinct_tags():
-    tags = [t for spec in DEFAULT_MODALITIES.values() for t in (spec.open_tag, spec.close_tag)]
+    tags = [
+        t
+        for name in ("depth", "segmentation", "normals")
+        for t in (get_modality(name).open_tag, get_modality(name).close_tag)
+    ]
     assert len(set(tags)) == len(tags)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cooper_lib.modalities import Modality, available_modalities, get_modality, tags_only_modality
 from cooper_lib.serialization import from_dict, to_dict
 
 CONFIG_NAME = "cooper_config.json"
@@ -14,29 +15,14 @@ CONFIG_NAME = "cooper_config.json"
 
 @dataclass(frozen=True)
 class ModalitySpec:
-    """How one auxiliary modality is asked for in text: its tag pair and COOPER's instruction."""
+    """How one auxiliary modality is asked for in text: its tag pair and COOPER's instruction.
+
+    A registered `Modality` carries its defaults (COOPER's for the built-ins); a config's ``tags``
+    override them."""
 
     open_tag: str
     close_tag: str
     instruction: str
-
-
-#: COOPER's plain-text tags and stage-1 instructions (see the paper's official code).
-DEFAULT_MODALITIES: dict[str, ModalitySpec] = {
-    "depth": ModalitySpec(
-        "<depth-estimation>",
-        "</depth-estimation>",
-        "Estimate the depth of the image and generate the depth map.",
-    ),
-    "segmentation": ModalitySpec(
-        "<segmentation>", "</segmentation>", "Segment the objects in the image with different colors."
-    ),
-    "normals": ModalitySpec(
-        "<normal-estimation>",
-        "</normal-estimation>",
-        "Estimate the surface normals of the image and generate the normal map.",
-    ),
-}
 
 
 @dataclass
@@ -44,8 +30,9 @@ class SpatialConfig:
     """Everything needed to rebuild the spatial additions on a backbone.
 
     Attributes:
-        modalities: auxiliary modalities to attach, in order (names from `DEFAULT_MODALITIES`
-            unless `tags` defines them).
+        modalities: auxiliary modalities to attach, in order: registered modality names
+            (`cooper_lib.modalities.available_modalities()`), or names `tags` defines (attached as
+            depth-like maps, the rule of configs saved before modalities were objects).
         head: generation head type (a name from `cooper_lib.heads.head_names()`) for every modality,
             or a dict naming one for each modality, e.g. `{"depth": "flow", "segmentation": "dense"}`.
         query_grid: (rows, cols) of perception queries per block; K = rows * cols.
@@ -101,18 +88,38 @@ class SpatialConfig:
         """The head type of `modality`: `head` itself, or its entry when `head` is per modality."""
         return self.head[modality] if isinstance(self.head, dict) else self.head
 
+    def modality(self, name: str) -> Modality:
+        """The `Modality` of `name`: the registered one, or for a name only `tags` defines, a
+        depth-like one (`cooper_lib.modalities.tags_only_modality`)."""
+        if name in available_modalities():
+            return get_modality(name)
+        if name in self.tags:
+            return tags_only_modality(name)
+        raise ValueError(
+            f"modality: expected a registered modality {available_modalities()} or one of tags "
+            f"{sorted(self.tags)}, got {name!r}"
+        )
+
     def spec(self, modality: str) -> ModalitySpec:
-        """Tag pair and instruction for `modality` (user overrides first, then COOPER's defaults)."""
-        return self.tags.get(modality) or DEFAULT_MODALITIES[modality]
+        """Tag pair and instruction for `modality` (user overrides first, then the modality's own)."""
+        if modality in self.tags:
+            return self.tags[modality]
+        found = self.modality(modality)
+        if not found.has_tags:
+            raise ValueError(
+                f"tags: modality {modality!r} defines no tool tags; give them in tags={{{modality!r}: ModalitySpec(...)}}"
+            )
+        return ModalitySpec(found.open_tag, found.close_tag, found.instruction)
 
     def validate(self) -> None:
         """Raise ValueError / TypeError naming the first field that holds an unusable value."""
-        known = sorted(set(DEFAULT_MODALITIES) | set(self.tags))
+        known = sorted(set(available_modalities()) | set(self.tags))
         if not self.modalities:
             raise ValueError("modalities: expected at least one modality, got an empty sequence")
         for name in self.modalities:
             if name not in known:
                 raise ValueError(f"modalities: expected names from {known}, got {name!r}")
+            self.spec(name)
         if len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"modalities: expected distinct names, got {list(self.modalities)}")
         # Head names are checked where heads are registered (`cooper_lib.heads.build_head`), which

@@ -25,8 +25,7 @@ from cooper_lib import ops
 from cooper_lib.backbones import BackboneAdapter
 from cooper_lib.config import CONFIG_NAME, SpatialConfig
 from cooper_lib.graft import check_addition_state, graft
-from cooper_lib.heads import build_head, map_kind
-from cooper_lib.heads.dense import SEG_IGNORE_INDEX
+from cooper_lib.heads import build_head
 from cooper_lib.layout import PerceptionLayout, QueryPositions
 
 WEIGHTS_NAME = "spatial_heads.safetensors"
@@ -378,31 +377,8 @@ def _check_targets(
         where = f"aux_targets[{name!r}]"
         if name not in config.modalities:
             raise ValueError(f"aux_targets: expected keys from {list(config.modalities)}, got {name!r}")
-        if not isinstance(target, torch.Tensor):
-            raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
-        kind = map_kind(name)
+        target = config.modality(name).validate_target(target, where=where, num_classes=config.num_classes)
         blocks = states[name].shape[0] if name in states else 0
-        if kind == "normals":
-            if target.ndim != 4 or target.shape[1] != 3:
-                raise ValueError(
-                    f"{where}: expected normals of shape [n, 3, h, w], got {tuple(target.shape)}"
-                )
-        else:
-            if target.ndim == 4 and target.shape[1] == 1:
-                target = target[:, 0]
-            if target.ndim != 3:
-                raise ValueError(f"{where}: expected maps of shape [n, h, w], got {tuple(target.shape)}")
-        if kind == "segmentation":
-            if target.is_floating_point() or target.dtype == torch.bool:
-                raise TypeError(f"{where}: expected integer class ids, got dtype {target.dtype}")
-            bad = (target < 0) | ((target >= config.num_classes) & (target != SEG_IGNORE_INDEX))
-            if bool(bad.any()):
-                raise ValueError(
-                    f"{where}: expected class ids in [0, {config.num_classes}) or {SEG_IGNORE_INDEX} (ignored), "
-                    f"got values {sorted(set(target[bad].unique().tolist()))[:5]}"
-                )
-        elif not target.is_floating_point():
-            raise TypeError(f"{where}: expected a floating-point tensor, got dtype {target.dtype}")
         if target.shape[0] != blocks:
             raise ValueError(
                 f"{where}: expected {blocks} maps (one per {name} query block in the batch), got {target.shape[0]}"

@@ -6,9 +6,11 @@ import torch
 from cooper_lib.modalities import (
     DecodedMap,
     DepthCodec,
+    Modality,
     ModalityCodec,
     available_modalities,
     get_codec,
+    get_modality,
     register_modality,
 )
 from cooper_lib.modalities import registry as registry_module
@@ -77,3 +79,51 @@ def test_registry_errors(clean_registry):
 def test_codec_base_is_abstract():
     with pytest.raises(TypeError):
         ModalityCodec()
+
+
+def test_builtin_modalities_carry_their_tags_kind_and_ignore_index():
+    depth, seg, normals = (get_modality(n) for n in ("depth", "segmentation", "normals"))
+    assert (depth.open_tag, depth.close_tag) == ("<depth-estimation>", "</depth-estimation>")
+    assert seg.instruction == "Segment the objects in the image with different colors."
+    assert (depth.kind, seg.kind, normals.kind) == ("float", "ids", "vectors")
+    assert seg.ignore_index == 255 and depth.ignore_index is None
+    assert depth.priority > seg.priority
+    assert not get_modality("instance").has_tags
+
+
+def test_codec_only_registration_wraps_a_base_modality(clean_registry):
+    modality = register_modality("albedo", _Albedo)
+    assert isinstance(modality, Modality) and get_modality("albedo") is modality
+    assert modality.kind == "float" and not modality.has_tags
+    with pytest.raises(TypeError, match="only with a name"):
+        register_modality(Modality("x", _Albedo), _Albedo)
+    with pytest.raises(ValueError, match="all three or none"):
+        Modality("y", _Albedo, open_tag="<y>")
+
+
+def test_modality_metrics_of_generated_maps():
+    depth, seg, normals = (get_modality(n) for n in ("depth", "segmentation", "normals"))
+    gt = torch.tensor([[[1.0, 2.0], [4.0, 0.0]]])  # 0: no depth, left out
+    assert depth.map_metrics(gt * 1.5, gt, num_classes=1) == pytest.approx({"depth/abs_rel": 0.5})
+    ids = torch.tensor([[[0, 1], [1, 255]]])
+    assert seg.map_metrics(torch.tensor([[[0, 1], [0, 0]]]), ids, num_classes=2) == pytest.approx(
+        {"segmentation/miou": (1 / 2 + 1 / 2) / 2}
+    )
+    up = torch.zeros(1, 3, 2, 2)
+    up[:, 2] = 1.0
+    side = torch.zeros(1, 3, 2, 2)
+    side[:, 0] = 1.0
+    assert normals.map_metrics(side, up, num_classes=1) == pytest.approx({"normals/angle": 90.0})
+
+
+def test_dense_losses_mask_invalid_pixels():
+    depth, seg = get_modality("depth"), get_modality("segmentation")
+    raw = torch.randn(2, 1, 4, 4)
+    target = torch.rand(2, 4, 4) + 0.5
+    holed = target.clone()
+    holed[:, 0] = torch.nan
+    holed[0, 1, 1] = 0.0
+    torch.testing.assert_close(depth.dense_loss(raw, holed), depth.dense_loss(raw[:, :, 1:], holed[:, 1:]))
+    assert not torch.allclose(depth.dense_loss(raw, holed), depth.dense_loss(raw, target))
+    assert bool(depth.blank_target(target).isnan().all())
+    assert bool((seg.blank_target(torch.zeros(2, 2, dtype=torch.long)) == 255).all())

@@ -3,9 +3,9 @@ import pytest
 import torch
 from training_setup import model_config
 
+from cooper_lib.data.records import Item, SFTRecord, load_stage1_records
 from cooper_lib.model import IGNORE_INDEX
 from cooper_lib.training.collators import SFTCollator, Stage1Collator, find_subsequence, resize_map
-from cooper_lib.training.records import SFTItem, SFTRecordData, load_stage1_records
 from cooper_lib.training.weights import build_model
 
 
@@ -45,15 +45,15 @@ def test_stage1_collator_targets_and_tag_labels(synthetic):
 def test_sft_collator_errors_name_the_record():
     model = build_model(model_config())
     target = torch.ones(8, 8)
-    record = SFTRecordData(
+    record = SFTRecord(
         "broken",
         [
-            SFTItem("text", "<think>x</think> no closing tag here", need_loss=True),
-            SFTItem("image", np.zeros((8, 8, 3), np.uint8), modality="depth", target=target),
+            Item("text", "<think>x</think> no closing tag here", need_loss=True),
+            Item("image", np.zeros((8, 8, 3), np.uint8), modality="depth", target=target),
         ],
     )
     with pytest.raises(ValueError, match="record broken: a depth map follows a turn without its closing tag"):
         SFTCollator(model)([record])
-    short = SFTRecordData("long", [SFTItem("text", "q"), SFTItem("text", "a b c d e f g", need_loss=True)])
+    short = SFTRecord("long", [Item("text", "q"), Item("text", "a b c d e f g", need_loss=True)])
     with pytest.raises(ValueError, match=r"records \['long'\]: longer than max_length=3"):
         SFTCollator(model, max_length=3)([short])

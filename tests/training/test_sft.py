@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 from training_setup import model_config, optim_config, run_config
 
+from cooper_lib.data.records import load_sft_records
 from cooper_lib.model import IGNORE_INDEX
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import SFTConfig
-from cooper_lib.training.records import load_sft_records
 from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.weights import build_model
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from training_setup import model_config, optim_config, run_config
 
+from cooper_lib.data.records import load_stage1_records
 from cooper_lib.training.config import Stage1Config
-from cooper_lib.training.records import load_stage1_records
 from cooper_lib.training.stage1 import Stage1Trainer
 from cooper_lib.training.weights import build_model, load_trained_model
 

@@ -151,10 +151,11 @@ def write_report(
         for name, r in zip(names, results, strict=True)
     }
     bar_chart(rows, scores, title="Score (%) per category").save(out / "scores.png")
+    columns = list(dict.fromkeys(c for r in results for c in r.tool_use.get("all", TOOL_COLUMNS) if c != "n"))
     tools = {
-        f"{name}: {column}": [r.tool_use["all"][column]]
+        f"{name}: {column}": [r.tool_use["all"].get(column, 0.0)]
         for name, r in zip(names, results, strict=True)
-        for column in TOOL_COLUMNS
+        for column in columns
     }
     bar_chart(["all items"], tools, title="Tool use (% of items)").save(out / "tool_use.png")
 
@@ -174,14 +175,14 @@ def write_report(
     for category in categories:
         lines.append(f"| {category} | " + " | ".join(_cell(score(r, category)) for r in results) + " |")
     lines += ["", "![scores](scores.png)", "", "## Tool use (% of items per category)", ""]
-    lines.append("| category | " + " | ".join(f"{n} {c}" for n in names for c in TOOL_COLUMNS) + " |")
-    lines.append("|---|" + "---:|" * (len(names) * len(TOOL_COLUMNS)))
+    lines.append("| category | " + " | ".join(f"{n} {c}" for n in names for c in columns) + " |")
+    lines.append("|---|" + "---:|" * (len(names) * len(columns)))
     tool_rows = sorted({c for r in results for c in r.tool_use}, key=lambda c: (c == "all", c))
     for category in tool_rows:
         cells = [
-            _cell(r.tool_use[category][c] if category in r.tool_use else None)
+            _cell(r.tool_use[category].get(c, 0.0) if category in r.tool_use else None)
             for r in results
-            for c in TOOL_COLUMNS
+            for c in columns
         ]
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
     lines += ["", "![tool use](tool_use.png)", ""]

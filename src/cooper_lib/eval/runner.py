@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
 
+from cooper_lib.config import SpatialConfig
 from cooper_lib.eval.benchmarks.base import Benchmark, group_by, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.eval.benchmarks.nyu import DEPTH_MAP_POLICY, depth_model, depth_records, depth_run_metrics
@@ -26,7 +27,10 @@ from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace
 
 POLICIES: tuple[str, ...] = ("adaptive", "perceive_first", "text_only")
-TOOL_COLUMNS: tuple[str, ...] = ("depth", "segmentation", "text_only")
+BASE_TOOLS: tuple[str, ...] = tuple(SpatialConfig.__dataclass_fields__["modalities"].default)
+"""Tools every tool-use table shows (COOPER's two, a default config's modalities), used or not."""
+TOOL_COLUMNS: tuple[str, ...] = (*BASE_TOOLS, "text_only")
+"""The columns of a run that calls only `BASE_TOOLS`; other tools (any modality) add their own."""
 """Tool-use columns: items that called the depth tool, the segmentation tool, or no tool."""
 CACHE_FORMAT = "cooper-lib/eval-run"
 
@@ -56,9 +60,17 @@ def prediction_text(trace: ReasoningTrace) -> str:
     return turns[-1] if turns else ""
 
 
+def tool_columns(records: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """`BASE_TOOLS`, then every other tool the records called (in order of first call), then
+    ``"text_only"``."""
+    called = (tool for record in records for tool in record["tools"])
+    return (*dict.fromkeys([*BASE_TOOLS, *called]), "text_only")
+
+
 def tool_use(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per category (and ``"all"``): item count ``n`` and the percent of items that called depth,
-    segmentation, or no tool (an item calling both tools counts in both columns)."""
+    """Per category (and ``"all"``): item count ``n`` and, for each of `tool_columns`, the percent
+    of items that called that tool, or no tool (an item calling two tools counts in both columns)."""
+    columns = tool_columns(records)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         groups[record["category"] or "-"].append(record)
@@ -67,7 +79,7 @@ def tool_use(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for name in sorted(groups, key=lambda g: (g == "all", g)):
         group = groups[name]
         row: dict[str, float] = {"n": len(group)}
-        for column in TOOL_COLUMNS:
+        for column in columns:
             hits = sum(not r["tools"] if column == "text_only" else column in r["tools"] for r in group)
             row[column] = 100.0 * hits / len(group)
         out[name] = row
@@ -110,12 +122,15 @@ class EvalResult:
                     *(f"| {name} | {value:.4f} |" for name, value in self.metrics["metrics"].items()),
                 ]
             )
+        columns = [c for c in self.tool_use.get("all", {c: 0 for c in TOOL_COLUMNS}) if c != "n"]
         lines = [
             f"**{self.benchmark}** ({self.policy}): overall {self.metrics['overall']:.1f} % on "
             f"{self.metrics['n']} items",
             "",
-            "| category | n | score % | failed | depth % | segmentation % | text-only % |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| category | n | score % | failed | "
+            + " | ".join(f"{c.replace('_', '-')} %" for c in columns)
+            + " |",
+            "|---|---:|---:|---:|" + "---:|" * len(columns),
         ]
         per_category = self.metrics.get("per_category", {})
         for name, use in self.tool_use.items():
@@ -125,8 +140,9 @@ class EvalResult:
             score = "-" if figures is None else f"{figures['score']:.1f}"
             failed = "-" if figures is None else str(figures["failed"])
             lines.append(
-                f"| {name} | {use['n']:.0f} | {score} | {failed} | {use['depth']:.1f} | "
-                f"{use['segmentation']:.1f} | {use['text_only']:.1f} |"
+                f"| {name} | {use['n']:.0f} | {score} | {failed} | "
+                + " | ".join(f"{use[c]:.1f}" for c in columns)
+                + " |"
             )
         return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """Generation heads: from query hidden states to auxiliary maps, chosen by `add_spatial_heads(head=...)`."""
 
-from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, build_head, head_names, map_kind, register_head
+from cooper_lib.heads.base import PerceptionHead, build_head, head_names, register_head
 from cooper_lib.heads.denoiser import FlowDenoiser
 from cooper_lib.heads.dense import DenseHead
 from cooper_lib.heads.discrete import DiscreteHead
@@ -8,7 +8,6 @@ from cooper_lib.heads.flow import FlowHead
 from cooper_lib.heads.sampler import Guidance, euler_timesteps, guide, sample_euler, shift_timesteps
 
 __all__ = [
-    "MAP_KINDS",
     "DenseHead",
     "DiscreteHead",
     "FlowDenoiser",
@@ -19,7 +18,6 @@ __all__ = [
     "euler_timesteps",
     "guide",
     "head_names",
-    "map_kind",
     "register_head",
     "sample_euler",
     "shift_timesteps",

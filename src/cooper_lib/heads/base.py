@@ -14,27 +14,22 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from cooper_lib.modalities import Modality
+
 if TYPE_CHECKING:
     from cooper_lib.config import SpatialConfig
-
-#: The kind of map a modality produces (its target and output format).
-MAP_KINDS = ("depth", "segmentation", "normals")
-
-
-def map_kind(modality: str) -> str:
-    """`depth`, `segmentation` or `normals`; a user modality is a one-channel regression like depth."""
-    return modality if modality in MAP_KINDS else "depth"
 
 
 class PerceptionHead(nn.Module, metaclass=abc.ABCMeta):
     """Base class of generation heads.
 
-    Maps: depth [n, h, w] positive floats, segmentation [n, h, w] class ids, normals [n, 3, h, w]
-    unit vectors. Targets come in the same format (validated by `SpatialModel`); depth targets may
-    hold invalid pixels (0, NaN, inf, negative), which a head must mask out of its loss.
+    Maps are in the format of the head's `modality` (a `cooper_lib.modalities.Modality`: depth
+    [n, h, w] positive floats, segmentation [n, h, w] class ids, normals [n, 3, h, w] unit vectors).
+    Targets come in the same format (validated by `SpatialModel` through the modality) and may hold
+    invalid pixels (`Modality.valid_mask`), which a head must mask out of its loss.
     """
 
-    kind: str
+    modality: Modality
 
     @abc.abstractmethod
     def loss(self, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """`DenseHead` (`head="dense"`): query hidden states -> an auxiliary map in one pass.
 
 The K query states form a (rows x cols) grid; a linear projection turns them into a feature map
-that timm's `ConvNormAct` blocks upsample by 2 until the output size is reached. Depth is
-regressed as log-depth (so it stays positive) and trained with SILog (metric) or the
-scale-and-shift-invariant loss (relative); segmentation as per-pixel logits with cross-entropy +
-Dice; normals as three channels normalised to unit length, trained with 1 - cosine.
+that timm's `ConvNormAct` blocks upsample by 2 until the output size is reached. The modality
+gives the output channels, the decoding and the loss (`Modality.out_channels`, `dense_map`,
+`dense_loss`): depth is regressed as log-depth (so it stays positive) and trained with SILog
+(metric) or the scale-and-shift-invariant loss (relative); segmentation as per-pixel logits with
+cross-entropy + Dice; normals as three channels normalised to unit length, trained with 1 - cosine.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
-from cooper_lib import ops
-from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, map_kind, register_head
+from cooper_lib.heads.base import PerceptionHead, register_head
+from cooper_lib.modalities import Modality, get_modality
 
 if TYPE_CHECKING:
     from cooper_lib.config import SpatialConfig
-
-SEG_IGNORE_INDEX = 255
 
 
 class DenseHead(PerceptionHead):
@@ -32,9 +31,9 @@ class DenseHead(PerceptionHead):
     Args:
         hidden_size: backbone hidden size H.
         query_grid: (rows, cols) with rows * cols = K.
-        kind: `"depth"`, `"segmentation"` or `"normals"`.
+        modality: the `Modality` (or its registered name) the head produces maps of.
         output_size: (h, w) of the produced map.
-        num_classes: segmentation classes (ignored for other kinds).
+        num_classes: segmentation classes (ignored by modalities without classes).
         width: channels after the projection; halved at each upsampling down to 32.
         depth_mode: `"metric"` (SILog) or `"relative"` (scale-and-shift invariant).
         silog_lambda: variance weight of SILog.
@@ -47,7 +46,7 @@ class DenseHead(PerceptionHead):
         self,
         hidden_size: int,
         query_grid: tuple[int, int],
-        kind: str,
+        modality: Modality | str,
         output_size: tuple[int, int],
         *,
         num_classes: int = 150,
@@ -58,15 +57,13 @@ class DenseHead(PerceptionHead):
         init_depth: float = 3.0,
     ) -> None:
         super().__init__()
-        if kind not in MAP_KINDS:
-            raise ValueError(f"kind: expected one of {list(MAP_KINDS)}, got {kind!r}")
-        self.kind = kind
+        self.modality = modality if isinstance(modality, Modality) else get_modality(modality)
         self.query_grid = tuple(query_grid)
         self.output_size = tuple(output_size)
         self.depth_mode = depth_mode
         self.silog_lambda = silog_lambda
         self.dice_weight = dice_weight
-        out_channels = {"depth": 1, "segmentation": num_classes, "normals": 3}[kind]
+        out_channels = self.modality.out_channels(num_classes)
         self.norm = nn.LayerNorm(hidden_size)
         self.proj = nn.Linear(hidden_size, width)
         ups = max(
@@ -84,8 +81,7 @@ class DenseHead(PerceptionHead):
         blocks.append(ConvNormAct(channels, channels, 3, norm_layer="groupnorm", act_layer="gelu"))
         self.decoder = nn.Sequential(*blocks)
         self.out = nn.Conv2d(channels, out_channels, 1)
-        if kind == "depth":
-            nn.init.constant_(self.out.bias, math.log(init_depth))
+        self.modality.init_dense_output(self.out, init_depth=init_depth)
 
     @classmethod
     def from_config(cls, config: SpatialConfig, modality: str, hidden_size: int) -> DenseHead:
@@ -93,7 +89,7 @@ class DenseHead(PerceptionHead):
         return cls(
             hidden_size,
             config.query_grid,
-            map_kind(modality),
+            config.modality(modality),
             config.output_size,
             num_classes=config.num_classes,
             width=config.head_width,
@@ -115,12 +111,8 @@ class DenseHead(PerceptionHead):
         return x
 
     def to_map(self, raw: torch.Tensor) -> torch.Tensor:
-        """Raw output -> depth [n, h, w] (positive), class ids [n, h, w] or unit normals [n, 3, h, w]."""
-        if self.kind == "depth":
-            return raw[:, 0].float().exp()
-        if self.kind == "segmentation":
-            return raw.argmax(dim=1)
-        return F.normalize(raw.float(), dim=1)
+        """Raw output -> maps (`Modality.dense_map`: positive depth, class ids or unit normals)."""
+        return self.modality.dense_map(raw)
 
     def generate(self, queries: torch.Tensor, **options: Any) -> torch.Tensor:
         """Maps for query states; one deterministic pass (`options` are accepted and unused)."""
@@ -131,21 +123,13 @@ class DenseHead(PerceptionHead):
         raw = self(queries)
         if tuple(raw.shape[-2:]) != tuple(target.shape[-2:]):
             raw = F.interpolate(raw.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
-        if self.kind == "depth":
-            valid = torch.isfinite(target) & (target > 0)
-            clean = torch.where(valid, target, torch.ones_like(target))
-            pred = raw[:, 0].float().exp()
-            if self.depth_mode == "metric":
-                return ops.silog_loss(pred, clean, valid, lambd=self.silog_lambda)
-            return ops.ssi_depth_loss(pred, clean, valid)
-        if self.kind == "segmentation":
-            return ops.seg_ce_dice_loss(
-                raw.float(), target.long(), ignore_index=SEG_IGNORE_INDEX, dice_weight=self.dice_weight
-            )
-        valid = torch.isfinite(target).all(dim=1)
-        clean = F.normalize(torch.nan_to_num(target.float(), nan=0.0, posinf=0.0, neginf=0.0), dim=1)
-        cosine = (F.normalize(raw.float(), dim=1) * clean).sum(dim=1)
-        return (1 - cosine)[valid].mean() if bool(valid.any()) else raw.sum() * 0.0
+        return self.modality.dense_loss(
+            raw,
+            target,
+            depth_mode=self.depth_mode,
+            silog_lambda=self.silog_lambda,
+            dice_weight=self.dice_weight,
+        )
 
 
 register_head("dense", DenseHead.from_config)

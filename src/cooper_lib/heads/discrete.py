@@ -49,10 +49,10 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from cooper_lib import ops
-from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, map_kind, register_head
-from cooper_lib.heads.maps import build_codec, image_to_map, target_images, token_weights
+from cooper_lib.heads.base import PerceptionHead, register_head
+from cooper_lib.heads.maps import image_to_map, target_images, token_weights
 from cooper_lib.heads.options import resolve_options, tokenizer_from_option
-from cooper_lib.modalities import ModalityCodec
+from cooper_lib.modalities import Modality, ModalityCodec, get_modality
 from cooper_lib.tokenizers import VQTokenizer
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class DiscreteHead(PerceptionHead):
     Args:
         hidden_size: backbone hidden size H.
         query_grid: (rows, cols) of the K queries; must divide the tokenizer's code grid.
-        kind: `"depth"`, `"segmentation"` or `"normals"`.
+        modality: the `Modality` (or its registered name) the head produces maps of.
         output_size: (h, w) of the produced map.
         codec: the modality's codec (map <-> RGB pseudo-image).
         tokenizer: a trained `VQTokenizer` over 3-channel images; kept frozen, in eval mode.
@@ -100,7 +100,7 @@ class DiscreteHead(PerceptionHead):
         self,
         hidden_size: int,
         query_grid: tuple[int, int],
-        kind: str,
+        modality: Modality | str,
         output_size: tuple[int, int],
         codec: ModalityCodec,
         tokenizer: VQTokenizer,
@@ -114,8 +114,6 @@ class DiscreteHead(PerceptionHead):
         seed: int | None = 0,
     ) -> None:
         super().__init__()
-        if kind not in MAP_KINDS:
-            raise ValueError(f"kind: expected one of {list(MAP_KINDS)}, got {kind!r}")
         if not isinstance(tokenizer, VQTokenizer) or tokenizer.config.channels != 3:
             raise ValueError(
                 f"tokenizer: expected a VQTokenizer over 3-channel pseudo-images, got {tokenizer!r}"
@@ -128,7 +126,7 @@ class DiscreteHead(PerceptionHead):
             )
         if width % num_heads or width % 4:
             raise ValueError(f"width: expected a multiple of 4 and of num_heads={num_heads}, got {width}")
-        self.kind = kind
+        self.modality = modality if isinstance(modality, Modality) else get_modality(modality)
         self.output_size = tuple(output_size)
         self.query_grid = tuple(query_grid)
         self.block = (rows // query_grid[0], cols // query_grid[1])
@@ -160,10 +158,10 @@ class DiscreteHead(PerceptionHead):
         return cls(
             hidden_size,
             config.query_grid,
-            map_kind(modality),
+            config.modality(modality),
             config.output_size,
-            build_codec(
-                modality, opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode
+            config.modality(modality).build_codec(
+                opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode
             ),
             tokenizer,
             width=opts["width"],
@@ -198,7 +196,7 @@ class DiscreteHead(PerceptionHead):
     def loss(self, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted cross-entropy of the code logits against the target's codes."""
         side = self.tokenizer.config.image_size
-        image, valid = target_images(self.codec, self.kind, target, (side, side))
+        image, valid = target_images(self.codec, self.modality, target, (side, side))
         codes = self.tokenizer.encode(image.to(queries.device)).flatten(1)
         weights = token_weights(valid.to(queries.device), self.tokenizer.grid)
         labels = codes.masked_fill(weights == 0, IGNORE_INDEX)
@@ -246,7 +244,7 @@ class DiscreteHead(PerceptionHead):
         unit normals [n, 3, h, w]. Options: `temperature`, `seed` (see `sample_codes`)."""
         codes = self.sample_codes(queries, **options)
         with torch.inference_mode():
-            maps = image_to_map(self.codec, self.kind, self.tokenizer.decode(codes), self.output_size)
+            maps = image_to_map(self.codec, self.modality, self.tokenizer.decode(codes), self.output_size)
         return maps.clone()
 
 

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cooper_lib import ops
-from cooper_lib.heads.base import MAP_KINDS, PerceptionHead, map_kind, register_head
+from cooper_lib.heads.base import PerceptionHead, register_head
 from cooper_lib.heads.denoiser import FlowDenoiser
-from cooper_lib.heads.maps import build_codec, image_to_map, target_images, token_weights
+from cooper_lib.heads.maps import image_to_map, target_images, token_weights
 from cooper_lib.heads.options import resolve_options, tokenizer_from_option
 from cooper_lib.heads.sampler import Guidance, sample_euler, shift_timesteps
-from cooper_lib.modalities import ModalityCodec
+from cooper_lib.modalities import Modality, ModalityCodec, get_modality
 from cooper_lib.tokenizers import PatchTokenizer
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class FlowHead(PerceptionHead):
     Args:
         hidden_size: backbone hidden size H.
         num_queries: K, query states per map.
-        kind: `"depth"`, `"segmentation"` or `"normals"`.
+        modality: the `Modality` (or its registered name) the head produces maps of.
         output_size: (h, w) of the produced map.
         codec: the modality's codec (map <-> RGB pseudo-image).
         tokenizer: a pixel `PatchTokenizer` of 3 channels (its `image_size` is the working resolution).
@@ -102,7 +102,7 @@ class FlowHead(PerceptionHead):
         self,
         hidden_size: int,
         num_queries: int,
-        kind: str,
+        modality: Modality | str,
         output_size: tuple[int, int],
         codec: ModalityCodec,
         tokenizer: PatchTokenizer,
@@ -119,8 +119,6 @@ class FlowHead(PerceptionHead):
         guidance: Guidance | None = None,
     ) -> None:
         super().__init__()
-        if kind not in MAP_KINDS:
-            raise ValueError(f"kind: expected one of {list(MAP_KINDS)}, got {kind!r}")
         if (
             not isinstance(tokenizer, PatchTokenizer)
             or tokenizer.channels != 3
@@ -133,7 +131,7 @@ class FlowHead(PerceptionHead):
         if not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout: expected a probability in [0, 1), got {cond_dropout}")
         shift_timesteps(torch.zeros(1), train_shift)  # validates the shift
-        self.kind = kind
+        self.modality = modality if isinstance(modality, Modality) else get_modality(modality)
         self.output_size = tuple(output_size)
         self.codec = codec
         self.tokenizer = tokenizer
@@ -167,10 +165,10 @@ class FlowHead(PerceptionHead):
         return cls(
             hidden_size,
             config.num_queries,
-            map_kind(modality),
+            config.modality(modality),
             config.output_size,
-            build_codec(
-                modality, opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode
+            config.modality(modality).build_codec(
+                opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode
             ),
             tokenizer,
             width=opts["width"],
@@ -196,7 +194,7 @@ class FlowHead(PerceptionHead):
     def loss(self, queries: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Flow-matching loss of one denoiser pass at random times against `target` maps."""
         queries = self._check_queries(queries)
-        image, valid = target_images(self.codec, self.kind, target, self.tokenizer.image_size)
+        image, valid = target_images(self.codec, self.modality, target, self.tokenizer.image_size)
         clean = self.tokenizer.encode(image.to(queries.device))
         weights = token_weights(valid.to(queries.device), self.tokenizer.grid)
         n = clean.shape[0]
@@ -269,7 +267,7 @@ class FlowHead(PerceptionHead):
         tokens = self.sample_tokens(queries, **options)
         with torch.inference_mode():
             maps = image_to_map(
-                self.codec, self.kind, self.tokenizer.decode(tokens.float()), self.output_size
+                self.codec, self.modality, self.tokenizer.decode(tokens.float()), self.output_size
             )
         return maps.clone()
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from cooper_lib.modalities._convert import (
     as_tensor,
@@ -37,8 +38,10 @@ from cooper_lib.modalities._convert import (
 from cooper_lib.modalities._nearest import nearest_colour
 from cooper_lib.modalities.base import ArrayLike, DecodedMap, ModalityCodec
 from cooper_lib.modalities.colormaps import colormap_index, spectral_lut
+from cooper_lib.modalities.modality import Display, Modality
+from cooper_lib.ops.depth_losses import silog_loss, ssi_depth_loss
 
-__all__ = ["DEPTH_PRESETS", "DepthCodec", "DepthPreset", "depth_from_png", "depth_to_png"]
+__all__ = ["DEPTH_PRESETS", "DepthCodec", "DepthModality", "DepthPreset", "depth_from_png", "depth_to_png"]
 
 DepthEncoding = Literal["gray", "log", "spectral"]
 ENCODINGS: tuple[str, ...] = ("gray", "log", "spectral")
@@ -307,3 +310,113 @@ class DepthCodec(ModalityCodec):
         if self.png_scale is None:
             raise ValueError("png_scale: this codec has no PNG scale; build it with preset= or png_scale=")
         return depth_from_png(png, scale=self.png_scale)
+
+
+DISPLAY_RANGE: tuple[float, float] = (1e-3, 20.0)
+"""Metres the depth shown to a model spreads over the Spectral table (farther clamps): the synthetic
+SFT traces' and the reasoner's range."""
+
+DEPTH_TAGS = ("<depth-estimation>", "</depth-estimation>")
+DEPTH_INSTRUCTION = "Estimate the depth of the image and generate the depth map."
+
+
+class DepthModality(Modality):
+    """Depth in metres (``depth_mode="metric"``) or relative depth: a float map, 0 / NaN / inf /
+    negative invalid. Dense head: log-depth, SILog (metric) or scale-and-shift-invariant loss
+    (relative). Stage-1 targets: integer PNGs divided by ``depth_scale`` or a preset's scale.
+    Metric: AbsRel over valid pixels, averaged over maps."""
+
+    kind = "float"
+    record_keys = ("depth_scale", "depth_preset")
+    metric_names = ("depth/abs_rel",)
+    scaled_png = True
+
+    def __init__(self, name: str = "depth") -> None:
+        super().__init__(
+            name,
+            DepthCodec,
+            open_tag=DEPTH_TAGS[0],
+            close_tag=DEPTH_TAGS[1],
+            instruction=DEPTH_INSTRUCTION,
+            priority=1,
+            display=Display("Spectral", DISPLAY_RANGE, "m"),
+        )
+
+    def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
+        return {"relative": True} if depth_mode == "relative" else {}
+
+    def display_codec(self, *, num_classes: int, depth_mode: str) -> DepthCodec:
+        """Spectral colours (COOPER's) per map for relative depth, else over `DISPLAY_RANGE`, clamped."""
+        if depth_mode == "relative":
+            return DepthCodec("spectral", relative=True)
+        low, high = self.display.value_range
+        return DepthCodec("spectral", min_depth=low, max_depth=high, out_of_range="clamp")
+
+    def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(target) & (target > 0)
+
+    def clean_target(self, target: torch.Tensor) -> torch.Tensor:
+        """Missing depth as 0, which every depth encoding treats as invalid."""
+        target = target.float()
+        return torch.where(self.valid_mask(target), target, 0.0)
+
+    def target_options(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """``{"scale": PNG units per metre}`` from exactly one of ``depth_scale`` / ``depth_preset``."""
+        if (row.get("depth_scale") is None) == (row.get("depth_preset") is None):
+            raise ValueError(f"{where}: a depth record needs exactly one of depth_scale or depth_preset")
+        if row.get("depth_preset") is not None:
+            if row["depth_preset"] not in DEPTH_PRESETS:
+                raise ValueError(
+                    f"{where}: depth_preset: expected one of {sorted(DEPTH_PRESETS)}, got {row['depth_preset']!r}"
+                )
+            return {"scale": DEPTH_PRESETS[row["depth_preset"]].png_scale}
+        scale = float(row["depth_scale"])
+        if not scale > 0:
+            raise ValueError(
+                f"{where}: depth_scale: expected a positive number of PNG units per metre, got {scale}"
+            )
+        return {"scale": scale}
+
+    def load_target(self, path: str | os.PathLike, *, scale: float | None = None) -> torch.Tensor:
+        """Depth [H, W] metres (0: invalid) from an integer PNG of `scale` units per metre."""
+        if scale is None:
+            raise ValueError(
+                f"{path}: a depth target PNG needs its scale (depth_scale / depth_preset in stage-1 records, "
+                "target_scale or a manifest.json with depth_scale for SFT records)"
+            )
+        return depth_from_png(path, scale=scale)
+
+    def init_dense_output(self, layer: nn.Conv2d, *, init_depth: float = 3.0, **settings: Any) -> None:
+        """Bias at log(`init_depth`): the untrained head predicts a mid-range depth everywhere, which
+        spares SILog (weighing the global scale by only 1 - lambda) learning the scale."""
+        nn.init.constant_(layer.bias, math.log(init_depth))
+
+    def dense_map(self, raw: torch.Tensor) -> torch.Tensor:
+        """Log-depth -> positive depth [n, h, w]."""
+        return raw[:, 0].float().exp()
+
+    def dense_loss(
+        self,
+        raw: torch.Tensor,
+        target: torch.Tensor,
+        *,
+        depth_mode: str = "metric",
+        silog_lambda: float = 0.85,
+        **settings: Any,
+    ) -> torch.Tensor:
+        """SILog (metric) or the scale-and-shift-invariant loss (relative) over valid pixels."""
+        valid = self.valid_mask(target)
+        clean = torch.where(valid, target, torch.ones_like(target))
+        pred = self.dense_map(raw)
+        if depth_mode == "metric":
+            return silog_loss(pred, clean, valid, lambd=silog_lambda)
+        return ssi_depth_loss(pred, clean, valid)
+
+    def map_metrics(self, pred: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> dict[str, float]:
+        """AbsRel (valid pixels) averaged over the maps that have any valid pixel."""
+        from cooper_lib.eval.metrics.depth import abs_rel
+
+        gt = target.float()
+        valid = self.valid_mask(gt)
+        scores = [abs_rel(p, g, v) for p, g, v in zip(pred, gt, valid, strict=True) if bool(v.any())]
+        return {self.metric_names[0]: sum(scores) / len(scores)} if scores else {}

@@ -9,14 +9,17 @@ unchanged. Invalid normals (zero vectors, NaN, inf, or False in ``mask``) are dr
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from cooper_lib.modalities._convert import channel_norm, channels_first, image_tensor, mask_tensor
 from cooper_lib.modalities.base import ArrayLike, DecodedMap, ModalityCodec
+from cooper_lib.modalities.modality import Display, Modality
 
-__all__ = ["NormalsCodec"]
+__all__ = ["NormalsCodec", "NormalsModality"]
 
 
 class NormalsCodec(ModalityCodec):
@@ -72,3 +75,65 @@ class NormalsCodec(ModalityCodec):
         valid = length >= 0.5
         value = torch.where(valid.unsqueeze(-3), vectors / length.clamp_min(1e-12).unsqueeze(-3), math.nan)
         return DecodedMap(value=value, valid=valid, distance=(length - 1.0).abs() * 0.5)
+
+
+NORMALS_TAGS = ("<normal-estimation>", "</normal-estimation>")
+NORMALS_INSTRUCTION = "Estimate the surface normals of the image and generate the normal map."
+
+
+class NormalsModality(Modality):
+    """Unit surface normals [n, 3, h, w]; non-finite vectors invalid. Dense head: three channels
+    normalised to unit length, trained with 1 - cosine. Stage-1 targets: 8-bit RGB PNGs of
+    ``(n + 1) / 2``. Metric: mean angular error in degrees."""
+
+    kind = "vectors"
+    channels = 3
+    metric_names = ("normals/angle",)
+
+    def __init__(self, name: str = "normals") -> None:
+        super().__init__(
+            name,
+            NormalsCodec,
+            open_tag=NORMALS_TAGS[0],
+            close_tag=NORMALS_TAGS[1],
+            instruction=NORMALS_INSTRUCTION,
+            display=Display("rgb", (-1.0, 1.0), "unit vector"),
+        )
+
+    def validate_target(self, target: torch.Tensor, *, where: str, num_classes: int) -> torch.Tensor:
+        """Float normals [n, 3, h, w]."""
+        if not isinstance(target, torch.Tensor):
+            raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
+        if target.ndim != 4 or target.shape[1] != 3:
+            raise ValueError(f"{where}: expected normals of shape [n, 3, h, w], got {tuple(target.shape)}")
+        if not target.is_floating_point():
+            raise TypeError(f"{where}: expected a floating-point tensor, got dtype {target.dtype}")
+        return target
+
+    def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(target).all(dim=-3)
+
+    def clean_target(self, target: torch.Tensor) -> torch.Tensor:
+        """Unit length, 0 where invalid (which the codec draws as invalid)."""
+        return F.normalize(torch.nan_to_num(target.float(), nan=0.0, posinf=0.0, neginf=0.0), dim=-3)
+
+    def load_target(self, path: str | os.PathLike, **options: Any) -> torch.Tensor:
+        """Normals [3, H, W] (NaN where invalid) from an 8-bit PNG of ``(n + 1) / 2``."""
+        return super().load_target(path, **options).float()
+
+    def dense_map(self, raw: torch.Tensor) -> torch.Tensor:
+        return F.normalize(raw.float(), dim=1)
+
+    def dense_loss(self, raw: torch.Tensor, target: torch.Tensor, **settings: Any) -> torch.Tensor:
+        """1 - cosine over valid pixels."""
+        valid = self.valid_mask(target)
+        cosine = (self.dense_map(raw) * self.clean_target(target)).sum(dim=1)
+        return (1 - cosine)[valid].mean() if bool(valid.any()) else raw.sum() * 0.0
+
+    def map_metrics(self, pred: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> dict[str, float]:
+        """Mean angle (degrees) between predicted and true normals over valid pixels."""
+        valid = self.valid_mask(target) & self.valid_mask(pred)
+        if not bool(valid.any()):
+            return {}
+        cosine = (F.normalize(pred.float(), dim=1) * self.clean_target(target)).sum(dim=1).clamp(-1.0, 1.0)
+        return {self.metric_names[0]: float(torch.rad2deg(torch.acos(cosine[valid])).mean())}

@@ -1,68 +1,99 @@
-"""Registry of auxiliary modalities: a name -> a codec factory (or a ready codec).
+"""The one registry of auxiliary modalities: a name -> its `Modality`.
 
-Built-ins: "depth" (``DepthCodec``), "segmentation" (``SegmentationCodec``), "instance"
-(``SegmentationCodec`` with a generated palette for instance ids) and "normals" (``NormalsCodec``).
+Built-ins: "depth" (`DepthModality`), "segmentation" (`SegmentationModality`), "normals"
+(`NormalsModality`) and "instance" (`InstanceModality`, codec only: it has no COOPER tags).
+A user modality is one `Modality` (sub)class instance and one ``register_modality(modality)`` call.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 from cooper_lib.modalities.base import ModalityCodec
-from cooper_lib.modalities.depth import DepthCodec
-from cooper_lib.modalities.normals import NormalsCodec
-from cooper_lib.modalities.segmentation import SegmentationCodec
+from cooper_lib.modalities.depth import DepthModality
+from cooper_lib.modalities.modality import Modality
+from cooper_lib.modalities.normals import NormalsModality
+from cooper_lib.modalities.segmentation import InstanceModality, SegmentationModality
 
-__all__ = ["available_modalities", "get_codec", "register_modality"]
+__all__ = ["available_modalities", "get_codec", "get_modality", "register_modality", "tags_only_modality"]
 
 CodecFactory = Callable[..., ModalityCodec]
 
-_REGISTRY: dict[str, CodecFactory | ModalityCodec] = {}
+_REGISTRY: dict[str, Modality] = {}
 
-
-def _is_codec(obj: object) -> bool:
-    return all(callable(getattr(obj, method, None)) for method in ("encode", "decode"))
+#: The modality whose behaviour a name known only from a config's ``tags`` gets: configs saved
+#: before modalities were objects treated such names as one-channel depth-like maps.
+LEGACY_TAGS_ONLY = "depth"
 
 
 def register_modality(
-    name: str, factory_or_codec: CodecFactory | ModalityCodec, *, overwrite: bool = False
-) -> None:
-    """Make a modality available under ``name``.
+    modality: Modality | str,
+    factory_or_codec: CodecFactory | ModalityCodec | None = None,
+    *,
+    overwrite: bool = False,
+) -> Modality:
+    """Make a modality available under its name; returns the registered `Modality`.
+
+    ``register_modality(modality)`` is the form to use. The older codec-only form
+    ``register_modality(name, factory_or_codec)`` still works: it wraps the codec (or codec
+    factory) into a base `Modality` (a one-channel float map without tags; give the config
+    ``tags`` to attach it).
 
     Args:
-        name: registry key, e.g. "depth" or "albedo".
-        factory_or_codec: a callable returning a codec from keyword arguments (a codec class
-            works), or a codec object (anything with ``encode`` and ``decode``) served as is.
+        modality: a `Modality`, or a name (with ``factory_or_codec``).
+        factory_or_codec: with a name only: a callable returning a codec from keyword arguments (a
+            codec class works), or a codec object served as is.
         overwrite: replace an existing entry instead of refusing.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name: expected a non-empty string, got {name!r}")
-    if not (_is_codec(factory_or_codec) or callable(factory_or_codec)):
-        raise TypeError(
-            f"factory_or_codec: expected a codec (with encode/decode) or a callable returning one, "
-            f"got {type(factory_or_codec).__name__}"
+    if isinstance(modality, Modality):
+        if factory_or_codec is not None:
+            raise TypeError("factory_or_codec: give it only with a name, not with a Modality")
+    elif isinstance(modality, str):
+        if factory_or_codec is None:
+            raise TypeError(
+                f"factory_or_codec: registering {modality!r} by name needs a codec or codec factory; "
+                "or pass a Modality object"
+            )
+        if not (callable(factory_or_codec) or hasattr(factory_or_codec, "encode")):
+            raise TypeError(
+                "factory_or_codec: expected a codec (with encode/decode) or a callable returning one, "
+                f"got {type(factory_or_codec).__name__}"
+            )
+        modality = Modality(modality, factory_or_codec)
+    else:
+        raise TypeError(f"modality: expected a Modality or a name, got {type(modality).__name__}")
+    if modality.name in _REGISTRY and not overwrite:
+        raise ValueError(
+            f"name: modality {modality.name!r} is already registered; pass overwrite=True to replace it"
         )
-    if name in _REGISTRY and not overwrite:
-        raise ValueError(f"name: modality {name!r} is already registered; pass overwrite=True to replace it")
-    _REGISTRY[name] = factory_or_codec
+    _REGISTRY[modality.name] = modality
+    return modality
+
+
+def get_modality(name: str) -> Modality:
+    """The registered `Modality` called ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"name: unknown modality {name!r}; available: {available_modalities()}")
+    return _REGISTRY[name]
+
+
+def tags_only_modality(name: str) -> Modality:
+    """The modality of a name a config defines only through ``tags`` (not registered).
+
+    Configs saved before modalities were objects attached such names as depth-like maps; they keep
+    that behaviour (a copy of `LEGACY_TAGS_ONLY` under ``name``). Register a `Modality` instead.
+    """
+    modality = copy.copy(get_modality(LEGACY_TAGS_ONLY))
+    modality.name = name
+    modality.metric_names = tuple(f"{name}/{m.split('/', 1)[-1]}" for m in modality.metric_names)
+    return modality
 
 
 def get_codec(name: str, **kwargs: Any) -> ModalityCodec:
-    """The codec registered as ``name``, built with ``kwargs`` when it was registered as a factory."""
-    if name not in _REGISTRY:
-        raise ValueError(f"name: unknown modality {name!r}; available: {available_modalities()}")
-    entry = _REGISTRY[name]
-    if _is_codec(entry) and not isinstance(entry, type):
-        if kwargs:
-            raise TypeError(
-                f"modality {name!r} was registered as a ready codec; it takes no arguments, got {sorted(kwargs)}"
-            )
-        return entry
-    codec = entry(**kwargs)
-    if not _is_codec(codec):
-        raise TypeError(f"the factory for modality {name!r} returned {type(codec).__name__}, not a codec")
-    return codec
+    """The codec of modality ``name``, built with ``kwargs`` when registered as a factory."""
+    return get_modality(name).codec(**kwargs)
 
 
 def available_modalities() -> list[str]:
@@ -70,16 +101,7 @@ def available_modalities() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _instance_codec(**kwargs: Any) -> SegmentationCodec:
-    """Instance ids 0..254 (255 = ignore) with a generated palette, unless overridden."""
-    if kwargs.pop("instance", True) is not True:
-        raise ValueError("instance: the 'instance' modality always has instance=True")
-    kwargs.setdefault("palette", "auto")
-    kwargs.setdefault("num_classes", 255)
-    return SegmentationCodec(instance=True, **kwargs)
-
-
-register_modality("depth", DepthCodec)
-register_modality("segmentation", SegmentationCodec)
-register_modality("instance", _instance_codec)
-register_modality("normals", NormalsCodec)
+register_modality(DepthModality())
+register_modality(SegmentationModality())
+register_modality(InstanceModality())
+register_modality(NormalsModality())

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from cooper_lib.modalities._convert import image_pixels, map_tensor, mask_tensor, parse_colour
 from cooper_lib.modalities._nearest import DEFAULT_CHUNK_PIXELS, nearest_colour
 from cooper_lib.modalities.base import ArrayLike, DecodedMap, ModalityCodec
+from cooper_lib.modalities.modality import Display, Modality
 from cooper_lib.modalities.palettes import ADE20K_PALETTE_HEX
+from cooper_lib.ops.seg_ce_dice import seg_ce_dice_loss
 
-__all__ = ["SegmentationCodec", "ade20k_palette", "make_palette"]
+__all__ = [
+    "IGNORE_INDEX",
+    "InstanceModality",
+    "SegmentationCodec",
+    "SegmentationModality",
+    "ade20k_palette",
+    "make_palette",
+]
 
 PaletteSpec = str | torch.Tensor | np.ndarray | Sequence[Sequence[int]] | Sequence[Sequence[float]]
 
@@ -228,3 +239,156 @@ class SegmentationCodec(ModalityCodec):
             valid &= distance <= self.max_distance
         value = torch.where(valid, index, self.ignore_index)
         return DecodedMap(value=value, valid=valid, distance=distance)
+
+
+IGNORE_INDEX = 255
+"""Id of unlabelled pixels in segmentation targets (the codec's default ``ignore_index``)."""
+
+SEGMENTATION_TAGS = ("<segmentation>", "</segmentation>")
+SEGMENTATION_INSTRUCTION = "Segment the objects in the image with different colors."
+
+
+class SegmentationModality(Modality):
+    """Semantic segmentation: class ids [n, h, w], `IGNORE_INDEX` unlabelled. Pseudo-images in the
+    ADE20K palette at 150 classes (COOPER's colour maps), a generated far-apart palette otherwise,
+    resized nearest so palette colours stay exact. Dense head: per-class logits, cross-entropy +
+    Dice. Stage-1 targets: class-id PNGs (``reduce_zero_label`` for ADE20K's files) or colour PNGs
+    with ``palette``. Metric: mIoU."""
+
+    kind = "ids"
+    ignore_index = IGNORE_INDEX
+    resize_mode = "nearest-exact"
+    record_keys = ("palette", "reduce_zero_label")
+    metric_names = ("segmentation/miou",)
+
+    def __init__(self, name: str = "segmentation") -> None:
+        super().__init__(
+            name,
+            SegmentationCodec,
+            open_tag=SEGMENTATION_TAGS[0],
+            close_tag=SEGMENTATION_TAGS[1],
+            instruction=SEGMENTATION_INSTRUCTION,
+            display=Display("ade20k", None, "classes"),
+        )
+
+    def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
+        return {"num_classes": num_classes, "palette": "ade20k" if num_classes == 150 else "auto"}
+
+    def build_codec(self, spec: dict[str, Any] | None, *, num_classes: int, depth_mode: str) -> ModalityCodec:
+        codec = super().build_codec(spec, num_classes=num_classes, depth_mode=depth_mode)
+        if codec.num_classes != num_classes:
+            raise ValueError(
+                f"head_options['codec']: the codec has {codec.num_classes} classes, the config {num_classes}"
+            )
+        return codec
+
+    def validate_target(self, target: torch.Tensor, *, where: str, num_classes: int) -> torch.Tensor:
+        """Integer class ids [n, h, w] in [0, num_classes) or `IGNORE_INDEX`."""
+        if not isinstance(target, torch.Tensor):
+            raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
+        if target.ndim == 4 and target.shape[1] == 1:
+            target = target[:, 0]
+        if target.ndim != 3:
+            raise ValueError(f"{where}: expected maps of shape [n, h, w], got {tuple(target.shape)}")
+        if target.is_floating_point() or target.dtype == torch.bool:
+            raise TypeError(f"{where}: expected integer class ids, got dtype {target.dtype}")
+        bad = (target < 0) | ((target >= num_classes) & (target != IGNORE_INDEX))
+        if bool(bad.any()):
+            raise ValueError(
+                f"{where}: expected class ids in [0, {num_classes}) or {IGNORE_INDEX} (ignored), "
+                f"got values {sorted(set(target[bad].unique().tolist()))[:5]}"
+            )
+        return target
+
+    def valid_mask(self, target: torch.Tensor) -> torch.Tensor:
+        return target != IGNORE_INDEX
+
+    def clean_target(self, target: torch.Tensor) -> torch.Tensor:
+        return target.long()
+
+    def target_options(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """``palette`` ("ade20k" or a list of [r, g, b]) and ``reduce_zero_label``."""
+        palette = row.get("palette")
+        if isinstance(palette, list):
+            palette = tuple(tuple(int(c) for c in colour) for colour in palette)
+        elif palette is not None and palette != "ade20k":
+            raise ValueError(f"{where}: palette: expected 'ade20k' or a list of [r, g, b], got {palette!r}")
+        return {"palette": palette, "reduce_zero_label": bool(row.get("reduce_zero_label", False))}
+
+    def load_target(
+        self,
+        path: str | os.PathLike,
+        *,
+        palette: str | tuple[tuple[int, int, int], ...] | None = None,
+        reduce_zero_label: bool = False,
+    ) -> torch.Tensor:
+        """Class ids [H, W] long (`IGNORE_INDEX`: unlabelled) from an id PNG or, with `palette`, a colour PNG
+        decoded to the nearest palette colour; `reduce_zero_label` makes id 0 unlabelled and shifts the rest."""
+        with Image.open(path) as image:
+            if palette is not None:
+                codec = SegmentationCodec(palette=palette if isinstance(palette, str) else list(palette))
+                return codec.decode(np.array(image.convert("RGB"))).value.long()
+            ids = torch.from_numpy(np.array(image).astype(np.int64))
+        if ids.ndim != 2:
+            raise ValueError(
+                f"{path}: target has shape {tuple(ids.shape)}; expected a single-channel class-id PNG "
+                "(give 'palette' for colour-coded maps)"
+            )
+        if reduce_zero_label:
+            ids = torch.where(ids == 0, IGNORE_INDEX, ids - 1)
+        return ids
+
+    def out_channels(self, num_classes: int) -> int:
+        return num_classes
+
+    def dense_map(self, raw: torch.Tensor) -> torch.Tensor:
+        """Logits -> class ids [n, h, w]."""
+        return raw.argmax(dim=1)
+
+    def dense_loss(
+        self, raw: torch.Tensor, target: torch.Tensor, *, dice_weight: float = 1.0, **settings: Any
+    ) -> torch.Tensor:
+        """Cross-entropy + `dice_weight` x Dice, unlabelled pixels left out."""
+        return seg_ce_dice_loss(
+            raw.float(), target.long(), ignore_index=IGNORE_INDEX, dice_weight=dice_weight
+        )
+
+    def image_to_map(self, codec: ModalityCodec, image: torch.Tensor) -> torch.Tensor:
+        """The class of the nearest palette colour at every pixel (the ignore colour is not a
+        candidate, so every pixel of a generated image gets a class)."""
+        pixels = image.movedim(1, -1)  # [n, h, w, 3]
+        palette = codec.palette.to(pixels.device)
+        return (
+            torch.cdist(pixels.reshape(pixels.shape[0], -1, 3), palette[None])
+            .argmin(-1)
+            .reshape(pixels.shape[:-1])
+        )
+
+    def map_metrics(self, pred: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> dict[str, float]:
+        """mIoU over the batch's pixels (classes present in the ground truth or the prediction)."""
+        from cooper_lib.eval.metrics.segmentation import confusion_matrix, mean_iou
+
+        confmat = confusion_matrix(pred, target, num_classes, ignore_index=IGNORE_INDEX)
+        return {self.metric_names[0]: mean_iou(confmat)}
+
+
+class InstanceModality(SegmentationModality):
+    """Instance ids 0..254 (255 unlabelled) drawn with a generated palette; a codec-only modality
+    (no COOPER tags: attach it with ``tags``)."""
+
+    metric_names = ("instance/miou",)
+
+    def __init__(self, name: str = "instance") -> None:
+        Modality.__init__(self, name, instance_codec, display=Display("auto", None, "instances"))
+
+    def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
+        return {"num_classes": num_classes}
+
+
+def instance_codec(**kwargs: Any) -> SegmentationCodec:
+    """Instance ids 0..254 (255 = ignore) with a generated palette, unless overridden."""
+    if kwargs.pop("instance", True) is not True:
+        raise ValueError("instance: the 'instance' modality always has instance=True")
+    kwargs.setdefault("palette", "auto")
+    kwargs.setdefault("num_classes", 255)
+    return SegmentationCodec(instance=True, **kwargs)

@@ -34,7 +34,8 @@ import torch
 from PIL import Image
 
 from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT
-from cooper_lib.modalities import DepthCodec, ModalityCodec, NormalsCodec, SegmentationCodec, to_pil
+from cooper_lib.modalities import ModalityCodec, to_pil
+from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.context import KVContext, StepOutput
 from cooper_lib.reasoning.policy import Policy, TurnPlan, get_policy
@@ -51,31 +52,23 @@ RETRY_PROMPT = (
 )
 """Inserted after a turn with neither a tool call nor an answer."""
 
-DEPTH_DISPLAY_RANGE = (1e-3, 20.0)
-"""Metres the default depth codec spreads over the Spectral table (the synthetic SFT traces' range)."""
+DEPTH_DISPLAY_RANGE = DISPLAY_RANGE
+"""Metres the default depth codec spreads over the Spectral table (its home: `cooper_lib.modalities.depth.DISPLAY_RANGE`)."""
 
 MapSize = Literal["input"] | tuple[int, int] | None
 
 
 def default_codecs(model: SpatialModel) -> dict[str, ModalityCodec]:
-    """How maps are shown to `model`: Spectral depth (per-map range for relative depth, else
-    `DEPTH_DISPLAY_RANGE`, farther clamped), the ADE20K palette for 150 classes (COOPER) or a
-    generated one, and the normals codec."""
+    """How maps are shown to `model`: each modality's `display_codec` (depth in Spectral colours,
+    per map for relative depth, else over `DEPTH_DISPLAY_RANGE` with farther depths clamped; the
+    ADE20K palette for 150 classes (COOPER) or a generated one; the normals codec; ...)."""
     config = model.config
-    codecs: dict[str, ModalityCodec] = {}
-    for name in config.modalities:
-        if name == "depth":
-            if config.depth_mode == "relative":
-                codecs[name] = DepthCodec("spectral", relative=True)
-            else:
-                low, high = DEPTH_DISPLAY_RANGE
-                codecs[name] = DepthCodec("spectral", min_depth=low, max_depth=high, out_of_range="clamp")
-        elif name == "segmentation":
-            palette = "ade20k" if config.num_classes == 150 else "auto"
-            codecs[name] = SegmentationCodec(num_classes=config.num_classes, palette=palette)
-        elif name == "normals":
-            codecs[name] = NormalsCodec()
-    return codecs
+    return {
+        name: config.modality(name).display_codec(
+            num_classes=config.num_classes, depth_mode=config.depth_mode
+        )
+        for name in config.modalities
+    }
 
 
 @dataclass

@@ -76,11 +76,14 @@ class TurnFormat:
 
     @classmethod
     def from_config(cls, config: SpatialConfig) -> TurnFormat:
-        """The tool tags of `config`'s modalities; depth first (COOPER), then the config's order."""
+        """The tool tags of `config`'s modalities, by `Modality.priority` (depth first, COOPER), then
+        the config's order."""
         tools = {
             name: (config.spec(name).open_tag, config.spec(name).close_tag) for name in config.modalities
         }
-        priority = sorted(tools, key=lambda name: (name != "depth", config.modalities.index(name)))
+        priority = sorted(
+            tools, key=lambda name: (-config.modality(name).priority, config.modalities.index(name))
+        )
         return cls(tools=tools, priority=tuple(priority))
 
     def stop_strings(self, tools: Sequence[str]) -> tuple[str, ...]:

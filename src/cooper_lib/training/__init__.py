@@ -5,6 +5,7 @@ give DDP, FSDP and DeepSpeed without code of ours; checkpoints are atomic folder
 and JSON that resume the same trajectory.
 """
 
+from cooper_lib.data.records import load_sft_records, load_stage1_records
 from cooper_lib.training.collators import SFTCollator, Stage1Collator
 from cooper_lib.training.config import (
     GRPOConfig,
@@ -19,7 +20,7 @@ from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.judges import OpenAIJudge, Reference, RuleJudge
 from cooper_lib.training.loop import Trainer, TrainResult
 from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
-from cooper_lib.training.records import load_qa_records, load_sft_records, load_stage1_records
+from cooper_lib.training.records import load_qa_records
 from cooper_lib.training.rewards import (
     CPRRewards,
     accuracy_reward,

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cooper_lib.data.records import SYSTEM_PROMPT
-from cooper_lib.heads.dense import SEG_IGNORE_INDEX
+from cooper_lib.config import SpatialConfig
+from cooper_lib.data.records import SYSTEM_PROMPT, SFTRecord, Stage1Example, to_pil
 from cooper_lib.model import IGNORE_INDEX, SpatialModel
-from cooper_lib.training.records import SFTRecordData, Stage1Example, to_pil
 
 
 def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -38,10 +37,10 @@ def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _stack_targets(
-    pairs: Sequence[tuple[str, torch.Tensor | None]], size: tuple[int, int]
+    pairs: Sequence[tuple[str, torch.Tensor | None]], size: tuple[int, int], config: SpatialConfig
 ) -> dict[str, torch.Tensor]:
     """Per modality, the resized targets stacked in block order. A None target (a query block
-    without a true map) becomes an all-invalid map (NaN, or the ignore id 255 for class ids),
+    without a true map) becomes an all-invalid map (`Modality.blank_target`: NaN, or the ignore id),
     which the head losses leave out; a modality with no true map at all gets no targets."""
     grouped: dict[str, list[torch.Tensor | None]] = {}
     for modality, target in pairs:
@@ -51,7 +50,7 @@ def _stack_targets(
         real = next((t for t in targets if t is not None), None)
         if real is None:
             continue
-        blank = torch.full_like(real, SEG_IGNORE_INDEX if not real.is_floating_point() else float("nan"))
+        blank = config.modality(modality).blank_target(real)
         stacked[modality] = torch.stack([blank if t is None else t for t in targets])
     return stacked
 
@@ -89,7 +88,7 @@ class Stage1Collator:
         )
         batch: dict[str, Any] = dict(inputs)
         batch["aux_targets"] = _stack_targets(
-            [(e.modality, e.load_target()) for e in examples], self.target_size
+            [(e.modality, e.load_target()) for e in examples], self.target_size, self.model.config
         )
         if self.lm_loss_on_tag:
             batch["labels"] = self.tag_labels(inputs["input_ids"])
@@ -131,7 +130,7 @@ class SFTCollator:
         self.max_length = max_length
         self.tokenizer = model.adapter.tokenizer(model.processor)
 
-    def __call__(self, records: Sequence[SFTRecordData]) -> dict[str, Any]:
+    def __call__(self, records: Sequence[SFTRecord]) -> dict[str, Any]:
         if not records:
             raise ValueError("records: expected at least one record, got none")
         texts, images, pieces, targets = [], [], [], []
@@ -153,13 +152,13 @@ class SFTCollator:
         for row, (record, row_pieces) in enumerate(zip(records, pieces, strict=True)):
             self._label_row(ids[row], labels[row], row_pieces, record.id)
         batch: dict[str, Any] = {**inputs, "labels": labels}
-        stacked = _stack_targets(targets, self.target_size)
+        stacked = _stack_targets(targets, self.target_size, self.model.config)
         if stacked:
             batch["aux_targets"] = stacked
         return batch
 
     def render(
-        self, record: SFTRecordData
+        self, record: SFTRecord
     ) -> tuple[list[dict], list[Any], list[str], list[tuple[str, torch.Tensor]]]:
         """Chat messages, images in order, the loss-bearing text pieces, and supervised (modality, map) pairs."""
         roles = record.roles()
@@ -190,7 +189,7 @@ class SFTCollator:
             content.append({"type": "text", "text": text})
         return messages, images, pieces, targets
 
-    def _tool_call(self, record: SFTRecordData, index: int) -> tuple[str, torch.Tensor | None] | None:
+    def _tool_call(self, record: SFTRecord, index: int) -> tuple[str, torch.Tensor | None] | None:
         """(modality, true map or None) when text item `index` is a tool call answered by the image
         after it: the image names its modality, or the text ends with a closing tool tag of the
         model (COOPER's tool turns end there). The true map is given when the image item carries

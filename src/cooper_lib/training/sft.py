@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cooper_lib.data.records import SFTRecord, load_sft_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import SFTConfig
 from cooper_lib.training.loop import EvalHook
-from cooper_lib.training.records import SFTRecordData, load_sft_records
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
@@ -36,8 +36,8 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         model: SpatialModel,
         config: SFTConfig,
         *,
-        records: Sequence[SFTRecordData] | None = None,
-        eval_records: Sequence[SFTRecordData] | None = None,
+        records: Sequence[SFTRecord] | None = None,
+        eval_records: Sequence[SFTRecord] | None = None,
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:

@@ -3,7 +3,8 @@
 Each record asks for one map of one image (image + COOPER's tagged instruction + a query block);
 the head of that modality is trained on the true map, and the gradient reaches the backbone
 through the queries. Sources are sampled by weight (COOPER: depth 0.5, segmentation 0.5).
-Evaluation reports the losses and, from the generated maps, depth AbsRel and segmentation mIoU.
+Evaluation reports the losses and, from the generated maps, each modality's metrics (depth
+AbsRel, segmentation mIoU, ...; `Modality.map_metrics`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cooper_lib.eval.metrics import abs_rel, confusion_matrix, mean_iou
-from cooper_lib.heads.dense import SEG_IGNORE_INDEX
+from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
 from cooper_lib.training.config import Stage1Config
 from cooper_lib.training.loop import EvalHook
-from cooper_lib.training.records import Stage1Example, load_stage1_records
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
@@ -71,31 +70,29 @@ class Stage1Trainer(SupervisedTrainer):
         )
 
     def map_metric_names(self) -> list[str]:
-        return ["depth/abs_rel", "segmentation/miou"]
+        config = self.spatial.config
+        return [metric for name in config.modalities for metric in config.modality(name).metric_names]
 
     def map_metrics(self, batch: dict[str, Any], out: SpatialOutput) -> dict[str, float]:
-        """Depth AbsRel (mean over maps, valid pixels only) and segmentation mIoU of the batch."""
+        """Each modality's metrics of the batch's generated maps (`Modality.map_metrics`: depth
+        AbsRel over valid pixels averaged over maps, segmentation mIoU, ...)."""
+        config = self.spatial.config
         metrics = {}
         targets = batch["aux_targets"]
-        if "depth" in out.maps:
-            pred, gt = _to_size(out.maps["depth"], targets["depth"]), targets["depth"].float()
-            valid = torch.isfinite(gt) & (gt > 0)
-            scores = [abs_rel(p, g, v) for p, g, v in zip(pred, gt, valid, strict=True) if bool(v.any())]
-            if scores:
-                metrics["depth/abs_rel"] = sum(scores) / len(scores)
-        if "segmentation" in out.maps:
-            pred, gt = _to_size(out.maps["segmentation"], targets["segmentation"]), targets["segmentation"]
-            confmat = confusion_matrix(
-                pred, gt, self.spatial.config.num_classes, ignore_index=SEG_IGNORE_INDEX
-            )
-            metrics["segmentation/miou"] = mean_iou(confmat)
+        for name, maps in out.maps.items():
+            if name in targets:
+                metrics.update(
+                    config.modality(name).map_metrics(
+                        _to_size(maps, targets[name]), targets[name], num_classes=config.num_classes
+                    )
+                )
         return metrics
 
 
 def _to_size(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Predicted maps [n, h, w] resized (nearest) to the targets' size."""
+    """Predicted maps [n, h, w] or [n, C, h, w] resized (nearest) to the targets' size."""
     if pred.shape[-2:] == target.shape[-2:]:
         return pred
-    return F.interpolate(pred[:, None].double(), size=target.shape[-2:], mode="nearest-exact")[:, 0].to(
-        pred.dtype
-    )
+    flat = pred.reshape(-1, 1, *pred.shape[-2:]).double()
+    resized = F.interpolate(flat, size=target.shape[-2:], mode="nearest-exact")
+    return resized.reshape(*pred.shape[:-2], *target.shape[-2:]).to(pred.dtype)

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from cooper_lib.data.records import QARecord, SFTRecord, Stage1Record, read_jsonl
+from cooper_lib.data.records import QARecord, Stage1Record, parse_sft, parse_stage1, read_jsonl
 
 from .files import load_depth, load_ids, load_normals, load_rgb
 from .layout import Camera, Room
@@ -49,18 +49,19 @@ class _RecordDataset(Dataset):
 
 
 class Stage1Dataset(_RecordDataset):
-    """Items: id, image [3, H, W] float, modality, target (depth [H, W] metres or class ids [H, W] long), instruction."""
+    """Items: id, image [3, H, W] float, modality, target (read by the modality: depth [H, W] metres,
+    class ids [H, W] long, ...), instruction."""
 
     stages = ("stage1",)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = Stage1Record.from_dict(self.records[index])
-        load = load_depth if record.modality == "depth" else load_ids
+        example = parse_stage1(record.to_dict(), self.root, f"{self.root}: record {index}")
         return {
             "id": record.id,
             "image": load_rgb(self.root / record.image),
             "modality": record.modality,
-            "target": load(self.root / record.target),
+            "target": example.load_target(),
             "instruction": record.instruction,
         }
 
@@ -71,16 +72,16 @@ class SFTDataset(_RecordDataset):
     stages = ("sft",)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = SFTRecord.from_dict(self.records[index])
+        where = f"{self.root}: record {index}"
+        record = parse_sft(self.records[index], self.root, where, self.manifest.get("depth_scale"))
         items = []
         for item in record.items:
             entry = item.to_dict()
+            entry.pop("target_scale", None)
             if item.type == "image":
                 entry["value"] = load_rgb(self.root / item.value)
             if item.target is not None:
-                entry["target"] = (load_depth if item.modality == "depth" else load_ids)(
-                    self.root / item.target
-                )
+                entry["target"] = record.load_target(item)
             items.append(entry)
         return {"id": record.id, "items": items, "meta": record.meta}
 

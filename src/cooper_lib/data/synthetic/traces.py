@@ -13,34 +13,32 @@ helps with are always answered in text.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT, Item, SFTRecord, tool_call
-from cooper_lib.modalities import DepthCodec, SegmentationCodec
+from cooper_lib.modalities import ModalityCodec, get_modality
+from cooper_lib.modalities.depth import DISPLAY_RANGE
 
 from .config import SEMANTIC_CLASSES
 from .qa import OCCLUDED, SpatialQuestion, article, visible_depth
 from .scene import SceneObject, SpatialScene
 from .templates import PLURALS
 
-DISPLAY_DEPTH_RANGE = (1e-3, 20.0)
-"""Depth range (m) the default depth pseudo-image spreads over the Spectral table; farther clamps."""
+DISPLAY_DEPTH_RANGE = DISPLAY_RANGE
+"""Depth range (m) the default depth pseudo-image spreads over the Spectral table; farther clamps
+(its home: `cooper_lib.modalities.depth.DISPLAY_RANGE`)."""
 
 
-def default_codecs() -> dict[str, DepthCodec | SegmentationCodec]:
-    """Codecs that draw the inserted maps: Spectral depth over `DISPLAY_DEPTH_RANGE` (as COOPER shows
-    depth to the model) and one distinct colour per class of `SEMANTIC_CLASSES`."""
+def default_codecs() -> dict[str, ModalityCodec]:
+    """Codecs that draw the inserted maps: each modality's display codec (`Modality.display_codec`,
+    what the reasoner shows a model): Spectral depth over `DISPLAY_DEPTH_RANGE`, farther clamped
+    (as COOPER shows depth to the model), and one distinct colour per class of `SEMANTIC_CLASSES`."""
     return {
-        "depth": DepthCodec(
-            "spectral",
-            min_depth=DISPLAY_DEPTH_RANGE[0],
-            max_depth=DISPLAY_DEPTH_RANGE[1],
-            out_of_range="clamp",
-        ),
-        "segmentation": SegmentationCodec(num_classes=len(SEMANTIC_CLASSES), palette="auto"),
+        name: get_modality(name).display_codec(num_classes=len(SEMANTIC_CLASSES), depth_mode="metric")
+        for name in _TOOL_TRACES
     }
 
 
@@ -164,12 +162,44 @@ def _segmentation_facts(scene: SpatialScene, q: SpatialQuestion, source: str) ->
     raise ValueError(f"question: category {q.category!r} has no segmentation reasoning")
 
 
+@dataclass(frozen=True)
+class _ToolTrace:
+    """How the traces use the synthetic world's map of one modality."""
+
+    why: tuple[str, ...]  # reasons to call the tool
+    facts: Callable[[SpatialScene, SpatialQuestion, str], str]
+    from_map: str  # `facts` source when reading the map
+    from_image: str  # `facts` source when answering from the image alone
+    scene_map: str  # the `SpatialScene` field of the true map
+    files: tuple[str, str]  # `SceneFiles` fields of the shown pseudo-image and the true map
+
+
+_TOOL_TRACES: dict[str, _ToolTrace] = {
+    "depth": _ToolTrace(
+        _WHY_DEPTH,
+        _depth_facts,
+        "The depth map shows",
+        "In the image, I estimate",
+        "depth",
+        ("depth_image", "depth"),
+    ),
+    "segmentation": _ToolTrace(
+        _WHY_SEGMENTATION,
+        _segmentation_facts,
+        "The segmentation map shows",
+        _IN_IMAGE,
+        "semantic",
+        ("segmentation_image", "segmentation"),
+    ),
+}
+"""The maps the synthetic world renders, by the modality (`SpatialQuestion.modality`) they answer."""
+
+
 def _plain_facts(scene: SpatialScene, q: SpatialQuestion) -> str:
     """Facts for a text-only answer, from the image itself."""
-    if q.modality == "depth":
-        return _depth_facts(scene, q, "In the image, I estimate")
-    if q.modality == "segmentation":
-        return _segmentation_facts(scene, q, _IN_IMAGE)
+    if q.modality is not None:
+        tool = _TOOL_TRACES[q.modality]
+        return tool.facts(scene, q, tool.from_image)
     visible = [o.name for o in scene.objects if o.visible_pixels > 0]
     if q.category == "existence":
         return f"{_IN_IMAGE} {', '.join(article(n) for n in visible) or 'no objects'}."
@@ -219,17 +249,13 @@ def make_traces(
         ]
         use_tool = q.modality is not None and rng.random() < tool_ratio
         if use_tool:
-            why = rng.choice(_WHY_DEPTH if q.modality == "depth" else _WHY_SEGMENTATION)
-            if q.modality == "depth":
-                facts = _depth_facts(scene, q, "The depth map shows")
-                shown, target = (files.depth_image, files.depth) if files else (drawn["depth"], scene.depth)
+            tool = _TOOL_TRACES[q.modality]
+            why = rng.choice(tool.why)
+            facts = tool.facts(scene, q, tool.from_map)
+            if files:
+                shown, target = (getattr(files, name) for name in tool.files)
             else:
-                facts = _segmentation_facts(scene, q, "The segmentation map shows")
-                shown, target = (
-                    (files.segmentation_image, files.segmentation)
-                    if files
-                    else (drawn["segmentation"], scene.semantic)
-                )
+                shown, target = drawn[q.modality], getattr(scene, tool.scene_map)
             body = [
                 Item(
                     "text", f"<think>{why}</think>{tool_call(q.modality)}", need_loss=True, role="assistant"

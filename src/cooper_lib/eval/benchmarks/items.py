@@ -13,6 +13,8 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from cooper_lib.modalities import available_modalities
+
 AnswerType = Literal["choice", "yes_no", "number", "integer", "quantity", "depth"]
 """How an item is scored: option letter, yes/no, number by mean relative accuracy, exact integer,
 length with unit (Q-SpatialBench), or a depth map (NYU v2)."""
@@ -71,8 +73,14 @@ class BenchmarkItem:
             raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {self.answer_type!r}")
         if not isinstance(self.image, Path) and not callable(self.image):
             raise TypeError(f"image must be a pathlib.Path or a callable, got {type(self.image).__name__}")
-        if self.answer_type == "depth" and self.target is None:
-            raise ValueError(f"item {self.id!r}: a depth item needs a target loader")
+        if self.map_modality is not None and self.target is None:
+            raise ValueError(f"item {self.id!r}: a {self.map_modality} map item needs a target loader")
+
+    @property
+    def map_modality(self) -> str | None:
+        """The modality whose map the answer is (an answer type naming a registered modality: NYU's
+        ``"depth"``), or None for a question answered in text."""
+        return self.answer_type if self.answer_type in available_modalities() else None
 
     def load_image(self) -> Image.Image:
         """The item's image as an RGB PIL image."""
