@@ -7,21 +7,9 @@ from cooper_lib.data.records import (
     SFTRecord,
     Stage1Record,
     read_jsonl,
-    tool_call,
     write_jsonl,
 )
-
-
-def test_tool_calls_use_coopers_tags():
-    assert (
-        tool_call("depth")
-        == "<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>"
-    )
-    assert tool_call("segmentation").startswith("<segmentation>") and tool_call("segmentation").endswith(
-        "</segmentation>"
-    )
-    with pytest.raises(ValueError, match="modality"):
-        tool_call("normals")
+from cooper_lib.data.turns import tool_call
 
 
 def test_items_validate():

@@ -1,9 +1,6 @@
-"""Record formats of the training stages and of evaluation, COOPER's turn format, and JSONL I/O.
+"""Record formats of the training stages and of evaluation, and JSONL I/O.
 
-Turn format (COOPER): every assistant turn is `<think>...</think>` followed by either a tool
-call (`<depth-estimation>...</depth-estimation>` or `<segmentation>...</segmentation>`) or the
-final `<answer>... \\boxed{X}</answer>`. After a tool call the generated map is inserted as an
-image, followed by `REFLECTION_PROMPT`.
+The text inside records follows COOPER's turn format (`cooper_lib.data.turns`).
 
 Records (one JSON object per line; image paths are relative to the dataset folder):
 
@@ -26,40 +23,7 @@ from typing import Any, Literal
 
 import torch
 
-TOOL_TAGS: dict[str, str] = {"depth": "depth-estimation", "segmentation": "segmentation"}
-"""Tag of the tool call that generates each auxiliary modality."""
-
-TOOL_INSTRUCTIONS: dict[str, str] = {
-    "depth": "Estimate the depth of the image and generate the depth map.",
-    "segmentation": "Segment the objects in the image with different colors.",
-}
-"""COOPER's plain-text instruction inside each tool tag (also the stage-1 instruction)."""
-
-REFLECTION_PROMPT = (
-    "Here is the generated {name} map. It is not always accurate, so check it carefully against "
-    "the image. Continue to think in <think></think>, then call a tool again or give your final "
-    "answer in <answer></answer>."
-)
-"""Inserted after a generated map; `{name}` is "depth" or "segmentation"."""
-
-SYSTEM_PROMPT = (
-    "You answer questions about an image. You may call perception tools before answering: "
-    "<depth-estimation>...</depth-estimation> generates a depth map and "
-    "<segmentation>...</segmentation> a segmentation map of the image. Each of your turns starts "
-    "with your reasoning in <think></think>, followed by exactly one tool call or by the final "
-    "answer in <answer></answer>, with the short answer in \\boxed{}. Use at most 3 turns."
-)
-"""System prompt of stage-2 records (describes the tools and the turn format)."""
-
 Role = Literal["system", "user", "assistant", "tool"]
-
-
-def tool_call(modality: str) -> str:
-    """The tool-call text for a modality, e.g. `<segmentation>Segment ...</segmentation>`."""
-    if modality not in TOOL_TAGS:
-        raise ValueError(f"modality: expected one of {sorted(TOOL_TAGS)}, got {modality!r}")
-    tag = TOOL_TAGS[modality]
-    return f"<{tag}>{TOOL_INSTRUCTIONS[modality]}</{tag}>"
 
 
 def _jsonable(value: Any, name: str) -> Any:

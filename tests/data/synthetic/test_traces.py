@@ -3,7 +3,7 @@ import re
 import pytest
 import torch
 
-from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT, tool_call
+from cooper_lib.data.turns import REFLECTION_PROMPT, SYSTEM_PROMPT, tool_call
 from cooper_lib.data.synthetic import (
     SceneConfig,
     SceneFiles,

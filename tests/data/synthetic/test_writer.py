@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from cooper_lib.data.records import REFLECTION_PROMPT
+from cooper_lib.data.turns import REFLECTION_PROMPT
 from cooper_lib.data.synthetic import SceneConfig, render_scenes, write_dataset
 from cooper_lib.data.synthetic.files import load_depth, load_ids
 

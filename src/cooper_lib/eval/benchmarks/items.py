@@ -13,11 +13,14 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-AnswerType = Literal["choice", "yes_no", "number", "integer", "quantity", "depth"]
-"""How an item is scored: option letter, yes/no, number by mean relative accuracy, exact integer,
-length with unit (Q-SpatialBench), or a depth map (NYU v2)."""
+from cooper_lib.data.answers import ANSWER_TYPES as TEXT_ANSWER_TYPES
+from cooper_lib.data.answers import answer_type, option_letters
 
-ANSWER_TYPES: tuple[str, ...] = ("choice", "yes_no", "number", "integer", "quantity", "depth")
+AnswerType = Literal["choice", "yes_no", "integer", "number", "quantity", "text", "depth"]
+"""How an item is scored: an answer type of `cooper_lib.data.answers` (option letter, yes/no, exact
+integer, number by mean relative accuracy, length with unit, text), or a depth map (NYU v2)."""
+
+ANSWER_TYPES: tuple[str, ...] = (*TEXT_ANSWER_TYPES, "depth")
 
 ImageSource = Path | Callable[[], Image.Image]
 """A path to an image file, or a zero-argument callable that decodes the image when asked."""
@@ -67,8 +70,8 @@ class BenchmarkItem:
     target: Callable[[], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
-        if self.answer_type not in ANSWER_TYPES:
-            raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {self.answer_type!r}")
+        if self.answer_type != "depth":
+            object.__setattr__(self, "answer_type", answer_type(self.answer_type))
         if not isinstance(self.image, Path) and not callable(self.image):
             raise TypeError(f"image must be a pathlib.Path or a callable, got {type(self.image).__name__}")
         if self.answer_type == "depth" and self.target is None:
@@ -83,5 +86,4 @@ class BenchmarkItem:
 
     def letters(self) -> str:
         """Allowed option letters: one per choice, or A-F when the options live only in the text."""
-        count = len(self.choices) if self.choices else 6
-        return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:count]
+        return option_letters(self.choices)
