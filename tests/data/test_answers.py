@@ -63,7 +63,11 @@ def test_a_jsonl_record_written_with_the_old_spelling_still_grades(tmp_path):
 )
 def test_grade_rules(text, key, extracted, score, correct):
     graded = grade(text, key)
-    assert graded.extracted == pytest.approx(extracted) if isinstance(extracted, float) else graded.extracted == extracted
+    assert (
+        graded.extracted == pytest.approx(extracted)
+        if isinstance(extracted, float)
+        else graded.extracted == extracted
+    )
     assert graded.score == pytest.approx(score) and graded.correct is correct
     assert graded.failed is (extracted is None)
 

@@ -88,8 +88,13 @@ def test_default_format_covers_every_registered_modality_with_its_tags():
     assert fmt.tools["depth"] == ("<depth-estimation>", "</depth-estimation>")
     assert fmt.tools["normals"] == ("<normal-estimation>", "</normal-estimation>")
     assert fmt.priority[0] == "depth"
-    assert fmt.system_prompt == SYSTEM_PROMPT and fmt.reflection("depth") == REFLECTION_PROMPT.format(name="depth")
-    assert tool_call("depth") == "<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>"
+    assert fmt.system_prompt == SYSTEM_PROMPT and fmt.reflection("depth") == REFLECTION_PROMPT.format(
+        name="depth"
+    )
+    assert (
+        tool_call("depth")
+        == "<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>"
+    )
     assert tool_call("segmentation").startswith("<segmentation>Segment")
     with pytest.raises(ValueError, match="registered"):
         modality_tags("no-such-map")
@@ -118,12 +123,24 @@ def test_a_model_config_with_user_tags_gives_its_own_format():
 
 def _regex(fmt, pair):
     (t_open, t_close), (o, c) = fmt.think, pair
-    return re.compile(f"{re.escape(t_open)}.*?{re.escape(t_close)}\\s*{re.escape(o)}.*?{re.escape(c)}", re.DOTALL)
+    return re.compile(
+        f"{re.escape(t_open)}.*?{re.escape(t_close)}\\s*{re.escape(o)}.*?{re.escape(c)}", re.DOTALL
+    )
 
 
 def test_block_check_agrees_with_coopers_regex_on_random_texts():
     rng = random.Random(0)
-    pieces = ["<think>", "</think>", "<depth-estimation>", "</depth-estimation>", "<answer>", "</answer>", " ", "\n", "x"]
+    pieces = [
+        "<think>",
+        "</think>",
+        "<depth-estimation>",
+        "</depth-estimation>",
+        "<answer>",
+        "</answer>",
+        " ",
+        "\n",
+        "x",
+    ]
     for _ in range(3000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 9)))
         for pair, check in ((FMT.tools["depth"], FMT.is_tool_turn), (FMT.answer, FMT.is_answer_turn)):

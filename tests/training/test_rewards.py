@@ -143,7 +143,9 @@ def test_normals_and_user_modalities_get_format_and_exploration_rewards():
     edges = "<think>where are the borders?</think><edges-reward-test>Find edges.</edges-reward-test>"
     assert format_reward([edges, ANSWER_B]) == 1.0
     # a model's own tags (from its config) are what its rollouts are read with
-    config = SpatialConfig(modalities=("depth", "albedo"), tags={"albedo": ModalitySpec("<alb>", "</alb>", "go")})
+    config = SpatialConfig(
+        modalities=("depth", "albedo"), tags={"albedo": ModalitySpec("<alb>", "</alb>", "go")}
+    )
     fmt = TurnFormat.from_config(config)
     albedo = "<think>colour without light?</think><alb>go</alb>"
     assert format_reward([albedo, ANSWER_B], fmt) == 1.0 and format_reward([albedo, ANSWER_B]) == 0.0

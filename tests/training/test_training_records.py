@@ -11,7 +11,6 @@ from cooper_lib.training.records import (
     load_sft_records,
     load_stage1_records,
     parse_sft,
-    to_pil,
 )
 
 
@@ -81,25 +80,6 @@ def test_stage1_formats_decode_targets(files):
 def test_stage1_validation(tmp_path, row, message):
     with pytest.raises(ValueError, match=message):
         load_stage1_records([write(tmp_path / "bad.jsonl", [row])])
-
-
-def test_images_from_paths_base64_arrays_and_tensors(files):
-    import base64
-
-    raw = base64.b64encode((files / "rgb.png").read_bytes()).decode()
-    for value in (
-        "rgb.png",
-        raw,
-        "data:image/png;base64," + raw,
-        np.full((6, 8, 3), 100, np.uint8),
-        torch.full((3, 6, 8), 100 / 255),
-    ):
-        image = to_pil(value, files)
-        assert image.size == (8, 6) and image.getpixel((0, 0)) == (100, 100, 100)
-    with pytest.raises(ValueError, match="neither an existing file nor a base64"):
-        to_pil("missing.png", files)
-    with pytest.raises(ValueError, match="RGB array"):
-        to_pil(np.zeros((4, 4)), files)
 
 
 def test_sft_rows_in_both_formats_and_their_errors(tmp_path):

@@ -207,7 +207,9 @@ def grade(text: str, key: AnswerKey, *, tolerance: float = 0.1) -> Grade:
         if value is None:
             return Grade(None, 0.0, False)
         correct = math.isclose(value, truth, rel_tol=tolerance, abs_tol=0.0)
-        score = mean_relative_accuracy(value, truth) if truth != 0 and math.isfinite(value) else float(correct)
+        score = (
+            mean_relative_accuracy(value, truth) if truth != 0 and math.isfinite(value) else float(correct)
+        )
         return Grade(value, score, correct)
     if kind == "quantity":
         return _grade_quantity(text, key.truth())

@@ -150,7 +150,9 @@ class TurnFormat:
         object.__setattr__(self, "priority", order)
         unknown = sorted(set(self.instructions) - set(self.tools))
         if unknown:
-            raise ValueError(f"instructions: expected keys from the tools {sorted(self.tools)}, got {unknown}")
+            raise ValueError(
+                f"instructions: expected keys from the tools {sorted(self.tools)}, got {unknown}"
+            )
 
     @classmethod
     def from_specs(cls, specs: Mapping[str, ModalitySpec]) -> TurnFormat:

@@ -22,11 +22,12 @@ from typing import Any
 import torch
 from PIL import Image
 
+from cooper_lib.data.answers import answer_type
 from cooper_lib.data.records import QARecord
 from cooper_lib.data.synthetic import iter_scenes, load_dataset, make_qa
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
-from cooper_lib.data.answers import answer_type
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.images import to_pil
 
 SYNTHETIC_ANSWER_TYPES: tuple[str, ...] = ("choice", "yes_no", "integer", "number")
 """The answer types synthetic questions use."""
@@ -69,8 +70,7 @@ def _item(record: QARecord, image: Path | Callable[[], Image.Image]) -> Benchmar
 
 
 def _rgb_loader(rgb: torch.Tensor) -> Callable[[], Image.Image]:
-    array = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    return lambda: Image.fromarray(array, mode="RGB")
+    return lambda: to_pil(rgb)
 
 
 def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple[QARecord, Any]]:

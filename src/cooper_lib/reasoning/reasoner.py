@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 
 from cooper_lib.data.turns import TurnFormat
-from cooper_lib.modalities import DepthCodec, ModalityCodec, NormalsCodec, SegmentationCodec, to_pil
+from cooper_lib.images import to_pil
+from cooper_lib.modalities import DepthCodec, ModalityCodec, NormalsCodec, SegmentationCodec
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.context import KVContext, StepOutput
 from cooper_lib.reasoning.policy import Policy, TurnPlan, get_policy
@@ -185,7 +186,9 @@ class InterleavedReasoner:
         self.max_total_tokens = max_total_tokens
         fmt = self.format
         self.system_prompt = fmt.system_prompt if system_prompt is FROM_FORMAT else system_prompt
-        self.reflection_prompt = fmt.reflection_prompt if reflection_prompt is FROM_FORMAT else reflection_prompt
+        self.reflection_prompt = (
+            fmt.reflection_prompt if reflection_prompt is FROM_FORMAT else reflection_prompt
+        )
         self.retry_prompt = fmt.retry_prompt if retry_prompt is FROM_FORMAT else retry_prompt
         self.insert_role = insert_role
         self.codecs = dict(codecs) if codecs is not None else default_codecs(model)
@@ -499,7 +502,7 @@ class InterleavedReasoner:
         for i, (image, question) in enumerate(zip(images, questions, strict=True)):
             if not isinstance(question, str) or not question.strip():
                 raise ValueError(f"questions[{i}]: expected a non-empty question, got {question!r}")
-            pil_images.append(_as_pil(image, f"images[{i}]"))
+            pil_images.append(to_pil(image, f"images[{i}]"))
         return pil_images, list(questions)
 
     def _seeds(self, n: int, seeds: Sequence[int] | None) -> list[int]:
@@ -509,18 +512,6 @@ class InterleavedReasoner:
             return [int(s) for s in seeds]
         base = self.sampling.seed if self.sampling.seed is not None else int(torch.randint(0, 2**31 - 1, ()))
         return [base + i for i in range(n)]
-
-
-def _as_pil(image: Any, name: str) -> Image.Image:
-    """An RGB PIL image from a PIL image, an [H, W, 3] array or a [3, H, W] tensor."""
-    if image is None:
-        raise ValueError(f"{name}: expected an image, got None")
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    try:
-        return to_pil(image)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{name}: {err}") from err
 
 
 def _eos_ids(model: SpatialModel, tokenizer: Any) -> set[int]:

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 
 from cooper_lib.data.turns import TurnFormat
 from cooper_lib.heads.dense import SEG_IGNORE_INDEX
+from cooper_lib.images import to_pil
 from cooper_lib.model import IGNORE_INDEX, SpatialModel
-from cooper_lib.training.records import SFTRecordData, Stage1Example, to_pil
+from cooper_lib.training.records import SFTRecordData, Stage1Example
 
 
 def resize_map(target: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -174,7 +175,9 @@ class SFTCollator:
                 messages.append({"role": chat_role, "content": []})
             content = messages[-1]["content"]
             if item.type == "image":
-                images.append(to_pil(item.value, record.base_dir, f"record {record.id}: item {index}"))
+                images.append(
+                    to_pil(item.value, f"record {record.id}: item {index}", base_dir=record.base_dir)
+                )
                 content.append({"type": "image"})
                 continue
             text = item.value

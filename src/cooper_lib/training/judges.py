@@ -53,9 +53,7 @@ class Reference:
     def key(self) -> AnswerKey:
         """The `AnswerKey` the answer is graded against (`value` stands for a numeric answer)."""
         numeric = self.answer_type in ("integer", "number", "quantity") and self.value is not None
-        return AnswerKey(
-            self.value if numeric else self.answer, self.answer_type, self.choices, self.unit
-        )
+        return AnswerKey(self.value if numeric else self.answer, self.answer_type, self.choices, self.unit)
 
     @classmethod
     def from_record(cls, record: Any) -> Reference:

@@ -30,9 +30,6 @@ with ``depth_scale`` beside the JSONL). Image values are paths, base64 strings (
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -45,6 +42,7 @@ import torch
 from PIL import Image
 
 from cooper_lib.data.records import QARecord, read_jsonl
+from cooper_lib.images import to_pil
 from cooper_lib.modalities import DEPTH_PRESETS, NormalsCodec, SegmentationCodec, depth_from_png
 from cooper_lib.training.judges import Reference
 from cooper_lib.training.rewards import CPR_FLAGS
@@ -54,54 +52,6 @@ _STAGE1_KEYS = {
     "id", "image", "modality", "target", "instruction", "source", "depth_scale", "depth_preset",
     "palette", "reduce_zero_label",
 }  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------- images
-def to_pil(value: Any, base_dir: Path | None = None, where: str = "image") -> Image.Image:
-    """An RGB PIL image from a path, a base64 string, a PIL image, an array or a tensor.
-
-    Arrays and tensors: [H, W, 3] or [3, H, W], uint8 or floats in [0, 1].
-    """
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        array = (
-            np.moveaxis(value, 0, -1)
-            if value.ndim == 3 and value.shape[0] == 3 and value.shape[-1] != 3
-            else value
-        )
-        if array.ndim != 3 or array.shape[-1] != 3:
-            raise ValueError(
-                f"{where}: expected an RGB array [H, W, 3] or [3, H, W], got shape {value.shape}"
-            )
-        if array.dtype != np.uint8:
-            array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return Image.fromarray(array)
-    if isinstance(value, (str, os.PathLike)):
-        text = str(value)
-        path = Path(text) if base_dir is None or Path(text).is_absolute() else base_dir / text
-        if len(text) < 4096 and path.is_file():
-            with Image.open(path) as image:
-                return image.convert("RGB")
-        decoded = _base64_image(text)
-        if decoded is None:
-            raise ValueError(f"{where}: {text[:80]!r} is neither an existing file nor a base64-encoded image")
-        return decoded
-    raise TypeError(
-        f"{where}: expected a path, base64 string, PIL image, array or tensor, got {type(value).__name__}"
-    )
-
-
-def _base64_image(text: str) -> Image.Image | None:
-    payload = text.split("base64,", 1)[1] if "base64," in text[:100] else text
-    try:
-        raw = base64.b64decode(payload, validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
-            return image.convert("RGB")
-    except (binascii.Error, ValueError, OSError):
-        return None
 
 
 def _resolve(path: str, base_dir: Path) -> Path:
@@ -124,7 +74,7 @@ class Stage1Example:
     reduce_zero_label: bool = False
 
     def load_image(self) -> Image.Image:
-        return to_pil(self.image, where=f"record {self.id}: image")
+        return to_pil(self.image, f"record {self.id}: image")
 
     def load_target(self) -> torch.Tensor:
         """Depth [H, W] metres (0: invalid), class ids [H, W] long (255: ignore), or normals [3, H, W]."""
@@ -342,7 +292,7 @@ class QAExample:
     base_dir: Path | None = None
 
     def load_image(self) -> Image.Image:
-        return to_pil(self.image, self.base_dir, f"record {self.id}: image")
+        return to_pil(self.image, f"record {self.id}: image", base_dir=self.base_dir)
 
 
 def parse_qa(row: dict[str, Any], base_dir: Path | None, where: str) -> QAExample:

@@ -179,7 +179,9 @@ def cpr_reward(
     accuracy = tuple(accuracy_reward(t, r, judge, tf) for t, r in zip(turns, references, strict=True))
     fmt = tuple(format_reward(t, tf) for t in turns)
     explore = tuple(
-        exploration_rewards([used_tool(t, tf) for t in turns], flags, groups, threshold=threshold, bonus=bonus)
+        exploration_rewards(
+            [used_tool(t, tf) for t in turns], flags, groups, threshold=threshold, bonus=bonus
+        )
     )
     w = {part: float(weights.get(part, 1.0)) for part in REWARD_PARTS}
     total = tuple(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +12,7 @@ from PIL import Image
 
 from cooper_lib.data.answers import ANSWER_TYPES as TEXT_ANSWER_TYPES
 from cooper_lib.data.answers import answer_type, option_letters
+from cooper_lib.images import open_image
 
 AnswerType = Literal["choice", "yes_no", "integer", "number", "quantity", "text", "depth"]
 """How an item is scored: an answer type of `cooper_lib.data.answers` (option letter, yes/no, exact
@@ -24,21 +22,6 @@ ANSWER_TYPES: tuple[str, ...] = (*TEXT_ANSWER_TYPES, "depth")
 
 ImageSource = Path | Callable[[], Image.Image]
 """A path to an image file, or a zero-argument callable that decodes the image when asked."""
-
-
-def image_from_bytes(data: bytes) -> Image.Image:
-    """Decode encoded image bytes (PNG, JPEG, ...) into an RGB PIL image."""
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
-
-
-def image_from_base64(data: str) -> Image.Image:
-    """Decode a base64 string holding an encoded image (the MMBench TSV ``image`` column)."""
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except binascii.Error as err:
-        raise ValueError(f"image field is not valid base64 ({err}); starts with {data[:32]!r}") from err
-    return image_from_bytes(raw)
 
 
 @dataclass(frozen=True)
@@ -80,8 +63,7 @@ class BenchmarkItem:
     def load_image(self) -> Image.Image:
         """The item's image as an RGB PIL image."""
         if isinstance(self.image, Path):
-            with Image.open(self.image) as image:
-                return image.convert("RGB")
+            return open_image(self.image, f"item {self.id!r}: image")
         return self.image()
 
     def letters(self) -> str:

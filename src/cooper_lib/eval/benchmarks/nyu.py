@@ -33,6 +33,7 @@ from cooper_lib.eval.benchmarks._io import require_dir, require_file
 from cooper_lib.eval.benchmarks.base import Benchmark, Score
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.eval.metrics.depth import NYU_GRID, AlignMode, AlignSpace, nyu_depth_metrics
+from cooper_lib.images import to_pil
 
 NAME = "NYU Depth v2"
 DEPTH_INSTRUCTION = "Estimate the depth of the image and generate the depth map."
@@ -90,7 +91,7 @@ def _mat_rgb(path: Path, index: int) -> Image.Image:
     import h5py
 
     with h5py.File(path, "r") as f:
-        return Image.fromarray(np.ascontiguousarray(f["images"][index].transpose(2, 1, 0)))
+        return to_pil(f["images"][index].transpose(2, 1, 0), f"{path.name} image {index}")
 
 
 def _mat_depth(path: Path, index: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cooper_lib.data.answers import AnswerType
 from cooper_lib.eval.benchmarks._io import (
     clean,
     read_delimited,
@@ -27,7 +28,6 @@ from cooper_lib.eval.benchmarks._io import (
     require_files,
 )
 from cooper_lib.eval.benchmarks.base import Benchmark
-from cooper_lib.data.answers import AnswerType
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 
 NAME = "SIBench"
