@@ -20,6 +20,7 @@ defaulting to `SYSTEM_PROMPT`, `REFLECTION_PROMPT` and `RETRY_PROMPT`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 TurnKind = Literal["tool", "answer", "none"]
+_SPACES = re.compile(r"\s*")
 
 REFLECTION_PROMPT = (
     "Here is the generated {name} map. It is not always accurate, so check it carefully against "
@@ -250,9 +252,7 @@ class TurnFormat:
         close_at = len(text) - len(close_tag)
         at = text.find(t_close, len(t_open))
         while at >= 0:
-            start = at + len(t_close)
-            while start < len(text) and text[start].isspace():
-                start += 1
+            start = _SPACES.match(text, at + len(t_close)).end()
             if text.startswith(open_tag, start) and start + len(open_tag) <= close_at:
                 return True
             at = text.find(t_close, at + 1)
