@@ -96,6 +96,8 @@ def test_perceive_returns_maps(spatial):
     with pytest.raises(ValueError, match="modality: expected one of"):
         spatial.perceive(images(1), "normals")
     with pytest.raises(TypeError, match=r"images\[0\]: expected a PIL image"):
+        spatial.perceive([3], "depth")
+    with pytest.raises(ValueError, match=r"images\[0\]: 'not an image' is neither an existing file"):
         spatial.perceive(["not an image"], "depth")
 
 

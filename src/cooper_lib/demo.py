@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from cooper_lib.attach import add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone, tiny_families
 from cooper_lib.data.synthetic import SEMANTIC_CLASSES, SceneConfig, SpatialScene, render_scenes
-from cooper_lib.eval.metrics.depth import abs_rel, delta_accuracy
-from cooper_lib.eval.metrics.segmentation import confusion_matrix, mean_iou
 from cooper_lib.modalities import SegmentationCodec, make_grid
+from cooper_lib.modalities.depth_metrics import abs_rel, delta_accuracy
+from cooper_lib.modalities.segmentation_metrics import confusion_matrix, mean_iou
 from cooper_lib.model import SpatialModel
 
 MODALITIES = ("depth", "segmentation")

@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,6 +24,7 @@ from cooper_lib.backbones import BackboneAdapter
 from cooper_lib.config import CONFIG_NAME, SpatialConfig
 from cooper_lib.graft import check_addition_state, graft
 from cooper_lib.heads import build_head
+from cooper_lib.images import to_pil
 from cooper_lib.layout import PerceptionLayout, QueryPositions
 
 WEIGHTS_NAME = "spatial_heads.safetensors"
@@ -192,10 +191,10 @@ class SpatialModel(nn.Module):
         """Model inputs asking for a map of each image: COOPER's tagged instruction, then a query block.
 
         Args:
-            images: PIL images, [H, W, 3] / [3, H, W] arrays or tensors.
+            images: PIL images, [H, W, 3] / [3, H, W] arrays or tensors, paths (`cooper_lib.images`).
             modality: one modality for every image, or one per image (a mixed batch).
         """
-        pil_images = [_to_pil(image, f"images[{i}]") for i, image in enumerate(images)]
+        pil_images = [to_pil(image, f"images[{i}]") for i, image in enumerate(images)]
         if not pil_images:
             raise ValueError("images: expected at least one image, got an empty sequence")
         modalities = [modality] * len(pil_images) if isinstance(modality, str) else list(modality)
@@ -385,20 +384,3 @@ def _check_targets(
             )
         checked[name] = target.to(states[name].device)
     return checked
-
-
-def _to_pil(image: Any, name: str) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-        if image.ndim == 3 and image.shape[0] in (1, 3):
-            image = np.moveaxis(image, 0, -1)
-    if isinstance(image, np.ndarray):
-        if image.ndim == 3 and image.shape[-1] in (1, 3):
-            array = (
-                image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-            )
-            return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array).convert("RGB")
-        raise ValueError(f"{name}: expected an RGB image [H, W, 3] or [3, H, W], got shape {image.shape}")
-    raise TypeError(f"{name}: expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")

@@ -14,23 +14,11 @@ from cooper_lib.data.records import (
     load_stage1_records,
     parse_sft,
     read_jsonl,
-    to_pil,
-    tool_call,
     write_jsonl,
 )
+from cooper_lib.data.turns import tool_call
+from cooper_lib.images import to_pil
 from cooper_lib.modalities import SegmentationCodec
-
-
-def test_tool_calls_use_coopers_tags():
-    assert (
-        tool_call("depth")
-        == "<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>"
-    )
-    assert tool_call("segmentation").startswith("<segmentation>") and tool_call("segmentation").endswith(
-        "</segmentation>"
-    )
-    with pytest.raises(ValueError, match="modality"):
-        tool_call("normals")
 
 
 def test_items_validate():
@@ -153,12 +141,12 @@ def test_images_from_paths_base64_arrays_and_tensors(files):
         np.full((6, 8, 3), 100, np.uint8),
         torch.full((3, 6, 8), 100 / 255),
     ):
-        image = to_pil(value, files)
+        image = to_pil(value, base_dir=files)
         assert image.size == (8, 6) and image.getpixel((0, 0)) == (100, 100, 100)
     with pytest.raises(ValueError, match="neither an existing file nor a base64"):
-        to_pil("missing.png", files)
+        to_pil("missing.png", base_dir=files)
     with pytest.raises(ValueError, match="RGB array"):
-        to_pil(np.zeros((4, 4)), files)
+        to_pil(np.zeros((4, 4)), base_dir=files)
 
 
 def test_sft_rows_in_both_formats_and_their_errors(tmp_path):

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from cooper_lib.eval.benchmarks.items import BenchmarkItem, image_from_base64, image_from_bytes
+from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.images import image_from_base64, image_from_bytes
 
 
 def test_image_from_path_bytes_and_base64(tmp_path, write_image, encoded_image):

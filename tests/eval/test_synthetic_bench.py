@@ -46,7 +46,7 @@ def test_count_and_yes_no_records_map_to_integer_and_yes_no(tmp_path):
     assert (count.answer_type, count.answer) == ("integer", 3.0)
     yes = _item(record("yes-no", "no"), tmp_path / "i.png")
     assert (yes.answer_type, yes.answer) == ("yes_no", "no")
-    with pytest.raises(ValueError, match="answer_type must be one of"):
+    with pytest.raises(ValueError, match="answer_type: expected one of"):
         _item(record("essay", "x"), tmp_path / "i.png")
 
 

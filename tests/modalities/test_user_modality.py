@@ -246,11 +246,6 @@ def test_an_sft_step_supervises_the_edges_head(tmp_path):
     assert after["loss"] < before["loss"], (before, after)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="part C of issue 12 (one turn format): training/rewards.py matches only the depth and "
-    "segmentation tags; a registered modality's tool turn does not count yet",
-)
 def test_grpo_format_and_exploration_count_its_tool_call():
     assert used_tool([EDGE_TURN, ANSWER_TURN])
     assert format_reward([EDGE_TURN, ANSWER_TURN]) == 1.0

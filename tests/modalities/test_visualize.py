@@ -16,7 +16,7 @@ def test_to_pil_of_an_image_and_of_a_map():
 
 
 def test_to_pil_rejects_batches_and_stray_arguments():
-    with pytest.raises(ValueError, match="x: expected one image or map"):
+    with pytest.raises(ValueError, match="x: expected one image"):
         to_pil(torch.zeros(2, 3, 4, 4))
     with pytest.raises(TypeError, match="need a modality"):
         to_pil(torch.zeros(3, 4, 4), preset="nyu")

@@ -314,3 +314,20 @@ def test_tool_tags_must_be_single_tokens():
     )
     with pytest.raises(ValueError, match=r"closing tool tags \['</depth-est>'\] are not single tokens"):
         InterleavedReasoner(model, tags=tags)
+
+
+def test_prompts_come_from_the_turn_format_unless_given():
+    import dataclasses
+
+    from cooper_lib.data.turns import RETRY_PROMPT, SYSTEM_PROMPT
+    from cooper_lib.reasoning import TurnFormat
+
+    model = spatial("qwen2_vl")
+    default = InterleavedReasoner(model)
+    assert (default.system_prompt, default.retry_prompt) == (SYSTEM_PROMPT, RETRY_PROMPT)
+    tags = dataclasses.replace(
+        TurnFormat.from_config(model.config), system_prompt="S", reflection_prompt="R {name}"
+    )
+    custom = InterleavedReasoner(model, tags=tags, retry_prompt="again")
+    assert (custom.system_prompt, custom.reflection_prompt, custom.retry_prompt) == ("S", "R {name}", "again")
+    assert InterleavedReasoner(model, tags=tags, system_prompt=None).system_prompt is None

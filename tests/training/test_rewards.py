@@ -130,3 +130,30 @@ def test_cpr_reward_rejects_bad_inputs():
         cpr_reward([[ANSWER_B]], [], ["positive"], [0])
     with pytest.raises(TypeError, match="completions"):
         cpr_reward(["a flat string"], [CHOICE], ["positive"], [0])
+
+
+def test_normals_and_user_modalities_get_format_and_exploration_rewards():
+    from cooper_lib.config import ModalitySpec, SpatialConfig
+    from cooper_lib.data.turns import TurnFormat
+    from cooper_lib.modalities import NormalsCodec, register_modality
+
+    normals = "<think>which way do the walls face?</think><normal-estimation>Estimate.</normal-estimation>"
+    assert format_reward([normals, ANSWER_B]) == 1.0 and used_tool([normals, ANSWER_B])
+    register_modality("edges-reward-test", NormalsCodec, overwrite=True)
+    edges = "<think>where are the borders?</think><edges-reward-test>Find edges.</edges-reward-test>"
+    assert format_reward([edges, ANSWER_B]) == 1.0
+    # a model's own tags (from its config) are what its rollouts are read with
+    config = SpatialConfig(
+        modalities=("depth", "albedo"), tags={"albedo": ModalitySpec("<alb>", "</alb>", "go")}
+    )
+    fmt = TurnFormat.from_config(config)
+    albedo = "<think>colour without light?</think><alb>go</alb>"
+    assert format_reward([albedo, ANSWER_B], fmt) == 1.0 and format_reward([albedo, ANSWER_B]) == 0.0
+    rewards = cpr_reward(
+        [[albedo, ANSWER_B], [ANSWER_B]],
+        [CHOICE, CHOICE],
+        ["positive", "positive"],
+        [0, 0],
+        turn_format=fmt,
+    )
+    assert rewards.format == (1.0, 1.0) and rewards.exploration == (0.2, 0.0)

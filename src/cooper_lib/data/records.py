@@ -1,9 +1,6 @@
-"""Record formats of the training stages and of evaluation, COOPER's turn format, and JSONL I/O.
+"""Record formats of the training stages and of evaluation, and JSONL I/O.
 
-Turn format (COOPER): every assistant turn is `<think>...</think>` followed by either a tool
-call (`<depth-estimation>...</depth-estimation>` or `<segmentation>...</segmentation>`) or the
-final `<answer>... \\boxed{X}</answer>`. After a tool call the generated map is inserted as an
-image, followed by `REFLECTION_PROMPT`.
+The text inside records follows COOPER's turn format (`cooper_lib.data.turns`).
 
 This module is the one record model: it writes records and reads them back (with validation
 and the loading of images and true maps). Records (one JSON object per line; paths are relative
@@ -39,9 +36,6 @@ to the JSONL file's folder):
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -53,42 +47,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cooper_lib.images import to_pil
 from cooper_lib.modalities import get_modality
 
-TOOL_TAGS: dict[str, str] = {"depth": "depth-estimation", "segmentation": "segmentation"}
-"""Tag of the tool call that generates each auxiliary modality."""
-
-TOOL_INSTRUCTIONS: dict[str, str] = {
-    "depth": "Estimate the depth of the image and generate the depth map.",
-    "segmentation": "Segment the objects in the image with different colors.",
-}
-"""COOPER's plain-text instruction inside each tool tag (also the stage-1 instruction)."""
-
-REFLECTION_PROMPT = (
-    "Here is the generated {name} map. It is not always accurate, so check it carefully against "
-    "the image. Continue to think in <think></think>, then call a tool again or give your final "
-    "answer in <answer></answer>."
-)
-"""Inserted after a generated map; `{name}` is "depth" or "segmentation"."""
-
-SYSTEM_PROMPT = (
-    "You answer questions about an image. You may call perception tools before answering: "
-    "<depth-estimation>...</depth-estimation> generates a depth map and "
-    "<segmentation>...</segmentation> a segmentation map of the image. Each of your turns starts "
-    "with your reasoning in <think></think>, followed by exactly one tool call or by the final "
-    "answer in <answer></answer>, with the short answer in \\boxed{}. Use at most 3 turns."
-)
-"""System prompt of stage-2 records (describes the tools and the turn format)."""
-
 Role = Literal["system", "user", "assistant", "tool"]
-
-
-def tool_call(modality: str) -> str:
-    """The tool-call text for a modality, e.g. `<segmentation>Segment ...</segmentation>`."""
-    if modality not in TOOL_TAGS:
-        raise ValueError(f"modality: expected one of {sorted(TOOL_TAGS)}, got {modality!r}")
-    tag = TOOL_TAGS[modality]
-    return f"<{tag}>{TOOL_INSTRUCTIONS[modality]}</{tag}>"
 
 
 def _jsonable(value: Any, name: str) -> Any:
@@ -255,7 +217,7 @@ class Stage1Example:
     options: dict[str, Any] = field(default_factory=dict)
 
     def load_image(self) -> Image.Image:
-        return to_pil(self.image, where=f"record {self.id}: image")
+        return to_pil(self.image, f"record {self.id}: image")
 
     def load_target(self) -> torch.Tensor:
         """The true map, read by the modality (depth [H, W] metres with 0 invalid, class ids [H, W]
@@ -424,54 +386,6 @@ def iter_rows(paths: Sequence[str | os.PathLike]) -> Iterable[tuple[dict[str, An
             raise FileNotFoundError(f"{path}: JSONL file not found")
         for number, row in enumerate(read_jsonl(path), 1):
             yield row, path.parent, f"{path}:{number}"
-
-
-# --------------------------------------------------------------------------------------- images
-def to_pil(value: Any, base_dir: Path | None = None, where: str = "image") -> Image.Image:
-    """An RGB PIL image from a path, a base64 string, a PIL image, an array or a tensor.
-
-    Arrays and tensors: [H, W, 3] or [3, H, W], uint8 or floats in [0, 1].
-    """
-    if isinstance(value, Image.Image):
-        return value.convert("RGB")
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        array = (
-            np.moveaxis(value, 0, -1)
-            if value.ndim == 3 and value.shape[0] == 3 and value.shape[-1] != 3
-            else value
-        )
-        if array.ndim != 3 or array.shape[-1] != 3:
-            raise ValueError(
-                f"{where}: expected an RGB array [H, W, 3] or [3, H, W], got shape {value.shape}"
-            )
-        if array.dtype != np.uint8:
-            array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        return Image.fromarray(array)
-    if isinstance(value, (str, os.PathLike)):
-        text = str(value)
-        path = Path(text) if base_dir is None or Path(text).is_absolute() else base_dir / text
-        if len(text) < 4096 and path.is_file():
-            with Image.open(path) as image:
-                return image.convert("RGB")
-        decoded = _base64_image(text)
-        if decoded is None:
-            raise ValueError(f"{where}: {text[:80]!r} is neither an existing file nor a base64-encoded image")
-        return decoded
-    raise TypeError(
-        f"{where}: expected a path, base64 string, PIL image, array or tensor, got {type(value).__name__}"
-    )
-
-
-def _base64_image(text: str) -> Image.Image | None:
-    payload = text.split("base64,", 1)[1] if "base64," in text[:100] else text
-    try:
-        raw = base64.b64decode(payload, validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
-            return image.convert("RGB")
-    except (binascii.Error, ValueError, OSError):
-        return None
 
 
 def _resolve(path: str | os.PathLike, base_dir: Path) -> Path:

@@ -2,14 +2,11 @@
 
 Items come from a folder written by ``write_dataset(dir, n, seed, stage="eval")`` (or ``"grpo"``),
 or, with no folder, are rendered in memory from ``(n, seed)`` exactly as that writer would (same
-scene seeds, same question stream), so a run needs no files at all. Each synthetic answer type
-is scored by the rule of the benchmark family it mirrors:
-
-* ``choice`` -> option letter (``choice``);
-* ``yes-no`` -> yes / no (``yes_no``);
-* ``count`` -> exact integer (``integer``);
-* ``number`` (metres or centimetres) -> SIBench's mean relative accuracy of the number read from
-  the answer, in the question's unit (``number``).
+scene seeds, same question stream), so a run needs no files at all. The synthetic questions use
+the answer vocabulary of `cooper_lib.data.answers` and are scored by its rules: an option letter,
+yes / no, an exact count (``integer``), and for ``number`` questions (metres or centimetres)
+SIBench's mean relative accuracy of the number read from the answer, in the question's unit.
+Records written with the old spellings ``yes-no`` / ``count`` load as ``yes_no`` / ``integer``.
 
 Scores also carry COOPER's CPR flag (``cpr``) and the helpful map (``modality``), and `aggregate`
 adds per-flag figures, the split COOPER analyses tool use by.
@@ -25,18 +22,15 @@ from typing import Any
 import torch
 from PIL import Image
 
+from cooper_lib.data.answers import answer_type
 from cooper_lib.data.records import QARecord
 from cooper_lib.data.synthetic import iter_scenes, load_synthetic_dataset, make_qa
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
-from cooper_lib.eval.benchmarks.items import AnswerType, BenchmarkItem
+from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.images import to_pil
 
-SYNTHETIC_ANSWER_TYPES: dict[str, AnswerType] = {
-    "choice": "choice",
-    "yes-no": "yes_no",
-    "count": "integer",
-    "number": "number",
-}
-"""Synthetic answer type -> the `BenchmarkItem` answer type (scoring rule) it is scored by."""
+SYNTHETIC_ANSWER_TYPES: tuple[str, ...] = ("choice", "yes_no", "integer", "number")
+"""The answer types synthetic questions use."""
 
 
 class SyntheticBenchmark(Benchmark):
@@ -54,12 +48,14 @@ class SyntheticBenchmark(Benchmark):
 
 
 def _item(record: QARecord, image: Path | Callable[[], Image.Image]) -> BenchmarkItem:
-    if record.answer_type not in SYNTHETIC_ANSWER_TYPES:
+    try:
+        kind = answer_type(record.answer_type)
+    except ValueError as err:
+        raise ValueError(f"record {record.id!r}: {err}") from err
+    if kind not in SYNTHETIC_ANSWER_TYPES:
         raise ValueError(
-            f"record {record.id!r}: answer_type must be one of {sorted(SYNTHETIC_ANSWER_TYPES)}, "
-            f"got {record.answer_type!r}"
+            f"record {record.id!r}: answer_type must be one of {list(SYNTHETIC_ANSWER_TYPES)}, got {kind!r}"
         )
-    kind = SYNTHETIC_ANSWER_TYPES[record.answer_type]
     answer: str | float = record.answer if kind in ("choice", "yes_no") else float(record.value)
     return BenchmarkItem(
         id=record.id,
@@ -74,8 +70,7 @@ def _item(record: QARecord, image: Path | Callable[[], Image.Image]) -> Benchmar
 
 
 def _rgb_loader(rgb: torch.Tensor) -> Callable[[], Image.Image]:
-    array = (rgb.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    return lambda: Image.fromarray(array, mode="RGB")
+    return lambda: to_pil(rgb)
 
 
 def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple[QARecord, Any]]:

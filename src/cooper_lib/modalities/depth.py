@@ -38,6 +38,7 @@ from cooper_lib.modalities._convert import (
 from cooper_lib.modalities._nearest import nearest_colour
 from cooper_lib.modalities.base import ArrayLike, DecodedMap, ModalityCodec
 from cooper_lib.modalities.colormaps import colormap_index, spectral_lut
+from cooper_lib.modalities.depth_metrics import abs_rel
 from cooper_lib.modalities.modality import Display, Modality
 from cooper_lib.ops.depth_losses import silog_loss, ssi_depth_loss
 
@@ -414,8 +415,6 @@ class DepthModality(Modality):
 
     def map_metrics(self, pred: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> dict[str, float]:
         """AbsRel (valid pixels) averaged over the maps that have any valid pixel."""
-        from cooper_lib.eval.metrics.depth import abs_rel
-
         gt = target.float()
         valid = self.valid_mask(gt)
         scores = [abs_rel(p, g, v) for p, g, v in zip(pred, gt, valid, strict=True) if bool(v.any())]

@@ -23,6 +23,7 @@ from cooper_lib.modalities._nearest import DEFAULT_CHUNK_PIXELS, nearest_colour
 from cooper_lib.modalities.base import ArrayLike, DecodedMap, ModalityCodec
 from cooper_lib.modalities.modality import Display, Modality
 from cooper_lib.modalities.palettes import ADE20K_PALETTE_HEX
+from cooper_lib.modalities.segmentation_metrics import confusion_matrix, mean_iou
 from cooper_lib.ops.seg_ce_dice import seg_ce_dice_loss
 
 __all__ = [
@@ -366,8 +367,6 @@ class SegmentationModality(Modality):
 
     def map_metrics(self, pred: torch.Tensor, target: torch.Tensor, *, num_classes: int) -> dict[str, float]:
         """mIoU over the batch's pixels (classes present in the ground truth or the prediction)."""
-        from cooper_lib.eval.metrics.segmentation import confusion_matrix, mean_iou
-
         confmat = confusion_matrix(pred, target, num_classes, ignore_index=IGNORE_INDEX)
         return {self.metric_names[0]: mean_iou(confmat)}
 

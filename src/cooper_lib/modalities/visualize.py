@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from cooper_lib.modalities._convert import image_tensor
+from cooper_lib import images
 from cooper_lib.modalities.base import ArrayLike, ModalityCodec
 from cooper_lib.modalities.depth import DepthCodec
 from cooper_lib.modalities.registry import get_codec
@@ -34,24 +34,17 @@ def to_pil(x: ArrayLike, modality: str | ModalityCodec | None = None, **codec_kw
     """One image or map as an RGB PIL image.
 
     Args:
-        x: with ``modality`` None, an image ``(3, H, W)`` (float in [0, 1] or uint8; a leading
-            batch of 1 is allowed; numpy/PIL channel-last); otherwise a single map for that
-            modality, drawn through its codec.
+        x: with ``modality`` None, an image (any input `cooper_lib.images.to_pil` takes: a
+            ``(3, H, W)`` tensor in [0, 1] or uint8, a batch of 1, numpy/PIL channel-last, ...);
+            otherwise a single map for that modality, drawn through its codec.
         modality: a registered modality name or a codec.
         **codec_kwargs: arguments for the codec when ``modality`` is a name.
     """
     if modality is None:
         if codec_kwargs:
             raise TypeError(f"codec keyword arguments {sorted(codec_kwargs)} need a modality")
-        img = image_tensor(x, "x")
-    else:
-        img = _codec(modality, codec_kwargs).encode(x)
-    while img.ndim > 3 and img.shape[0] == 1:
-        img = img[0]
-    if img.ndim != 3:
-        raise ValueError(f"x: expected one image or map, got a batch of shape {tuple(img.shape[:-3])}")
-    pixels = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
-    return Image.fromarray(pixels.cpu().numpy())
+        return images.to_pil(x, "x")
+    return images.to_pil(_codec(modality, codec_kwargs).encode(x), "x")
 
 
 def _fit(image: Image.Image, height: int, resample: Image.Resampling) -> Image.Image:

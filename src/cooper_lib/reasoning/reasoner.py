@@ -25,6 +25,7 @@ Decisions:
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,24 +34,26 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
-from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT
-from cooper_lib.modalities import ModalityCodec, to_pil
+from cooper_lib.data.turns import TurnFormat
+from cooper_lib.images import to_pil
+from cooper_lib.modalities import ModalityCodec
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.context import KVContext, StepOutput
 from cooper_lib.reasoning.policy import Policy, TurnPlan, get_policy
 from cooper_lib.reasoning.sampling import SamplingConfig, TokenSampler
 from cooper_lib.reasoning.stopping import TextStopper
-from cooper_lib.reasoning.tags import TurnFormat
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace, StreamEvent
 
-__all__ = ["DEPTH_DISPLAY_RANGE", "RETRY_PROMPT", "InterleavedReasoner", "default_codecs"]
+__all__ = ["DEPTH_DISPLAY_RANGE", "FROM_FORMAT", "InterleavedReasoner", "default_codecs"]
 
-RETRY_PROMPT = (
-    "Your last turn neither called a tool nor gave an answer. Continue to think in <think></think>, "
-    "then call a tool or give your final answer in <answer></answer>."
-)
-"""Inserted after a turn with neither a tool call nor an answer."""
+
+class _FromFormat(enum.Enum):
+    FROM_FORMAT = "the turn format's"
+
+
+FROM_FORMAT = _FromFormat.FROM_FORMAT
+"""Default of the reasoner's prompt arguments: take the prompt from its `TurnFormat`."""
 
 DEPTH_DISPLAY_RANGE = DISPLAY_RANGE
 """Metres the default depth codec spreads over the Spectral table (its home: `cooper_lib.modalities.depth.DISPLAY_RANGE`)."""
@@ -97,14 +100,18 @@ class InterleavedReasoner:
         model: the backbone with perception heads (`add_spatial_heads`).
         processor: the processor holding the added tag tokens (default: the model's own).
         policy: ``"adaptive"``, ``"perceive_first"`` (BAGEL-PE), ``"text_only"`` (BAGEL-RE) or a `Policy`.
-        tags: the turn format (default: COOPER's tags with the model's tool tags).
+        tags: the turn format: tags and prompts (default: `TurnFormat.from_config(model.config)`,
+            the model's tool tags and the default prompts).
         tools: modalities the model may call (default: all the model has).
         max_turns: most assistant turns per rollout (COOPER: 3).
         max_new_tokens_per_turn: most tokens the model writes in one turn.
         max_total_tokens: most tokens in a rollout's whole context (prompt, turns, queries, images).
-        system_prompt: the system message (None: none); default the SFT records' one.
-        reflection_prompt: text after an inserted map; ``{name}`` becomes the modality.
-        retry_prompt: text after a turn with neither a tool call nor an answer.
+        system_prompt: the system message (None: none); default the turn format's, the one the
+            SFT records carry.
+        reflection_prompt: text after an inserted map; ``{name}`` becomes the modality; default
+            the turn format's.
+        retry_prompt: text after a turn with neither a tool call nor an answer; default the turn
+            format's.
         insert_role: chat role of the messages the controller inserts.
         codecs: per modality, how its maps are drawn (default `default_codecs(model)`).
         map_size: size of the inserted pseudo-image: ``"input"`` (the input image's), a
@@ -129,9 +136,9 @@ class InterleavedReasoner:
         max_turns: int = 3,
         max_new_tokens_per_turn: int = 512,
         max_total_tokens: int = 8192,
-        system_prompt: str | None = SYSTEM_PROMPT,
-        reflection_prompt: str = REFLECTION_PROMPT,
-        retry_prompt: str = RETRY_PROMPT,
+        system_prompt: str | None | _FromFormat = FROM_FORMAT,
+        reflection_prompt: str | _FromFormat = FROM_FORMAT,
+        retry_prompt: str | _FromFormat = FROM_FORMAT,
         insert_role: str = "user",
         codecs: Mapping[str, ModalityCodec] | None = None,
         map_size: MapSize = "input",
@@ -170,9 +177,12 @@ class InterleavedReasoner:
         self.max_turns = max_turns
         self.max_new_tokens_per_turn = max_new_tokens_per_turn
         self.max_total_tokens = max_total_tokens
-        self.system_prompt = system_prompt
-        self.reflection_prompt = reflection_prompt
-        self.retry_prompt = retry_prompt
+        fmt = self.format
+        self.system_prompt = fmt.system_prompt if system_prompt is FROM_FORMAT else system_prompt
+        self.reflection_prompt = (
+            fmt.reflection_prompt if reflection_prompt is FROM_FORMAT else reflection_prompt
+        )
+        self.retry_prompt = fmt.retry_prompt if retry_prompt is FROM_FORMAT else retry_prompt
         self.insert_role = insert_role
         self.codecs = dict(codecs) if codecs is not None else default_codecs(model)
         missing = [name for name in self.tools if name not in self.codecs]
@@ -485,7 +495,7 @@ class InterleavedReasoner:
         for i, (image, question) in enumerate(zip(images, questions, strict=True)):
             if not isinstance(question, str) or not question.strip():
                 raise ValueError(f"questions[{i}]: expected a non-empty question, got {question!r}")
-            pil_images.append(_as_pil(image, f"images[{i}]"))
+            pil_images.append(to_pil(image, f"images[{i}]"))
         return pil_images, list(questions)
 
     def _seeds(self, n: int, seeds: Sequence[int] | None) -> list[int]:
@@ -495,18 +505,6 @@ class InterleavedReasoner:
             return [int(s) for s in seeds]
         base = self.sampling.seed if self.sampling.seed is not None else int(torch.randint(0, 2**31 - 1, ()))
         return [base + i for i in range(n)]
-
-
-def _as_pil(image: Any, name: str) -> Image.Image:
-    """An RGB PIL image from a PIL image, an [H, W, 3] array or a [3, H, W] tensor."""
-    if image is None:
-        raise ValueError(f"{name}: expected an image, got None")
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    try:
-        return to_pil(image)
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{name}: {err}") from err
 
 
 def _eos_ids(model: SpatialModel, tokenizer: Any) -> set[int]:

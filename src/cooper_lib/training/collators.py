@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from cooper_lib.config import SpatialConfig
-from cooper_lib.data.records import SYSTEM_PROMPT, SFTRecord, Stage1Example, to_pil
+from cooper_lib.data.records import SFTRecord, Stage1Example
+from cooper_lib.data.turns import TurnFormat
+from cooper_lib.images import to_pil
 from cooper_lib.model import IGNORE_INDEX, SpatialModel
 
 
@@ -107,8 +109,8 @@ class SFTCollator:
 
     Args:
         model: the `SpatialModel`.
-        system_prompt: put first when a record has no system item; None uses
-            `cooper_lib.data.records.SYSTEM_PROMPT`, "" puts none.
+        system_prompt: put first when a record has no system item; None uses the turn format's
+            (`cooper_lib.data.turns.SYSTEM_PROMPT`), "" puts none.
         supervise_maps: train the heads on the true maps that follow tool calls (the query blocks
             after tool calls are there either way).
         target_size: (h, w) targets are resized to; default the heads' output size.
@@ -124,7 +126,8 @@ class SFTCollator:
         max_length: int | None = None,
     ) -> None:
         self.model = model
-        self.system_prompt = SYSTEM_PROMPT if system_prompt is None else system_prompt
+        self.format = TurnFormat.from_config(model.config)
+        self.system_prompt = self.format.system_prompt if system_prompt is None else system_prompt
         self.supervise_maps = supervise_maps
         self.target_size = tuple(target_size or model.config.output_size)
         self.max_length = max_length
@@ -172,7 +175,9 @@ class SFTCollator:
                 messages.append({"role": chat_role, "content": []})
             content = messages[-1]["content"]
             if item.type == "image":
-                images.append(to_pil(item.value, record.base_dir, f"record {record.id}: item {index}"))
+                images.append(
+                    to_pil(item.value, f"record {record.id}: item {index}", base_dir=record.base_dir)
+                )
                 content.append({"type": "image"})
                 continue
             text = item.value
@@ -196,21 +201,16 @@ class SFTCollator:
         one and `supervise_maps` is on."""
         if index + 1 >= len(record.items) or record.items[index + 1].type != "image":
             return None
-        following, text = record.items[index + 1], record.items[index].value.rstrip()
-        modality = following.modality
+        following = record.items[index + 1]
+        modality = following.modality or self.format.closing_tool(record.items[index].value)
         if modality is None:
-            ends = [
-                m for m in self.model.config.modalities if text.endswith(self.model.config.spec(m).close_tag)
-            ]
-            if not ends:
-                return None  # an image after ordinary text (the question's picture, say)
-            modality = ends[0]
+            return None  # an image after ordinary text (the question's picture, say)
         _check_modality(self.model, modality, f"record {record.id}: item {index + 1}")
         supervised = self.supervise_maps and following.target is not None
         return modality, record.load_target(following) if supervised else None
 
     def _split_after_close_tag(self, text: str, modality: str, record_id: str) -> tuple[str, str]:
-        close = self.model.config.spec(modality).close_tag
+        close = self.format.tools[modality][1]
         cut = text.rfind(close)
         if cut < 0:
             raise ValueError(

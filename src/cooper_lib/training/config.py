@@ -225,7 +225,7 @@ class SFTConfig(_Sections):
     eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
     system_prompt: str | None = _opt(
         None,
-        "system prompt put before records that carry none (default: cooper_lib.data.records.SYSTEM_PROMPT)",
+        "system prompt put before records that carry none (default: cooper_lib.data.turns.SYSTEM_PROMPT)",
     )
     supervise_maps: bool = _opt(
         True, "train the heads on the true maps that follow tool calls, when records carry them"

@@ -188,6 +188,7 @@ class SpatialGRPOTrainer(Trainer):
             judge=self.judge,
             threshold=self.config.exploration_threshold,
             bonus=self.config.exploration_bonus,
+            turn_format=self.reasoner.format,
         )
 
     def score(
@@ -205,7 +206,7 @@ class SpatialGRPOTrainer(Trainer):
         metrics = {"reward": float(totals.mean())}
         if isinstance(result, CPRRewards):
             metrics.update({f"reward/{k}": v for k, v in result.means().items() if k != "total"})
-        metrics["tool_rate"] = sum(used_tool(t.turns) for t in traces) / len(traces)
+        metrics["tool_rate"] = sum(used_tool(t.turns, self.reasoner.format) for t in traces) / len(traces)
         metrics["generated_tokens"] = sum(t.generated_tokens for t in traces) / len(traces)
         return totals, metrics
 

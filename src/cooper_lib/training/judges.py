@@ -1,18 +1,17 @@
 """Accuracy judges of the CPR reward: is a rollout's final answer correct?
 
-`RuleJudge` (the default) decides by rule from the reference's answer type, reusing the answer
-extraction of `cooper_lib.eval.metrics` (last ``\\boxed{}`` first, then ``<answer>``): an option
-letter, yes / no, an exact count, or a number (with its unit converted to centimetres when both
-sides name one) within a relative tolerance. `OpenAIJudge` asks an OpenAI-compatible chat endpoint
+`RuleJudge` (the default) decides by the rule of the reference's answer type, the one
+`cooper_lib.data.answers.grade` applies for evaluation too (last ``\\boxed{}`` first, then
+``<answer>``): an option letter, yes / no, an exact count, a number (a stated length converted to
+the reference's unit) within a relative tolerance, a length within Q-SpatialBench's factor, or
+free text. `OpenAIJudge` asks an OpenAI-compatible chat endpoint
 instead, as COOPER's upstream did; it is written on `urllib` so it needs no client package.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import time
 import urllib.error
 import urllib.request
@@ -20,11 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cooper_lib.eval.metrics.answers import answer_spans, extract_choice, extract_number, extract_yes_no
-from cooper_lib.eval.metrics.quantities import extract_quantity, to_cm
-
-ANSWER_TYPES = ("choice", "yes-no", "count", "number", "text")
-_LETTERS = "ABCDEFGH"
+from cooper_lib.data.answers import AnswerKey, answer_type, grade
+from cooper_lib.data.extraction import answer_spans
 
 
 @dataclass(frozen=True)
@@ -34,11 +30,12 @@ class Reference:
     Attributes:
         answer: the canonical short answer: an option letter, "yes" / "no", an integer, a number
             (in `unit`) or free text.
-        answer_type: one of `ANSWER_TYPES`.
+        answer_type: one of `cooper_lib.data.answers.ANSWER_TYPES` (old spellings ``yes-no`` and
+            ``count`` are read as ``yes_no`` and ``integer``).
         question: the question text (the LLM judge reads it).
         choices: option texts in letter order (choice questions).
         unit: unit of a numeric answer ("m", "cm", ...), or None.
-        value: numeric truth of count and number questions (defaults to `answer` parsed).
+        value: numeric truth of integer, number and quantity questions (defaults to `answer` parsed).
     """
 
     answer: str
@@ -49,21 +46,14 @@ class Reference:
     value: float | None = None
 
     def __post_init__(self) -> None:
-        if self.answer_type not in ANSWER_TYPES:
-            raise ValueError(f"answer_type: expected one of {list(ANSWER_TYPES)}, got {self.answer_type!r}")
+        object.__setattr__(self, "answer_type", answer_type(self.answer_type))
         object.__setattr__(self, "choices", tuple(self.choices))
-        if self.answer_type in ("count", "number") and self.numeric() is None:
-            raise ValueError(
-                f"answer: a {self.answer_type} reference needs a numeric answer or value, got {self.answer!r}"
-            )
+        self.key()
 
-    def numeric(self) -> float | None:
-        if self.value is not None:
-            return float(self.value)
-        try:
-            return float(self.answer)
-        except ValueError:
-            return None
+    def key(self) -> AnswerKey:
+        """The `AnswerKey` the answer is graded against (`value` stands for a numeric answer)."""
+        numeric = self.answer_type in ("integer", "number", "quantity") and self.value is not None
+        return AnswerKey(self.value if numeric else self.answer, self.answer_type, self.choices, self.unit)
 
     @classmethod
     def from_record(cls, record: Any) -> Reference:
@@ -85,47 +75,19 @@ class Judge(Protocol):
     def __call__(self, answer_text: str, reference: Reference) -> bool: ...
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().strip(".").lower())
-
-
 @dataclass(frozen=True)
 class RuleJudge:
-    """Rule-based correctness, no model involved.
+    """Rule-based correctness, no model involved: `cooper_lib.data.answers.grade`'s ``correct``.
 
     Args:
-        number_tolerance: numeric answers count when ``|pred - true| <= tol * |true|`` (after
-            converting both to centimetres when the answer names a unit and the reference has one).
+        number_tolerance: numeric answers count when ``|pred - true| <= tol * max(|pred|, |true|)``
+            (a stated length first converted to the reference's unit).
     """
 
     number_tolerance: float = 0.1
 
     def __call__(self, answer_text: str, reference: Reference) -> bool:
-        kind = reference.answer_type
-        if kind == "choice":
-            letters = _LETTERS[: len(reference.choices)] if reference.choices else "ABCD"
-            return extract_choice(answer_text, letters, reference.choices) == reference.answer.strip().upper()
-        if kind == "yes-no":
-            return extract_yes_no(answer_text) == _normalise(reference.answer)
-        truth = reference.numeric()
-        if kind == "count":
-            pred = extract_number(answer_text)
-            return pred is not None and pred == truth
-        if kind == "number":
-            return self._number_matches(answer_text, truth, reference.unit)
-        span = next(answer_spans(answer_text))
-        return _normalise(span) == _normalise(reference.answer)
-
-    def _number_matches(self, text: str, truth: float, unit: str | None) -> bool:
-        quantity = extract_quantity(text) if unit is not None else None
-        if quantity is not None:
-            pred, truth = quantity.cm, to_cm(truth, unit)
-        else:
-            number = extract_number(text)
-            if number is None:
-                return False
-            pred = number
-        return math.isclose(pred, truth, rel_tol=self.number_tolerance, abs_tol=0.0)
+        return grade(answer_text, reference.key(), tolerance=self.number_tolerance).correct
 
 
 _JUDGE_SYSTEM = (

@@ -15,7 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from cooper_lib.data.records import QARecord, iter_rows, to_pil
+from cooper_lib.data.records import QARecord, iter_rows
+from cooper_lib.images import to_pil
 from cooper_lib.training.judges import Reference
 from cooper_lib.training.rewards import CPR_FLAGS
 
@@ -32,7 +33,7 @@ class QAExample:
     base_dir: Path | None = None
 
     def load_image(self) -> Image.Image:
-        return to_pil(self.image, self.base_dir, f"record {self.id}: image")
+        return to_pil(self.image, f"record {self.id}: image", base_dir=self.base_dir)
 
 
 def parse_qa(row: dict[str, Any], base_dir: Path | None, where: str) -> QAExample:

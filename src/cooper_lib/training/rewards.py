@@ -5,10 +5,13 @@ maps and reflection prompts between them are not turns). Every function here rea
 and returns new values; none mutates what it is given (COOPER's upstream format reward trimmed
 the shared completion lists in place, so its exploration reward then skipped the first tool call).
 
-Rules (COOPER's turn regexes, matched against each stripped turn with ``re.fullmatch``):
+Rules (COOPER's turn regexes, matched against each whole stripped turn by the turn format,
+`cooper_lib.data.turns.TurnFormat`; every function takes the format, default
+`TurnFormat.default()`: every registered modality with its own tags, and the GRPO trainer passes
+its model's format, so any modality the model can call counts):
 
-- tool turn: ``<think>.*?</think>\\s*<depth-estimation>.*?</depth-estimation>`` or the same with
-  ``<segmentation>``;
+- tool turn: ``<think>.*?</think>\\s*<open>.*?</close>`` with a tool's tags, e.g.
+  ``<depth-estimation>``, ``<segmentation>``, ``<normal-estimation>`` or a user modality's;
 - answer turn: ``<think>.*?</think>\\s*<answer>.*?</answer>``.
 - **format**: 1 when every turn but the last is a tool turn and the last is an answer turn, else
   0. (Upstream skipped a final piece that was not text, so a rollout that ran out of turns after
@@ -22,18 +25,13 @@ Rules (COOPER's turn regexes, matched against each stripped turn with ``re.fullm
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
+from cooper_lib.data.turns import TurnFormat
 from cooper_lib.training.judges import Judge, Reference, RuleJudge
 
-TOOL_TURN_PATTERNS: dict[str, re.Pattern[str]] = {
-    "depth": re.compile(r"<think>.*?</think>\s*<depth-estimation>.*?</depth-estimation>", re.DOTALL),
-    "segmentation": re.compile(r"<think>.*?</think>\s*<segmentation>.*?</segmentation>", re.DOTALL),
-}
-ANSWER_TURN_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 CPR_FLAGS = ("positive", "negative", "boundary")
 REWARD_PARTS = ("accuracy", "format", "exploration")
 
@@ -44,35 +42,48 @@ def _turns(turns: Sequence[str], name: str = "turns") -> tuple[str, ...]:
     return tuple(turns)
 
 
-def is_tool_turn(turn: str) -> bool:
-    """Whether `turn` is a well-formed tool call (depth or segmentation)."""
-    text = turn.strip()
-    return any(p.fullmatch(text) for p in TOOL_TURN_PATTERNS.values())
+def _format(turn_format: TurnFormat | None) -> TurnFormat:
+    if turn_format is None:
+        return TurnFormat.default()
+    if not isinstance(turn_format, TurnFormat):
+        raise TypeError(f"turn_format: expected a TurnFormat, got {type(turn_format).__name__}")
+    return turn_format
 
 
-def is_answer_turn(turn: str) -> bool:
+def is_tool_turn(turn: str, turn_format: TurnFormat | None = None) -> bool:
+    """Whether `turn` is a well-formed tool call of any tool of `turn_format`."""
+    return _format(turn_format).is_tool_turn(turn)
+
+
+def is_answer_turn(turn: str, turn_format: TurnFormat | None = None) -> bool:
     """Whether `turn` is a well-formed final answer."""
-    return ANSWER_TURN_PATTERN.fullmatch(turn.strip()) is not None
+    return _format(turn_format).is_answer_turn(turn)
 
 
-def used_tool(turns: Sequence[str]) -> bool:
+def used_tool(turns: Sequence[str], turn_format: TurnFormat | None = None) -> bool:
     """Whether the rollout made at least one well-formed tool call."""
-    return any(is_tool_turn(t) for t in _turns(turns))
+    fmt = _format(turn_format)
+    return any(fmt.is_tool_turn(t) for t in _turns(turns))
 
 
-def format_reward(turns: Sequence[str]) -> float:
+def format_reward(turns: Sequence[str], turn_format: TurnFormat | None = None) -> float:
     """1.0 when every turn but the last is a tool turn and the last is an answer turn, else 0.0."""
-    turns = _turns(turns)
+    turns, fmt = _turns(turns), _format(turn_format)
     if not turns:
         return 0.0
-    ok = all(is_tool_turn(t) for t in turns[:-1]) and is_answer_turn(turns[-1])
+    ok = all(fmt.is_tool_turn(t) for t in turns[:-1]) and fmt.is_answer_turn(turns[-1])
     return 1.0 if ok else 0.0
 
 
-def accuracy_reward(turns: Sequence[str], reference: Reference, judge: Judge | None = None) -> float:
+def accuracy_reward(
+    turns: Sequence[str],
+    reference: Reference,
+    judge: Judge | None = None,
+    turn_format: TurnFormat | None = None,
+) -> float:
     """1.0 when the last turn is an answer turn that `judge` (default `RuleJudge()`) accepts."""
     turns = _turns(turns)
-    if not turns or not is_answer_turn(turns[-1]):
+    if not turns or not _format(turn_format).is_answer_turn(turns[-1]):
         return 0.0
     return 1.0 if (judge or RuleJudge())(turns[-1], reference) else 0.0
 
@@ -140,6 +151,7 @@ def cpr_reward(
     judge: Judge | None = None,
     threshold: int = 3,
     bonus: float = 0.2,
+    turn_format: TurnFormat | None = None,
 ) -> CPRRewards:
     """COOPER's CPR reward of each rollout: ``w_a * accuracy + w_f * format + w_e * exploration``.
 
@@ -152,6 +164,7 @@ def cpr_reward(
         judge: accuracy judge (default `RuleJudge()`).
         threshold: the exploration rule's count threshold.
         bonus: the exploration rule's bonus / penalty.
+        turn_format: the tags turns are read with (default: every registered modality's own).
     """
     n = len(completions)
     if len(references) != n:
@@ -161,11 +174,14 @@ def cpr_reward(
     if unknown:
         raise ValueError(f"weights: unknown parts {unknown}; expected a subset of {list(REWARD_PARTS)}")
     judge = judge or RuleJudge()
+    tf = _format(turn_format)
     turns = [_turns(c, f"completions[{i}]") for i, c in enumerate(completions)]
-    accuracy = tuple(accuracy_reward(t, r, judge) for t, r in zip(turns, references, strict=True))
-    fmt = tuple(format_reward(t) for t in turns)
+    accuracy = tuple(accuracy_reward(t, r, judge, tf) for t, r in zip(turns, references, strict=True))
+    fmt = tuple(format_reward(t, tf) for t in turns)
     explore = tuple(
-        exploration_rewards([used_tool(t) for t in turns], flags, groups, threshold=threshold, bonus=bonus)
+        exploration_rewards(
+            [used_tool(t, tf) for t in turns], flags, groups, threshold=threshold, bonus=bonus
+        )
     )
     w = {part: float(weights.get(part, 1.0)) for part in REWARD_PARTS}
     total = tuple(

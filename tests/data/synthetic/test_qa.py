@@ -125,9 +125,9 @@ def test_answer_formats():
             if q.answer_type == "choice":
                 assert q.answer in LETTERS[: len(q.choices)] and len(set(q.choices)) == len(q.choices)
                 assert q.prompt.endswith("Answer with the option's letter.")
-            elif q.answer_type == "yes-no":
+            elif q.answer_type == "yes_no":
                 assert q.answer in ("yes", "no")
-            elif q.answer_type == "count":
+            elif q.answer_type == "integer":
                 assert q.answer == str(int(q.value))
             else:
                 assert q.unit in ("m", "cm") and float(q.answer) == q.value

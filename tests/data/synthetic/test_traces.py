@@ -3,7 +3,6 @@ import re
 import pytest
 import torch
 
-from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT, tool_call
 from cooper_lib.data.synthetic import (
     SceneConfig,
     SceneFiles,
@@ -13,6 +12,7 @@ from cooper_lib.data.synthetic import (
     render_scenes,
 )
 from cooper_lib.data.synthetic.qa import visible_depth
+from cooper_lib.data.turns import REFLECTION_PROMPT, SYSTEM_PROMPT, tool_call
 
 SCENES = render_scenes(8, seed=4, config=SceneConfig(width=48, height=48, min_objects=3))
 TOOL = re.compile(r"^<think>[^<]+</think><(depth-estimation|segmentation)>[^<]+</\1>$")

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from cooper_lib.data.records import REFLECTION_PROMPT
 from cooper_lib.data.synthetic import SceneConfig, render_scenes, write_dataset
 from cooper_lib.data.synthetic.files import load_depth, load_ids
+from cooper_lib.data.turns import REFLECTION_PROMPT
 
 CONFIG = SceneConfig(width=32, height=24, min_objects=2, max_objects=4)
 

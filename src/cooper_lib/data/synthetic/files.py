@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cooper_lib.images import open_image, to_pil
 from cooper_lib.modalities import depth_from_png, depth_to_png
 
 DEPTH_SCALE = 1000.0
@@ -18,14 +19,12 @@ def save_rgb(path: str | os.PathLike, image: torch.Tensor) -> None:
     """[3, H, W] float in [0, 1] -> 8-bit RGB PNG."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image: expected [3, H, W], got {tuple(image.shape)}")
-    array = (image.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(array).save(path)
+    to_pil(image).save(path)
 
 
 def load_rgb(path: str | os.PathLike) -> torch.Tensor:
     """8-bit RGB PNG -> [3, H, W] float in [0, 1]."""
-    with Image.open(path) as image:
-        array = np.array(image.convert("RGB"))
+    array = np.array(open_image(path))
     return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
 
 

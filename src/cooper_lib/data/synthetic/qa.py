@@ -57,7 +57,7 @@ class SpatialQuestion:
     Attributes:
         question: the question stem (see `prompt` for the full text with options and instruction).
         answer: canonical short answer: an option letter, "yes"/"no", an integer, or a number in `unit`.
-        answer_type: "choice", "number", "yes-no" or "count".
+        answer_type: "choice", "number", "yes_no" or "integer" (`cooper_lib.data.answers`).
         category: one of `CATEGORIES`.
         modality: the auxiliary map that would help ("depth", "segmentation") or None.
         cpr: COOPER's exploration flag: "positive", "negative" or "boundary".
@@ -166,7 +166,7 @@ class _Maker:
     def yes_no(self, category: str, stem: str, yes: bool, **kwargs) -> SpatialQuestion:
         word = "yes" if yes else "no"
         return self.make(
-            category, question=stem, answer=word, answer_type="yes-no", answer_phrase=word, **kwargs
+            category, question=stem, answer=word, answer_type="yes_no", answer_phrase=word, **kwargs
         )
 
     def number(self, category: str, stem: str, metres: float, **kwargs) -> SpatialQuestion:
@@ -191,7 +191,7 @@ class _Maker:
             category,
             question=stem,
             answer=str(n),
-            answer_type="count",
+            answer_type="integer",
             answer_phrase=str(n),
             value=float(n),
             subject=subject,

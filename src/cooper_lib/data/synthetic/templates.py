@@ -102,8 +102,8 @@ QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
 
 ANSWER_INSTRUCTIONS: dict[str, str] = {
     "choice": "Answer with the option's letter.",
-    "yes-no": "Answer yes or no.",
-    "count": "Answer with a number.",
+    "yes_no": "Answer yes or no.",
+    "integer": "Answer with a number.",
     "m": "Answer in metres.",
     "cm": "Answer in centimetres.",
 }

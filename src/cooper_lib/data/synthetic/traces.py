@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cooper_lib.data.records import REFLECTION_PROMPT, SYSTEM_PROMPT, Item, SFTRecord, tool_call
+from cooper_lib.data.records import Item, SFTRecord
+from cooper_lib.data.turns import TurnFormat
 from cooper_lib.modalities import ModalityCodec, get_modality
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 
@@ -209,8 +210,8 @@ def _plain_facts(scene: SpatialScene, q: SpatialQuestion) -> str:
     raise ValueError(f"question: category {q.category!r} has no text reasoning")
 
 
-def _answer(q: SpatialQuestion) -> str:
-    return f"<answer>The answer is {q.answer_phrase}. \\boxed{{{q.boxed}}}</answer>"
+def _answer(fmt: TurnFormat, q: SpatialQuestion) -> str:
+    return fmt.answer_block(f"The answer is {q.answer_phrase}. \\boxed{{{q.boxed}}}")
 
 
 def make_traces(
@@ -222,6 +223,7 @@ def make_traces(
     files: SceneFiles | None = None,
     codecs: dict | None = None,
     id_prefix: str = "",
+    turn_format: TurnFormat | None = None,
 ) -> list[SFTRecord]:
     """One SFT record per question.
 
@@ -234,16 +236,18 @@ def make_traces(
             in-memory tensors (the RGB image, the pseudo-image, and the raw map as `target`).
         codecs: codecs drawing in-memory pseudo-images (default `default_codecs()`).
         id_prefix: prefix of record ids (`{id_prefix}{index}`).
+        turn_format: tags and prompts of the turns (default `TurnFormat.default()`).
     """
     if not 0.0 <= tool_ratio <= 1.0:
         raise ValueError(f"tool_ratio: expected a value in [0, 1], got {tool_ratio}")
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    fmt = turn_format or TurnFormat.default()
     drawn = None if files else pseudo_images(scene, codecs)
     image = files.image if files else scene.rgb
     records = []
     for index, q in enumerate(questions):
         head = [
-            Item("text", SYSTEM_PROMPT, role="system"),
+            Item("text", fmt.system_prompt, role="system"),
             Item("image", image, role="user"),
             Item("text", q.prompt, role="user"),
         ]
@@ -258,17 +262,17 @@ def make_traces(
                 shown, target = drawn[q.modality], getattr(scene, tool.scene_map)
             body = [
                 Item(
-                    "text", f"<think>{why}</think>{tool_call(q.modality)}", need_loss=True, role="assistant"
+                    "text", fmt.think_block(why) + fmt.tool_call(q.modality), need_loss=True, role="assistant"
                 ),
                 Item("image", shown, role="tool", modality=q.modality, target=target),
-                Item("text", REFLECTION_PROMPT.format(name=q.modality), role="tool"),
-                Item("text", f"<think>{facts}</think>{_answer(q)}", need_loss=True, role="assistant"),
+                Item("text", fmt.reflection(q.modality), role="tool"),
+                Item("text", fmt.think_block(facts) + _answer(fmt, q), need_loss=True, role="assistant"),
             ]
         else:
             body = [
                 Item(
                     "text",
-                    f"<think>{_plain_facts(scene, q)}</think>{_answer(q)}",
+                    fmt.think_block(_plain_facts(scene, q)) + _answer(fmt, q),
                     need_loss=True,
                     role="assistant",
                 )

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cooper_lib.data.records import TOOL_INSTRUCTIONS, QARecord, Stage1Record, tool_call, write_jsonl
+from cooper_lib.data.records import QARecord, Stage1Record, write_jsonl
+from cooper_lib.data.turns import modality_tags, tool_call
 
 from .config import SEMANTIC_CLASSES, SceneConfig
 from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
@@ -170,7 +171,7 @@ def write_dataset(
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),
         "depth_scale": DEPTH_SCALE,
-        "instructions": TOOL_INSTRUCTIONS,
+        "instructions": {m: modality_tags(m).instruction for m in ("depth", "segmentation")},
         "codecs": {m: c.config for m, c in codecs.items()} if stage == "sft" else None,
         "tool_ratio": tool_ratio if stage == "sft" else None,
     }

@@ -9,54 +9,26 @@ for each answer (a JSON-serialisable dict it can cache), and finally
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from cooper_lib.data.answers import AnswerKey, grade
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
-from cooper_lib.eval.metrics.answers import (
-    extract_choice,
-    extract_number,
-    extract_yes_no,
-    mean_relative_accuracy,
-)
-from cooper_lib.eval.metrics.quantities import QSPATIAL_THRESHOLDS, extract_quantity, qspatial_ratio
 
 Score = dict[str, Any]
 
 
-def _numeric_answer(item: BenchmarkItem) -> float:
-    if isinstance(item.answer, bool) or not isinstance(item.answer, (int, float)):
-        raise ValueError(
-            f"item {item.id!r}: a {item.answer_type!r} item needs a numeric answer, got {item.answer!r}"
-        )
-    return float(item.answer)
-
-
-def _score_quantity(prediction: str, gt_cm: float) -> tuple[Any, float, Score]:
-    quantity = extract_quantity(prediction)
-    if quantity is None:
-        return None, 0.0, {"pred_cm": None, "ratio": None, "success_1_5": 0.0}
-    ratio = qspatial_ratio(quantity.cm, gt_cm)
-    loose, strict = QSPATIAL_THRESHOLDS
-    fields = {
-        "pred_cm": quantity.cm,
-        "ratio": ratio if math.isfinite(ratio) else None,
-        "success_1_5": float(ratio < strict),
-    }
-    return {"value": quantity.value, "unit": quantity.unit}, float(ratio < loose), fields
-
-
 def score_answer(item: BenchmarkItem, prediction: str) -> Score:
-    """Score one free-text answer by the rule of ``item.answer_type``.
+    """Score one free-text answer by the rule of ``item.answer_type`` (`cooper_lib.data.answers`).
 
     * ``choice``: the extracted letter equals the answer letter (1 or 0);
     * ``yes_no``: the extracted yes / no equals the answer;
     * ``number``: mean relative accuracy of the extracted number (SIBench);
     * ``integer``: the extracted number equals the answer exactly;
     * ``quantity``: Q-SpatialBench success, ``max(pred/gt, gt/pred) < 2`` in cm
-      (``success_1_5`` holds the ``< 1.5`` outcome, ``ratio`` the ratio, ``None`` if undefined).
+      (``success_1_5`` holds the ``< 1.5`` outcome, ``ratio`` the ratio, ``None`` if undefined);
+    * ``text``: the answer span equals the answer (case, spaces and a final dot aside).
 
     An answer nothing can be read from scores 0 with ``failed`` True.
     """
@@ -64,27 +36,16 @@ def score_answer(item: BenchmarkItem, prediction: str) -> Score:
         raise TypeError(
             f"prediction must be str for {item.answer_type!r} items, got {type(prediction).__name__}"
         )
+    if item.answer_type == "depth":
+        raise ValueError(f"item {item.id!r} has answer_type 'depth', which is not scored from text")
+    try:
+        key = AnswerKey(item.answer, item.answer_type, item.choices)
+    except ValueError as err:
+        raise ValueError(f"item {item.id!r}: {err}") from err
+    graded = grade(prediction, key)
     out: Score = {"id": item.id, "category": item.category, "answer_type": item.answer_type}
-    kind = item.answer_type
-    extracted: Any
-    if kind == "choice":
-        extracted = extract_choice(prediction, item.letters(), item.choices)
-        score = float(extracted is not None and extracted == item.answer)
-    elif kind == "yes_no":
-        extracted = extract_yes_no(prediction)
-        score = float(extracted is not None and extracted == item.answer)
-    elif kind == "number":
-        extracted = extract_number(prediction)
-        score = 0.0 if extracted is None else mean_relative_accuracy(extracted, _numeric_answer(item))
-    elif kind == "integer":
-        extracted = extract_number(prediction)
-        score = float(extracted is not None and extracted == _numeric_answer(item))
-    elif kind == "quantity":
-        extracted, score, fields = _score_quantity(prediction, _numeric_answer(item))
-        out.update(fields)
-    else:
-        raise ValueError(f"item {item.id!r} has answer_type {kind!r}, which is not scored from text")
-    out.update(extracted=extracted, failed=extracted is None, score=score)
+    out.update(graded.fields)
+    out.update(extracted=graded.extracted, failed=graded.failed, score=graded.score)
     return out
 
 

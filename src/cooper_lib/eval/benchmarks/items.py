@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,31 +10,19 @@ from typing import Any, Literal
 import torch
 from PIL import Image
 
+from cooper_lib.data.answers import ANSWER_TYPES as TEXT_ANSWER_TYPES
+from cooper_lib.data.answers import answer_type, option_letters
+from cooper_lib.images import open_image
 from cooper_lib.modalities import available_modalities
 
-AnswerType = Literal["choice", "yes_no", "number", "integer", "quantity", "depth"]
-"""How an item is scored: option letter, yes/no, number by mean relative accuracy, exact integer,
-length with unit (Q-SpatialBench), or a depth map (NYU v2)."""
+AnswerType = Literal["choice", "yes_no", "integer", "number", "quantity", "text", "depth"]
+"""How an item is scored: an answer type of `cooper_lib.data.answers` (option letter, yes/no, exact
+integer, number by mean relative accuracy, length with unit, text), or a depth map (NYU v2)."""
 
-ANSWER_TYPES: tuple[str, ...] = ("choice", "yes_no", "number", "integer", "quantity", "depth")
+ANSWER_TYPES: tuple[str, ...] = (*TEXT_ANSWER_TYPES, "depth")
 
 ImageSource = Path | Callable[[], Image.Image]
 """A path to an image file, or a zero-argument callable that decodes the image when asked."""
-
-
-def image_from_bytes(data: bytes) -> Image.Image:
-    """Decode encoded image bytes (PNG, JPEG, ...) into an RGB PIL image."""
-    with Image.open(io.BytesIO(data)) as image:
-        return image.convert("RGB")
-
-
-def image_from_base64(data: str) -> Image.Image:
-    """Decode a base64 string holding an encoded image (the MMBench TSV ``image`` column)."""
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except binascii.Error as err:
-        raise ValueError(f"image field is not valid base64 ({err}); starts with {data[:32]!r}") from err
-    return image_from_bytes(raw)
 
 
 @dataclass(frozen=True)
@@ -69,8 +54,8 @@ class BenchmarkItem:
     target: Callable[[], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
-        if self.answer_type not in ANSWER_TYPES:
-            raise ValueError(f"answer_type must be one of {ANSWER_TYPES}, got {self.answer_type!r}")
+        if self.answer_type != "depth":
+            object.__setattr__(self, "answer_type", answer_type(self.answer_type))
         if not isinstance(self.image, Path) and not callable(self.image):
             raise TypeError(f"image must be a pathlib.Path or a callable, got {type(self.image).__name__}")
         if self.map_modality is not None and self.target is None:
@@ -85,11 +70,9 @@ class BenchmarkItem:
     def load_image(self) -> Image.Image:
         """The item's image as an RGB PIL image."""
         if isinstance(self.image, Path):
-            with Image.open(self.image) as image:
-                return image.convert("RGB")
+            return open_image(self.image, f"item {self.id!r}: image")
         return self.image()
 
     def letters(self) -> str:
         """Allowed option letters: one per choice, or A-F when the options live only in the text."""
-        count = len(self.choices) if self.choices else 6
-        return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:count]
+        return option_letters(self.choices)

@@ -21,7 +21,8 @@ from typing import Any
 
 from cooper_lib.eval.benchmarks._io import clean, read_delimited, require_columns, require_file
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
-from cooper_lib.eval.benchmarks.items import BenchmarkItem, image_from_base64
+from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.images import image_from_base64
 
 NAME = "MMBench"
 COLUMNS = ("index", "question", "answer", "A", "B", "image")

@@ -11,7 +11,7 @@ Two published layouts:
   ``<scene>/rgb_00045.jpg`` (or ``.png``) beside ``<scene>/sync_depth_00045.png``, a 16-bit PNG
   of depth times ``depth_scale`` (1000: millimetres).
 
-Scoring is `cooper_lib.eval.metrics.depth.nyu_depth_metrics` per image (Eigen crop on the
+Scoring is `cooper_lib.modalities.depth_metrics.nyu_depth_metrics` per image (Eigen crop on the
 480 x 640 grid, ``0.001 < gt < 10`` m, prediction resized to the ground truth), averaged over
 images. COOPER aligns relative predictions by least-squares scale and shift in depth space,
 which is the default here; pass ``mode="none"`` for metric predictions.
@@ -36,7 +36,8 @@ from PIL import Image
 from cooper_lib.eval.benchmarks._io import require_dir, require_file
 from cooper_lib.eval.benchmarks.base import Benchmark, Score
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
-from cooper_lib.eval.metrics.depth import NYU_GRID, AlignMode, AlignSpace, nyu_depth_metrics
+from cooper_lib.images import to_pil
+from cooper_lib.modalities.depth_metrics import NYU_GRID, AlignMode, AlignSpace, nyu_depth_metrics
 from cooper_lib.model import SpatialModel
 
 NAME = "NYU Depth v2"
@@ -95,7 +96,7 @@ def _mat_rgb(path: Path, index: int) -> Image.Image:
     import h5py
 
     with h5py.File(path, "r") as f:
-        return Image.fromarray(np.ascontiguousarray(f["images"][index].transpose(2, 1, 0)))
+        return to_pil(f["images"][index].transpose(2, 1, 0), f"{path.name} image {index}")
 
 
 def _mat_depth(path: Path, index: int) -> torch.Tensor:

@@ -19,10 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from cooper_lib.data.quantities import to_cm
 from cooper_lib.eval.benchmarks._io import clean, read_parquet, require_columns, require_files
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, rate
-from cooper_lib.eval.benchmarks.items import BenchmarkItem, image_from_bytes
-from cooper_lib.eval.metrics.quantities import to_cm
+from cooper_lib.eval.benchmarks.items import BenchmarkItem
+from cooper_lib.images import image_from_bytes
 
 NAME = "Q-SpatialBench"
 SPLITS = ("QSpatial_plus", "QSpatial_scannet")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cooper_lib.data.answers import AnswerType
 from cooper_lib.eval.benchmarks._io import (
     clean,
     read_delimited,
@@ -27,7 +28,7 @@ from cooper_lib.eval.benchmarks._io import (
     require_files,
 )
 from cooper_lib.eval.benchmarks.base import Benchmark
-from cooper_lib.eval.benchmarks.items import AnswerType, BenchmarkItem
+from cooper_lib.eval.benchmarks.items import BenchmarkItem
 
 NAME = "SIBench"
 SINGLE_IMAGE_SETTINGS: tuple[str, ...] = (
@@ -48,7 +49,7 @@ SINGLE_IMAGE_SETTINGS: tuple[str, ...] = (
 """The 13 single-image task settings COOPER reports."""
 
 COLUMNS = ("index", "question", "answer", "type", "image_path")
-ANSWER_TYPES: dict[str, AnswerType] = {
+ANSWER_TYPES: dict[str, AnswerType] = {  # SIBench's ``type`` column -> the answer type
     "MCQ": "choice",
     "YN": "yes_no",
     "Number": "number",

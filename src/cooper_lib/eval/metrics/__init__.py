@@ -1,19 +1,29 @@
-"""Evaluation metrics: depth, segmentation, answer extraction, Q-SpatialBench quantities.
+"""Evaluation metrics: depth, segmentation, and (from `cooper_lib.data`, where training reads them
+too) answer extraction, answer scoring and Q-SpatialBench quantities.
 
 Pure functions on tensors, strings and floats; each module's docstring states its formulas.
 """
 
-from cooper_lib.eval.metrics.answers import (
-    MRA_THRESHOLDS,
+from cooper_lib.data.answers import MRA_THRESHOLDS, mean_relative_accuracy
+from cooper_lib.data.extraction import (
     answer_spans,
     boxed_contents,
     extract_choice,
     extract_number,
     extract_yes_no,
-    mean_relative_accuracy,
     parse_number,
 )
-from cooper_lib.eval.metrics.depth import (
+from cooper_lib.data.quantities import (
+    CM_PER_UNIT,
+    QSPATIAL_THRESHOLDS,
+    Quantity,
+    extract_quantity,
+    normalize_unit,
+    qspatial_ratio,
+    qspatial_success,
+    to_cm,
+)
+from cooper_lib.modalities.depth_metrics import (
     EIGEN_CROP,
     NYU_GRID,
     NYU_MAX_DEPTH,
@@ -33,17 +43,12 @@ from cooper_lib.eval.metrics.depth import (
     silog,
     sq_rel,
 )
-from cooper_lib.eval.metrics.quantities import (
-    CM_PER_UNIT,
-    QSPATIAL_THRESHOLDS,
-    Quantity,
-    extract_quantity,
-    normalize_unit,
-    qspatial_ratio,
-    qspatial_success,
-    to_cm,
+from cooper_lib.modalities.segmentation_metrics import (
+    confusion_matrix,
+    mean_iou,
+    per_class_iou,
+    pixel_accuracy,
 )
-from cooper_lib.eval.metrics.segmentation import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
 
 __all__ = [
     "CM_PER_UNIT",

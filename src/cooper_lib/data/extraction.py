@@ -1,4 +1,4 @@
-"""Rule-based answer extraction from free text, and SIBench's mean relative accuracy.
+"""Rule-based answer extraction from free text (the reading half of `cooper_lib.data.answers`).
 
 Every extractor returns ``None`` when it cannot decide; callers count those as failures (a
 failure bucket) instead of guessing. Where the text says where its answer is, that place wins:
@@ -22,13 +22,9 @@ implements this set.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterator, Sequence
 from typing import Literal
-
-MRA_THRESHOLDS: tuple[float, ...] = tuple((10 + k) / 20 for k in range(10))
-"""SIBench / VSI-Bench confidence thresholds 0.50, 0.55, ..., 0.95."""
 
 _YES_NO: dict[str, Literal["yes", "no"]] = {"yes": "yes", "no": "no"}
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
@@ -174,21 +170,3 @@ def extract_number(text: str) -> float | None:
         if matches:
             return _match_value(matches[-1])
     return None
-
-
-def mean_relative_accuracy(pred: float, gt: float, thresholds: Sequence[float] = MRA_THRESHOLDS) -> float:
-    """SIBench / VSI-Bench MRA: ``mean over theta of 1[|pred - gt| / |gt| < 1 - theta]``.
-
-    With the default thresholds 0.50 ... 0.95 a prediction within 5 % scores 1.0, one off by
-    20 % scores 0.6 (only the six thresholds whose tolerance exceeds 0.20 count), and one off
-    by 50 % or more scores 0.
-    """
-    for name, value in (("pred", pred), ("gt", gt)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if gt == 0:
-        raise ValueError("gt must be non-zero: the relative error |pred - gt| / |gt| is undefined at 0")
-    if not thresholds or any(not 0.0 <= t < 1.0 for t in thresholds):
-        raise ValueError(f"thresholds must be a non-empty sequence in [0, 1), got {thresholds!r}")
-    relative_error = abs(pred - gt) / abs(gt)
-    return sum(relative_error < 1.0 - t for t in thresholds) / len(thresholds)

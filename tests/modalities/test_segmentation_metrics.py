@@ -3,7 +3,12 @@ import math
 import pytest
 import torch
 
-from cooper_lib.eval.metrics.segmentation import confusion_matrix, mean_iou, per_class_iou, pixel_accuracy
+from cooper_lib.modalities.segmentation_metrics import (
+    confusion_matrix,
+    mean_iou,
+    per_class_iou,
+    pixel_accuracy,
+)
 
 PRED = torch.tensor([[0, 0, 1], [1, 2, 2]])
 GT = torch.tensor([[0, 1, 1], [1, 2, 255]])

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from cooper_lib.eval.metrics.quantities import (
+from cooper_lib.data.quantities import (
     CM_PER_UNIT,
     Quantity,
     extract_quantity,

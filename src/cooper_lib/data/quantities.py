@@ -25,7 +25,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from cooper_lib.eval.metrics.answers import answer_spans, strip_latex
+from cooper_lib.data.extraction import answer_spans, strip_latex
 
 CM_PER_UNIT: dict[str, float] = {"m": 100.0, "cm": 1.0, "mm": 0.1, "ft": 30.48, "in": 2.54}
 """Centimetres per canonical unit."""

@@ -1,13 +1,12 @@
 import pytest
 
-from cooper_lib.eval.metrics.answers import (
-    MRA_THRESHOLDS,
+from cooper_lib.data.answers import MRA_THRESHOLDS, mean_relative_accuracy
+from cooper_lib.data.extraction import (
     answer_spans,
     boxed_contents,
     extract_choice,
     extract_number,
     extract_yes_no,
-    mean_relative_accuracy,
     parse_number,
 )
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cooper_lib.eval.metrics.depth import (
+from cooper_lib.modalities.depth_metrics import (
     abs_rel,
     align_depth,
     delta_accuracy,
