@@ -17,7 +17,7 @@ system prompt, a newline, and its ``spatial_prompt_single`` template rendered wi
 github.com/andrewliao11/Q-Spatial-Bench-code; the dataset repo does not hold them, so copy
 ``system_prompt.txt`` and ``spatial_prompt_single.txt`` into ``ROOT/prompt_templates/`` (or ROOT,
 or pass ``prompt_dir``). Without them the bare question is shown, with a warning naming the
-missing files. The system prompt asks for ``\scalar{...} \distance_unit{...}``, the format
+missing files. The system prompt asks for ``\\scalar{...} \\distance_unit{...}``, the format
 `extract_quantity` reads first.
 """
 
