@@ -52,7 +52,7 @@ def test_report_names_mmbench_per_row_accuracy(tmp_path):
     run.metrics.update(overall=50.0, row_accuracy=75.0)
     text = write_report([run], tmp_path / "report").read_text()
     assert "| mmb | MMBench | adaptive | 4 | 50.0 | 1 |" in text
-    assert "MMBench's overall is its circular accuracy" in text and "per row: mmb 75.0 %." in text
+    assert "MMBench's overall is its circular accuracy; per-row accuracy: mmb 75.0 %." in text
 
 
 def test_bar_chart_draws_lengths_proportional_to_values():

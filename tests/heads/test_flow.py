@@ -117,7 +117,9 @@ def test_guidance_branches_map_to_null_tokens_and_image_free_queries():
             return denoiser(x, t, queries, yes)
         return denoiser(x, t, queries, no) if b == NO_TEXT else denoiser(x, t, free, yes)
 
-    noise = torch.randn(2, head.tokenizer.num_tokens, head.tokenizer.token_dim, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(
+        2, head.tokenizer.num_tokens, head.tokenizer.token_dim, generator=torch.Generator().manual_seed(5)
+    )
     settings = head.sampling_settings({"preset": "cooper-rollout", "steps": 5})
     with torch.no_grad():
         expected = sample_euler(
@@ -156,7 +158,10 @@ def test_options_reach_the_head():
     assert settings["steps"] == 7 and settings["shift"] == 2.0
     guidance = settings["guidance"]
     assert (guidance.text_scale, guidance.image_scale, guidance.interval, guidance.renorm) == (
-        2.5, 1.5, (0.4, 1.0), "text_channel"
+        2.5,
+        1.5,
+        (0.4, 1.0),
+        "text_channel",
     )
     assert head.cond_dropout == 0.2 and head.tokenizer.grid == (2, 2)
     assert head.sampling_settings({"steps": 3})["steps"] == 3

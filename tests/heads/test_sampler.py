@@ -131,7 +131,9 @@ def test_a_guided_trajectory_by_hand():
 
     guidance = Guidance(4.0, 2.0, interval=(0.6, 1.0), renorm="none")
     for batch_cfg in (True, False):
-        out = sample_euler(velocity, torch.ones(1, 1, 1), steps=3, shift=1.0, guidance=guidance, batch_cfg=batch_cfg)
+        out = sample_euler(
+            velocity, torch.ones(1, 1, 1), steps=3, shift=1.0, guidance=guidance, batch_cfg=batch_cfg
+        )
         assert out.item() == pytest.approx(-2.0)
 
 
@@ -195,12 +197,22 @@ def test_guidance_interval_limits_the_guided_steps():
 def test_cooper_presets_are_its_settings():
     # VLMEvalKit/vlmeval/vlm/bagel/bagel_inference.py:125-131 and inferencer.py:640-651 in COOPER.
     assert SAMPLING_PRESETS["cooper-eval"] == {
-        "steps": 50, "shift": 3.0, "cfg_text_scale": 4.0, "cfg_img_scale": 2.0,
-        "cfg_interval": (0.0, 1.0), "cfg_renorm": "text_channel", "cfg_renorm_min": 0.0,
+        "steps": 50,
+        "shift": 3.0,
+        "cfg_text_scale": 4.0,
+        "cfg_img_scale": 2.0,
+        "cfg_interval": (0.0, 1.0),
+        "cfg_renorm": "text_channel",
+        "cfg_renorm_min": 0.0,
     }
     assert SAMPLING_PRESETS["cooper-rollout"] == {
-        "steps": 30, "shift": 3.0, "cfg_text_scale": 4.0, "cfg_img_scale": 2.0,
-        "cfg_interval": (0.4, 1.0), "cfg_renorm": "global", "cfg_renorm_min": 0.0,
+        "steps": 30,
+        "shift": 3.0,
+        "cfg_text_scale": 4.0,
+        "cfg_img_scale": 2.0,
+        "cfg_interval": (0.4, 1.0),
+        "cfg_renorm": "global",
+        "cfg_renorm_min": 0.0,
     }
 
 

@@ -137,7 +137,9 @@ class Guidance:
         return self.text_scale > 1.0 and self.interval[0] < t <= self.interval[1]
 
 
-def _rescale(guided: torch.Tensor, reference: torch.Tensor, dims: tuple[int, ...], floor: float) -> torch.Tensor:
+def _rescale(
+    guided: torch.Tensor, reference: torch.Tensor, dims: tuple[int, ...], floor: float
+) -> torch.Tensor:
     ratio = reference.norm(dim=dims, keepdim=True) / (guided.norm(dim=dims, keepdim=True) + 1e-8)
     return guided * ratio.clamp(min=floor, max=1.0)
 
@@ -153,7 +155,9 @@ def guide(
     `no_image` may be None when `guidance.image_scale` is 1.
     """
     if guidance.image_scale > 1.0 and no_image is None:
-        raise ValueError(f"no_image: expected the image branch's velocity for image_scale={guidance.image_scale}")
+        raise ValueError(
+            f"no_image: expected the image branch's velocity for image_scale={guidance.image_scale}"
+        )
     a, b = guidance.text_scale, guidance.image_scale
     text_guided = no_text + a * (full - no_text)
     if guidance.renorm == "text_channel":

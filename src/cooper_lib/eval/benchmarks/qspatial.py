@@ -169,5 +169,7 @@ def load_qspatial(
             )
         )
     require_files(needed, NAME, f"images of {split} (resolved against {root})")
-    prompt = "plain question (prompt files missing)" if prompts is None else f"system prompt + {TEMPLATE_FILE}"
+    prompt = (
+        "plain question (prompt files missing)" if prompts is None else f"system prompt + {TEMPLATE_FILE}"
+    )
     return QSpatialBenchmark(NAME, items, meta={"split": split, "source": str(parquet), "prompt": prompt})
