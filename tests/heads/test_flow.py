@@ -254,7 +254,7 @@ def test_training_on_the_synthetic_world_lowers_depth_error():
         head_options={
             "width": 64,
             "blocks": 2,
-            "steps": 20,
+            "steps": 21,  # 20 Euler updates
             "codec": {"encoding": "log", "min_depth": 0.5, "max_depth": 40.0},
         },
     )
