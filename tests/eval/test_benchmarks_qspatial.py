@@ -54,6 +54,7 @@ def test_loads_the_published_parquet_and_scores_both_thresholds(tmp_path, encode
 
 
 def test_reports_missing_files_and_unknown_units(tmp_path, encoded_image):
+    write_qspatial_prompts(tmp_path / "prompt_templates")
     with pytest.raises(FileNotFoundError, match=r"data/QSpatial_plus-00000-of-00001\.parquet"):
         load_qspatial(tmp_path)
     with pytest.raises(ValueError, match="split must be one of"):
@@ -65,6 +66,7 @@ def test_reports_missing_files_and_unknown_units(tmp_path, encoded_image):
 
 
 def test_rows_without_image_bytes_resolve_image_path(tmp_path, encoded_image, write_image):
+    write_qspatial_prompts(tmp_path / "prompt_templates")
     parquet = tmp_path / "data" / "QSpatial_scannet-00000-of-00001.parquet"
     _write(parquet, [_row(encoded_image, 50, "cm", "distance", with_bytes=False, image_path="scans/a.png")])
     with pytest.raises(FileNotFoundError, match=r"1 images of QSpatial_scannet .* missing: .*scans/a\.png"):
