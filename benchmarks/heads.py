@@ -1,5 +1,5 @@
 """Maps per second of each generation head at 64 x 64 on CPU: dense, discrete, flow (10 / 25 / 50
-Euler steps, without guidance, with batched guidance, and with the two guidance branches run as
+Euler updates, without guidance, with batched guidance, and with the two guidance branches run as
 separate passes).
 
 Only the head runs: it turns query hidden states [batch, K, H] (random, as a backbone would give
@@ -68,15 +68,21 @@ def main() -> None:
         ("dense", "one pass", 1, {}),
         ("discrete", "most likely codes, VQ decode", 1, {}),
     ]
-    for steps in (10, 25, 50):
+    for updates in (10, 25, 50):
+        steps = updates + 1  # time points, as BAGEL's num_timesteps: one Euler update fewer
         rows += [
-            ("flow", f"{steps} steps, no guidance", steps, {"steps": steps}),
-            ("flow", f"{steps} steps, guidance 2.0 (batched)", steps, {"steps": steps, "cfg_scale": 2.0}),
+            ("flow", f"{updates} updates, no guidance", updates, {"steps": steps}),
             (
                 "flow",
-                f"{steps} steps, guidance 2.0 (two passes)",
-                2 * steps,
-                {"steps": steps, "cfg_scale": 2.0, "batch_cfg": False},
+                f"{updates} updates, guidance 2.0 (batched)",
+                updates,
+                {"steps": steps, "cfg_text_scale": 2.0},
+            ),
+            (
+                "flow",
+                f"{updates} updates, guidance 2.0 (two passes)",
+                2 * updates,
+                {"steps": steps, "cfg_text_scale": 2.0, "batch_cfg": False},
             ),
         ]
     print(

@@ -222,7 +222,7 @@ class SpatialModel(nn.Module):
         """Generate `modality`'s map for each image: depth [B, h, w] in metres (relative units in
         relative mode), segmentation class ids [B, h, w], or unit normals [B, 3, h, w].
 
-        `options` go to the head's ``generate`` (a flow head's ``steps``, ``cfg_scale``, ``seed``, ...).
+        `options` go to the head's ``generate`` (a flow head's ``steps``, ``cfg_text_scale``, ``seed``, ...).
         """
         if not isinstance(images, (list, tuple)):
             images = [images]

@@ -76,10 +76,20 @@ def test_success_ratio_is_symmetric_and_strict():
     assert qspatial_success(100.0, 96.0)
     assert not qspatial_success(50.0, 120.0)
     assert qspatial_success(60.0, 100.0) and not qspatial_success(60.0, 100.0, threshold=1.5)
-    assert not qspatial_success(200.0, 100.0)  # ratio exactly 2 is not < 2
-    assert not qspatial_success(50.0, 100.0)
-    assert qspatial_ratio(0.0, 10.0) == math.inf
+    assert qspatial_ratio(-1.0, 10.0) == math.inf
     with pytest.raises(ValueError, match="gt_cm"):
         qspatial_ratio(1.0, 0.0)
     with pytest.raises(ValueError, match="threshold"):
         qspatial_success(1.0, 1.0, threshold=1.0)
+
+
+def test_exactly_twice_off_succeeds_as_in_the_benchmarks_evaluator():
+    # Upstream: p = pred + 1e-8, g = gt + 1e-8, success max(p / g, g / p) < 2 (in float64).
+    # 200 vs 100: (200 + 1e-8) / (100 + 1e-8) = 2 - 1e-8 / (100 + 1e-8) < 2, a success; same for 50.
+    assert qspatial_ratio(200.0, 100.0) == (200.0 + 1e-8) / (100.0 + 1e-8) < 2.0
+    assert qspatial_success(200.0, 100.0) and qspatial_success(50.0, 100.0)
+    assert not qspatial_success(200.0001, 100.0) and not qspatial_success(49.9999, 100.0)
+    # 150 vs 100 is exactly 1.5 without the epsilon; with it, just below: a 1.5 success too.
+    assert qspatial_success(150.0, 100.0, threshold=1.5)
+    # a prediction of 0 (or an unreadable one, scored 0 upstream via 1e-8) is (g + 1e-8) / 1e-8 off
+    assert qspatial_ratio(0.0, 10.0) == (10.0 + 1e-8) / 1e-8

@@ -32,19 +32,59 @@ def test_loads_base64_tsv_with_image_references_and_circular_copies(tmp_path, en
     assert copy.extra["circular_group"] == 0 and first.extra["l2_category"] == "perception"
     scores = [bench.score(item, text) for item, text in zip(bench, ["A", "C", "A"], strict=True)]
     result = bench.aggregate(scores)
-    assert result["overall"] == pytest.approx(200 / 3)
-    assert (result["circular_groups"], result["circular_accuracy"]) == (2, pytest.approx(50.0))
-    assert result["per_category"]["color"]["score"] == pytest.approx(50.0)
-    assert result["per_l2_category"]["perception"]["n"] == 3
+    # Rows: 0 right, 1 right, 1000000 (copy of 0) wrong. Circular: question 0 fails, 1 holds.
+    assert result["overall"] == result["circular_accuracy"] == pytest.approx(50.0)
+    assert result["row_accuracy"] == pytest.approx(200 / 3)
+    assert (result["n"], result["n_questions"]) == (3, 2)
+    assert result["per_category"]["color"]["score"] == 0.0  # main row 0, its group failed
+    assert result["per_l2_category"]["perception"] == {"n": 2, "score": pytest.approx(50.0)}
 
 
-def test_no_circular_figure_without_copies(tmp_path, encoded_image):
+def _row(index, answer, category, image, options=("x", "y")):
+    cells = [*options, "", "", ""][:4]
+    return [index, f"q{index % 1_000_000}", "", *cells, answer, category, "l2", "dev", image]
+
+
+def test_circular_accuracy_by_hand(tmp_path, encoded_image):
     red = base64.b64encode(encoded_image((200, 0, 0))).decode()
-    bench = load_mmbench(
-        _tsv(tmp_path / "mini.tsv", [[5, "q", "", "x", "y", "", "", "B", "c", "l", "dev", red]])
-    )
-    result = bench.aggregate([bench.score(bench[0], "B")])
-    assert result["overall"] == 100.0 and "circular_accuracy" not in result
+    rows = [
+        _row(0, "A", "color", red), _row(1, "C", "shape", "0", ("a", "b", "c")), _row(2, "B", "color", "0"),
+        _row(1000000, "B", "color", "0"), _row(1000001, "B", "shape", "0", ("c", "a", "b")),
+        _row(2000001, "A", "shape", "0", ("b", "c", "a")),
+    ]  # fmt: skip
+    bench = load_mmbench(_tsv(tmp_path / "MMBench_DEV_EN_V11.tsv", rows))
+    answers = {"0": "A", "1": "C", "2": "A", "1000000": "A", "1000001": "B", "2000001": "A"}
+    result = bench.aggregate([bench.score(item, answers[item.id]) for item in bench])
+    # Question 0: row 0 right, its rotation 1000000 wrong -> 0. Question 1: all three rotations
+    # right -> 1. Question 2 (no copies): wrong -> 0. Circular 1/3; rows 4 right of 6.
+    assert result["overall"] == pytest.approx(100 / 3)
+    assert result["row_accuracy"] == pytest.approx(400 / 6)
+    assert result["per_category"] == {
+        "color": {"n": 2, "score": 0.0, "failed": 0},
+        "shape": {"n": 1, "score": 100.0, "failed": 0},
+    }
+    assert result["category_mean"] == pytest.approx(50.0)
+
+
+def test_g_index_column_overrides_the_index_rule(tmp_path, encoded_image):
+    red = base64.b64encode(encoded_image((200, 0, 0))).decode()
+    rows = [[*_row(10, "A", "c", red), 10], [*_row(11, "B", "c", "10"), 10], [*_row(12, "A", "c", "10"), 12]]
+    bench = load_mmbench(write_tsv(tmp_path / "circular.tsv", [*MMBENCH_HEADER, "g_index"], rows))
+    result = bench.aggregate([bench.score(i, a) for i, a in zip(bench, ["A", "A", "A"], strict=True)])
+    # 11 belongs to question 10 (by g_index, not by 11 % 1e6) and is wrong: 10 fails, 12 holds.
+    assert (result["n_questions"], result["overall"]) == (2, pytest.approx(50.0))
+
+
+def test_without_copies_circular_equals_per_row(tmp_path, encoded_image):
+    red = base64.b64encode(encoded_image((200, 0, 0))).decode()
+    bench = load_mmbench(_tsv(tmp_path / "mini.tsv", [_row(5, "B", "c", red), _row(6, "A", "c", "5")]))
+    result = bench.aggregate([bench.score(bench[0], "B"), bench.score(bench[1], "B")])
+    assert result["overall"] == result["row_accuracy"] == 50.0
+    with pytest.raises(ValueError, match="no scored row is a main question"):
+        load_mmbench(_tsv(tmp_path / "copies.tsv", [_row(1000005, "B", "c", red)])).aggregate(
+            [{"id": "1000005", "category": "c", "answer_type": "choice", "extracted": "B", "failed": False,
+              "score": 1.0, "circular_group": 5, "l2_category": "l2"}]
+        )  # fmt: skip
 
 
 def test_reports_bad_rows(tmp_path, encoded_image):

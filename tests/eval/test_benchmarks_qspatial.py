@@ -1,4 +1,5 @@
 import pytest
+from benchmark_files import QSPATIAL_SYSTEM_PROMPT, write_qspatial_prompts
 
 from cooper_lib.eval.benchmarks.qspatial import QSpatialBenchmark, load_qspatial
 
@@ -29,6 +30,7 @@ def test_loads_the_published_parquet_and_scores_both_thresholds(tmp_path, encode
             _row(encoded_image, 1.2, "meters", "distance"),
             _row(encoded_image, 4, "feet", "width")]  # fmt: skip
     _write(tmp_path / "data" / "QSpatial_plus-00000-of-00001.parquet", rows)
+    write_qspatial_prompts(tmp_path / "prompt_templates")
     bench = load_qspatial(tmp_path)
     assert isinstance(bench, QSpatialBenchmark) and len(bench) == 3
     first = bench[0]
@@ -52,6 +54,7 @@ def test_loads_the_published_parquet_and_scores_both_thresholds(tmp_path, encode
 
 
 def test_reports_missing_files_and_unknown_units(tmp_path, encoded_image):
+    write_qspatial_prompts(tmp_path / "prompt_templates")
     with pytest.raises(FileNotFoundError, match=r"data/QSpatial_plus-00000-of-00001\.parquet"):
         load_qspatial(tmp_path)
     with pytest.raises(ValueError, match="split must be one of"):
@@ -63,6 +66,7 @@ def test_reports_missing_files_and_unknown_units(tmp_path, encoded_image):
 
 
 def test_rows_without_image_bytes_resolve_image_path(tmp_path, encoded_image, write_image):
+    write_qspatial_prompts(tmp_path / "prompt_templates")
     parquet = tmp_path / "data" / "QSpatial_scannet-00000-of-00001.parquet"
     _write(parquet, [_row(encoded_image, 50, "cm", "distance", with_bytes=False, image_path="scans/a.png")])
     with pytest.raises(FileNotFoundError, match=r"1 images of QSpatial_scannet .* missing: .*scans/a\.png"):
@@ -70,3 +74,30 @@ def test_rows_without_image_bytes_resolve_image_path(tmp_path, encoded_image, wr
     write_image(tmp_path / "scans" / "a.png", (7, 7, 7))
     bench = load_qspatial(tmp_path, split="QSpatial_scannet")
     assert bench[0].load_image().getpixel((0, 0)) == (7, 7, 7)
+
+
+def test_questions_carry_the_benchmarks_system_prompt_and_template(tmp_path, encoded_image):
+    _write(tmp_path / "data" / "QSpatial_plus-00000-of-00001.parquet", [_row(encoded_image, 1, "m", "size")])
+    write_qspatial_prompts(tmp_path / "prompt_templates")
+    bench = load_qspatial(tmp_path)
+    # VLMEvalKit: f"{system_prompt}\n{template rendered with the question}"
+    assert bench[0].question == (
+        QSPATIAL_SYSTEM_PROMPT + "\nQuestion: How far? (size)\nLet's thinkg step by step and start by "
+        "finding good reference objects or object parts in the image."
+    )
+    assert bench[0].extra["raw_question"] == "How far? (size)"
+    assert bench.meta["prompt"] == "system prompt + spatial_prompt_single.txt"
+    # jinja drops one trailing newline of a template, the system prompt is used as read
+    other = write_qspatial_prompts(tmp_path / "mine", "S\n", "Q: {{ question }}!\n")
+    assert load_qspatial(tmp_path, prompt_dir=other)[0].question == "S\n\nQ: How far? (size)!"
+
+
+def test_missing_prompt_files_are_named(tmp_path, encoded_image):
+    _write(tmp_path / "data" / "QSpatial_plus-00000-of-00001.parquet", [_row(encoded_image, 1, "m", "size")])
+    (tmp_path / "prompt_templates").mkdir()
+    (tmp_path / "prompt_templates" / "system_prompt.txt").write_text("S")
+    with pytest.warns(UserWarning, match=r"\['.*prompt_templates/spatial_prompt_single\.txt'\] not found"):
+        bench = load_qspatial(tmp_path)
+    assert bench[0].question == "How far? (size)" and bench.meta["prompt"].startswith("plain question")
+    with pytest.raises(FileNotFoundError, match="spatial_prompt_single.txt"):
+        load_qspatial(tmp_path, prompt_dir=tmp_path / "prompt_templates")

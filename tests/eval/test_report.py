@@ -44,6 +44,15 @@ def test_report_compares_runs_side_by_side(tmp_path):
         write_report([first, second], tmp_path / "x", names=["a", "a"])
     with pytest.raises(ValueError, match="at least one"):
         write_report([], tmp_path / "x")
+    assert "circular" not in text
+
+
+def test_report_names_mmbench_per_row_accuracy(tmp_path):
+    run = _result("MMBench", [1, 0, 1, 1], [[], [], [], []], tmp_path / "mmb.jsonl")
+    run.metrics.update(overall=50.0, row_accuracy=75.0)
+    text = write_report([run], tmp_path / "report").read_text()
+    assert "| mmb | MMBench | adaptive | 4 | 50.0 | 1 |" in text
+    assert "MMBench's overall is its circular accuracy; per-row accuracy: mmb 75.0 %." in text
 
 
 def test_bar_chart_draws_lengths_proportional_to_values():

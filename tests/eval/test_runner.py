@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from benchmark_files import MMBENCH_HEADER, SIBENCH_HEADER, write_tsv
+from benchmark_files import MMBENCH_HEADER, SIBENCH_HEADER, write_qspatial_prompts, write_tsv
 from PIL import Image
 
 from cooper_lib import add_spatial_heads
@@ -187,6 +187,7 @@ def _qspatial(root, write_image):
             "image_path": ["x.png"] * 2, "image": [image] * 2}  # fmt: skip
     (root / "data").mkdir()
     pq.write_table(pa.table(rows, schema=schema), root / "data" / "QSpatial_plus-00000-of-00001.parquet")
+    write_qspatial_prompts(root / "prompt_templates")
 
 
 @pytest.mark.parametrize(

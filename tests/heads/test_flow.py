@@ -7,6 +7,7 @@ from cooper_lib import SpatialModel, add_spatial_heads
 from cooper_lib.backbones.tiny import build_tiny_backbone
 from cooper_lib.config import SpatialConfig
 from cooper_lib.heads import FlowHead, build_head
+from cooper_lib.heads.sampler import FULL, NO_TEXT, sample_euler
 from cooper_lib.tokenizers import PatchTokenizer
 
 HIDDEN = 32
@@ -90,27 +91,83 @@ def test_generate_is_seeded_and_keeps_no_graph():
     assert not first.requires_grad and not first.is_inference()
 
 
-def test_batched_guidance_equals_two_passes_in_the_head():
+def test_batched_guidance_equals_separate_passes_in_the_head():
     head = _flow_head()
     queries = torch.randn(3, 4, HIDDEN)
-    options = {"cfg_scale": 3.0, "cfg_interval": (0.3, 1.0), "steps": 6, "seed": 0}
+    options = {"cfg_text_scale": 3.0, "cfg_interval": (0.3, 1.0), "steps": 6, "seed": 0}
     batched = head.sample_tokens(queries, batch_cfg=True, **options)
     separate = head.sample_tokens(queries, batch_cfg=False, **options)
     torch.testing.assert_close(batched, separate, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(batched, head.sample_tokens(queries, steps=6, seed=0))
     unguided = head.sample_tokens(queries, steps=6, seed=0)
-    torch.testing.assert_close(head.sample_tokens(queries, cfg_scale=1.0, steps=6, seed=0), unguided)
+    assert not torch.allclose(batched, unguided)
+    torch.testing.assert_close(head.sample_tokens(queries, cfg_text_scale=1.0, steps=6, seed=0), unguided)
+
+
+def test_guidance_branches_map_to_null_tokens_and_image_free_queries():
+    # The text branch is the denoiser's null condition, the image branch the image-free queries.
+    head = _flow_head()
+    queries, free = torch.randn(2, 4, HIDDEN), torch.randn(2, 4, HIDDEN)
+    denoiser = head.denoiser
+    yes, no = torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
+
+    def velocity(x, t, sample, branch):
+        b = int(branch[0])
+        assert bool((branch == b).all()) and torch.equal(sample, torch.arange(2))
+        if b == FULL:
+            return denoiser(x, t, queries, yes)
+        return denoiser(x, t, queries, no) if b == NO_TEXT else denoiser(x, t, free, yes)
+
+    noise = torch.randn(
+        2, head.tokenizer.num_tokens, head.tokenizer.token_dim, generator=torch.Generator().manual_seed(5)
+    )
+    settings = head.sampling_settings({"preset": "cooper-rollout", "steps": 5})
+    with torch.no_grad():
+        expected = sample_euler(
+            velocity, noise, steps=5, shift=3.0, guidance=settings["guidance"], batch_cfg=False
+        )
+    got = head.sample_tokens(queries, free, preset="cooper-rollout", steps=5, seed=5)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    other = head.sample_tokens(queries, torch.randn(2, 4, HIDDEN), preset="cooper-rollout", steps=5, seed=5)
+    assert not torch.allclose(got, other)  # the image-free queries are used
+
+
+def test_image_scale_needs_image_free_queries():
+    head = _flow_head()
+    with pytest.raises(ValueError, match="cfg_img_scale: 2.0 needs image_free_queries"):
+        head.generate(torch.randn(2, 4, HIDDEN), preset="cooper-eval", steps=3)
+    maps = head.generate(torch.randn(2, 4, HIDDEN), preset="cooper-eval", steps=3, cfg_img_scale=1.0)
+    assert maps.shape == (2, 16, 16)
+    with pytest.raises(ValueError, match="image_free_queries: expected the shape"):
+        head.generate(torch.randn(2, 4, HIDDEN), torch.randn(1, 4, HIDDEN), preset="cooper-eval", steps=3)
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        head.generate(torch.randn(2, 4, HIDDEN), preset="bagel")
 
 
 def test_options_reach_the_head():
     head = _flow_head(
-        steps=7, shift=2.0, cfg_scale=2.5, cfg_interval=[0.4, 1.0], cond_dropout=0.2, patch_size=8
+        steps=7,
+        shift=2.0,
+        cfg_text_scale=2.5,
+        cfg_img_scale=1.5,
+        cfg_interval=[0.4, 1.0],
+        cfg_renorm="text_channel",
+        cond_dropout=0.2,
+        patch_size=8,
     )
     settings = head.sampling_settings({})
     assert settings["steps"] == 7 and settings["shift"] == 2.0
-    assert settings["guidance"].scale == 2.5 and settings["guidance"].interval == (0.4, 1.0)
+    guidance = settings["guidance"]
+    assert (guidance.text_scale, guidance.image_scale, guidance.interval, guidance.renorm) == (
+        2.5,
+        1.5,
+        (0.4, 1.0),
+        "text_channel",
+    )
     assert head.cond_dropout == 0.2 and head.tokenizer.grid == (2, 2)
     assert head.sampling_settings({"steps": 3})["steps"] == 3
+    preset = head.sampling_settings({"preset": "cooper-eval", "steps": 10})
+    assert preset["steps"] == 10 and preset["guidance"].renorm == "text_channel"
+    assert preset["guidance"].text_scale == 4.0 and preset["guidance"].image_scale == 2.0
 
 
 @pytest.mark.parametrize(
@@ -197,7 +254,7 @@ def test_training_on_the_synthetic_world_lowers_depth_error():
         head_options={
             "width": 64,
             "blocks": 2,
-            "steps": 20,
+            "steps": 21,  # 20 Euler updates
             "codec": {"encoding": "log", "min_depth": 0.5, "max_depth": 40.0},
         },
     )

@@ -1,7 +1,10 @@
 """Q-SpatialBench scoring: (value, unit) extraction from free text, conversion to cm, success ratio.
 
 A prediction succeeds when ``max(pred / gt, gt / pred) < 2`` with both converted to centimetres
-(m 100, cm 1, mm 0.1, ft 30.48, in 2.54); the stricter ``< 1.5`` rate is reported beside it.
+(m 100, cm 1, mm 0.1, ft 30.48, in 2.54) and, as in the benchmark's VLMEvalKit evaluator
+(``QSpatial.evaluate``), ``1e-8`` added to each before dividing: a prediction exactly twice or
+half the truth therefore succeeds (``(200 + 1e-8) / (100 + 1e-8) < 2``). The stricter ``< 1.5``
+rate is reported beside it.
 
 Extraction (`extract_quantity`), first rule that yields a quantity wins:
 
@@ -32,6 +35,9 @@ CM_PER_UNIT: dict[str, float] = {"m": 100.0, "cm": 1.0, "mm": 0.1, "ft": 30.48, 
 
 QSPATIAL_THRESHOLDS: tuple[float, float] = (2.0, 1.5)
 """Success ratios reported for Q-SpatialBench: the benchmark's delta 2, and the stricter 1.5."""
+
+QSPATIAL_EPSILON = 1e-8
+"""Centimetres the benchmark's evaluator adds to prediction and truth before taking the ratio."""
 
 _UNIT_ALIASES: dict[str, str] = {
     **dict.fromkeys(("m", "meter", "meters", "metre", "metres"), "m"),
@@ -144,12 +150,14 @@ def extract_quantity(text: str) -> Quantity | None:
 
 
 def qspatial_ratio(pred_cm: float, gt_cm: float) -> float:
-    """``max(pred / gt, gt / pred)``; ``inf`` when the prediction is not positive."""
+    """``max(p / g, g / p)`` with ``p = pred_cm + 1e-8``, ``g = gt_cm + 1e-8`` (the benchmark's
+    evaluator); ``inf`` when the prediction is negative or not finite."""
     if not gt_cm > 0 or not math.isfinite(gt_cm):
         raise ValueError(f"gt_cm must be a positive finite length, got {gt_cm!r}")
-    if not pred_cm > 0 or not math.isfinite(pred_cm):
+    if not pred_cm >= 0 or not math.isfinite(pred_cm):
         return math.inf
-    return max(pred_cm / gt_cm, gt_cm / pred_cm)
+    pred, gt = pred_cm + QSPATIAL_EPSILON, gt_cm + QSPATIAL_EPSILON
+    return max(pred / gt, gt / pred)
 
 
 def qspatial_success(pred_cm: float, gt_cm: float, threshold: float = 2.0) -> bool:

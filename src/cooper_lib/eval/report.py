@@ -170,6 +170,10 @@ def write_report(
             f"| {name} | {r.benchmark} | {r.policy} | {r.metrics['n']} | {r.metrics['overall']:.1f} | "
             f"{r.metrics['extraction_failures']} |"
         )
+    per_row = [f"{name} {r.metrics['row_accuracy']:.1f} %" for name, r in zip(names, results, strict=True)
+               if "row_accuracy" in r.metrics]  # fmt: skip
+    if per_row:
+        lines += ["", f"MMBench's overall is its circular accuracy; per-row accuracy: {', '.join(per_row)}."]
     lines += ["", "## Score per category (%)", "", "| category | " + " | ".join(names) + " |"]
     lines.append("|---|" + "---:|" * len(names))
     for category in categories:

@@ -5,9 +5,17 @@ from cooper_lib.heads.denoiser import FlowDenoiser
 from cooper_lib.heads.dense import DenseHead
 from cooper_lib.heads.discrete import DiscreteHead
 from cooper_lib.heads.flow import FlowHead
-from cooper_lib.heads.sampler import Guidance, euler_timesteps, guide, sample_euler, shift_timesteps
+from cooper_lib.heads.sampler import (
+    SAMPLING_PRESETS,
+    Guidance,
+    euler_timesteps,
+    guide,
+    sample_euler,
+    shift_timesteps,
+)
 
 __all__ = [
+    "SAMPLING_PRESETS",
     "DenseHead",
     "DiscreteHead",
     "FlowDenoiser",

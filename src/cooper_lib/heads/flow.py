@@ -19,8 +19,16 @@ Options (`head_options`, see `cooper_lib.heads.options`; defaults in `FLOW_OPTIO
     width, blocks, num_heads, mlp_ratio: denoiser size.
     cond_dropout: probability of training a sample unconditionally.
     train_shift: timestep shift applied to training times (1 = none).
-    steps, shift, cfg_scale, cfg_interval, cfg_renorm, cfg_renorm_min, seed: sampling defaults,
-        each overridable per `generate` call (see `FlowHead.generate`).
+    steps, shift, cfg_text_scale, cfg_img_scale, cfg_interval, cfg_renorm, cfg_renorm_min, seed:
+        sampling defaults, each overridable per `generate` call (see `FlowHead.generate`), where
+        a named `preset` of `cooper_lib.heads.sampler.SAMPLING_PRESETS` may also be given.
+
+Guidance branches (BAGEL's two conditions mapped onto the plug-in): the head's only condition is
+the K query states, which carry the reasoning context and the image together. The "text" branch
+of BAGEL's guidance is the head's unconditional branch (the learned null tokens, the one
+unconditional the head is trained for), so unlike BAGEL it drops the image as well. The "image"
+branch needs query states computed by the backbone without the image, which only the caller can
+produce: `generate(..., image_free_queries=...)`; an image scale above 1 without them is an error.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from cooper_lib.heads.base import PerceptionHead, register_head
 from cooper_lib.heads.denoiser import FlowDenoiser
 from cooper_lib.heads.maps import image_to_map, target_images, token_weights
 from cooper_lib.heads.options import resolve_options, tokenizer_from_option
-from cooper_lib.heads.sampler import Guidance, sample_euler, shift_timesteps
+from cooper_lib.heads.sampler import NO_TEXT, SAMPLING_PRESETS, Guidance, sample_euler, shift_timesteps
 from cooper_lib.modalities import Modality, ModalityCodec, get_modality
 from cooper_lib.tokenizers import PatchTokenizer
 
@@ -56,7 +64,8 @@ FLOW_OPTIONS: dict[str, Any] = {
     "train_shift": 1.0,
     "steps": 50,
     "shift": 3.0,
-    "cfg_scale": 1.0,
+    "cfg_text_scale": 1.0,
+    "cfg_img_scale": 1.0,
     "cfg_interval": [0.0, 1.0],
     "cfg_renorm": "global",
     "cfg_renorm_min": 0.0,
@@ -65,9 +74,11 @@ FLOW_OPTIONS: dict[str, Any] = {
 
 #: Options `FlowHead.generate` accepts per call.
 SAMPLING_OPTIONS = (
+    "preset",
     "steps",
     "shift",
-    "cfg_scale",
+    "cfg_text_scale",
+    "cfg_img_scale",
     "cfg_interval",
     "cfg_renorm",
     "cfg_renorm_min",
@@ -181,7 +192,11 @@ class FlowHead(PerceptionHead):
             shift=opts["shift"],
             seed=opts["seed"],
             guidance=Guidance(
-                opts["cfg_scale"], tuple(opts["cfg_interval"]), opts["cfg_renorm"], opts["cfg_renorm_min"]
+                opts["cfg_text_scale"],
+                opts["cfg_img_scale"],
+                tuple(opts["cfg_interval"]),
+                opts["cfg_renorm"],
+                opts["cfg_renorm_min"],
             ),
         )
 
@@ -206,15 +221,23 @@ class FlowHead(PerceptionHead):
         return ops.flow_matching_loss(pred, noise, clean, token_weights=weights)
 
     def sampling_settings(self, options: dict[str, Any]) -> dict[str, Any]:
-        """The head's sampling defaults overridden by per-call `options` (names in `SAMPLING_OPTIONS`)."""
+        """The head's sampling defaults overridden by a named `preset`, then by the other per-call
+        `options` (names in `SAMPLING_OPTIONS`)."""
         unknown = sorted(set(options) - set(SAMPLING_OPTIONS))
         if unknown:
             raise TypeError(
                 f"generate: unknown option(s) {unknown}; expected some of {list(SAMPLING_OPTIONS)}"
             )
+        options = dict(options)
+        preset = options.pop("preset", None)
+        if preset is not None:
+            if preset not in SAMPLING_PRESETS:
+                raise ValueError(f"preset: expected one of {list(SAMPLING_PRESETS)}, got {preset!r}")
+            options = {**SAMPLING_PRESETS[preset], **options}
         base: Guidance = self.defaults["guidance"]
         guidance = Guidance(
-            options.get("cfg_scale", base.scale),
+            options.get("cfg_text_scale", base.text_scale),
+            options.get("cfg_img_scale", base.image_scale),
             tuple(options.get("cfg_interval", base.interval)),
             options.get("cfg_renorm", base.renorm),
             options.get("cfg_renorm_min", base.renorm_min),
@@ -227,10 +250,28 @@ class FlowHead(PerceptionHead):
             "batch_cfg": options.get("batch_cfg", True),
         }
 
-    def sample_tokens(self, queries: torch.Tensor, **options: Any) -> torch.Tensor:
-        """Generated latent tokens [n, N, D] (under inference mode; options as in `generate`)."""
+    def sample_tokens(
+        self, queries: torch.Tensor, image_free_queries: torch.Tensor | None = None, **options: Any
+    ) -> torch.Tensor:
+        """Generated latent tokens [n, N, D] (under inference mode; arguments as in `generate`)."""
         settings = self.sampling_settings(options)
         queries = self._check_queries(queries)
+        if settings["guidance"].image_scale > 1.0:
+            if image_free_queries is None:
+                raise ValueError(
+                    f"cfg_img_scale: {settings['guidance'].image_scale} needs image_free_queries, the "
+                    "query states computed without the image ([n, K, H]); pass them to generate, or "
+                    "set cfg_img_scale=1.0"
+                )
+            image_free_queries = self._check_queries(image_free_queries)
+            if image_free_queries.shape != queries.shape:
+                raise ValueError(
+                    f"image_free_queries: expected the shape of queries {tuple(queries.shape)}, got "
+                    f"{tuple(image_free_queries.shape)}"
+                )
+            conditions = torch.stack([queries, queries, image_free_queries])
+        else:
+            conditions = queries[None].expand(2, *queries.shape)
         shape = (queries.shape[0], self.tokenizer.num_tokens, self.tokenizer.token_dim)
         seed = settings["seed"]
         generator = None if seed is None else torch.Generator().manual_seed(int(seed))
@@ -239,9 +280,9 @@ class FlowHead(PerceptionHead):
         with torch.inference_mode():
 
             def velocity(
-                x: torch.Tensor, t: torch.Tensor, sample: torch.Tensor, keep: torch.Tensor
+                x: torch.Tensor, t: torch.Tensor, sample: torch.Tensor, branch: torch.Tensor
             ) -> torch.Tensor:
-                return self.denoiser(x, t, queries[sample], keep)
+                return self.denoiser(x, t, conditions[branch, sample], branch != NO_TEXT)
 
             tokens = sample_euler(
                 velocity,
@@ -253,18 +294,25 @@ class FlowHead(PerceptionHead):
             )
         return tokens.clone()
 
-    def generate(self, queries: torch.Tensor, **options: Any) -> torch.Tensor:
+    def generate(
+        self, queries: torch.Tensor, image_free_queries: torch.Tensor | None = None, **options: Any
+    ) -> torch.Tensor:
         """Maps for query states [n, K, H]: depth [n, h, w] in the codec's units (NaN where the
         pixel came out nearer the codec's invalid colour), segmentation class ids [n, h, w], or
         unit normals [n, 3, h, w].
 
-        Options (defaults from `head_options`): `steps` (Euler steps), `shift` (timestep shift),
-        `cfg_scale` (1 = no guidance), `cfg_interval` ((low, high] of t where guidance applies),
-        `cfg_renorm` (`"global"`, `"channel"` or `"none"`), `cfg_renorm_min`, `seed` (an int for
-        the same maps every call, None for the global generator), `batch_cfg` (run both guidance
-        branches as one batch; True).
+        `image_free_queries` [n, K, H]: the query states computed without the image, needed only
+        by the image branch of guidance (`cfg_img_scale` > 1).
+
+        Options (defaults from `head_options`): `preset` (a name in `SAMPLING_PRESETS`, e.g.
+        `"cooper-eval"`; the other options override it), `steps` (time points, BAGEL's
+        `num_timesteps`: steps - 1 Euler updates), `shift` (timestep shift), `cfg_text_scale`
+        (1 = no guidance), `cfg_img_scale` (1 = no image branch), `cfg_interval` ((low, high] of
+        t where guidance applies), `cfg_renorm` (`"global"`, `"channel"`, `"text_channel"` or
+        `"none"`), `cfg_renorm_min`, `seed` (an int for the same maps every call, None for the
+        global generator), `batch_cfg` (run the guidance branches as one batch; True).
         """
-        tokens = self.sample_tokens(queries, **options)
+        tokens = self.sample_tokens(queries, image_free_queries, **options)
         with torch.inference_mode():
             maps = image_to_map(
                 self.codec, self.modality, self.tokenizer.decode(tokens.float()), self.output_size

@@ -1,33 +1,77 @@
-"""Euler sampling of a rectified flow with timestep shift and classifier-free guidance (BAGEL's sampler).
+"""Euler sampling of a rectified flow with timestep shift and BAGEL's two-condition guidance.
 
 Convention (COOPER / BAGEL): ``x_t = (1 - t) x0 + t eps``, so t = 1 is pure noise, t = 0 the
-data, and the model predicts the velocity ``v = dx/dt = eps - x0``. Sampling integrates from
-t = 1 to t = 0 over ``steps`` Euler steps ``x <- x + (t_next - t) v(x, t)`` on the grid
-``linspace(1, 0, steps + 1)`` warped by the shift ``t' = s t / (1 + (s - 1) t)``: s > 1 spends
-more steps at high noise, where the global layout is decided.
+data, and the model predicts the velocity ``v = dx/dt = eps - x0``.
 
-Guidance: ``v = v_u + scale (v_c - v_u)`` for steps with ``low < t <= high`` (the guidance
-interval), ``v_c`` elsewhere; then optionally re-scaled so its norm is at most that of ``v_c``
-(per sample over all tokens, or per token), which keeps high scales from over-saturating. The
-conditional and unconditional branches run as one batched call of the velocity function.
+Steps mean what BAGEL's ``num_timesteps`` means (``modeling/bagel/bagel.py:946-949`` in COOPER):
+the time grid is ``linspace(1, 0, steps)`` warped by the shift ``t' = s t / (1 + (s - 1) t)``
+(s > 1 spends more steps at high noise, where the global layout is decided), and the sampler makes
+one Euler update ``x <- x + (t_next - t) v(x, t)`` per pair of neighbouring times, so
+``steps - 1`` updates: 50 steps are 49 network evaluations per branch.
+
+Guidance follows BAGEL's ``_forward_flow`` (``modeling/bagel/bagel.py:1067-1132``) with three
+branches: ``v`` (full condition), ``v_t`` (the text condition dropped) and ``v_i`` (the image
+condition dropped). With text scale ``a`` and image scale ``b``:
+
+- ``"global"`` / ``"channel"``: ``u = v_t + a (v - v_t)``, then ``w = v_i + b (u - v_i)`` (only
+  when b > 1, else ``w = u``), then ``w`` is re-scaled by ``clamp(|v| / (|w| + 1e-8), min, 1)``,
+  the norms taken over every dimension of a sample (``"global"``) or per token (``"channel"``);
+- ``"text_channel"``: ``u`` is re-scaled per token against ``v`` first, then
+  ``w = v_i + b (u - v_i)`` with no re-scaling after;
+- ``"none"`` (not in BAGEL): ``w`` as for ``"global"``, never re-scaled.
+
+``min`` is `Guidance.renorm_min`. Guidance applies only at times with ``low < t <= high`` (the
+interval) and only when the text scale is above 1 (BAGEL ignores the image scale otherwise, so a
+`Guidance` with an image scale but no text scale is refused). BAGEL's "global" norm is over its
+whole packed tensor, which holds one image; here it is per sample, the same for a batch of one.
+All active branches run as one batched call of the velocity function.
 
 Written here rather than taken from a library: diffusers' schedulers carry pipeline state and a
-different parameterisation, and the whole loop is twenty lines.
+different parameterisation, and the whole loop is a few dozen lines.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-#: velocity(x [B, N, D], t [B], sample [B] long, conditional [B] bool) -> v [B, N, D].
-#: `sample` says which generated sample each row belongs to (rows repeat it when the two guidance
-#: branches are batched); `conditional` is False on rows of the unconditional branch.
+#: Branch ids passed to the velocity function: the full condition, the text condition dropped,
+#: the image condition dropped.
+FULL, NO_TEXT, NO_IMAGE = 0, 1, 2
+
+#: velocity(x [B, N, D], t [B], sample [B] long, branch [B] long) -> v [B, N, D].
+#: `sample` says which generated sample each row belongs to (rows repeat it when guidance
+#: branches are batched); `branch` is FULL, NO_TEXT or NO_IMAGE per row.
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
-RENORM_MODES = ("global", "channel", "none")
+RENORM_MODES = ("global", "channel", "text_channel", "none")
+
+#: COOPER's settings for image generation, as `FlowHead.generate` options. "cooper-eval" is its
+#: VLMEvalKit evaluation (``VLMEvalKit/vlmeval/vlm/bagel/bagel_inference.py:125-131``),
+#: "cooper-rollout" its interleaved reasoning and GRPO rollouts (``inferencer.py:640-651``).
+SAMPLING_PRESETS: dict[str, dict[str, Any]] = {
+    "cooper-eval": {
+        "steps": 50,
+        "shift": 3.0,
+        "cfg_text_scale": 4.0,
+        "cfg_img_scale": 2.0,
+        "cfg_interval": (0.0, 1.0),
+        "cfg_renorm": "text_channel",
+        "cfg_renorm_min": 0.0,
+    },
+    "cooper-rollout": {
+        "steps": 30,
+        "shift": 3.0,
+        "cfg_text_scale": 4.0,
+        "cfg_img_scale": 2.0,
+        "cfg_interval": (0.4, 1.0),
+        "cfg_renorm": "global",
+        "cfg_renorm_min": 0.0,
+    },
+}
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
@@ -38,31 +82,40 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def euler_timesteps(steps: int, shift: float = 1.0) -> torch.Tensor:
-    """The ``steps + 1`` times from 1 down to 0 (float64), shifted."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive int, got {steps!r}")
-    return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+    """The `steps` times (float64) from 1 down to 0, shifted: BAGEL's grid, ``steps - 1`` updates."""
+    if not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps: expected an int >= 2 (the number of time points), got {steps!r}")
+    return shift_timesteps(torch.linspace(1.0, 0.0, steps, dtype=torch.float64), shift)
 
 
 @dataclass(frozen=True)
 class Guidance:
-    """Classifier-free guidance settings.
+    """Two-condition classifier-free guidance settings (BAGEL's ``cfg_*`` arguments).
 
     Attributes:
-        scale: guidance scale; 1 disables guidance (no unconditional branch is computed).
-        interval: (low, high): guide the steps whose time t satisfies low < t <= high (BAGEL uses
-            (0.4, 1.0) for images: guidance shapes the layout, not the fine detail).
-        renorm: `"global"` clamps each sample's guided velocity norm (over all tokens) to at most
-            the conditional one's, `"channel"` does it per token, `"none"` leaves it.
-        renorm_min: lower bound of the re-scaling factor (BAGEL's `cfg_renorm_min`, 0 by default).
+        text_scale: scale of the text branch (BAGEL's ``cfg_text_scale``); 1 disables guidance.
+        image_scale: scale of the image branch (``cfg_img_scale``); 1 leaves that branch out.
+        interval: (low, high): guide the steps whose time t satisfies low < t <= high.
+        renorm: `"global"`, `"channel"`, `"text_channel"` (BAGEL's modes, see the module
+            docstring) or `"none"`.
+        renorm_min: lower bound of the re-scaling factor (``cfg_renorm_min``).
     """
 
-    scale: float = 1.0
+    text_scale: float = 1.0
+    image_scale: float = 1.0
     interval: tuple[float, float] = (0.0, 1.0)
     renorm: str = "global"
     renorm_min: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("text_scale", "image_scale"):
+            if not getattr(self, name) >= 1.0:
+                raise ValueError(f"{name}: expected a scale >= 1 (1 = off), got {getattr(self, name)}")
+        if self.image_scale > 1.0 and self.text_scale == 1.0:
+            raise ValueError(
+                f"image_scale: {self.image_scale} needs text_scale > 1 (BAGEL applies the image "
+                "branch only on top of text guidance), got text_scale=1.0"
+            )
         if len(self.interval) != 2 or not 0.0 <= self.interval[0] <= self.interval[1] <= 1.0:
             raise ValueError(
                 f"interval: expected (low, high) with 0 <= low <= high <= 1, got {self.interval}"
@@ -73,22 +126,47 @@ class Guidance:
             raise ValueError(f"renorm_min: expected a value in [0, 1], got {self.renorm_min}")
 
     @property
-    def enabled(self) -> bool:
-        return self.scale != 1.0 and self.interval[0] < self.interval[1]
+    def branches(self) -> tuple[int, ...]:
+        """The branches a guided step evaluates."""
+        if self.text_scale == 1.0:
+            return (FULL,)
+        return (FULL, NO_TEXT, NO_IMAGE) if self.image_scale > 1.0 else (FULL, NO_TEXT)
 
     def active(self, t: float) -> bool:
         """Whether the step at time `t` is guided."""
-        return self.enabled and self.interval[0] < t <= self.interval[1]
+        return self.text_scale > 1.0 and self.interval[0] < t <= self.interval[1]
 
 
-def guide(cond: torch.Tensor, uncond: torch.Tensor, guidance: Guidance) -> torch.Tensor:
-    """Guided velocity from the two branches [B, N, D], re-scaled as `guidance.renorm` says."""
-    guided = uncond + guidance.scale * (cond - uncond)
-    if guidance.renorm == "none":
+def _rescale(
+    guided: torch.Tensor, reference: torch.Tensor, dims: tuple[int, ...], floor: float
+) -> torch.Tensor:
+    ratio = reference.norm(dim=dims, keepdim=True) / (guided.norm(dim=dims, keepdim=True) + 1e-8)
+    return guided * ratio.clamp(min=floor, max=1.0)
+
+
+def guide(
+    full: torch.Tensor,
+    no_text: torch.Tensor,
+    no_image: torch.Tensor | None,
+    guidance: Guidance,
+) -> torch.Tensor:
+    """Guided velocity [B, N, D] from the branches' velocities, by BAGEL's rule (module docstring).
+
+    `no_image` may be None when `guidance.image_scale` is 1.
+    """
+    if guidance.image_scale > 1.0 and no_image is None:
+        raise ValueError(
+            f"no_image: expected the image branch's velocity for image_scale={guidance.image_scale}"
+        )
+    a, b = guidance.text_scale, guidance.image_scale
+    text_guided = no_text + a * (full - no_text)
+    if guidance.renorm == "text_channel":
+        text_guided = _rescale(text_guided, full, (2,), guidance.renorm_min)
+    guided = text_guided if b == 1.0 else no_image + b * (text_guided - no_image)
+    if guidance.renorm in ("text_channel", "none"):
         return guided
     dims = (1, 2) if guidance.renorm == "global" else (2,)
-    ratio = cond.norm(dim=dims, keepdim=True) / (guided.norm(dim=dims, keepdim=True) + 1e-8)
-    return guided * ratio.clamp(min=guidance.renorm_min, max=1.0)
+    return _rescale(guided, full, dims, guidance.renorm_min)
 
 
 def sample_euler(
@@ -105,30 +183,31 @@ def sample_euler(
     Args:
         velocity: the model, see `VelocityFn`.
         noise: starting point; its dtype and device are the sampling ones.
-        steps: Euler steps (network evaluations per branch).
+        steps: time points of the grid, BAGEL's ``num_timesteps`` (``steps - 1`` Euler updates).
         shift: timestep shift s (3.0 is COOPER's and BAGEL's at inference).
-        guidance: classifier-free guidance; None or scale 1 runs the conditional branch only.
-        batch_cfg: run both guidance branches as one call on a doubled batch (True) or as two calls.
+        guidance: classifier-free guidance; None or a text scale of 1 runs the full branch only.
+        batch_cfg: run the guidance branches as one call on a stacked batch (True) or one call each.
     """
     guidance = guidance or Guidance()
     x = noise
     n = x.shape[0]
     sample = torch.arange(n, device=x.device)
-    keep = torch.ones(n, dtype=torch.bool, device=x.device)
     times = euler_timesteps(steps, shift).tolist()
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         t_batch = torch.full((n,), t, dtype=x.dtype, device=x.device)
-        if not guidance.active(t):
-            v = velocity(x, t_batch, sample, keep)
-        elif batch_cfg:
-            both = velocity(
-                torch.cat([x, x]),
-                torch.cat([t_batch, t_batch]),
-                torch.cat([sample, sample]),
-                torch.cat([keep, ~keep]),
+        branches = guidance.branches if guidance.active(t) else (FULL,)
+        ids = [torch.full((n,), b, dtype=torch.long, device=x.device) for b in branches]
+        if batch_cfg and len(branches) > 1:
+            k = len(branches)
+            out = velocity(
+                torch.cat([x] * k), torch.cat([t_batch] * k), torch.cat([sample] * k), torch.cat(ids)
             )
-            v = guide(both[:n], both[n:], guidance)
+            parts = dict(zip(branches, out.split(n), strict=True))
         else:
-            v = guide(velocity(x, t_batch, sample, keep), velocity(x, t_batch, sample, ~keep), guidance)
+            parts = {b: velocity(x, t_batch, sample, i) for b, i in zip(branches, ids, strict=True)}
+        if len(branches) == 1:
+            v = parts[FULL]
+        else:
+            v = guide(parts[FULL], parts[NO_TEXT], parts.get(NO_IMAGE), guidance)
         x = x + (t_next - t) * v
     return x

@@ -117,7 +117,7 @@ class InterleavedReasoner:
         map_size: size of the inserted pseudo-image: ``"input"`` (the input image's), a
             (height, width), or None (the head's output size).
         perceive_options: per modality, options for its head's ``generate`` (a flow head's
-            ``steps``, ``cfg_scale``, ``seed``, ...); default the head's own.
+            ``steps``, ``cfg_text_scale``, ``seed``, ...); default the head's own.
         generation_kwargs: a `SamplingConfig` or its fields (temperature, top_p, top_k, seed);
             default greedy.
         logits_processors: transformers `LogitsProcessor`s applied before sampling.

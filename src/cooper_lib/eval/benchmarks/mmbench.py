@@ -8,8 +8,15 @@ shares. Circular-evaluation copies (options rotated) carry ``index + k * 1,000,0
 
 The question shown to the model follows VLMEvalKit's MCQ prompt: ``Hint: ...`` (when there is
 one), ``Question: ...``, ``Options:`` with one ``X. text`` line per option, then "Please select the
-correct answer from the options above." ``overall`` is per-question accuracy; when circular copies
-are present, ``circular_accuracy`` counts a question right only if all its copies are right.
+correct answer from the options above."
+
+Scoring is VLMEvalKit's circular evaluation (``mcq_circular_eval`` in
+``vlmeval/dataset/utils/multiple_choice.py``, used for every dataset whose name holds "mmbench"):
+a row's group is its ``g_index`` column when the table has one, else ``index % 1e6``; the main
+rows are those whose ``index`` equals their group; a main row counts as right only if every
+scored row of its group is right (a question without copies is its own group). ``overall``, the
+headline figure, and the per-category figures are these circular hits averaged over the main
+rows, as VLMEvalKit's ``report_acc`` does; ``row_accuracy`` is the plain per-row accuracy.
 """
 
 from __future__ import annotations
@@ -32,22 +39,39 @@ _IMAGE_REFERENCE_MAX = 64
 
 
 class MMBenchBenchmark(Benchmark):
-    """MMBench: per-question accuracy, per (l2-)category figures, circular accuracy when present."""
+    """MMBench: circular accuracy (the headline), per (l2-)category figures, per-row accuracy."""
 
     score_fields = ("circular_group", "l2_category")
 
     def aggregate(self, scores: Iterable[Score]) -> dict[str, Any]:
-        """Adds ``per_l2_category`` and, with rotated copies present, ``circular_accuracy``."""
+        """Circular figures over the main rows (module docstring).
+
+        ``overall``, ``per_category``, ``category_mean`` and ``per_l2_category`` are circular;
+        ``circular_accuracy`` repeats ``overall``; ``row_accuracy`` is the mean over all scored
+        rows; ``n`` counts scored rows and ``n_questions`` the main rows among them.
+        """
         scores = self._checked(scores)
-        result = super().aggregate(scores)
-        by_l2 = group_by((s for s in scores if s.get("l2_category")), lambda s: s["l2_category"])
-        result["per_l2_category"] = {k: {"n": len(g), "score": rate(g)} for k, g in sorted(by_l2.items())}
         groups = group_by(scores, lambda s: s["circular_group"])
-        if any(len(g) > 1 for g in groups.values()):
-            result["circular_groups"] = len(groups)
-            result["circular_accuracy"] = (
-                100.0 * sum(all(s["score"] == 1.0 for s in g) for g in groups.values()) / len(groups)
+        main = [
+            {**s, "score": float(all(r["score"] == 1.0 for r in groups[s["circular_group"]]))}
+            for s in scores
+            if int(s["id"]) == s["circular_group"]
+        ]
+        if not main:
+            raise ValueError(
+                f"{self.name}: no scored row is a main question (index equal to its group, index % 1e6), "
+                "so there is no circular figure; score the main rows too"
             )
+        result = super().aggregate(main)
+        result.update(
+            n=len(scores),
+            n_questions=len(main),
+            circular_accuracy=result["overall"],
+            row_accuracy=rate(scores),
+            extraction_failures=sum(bool(s["failed"]) for s in scores),
+        )
+        by_l2 = group_by((s for s in main if s.get("l2_category")), lambda s: s["l2_category"])
+        result["per_l2_category"] = {k: {"n": len(g), "score": rate(g)} for k, g in sorted(by_l2.items())}
         return result
 
 
@@ -89,9 +113,9 @@ def load_mmbench(path: str | Path) -> MMBenchBenchmark:
         if answer not in options:
             raise ValueError(f"{NAME}: {where}: answer must be one of {list(options)}, got {row['answer']!r}")
         try:
-            group = int(index) % CIRCULAR_STRIDE
+            group = int(clean(row["g_index"])) if "g_index" in header else int(index) % CIRCULAR_STRIDE
         except ValueError as err:
-            raise ValueError(f"{NAME}: {where}: index must be an integer, got {index!r}") from err
+            raise ValueError(f"{NAME}: {where}: index and g_index must be integers, got {index!r}") from err
         items.append(
             BenchmarkItem(
                 id=index,

@@ -10,10 +10,20 @@ Columns: ``question``, ``answer_value`` (float), ``answer_unit`` (e.g. "centimet
 ``{"bytes", "path"}``). QSpatial_plus (101 questions, COOPER's split) embeds its images; the
 ScanNet split stores only ``image_path``, resolved against ``image_root`` (the folder the
 benchmark's ScanNet script renders into). Reading parquet needs pyarrow.
+
+Prompt, as VLMEvalKit's ``QSpatial.build_prompt``: the text after the image is the benchmark's
+system prompt, a newline, and its ``spatial_prompt_single`` template rendered with the question
+(jinja2, sandboxed). VLMEvalKit fetches both files from the ``prompt_templates/`` folder of
+github.com/andrewliao11/Q-Spatial-Bench-code; the dataset repo does not hold them, so copy
+``system_prompt.txt`` and ``spatial_prompt_single.txt`` into ``ROOT/prompt_templates/`` (or ROOT,
+or pass ``prompt_dir``). Without them the bare question is shown, with a warning naming the
+missing files. The system prompt asks for ``\\scalar{...} \\distance_unit{...}``, the format
+`extract_quantity` reads first.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -28,6 +38,10 @@ from cooper_lib.images import image_from_bytes
 NAME = "Q-SpatialBench"
 SPLITS = ("QSpatial_plus", "QSpatial_scannet")
 COLUMNS = ("question", "answer_value", "answer_unit", "question_type", "image")
+SYSTEM_PROMPT_FILE = "system_prompt.txt"
+TEMPLATE_FILE = "spatial_prompt_single.txt"
+PROMPT_FILES = (SYSTEM_PROMPT_FILE, TEMPLATE_FILE)
+PROMPT_SOURCE = "prompt_templates/ of github.com/andrewliao11/Q-Spatial-Bench-code"
 
 
 class QSpatialBenchmark(Benchmark):
@@ -58,8 +72,41 @@ def _parquet_file(path: Path, split: str) -> Path:
     return found[0]
 
 
+def _prompt_files(root: Path, prompt_dir: str | Path | None) -> tuple[str, str] | None:
+    """(system prompt, template) read from `prompt_dir` or the dataset folder; None, warned, if absent."""
+    if prompt_dir is not None:
+        folder = Path(prompt_dir)
+        require_files([folder / name for name in PROMPT_FILES], NAME, f"prompt files (from {PROMPT_SOURCE})")
+    else:
+        candidates = [root / "prompt_templates", root]
+        folder = next((d for d in candidates if all((d / n).is_file() for n in PROMPT_FILES)), None)
+        if folder is None:
+            missing = [str(candidates[0] / n) for n in PROMPT_FILES if not (candidates[0] / n).is_file()]
+            warnings.warn(
+                f"{NAME}: prompt file(s) {missing} not found, so questions are shown without the "
+                f"benchmark's system prompt and template; copy them from {PROMPT_SOURCE}",
+                stacklevel=3,
+            )
+            return None
+    return (folder / SYSTEM_PROMPT_FILE).read_text(), (folder / TEMPLATE_FILE).read_text()
+
+
+def compose_prompt(system_prompt: str, template: str, question: str) -> str:
+    """``system_prompt``, a newline, and ``template`` rendered with ``question`` (VLMEvalKit's text)."""
+    try:
+        from jinja2.sandbox import SandboxedEnvironment
+    except ImportError as err:
+        raise ImportError(
+            "Q-SpatialBench's prompt template needs jinja2: pip install 'cooper-lib[eval]'"
+        ) from err
+    return f"{system_prompt}\n{SandboxedEnvironment().from_string(template).render(question=question)}"
+
+
 def load_qspatial(
-    path: str | Path, split: str = "QSpatial_plus", image_root: str | Path | None = None
+    path: str | Path,
+    split: str = "QSpatial_plus",
+    image_root: str | Path | None = None,
+    prompt_dir: str | Path | None = None,
 ) -> QSpatialBenchmark:
     """Load Q-SpatialBench from the dataset repo folder (or one of its parquet files).
 
@@ -68,9 +115,13 @@ def load_qspatial(
         split: ``"QSpatial_plus"`` or ``"QSpatial_scannet"``.
         image_root: where ``image_path`` is resolved for rows without embedded image bytes;
             the dataset folder by default.
+        prompt_dir: the folder holding ``system_prompt.txt`` and ``spatial_prompt_single.txt``
+            (must hold them); by default ``prompt_templates/`` in the dataset folder, or the
+            dataset folder itself, and a warning when neither holds them.
 
-    Each item's ``answer`` is the ground truth in centimetres; ``extra`` keeps the original
-    value and unit. Raises ``ValueError`` for an unknown unit (rather than guessing one).
+    Each item's ``question`` is the prompt (module docstring) and ``extra["raw_question"]`` the
+    dataset's question; ``answer`` is the ground truth in centimetres, ``extra`` keeps the
+    original value and unit. Raises ``ValueError`` for an unknown unit (rather than guessing one).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -80,7 +131,9 @@ def load_qspatial(
     if not rows:
         raise ValueError(f"{NAME}: {parquet} holds no rows")
     require_columns(rows[0].keys(), COLUMNS, NAME, parquet)
-    root = Path(image_root) if image_root is not None else (path if path.is_dir() else parquet.parent.parent)
+    folder = path if path.is_dir() else parquet.parent.parent
+    root = Path(image_root) if image_root is not None else folder
+    prompts = _prompt_files(folder, prompt_dir)
     items, needed = [], []
     for number, row in enumerate(rows):
         image = row["image"] if isinstance(row["image"], dict) else {}
@@ -102,7 +155,9 @@ def load_qspatial(
             BenchmarkItem(
                 id=f"{split}/{number}",
                 image=source,
-                question=clean(row["question"]),
+                question=(
+                    clean(row["question"]) if prompts is None else compose_prompt(*prompts, row["question"])
+                ),
                 answer=answer_cm,
                 answer_type="quantity",
                 category=clean(row["question_type"]),
@@ -110,8 +165,12 @@ def load_qspatial(
                     "answer_value": float(row["answer_value"]),
                     "answer_unit": str(row["answer_unit"]),
                     "image_path": clean(row.get("image_path")),
+                    "raw_question": clean(row["question"]),
                 },
             )
         )
     require_files(needed, NAME, f"images of {split} (resolved against {root})")
-    return QSpatialBenchmark(NAME, items, meta={"split": split, "source": str(parquet)})
+    prompt = (
+        "plain question (prompt files missing)" if prompts is None else f"system prompt + {TEMPLATE_FILE}"
+    )
+    return QSpatialBenchmark(NAME, items, meta={"split": split, "source": str(parquet), "prompt": prompt})
