@@ -52,15 +52,38 @@ def build_model(config: ModelConfig) -> SpatialModel:
     return add_spatial_heads(backbone, processor, **config.spatial)
 
 
+def seeded_backbone(config: ModelConfig, seed: int) -> str:
+    """`config.backbone` with the seed of a tiny backbone's random weights written into the spec.
+
+    A ``tiny:`` spec without ``seed=`` gets `seed` (a run's ``run.seed``), or with ``init_from``
+    the seed recorded by the earlier stage (its untrained weights must be the same); any other
+    backbone, or a spec that names its seed, comes back unchanged.
+    """
+    from cooper_lib.backbones.tiny import parse_tiny_spec, tiny_spec
+
+    if not config.backbone.startswith("tiny:"):
+        return config.backbone
+    family, spec_seed, overrides = parse_tiny_spec(config.backbone)
+    if spec_seed is not None:
+        return config.backbone
+    info = Path(config.init_from or "") / TRAINABLE_NAME
+    if config.init_from and info.is_file():
+        recorded = json.loads(info.read_text())["backbone"]
+        spec_seed = parse_tiny_spec(recorded)[1] if recorded.startswith("tiny:") else None
+        seed = 0 if spec_seed is None else spec_seed  # folders from before seeded specs used 0
+    return tiny_spec(family, seed=seed, **overrides)
+
+
 def load_backbone(name: str, dtype: str = "float32") -> tuple[nn.Module, Any]:
-    """A backbone and its processor: ``tiny:<family>`` builds an offline tiny model, anything else
-    (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
+    """A backbone and its processor: ``tiny:<family>[?key=value&...]`` builds an offline tiny model
+    (`cooper_lib.backbones.tiny.parse_tiny_spec`; weights seeded by its ``seed``, default 0),
+    anything else (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
     if name.startswith("tiny:"):
-        from cooper_lib.backbones.tiny import build_tiny_backbone
+        from cooper_lib.backbones.tiny import build_from_spec
 
-        backbone, processor = build_tiny_backbone(name.removeprefix("tiny:"))
+        backbone, processor = build_from_spec(name)
         return backbone.to(_DTYPES[dtype]), processor
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
