@@ -348,6 +348,8 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the field type `tp` (ints accepted for floats, lists for tuples)."""
     inner, optional = _strip_optional(tp)
+    if optional and isinstance(value, str) and value.lower() in ("none", "null"):
+        value = None  # as on the command line: `ema_decay: none` in YAML is the string "none"
     if value is None:
         if optional:
             return None
