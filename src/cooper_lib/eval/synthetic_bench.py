@@ -27,6 +27,7 @@ from PIL import Image
 
 from cooper_lib.data.records import QARecord
 from cooper_lib.data.synthetic import iter_scenes, load_dataset, make_qa
+from cooper_lib.data.synthetic.qa import AnswerBalance
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
 from cooper_lib.eval.benchmarks.items import AnswerType, BenchmarkItem
 
@@ -79,12 +80,13 @@ def _rgb_loader(rgb: torch.Tensor) -> Callable[[], Image.Image]:
 
 
 def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple[QARecord, Any]]:
-    """The records ``write_dataset(.., n, seed, stage="eval")`` would write, with in-memory images."""
-    out = []
-    for index, scene in enumerate(iter_scenes(n, seed)):
+    """The records ``write_dataset(.., n, seed, stage="eval")`` would write (test-split scenes, so
+    none is a training scene), with in-memory images."""
+    out, balance = [], AnswerBalance()
+    for index, scene in enumerate(iter_scenes(n, seed, split="test")):
         rng = random.Random(f"qa-{scene.seed}")
         image = _rgb_loader(scene.rgb)
-        for k, q in enumerate(make_qa(scene, rng, max_questions=questions_per_scene)):
+        for k, q in enumerate(make_qa(scene, rng, max_questions=questions_per_scene, balance=balance)):
             record = QARecord(
                 id=f"{index:06d}-{k}",
                 image="",
@@ -111,7 +113,9 @@ def load_synthetic(
     Args:
         path: a folder written by ``write_dataset(.., stage="eval")`` (or ``"grpo"``); None renders
             ``n`` scenes from ``seed`` in memory instead (``n``, ``seed`` and
-            ``questions_per_scene`` are ignored when a folder is given).
+            ``questions_per_scene`` are ignored when a folder is given). Rendered scenes come
+            from the test split (`cooper_lib.data.synthetic.scene_seed`), so they are never the
+            scenes of a training set written with any seed.
         n: scenes to render when ``path`` is None.
         seed: dataset seed when ``path`` is None.
         questions_per_scene: questions asked per rendered scene when ``path`` is None.
@@ -120,7 +124,7 @@ def load_synthetic(
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n: expected a positive int, got {n!r}")
         pairs = _rendered_records(n, seed, questions_per_scene)
-        meta: dict[str, Any] = {"source": "rendered", "n": n, "seed": seed}
+        meta: dict[str, Any] = {"source": "rendered", "n": n, "seed": seed, "split": "test"}
     else:
         root = Path(path)
         dataset = load_dataset(root)

@@ -74,6 +74,6 @@ def test_bad_arguments(tmp_path, kwargs, field):
 
 def test_maps_are_stored_losslessly_enough(tmp_path):
     root = write_dataset(tmp_path, 1, seed=3, stage="eval", config=CONFIG)
-    scene = render_scenes(1, seed=3, config=CONFIG)[0]
+    scene = render_scenes(1, seed=3, config=CONFIG, split="test")[0]  # eval sets hold test scenes
     assert (load_depth(root / "depth/000000.png") - scene.depth).abs().max() <= 0.0005 + 1e-5
     assert torch.equal(load_ids(root / "semantic/000000.png"), scene.semantic)

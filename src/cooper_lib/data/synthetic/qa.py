@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 
 from .config import COLOURS, SHAPES
@@ -433,12 +434,58 @@ _MAKERS = {
 }
 
 
-def _pick(rng: random.Random, candidates: list[SpatialQuestion], k: int) -> list[SpatialQuestion]:
-    """Draw up to k questions, each by first drawing an answer among those present, so yes/no and
-    count answers come out balanced rather than following how often each occurs in a scene."""
+class AnswerBalance:
+    """Answer tallies over a whole dataset, so yes/no answers come out even and counts spread.
+
+    Pass one instance to every `make_qa` call of a dataset (the writer and the rendered synthetic
+    benchmark do). Per category, a yes/no question is drawn with the answer given less often so
+    far; when a scene has no question with that answer and the other answer is already ahead, the
+    scene asks none of that category's yes/no questions (a category whose "yes" is rare, such as
+    occlusion, is asked less often instead of mostly answered "no"). A count question is drawn with
+    the count given least often so far among those the scene offers. Other questions are drawn as
+    without a balance.
+    """
+
+    def __init__(self) -> None:
+        self.tally: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+
+    def record(self, questions: list[SpatialQuestion]) -> None:
+        """Count the answers of `questions` (the ones a dataset keeps)."""
+        for q in questions:
+            self.tally[(q.category, q.answer_type)][q.answer] += 1
+
+    def target(self, rng: random.Random, category: str, pool: list[SpatialQuestion]) -> str | None:
+        """The answer to draw next from `pool` (one category's candidates), or None to draw none."""
+        kinds = {q.answer_type for q in pool}
+        kind = rng.choice(sorted(kinds))
+        present = sorted({q.answer for q in pool if q.answer_type == kind})
+        tally = self.tally[(category, kind)]
+        if kind == "yes-no":
+            fewest = min(tally["yes"], tally["no"])
+            wanted = [a for a in ("yes", "no") if tally[a] == fewest]
+            if not set(wanted) & set(present):
+                return None  # only the answer that is ahead is on offer
+            return rng.choice([a for a in wanted if a in present])
+        if kind == "count":
+            fewest = min(tally[a] for a in present)
+            return rng.choice([a for a in present if tally[a] == fewest])
+        return rng.choice(present)
+
+
+def _pick(
+    rng: random.Random, candidates: list[SpatialQuestion], k: int, balance: AnswerBalance | None = None
+) -> list[SpatialQuestion]:
+    """Draw up to k questions, each by first drawing an answer among those present (with `balance`:
+    the answer it asks for), so yes/no and count answers come out balanced rather than following
+    how often each occurs in a scene."""
     pool, chosen = list(candidates), []
     while pool and len(chosen) < k:
-        answer = rng.choice(sorted({q.answer for q in pool}))
+        if balance is None:
+            answer = rng.choice(sorted({q.answer for q in pool}))
+        else:
+            answer = balance.target(rng, pool[0].category, pool)
+            if answer is None:
+                break
         question = rng.choice([q for q in pool if q.answer == answer])
         pool.remove(question)
         chosen.append(question)
@@ -458,6 +505,7 @@ def make_qa(
     per_category: int = 1,
     max_questions: int | None = None,
     min_pixels: int | None = None,
+    balance: AnswerBalance | None = None,
 ) -> list[SpatialQuestion]:
     """Questions about `scene` with exact answers, deterministic for a given seed.
 
@@ -469,6 +517,9 @@ def make_qa(
         per_category: questions drawn per category (fewer when the scene offers fewer).
         max_questions: keep at most this many, drawn at random over categories.
         min_pixels: fewest visible pixels of an object to be asked about (`default_min_pixels`).
+        balance: an `AnswerBalance` shared by the calls of one dataset: yes/no answers even and
+            counts spread over the dataset (without it each scene is balanced on its own, so a
+            dataset follows how often each answer occurs).
     """
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     categories = CATEGORIES if categories is None else tuple(categories)
@@ -481,8 +532,10 @@ def make_qa(
     questions: list[SpatialQuestion] = []
     for category in categories:
         candidates = _MAKERS[category](maker)
-        questions += _pick(rng, candidates, per_category)
+        questions += _pick(rng, candidates, per_category, balance)
     if max_questions is not None and len(questions) > max_questions:
         keep = sorted(rng.sample(range(len(questions)), max_questions))
         questions = [questions[i] for i in keep]
+    if balance is not None:
+        balance.record(questions)
     return questions

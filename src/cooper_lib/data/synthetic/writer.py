@@ -2,7 +2,7 @@
 
 Layout of a dataset folder (all paths in records are relative to it):
 
-    manifest.json          stage, n, seed, SceneConfig, class names, depth scale, record count
+    manifest.json          stage, n, seed, split, SceneConfig, class names, depth scale, record count
     scenes.jsonl           one line per scene: metadata (camera, light, room, objects) and its files
     records.jsonl          the stage's records (`cooper_lib.data.records`)
     images/000000.png      RGB, 8 bit
@@ -29,8 +29,8 @@ from cooper_lib.data.records import TOOL_INSTRUCTIONS, QARecord, Stage1Record, t
 
 from .config import SEMANTIC_CLASSES, SceneConfig
 from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
-from .qa import make_qa
-from .render import iter_scenes
+from .qa import AnswerBalance, make_qa
+from .render import SPLITS, iter_scenes
 from .scene import SpatialScene
 from .traces import SceneFiles, default_codecs, make_traces, pseudo_images
 
@@ -77,13 +77,14 @@ def write_dataset(
     batch_size: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    split: str | None = None,
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
     Args:
         root: dataset folder (created; must not hold a dataset unless `overwrite`).
         n: number of scenes.
-        seed: dataset seed; scene i has seed `scene_seed(seed, i)`.
+        seed: dataset seed; scene i has seed `scene_seed(seed, i, split)`.
         stage: "stage1" (a depth and a segmentation record per scene), "sft" (interleaved traces),
             "grpo" or "eval" (questions with exact answers).
         config: scene configuration (default `SceneConfig()`).
@@ -92,6 +93,8 @@ def write_dataset(
         batch_size: scenes rendered per batch (default `default_batch_size`).
         progress: show a tqdm progress bar.
         overwrite: replace the files of an existing dataset in `root`.
+        split: "train" or "test" scene seeds (`scene_seed`); default "test" for stage "eval" and
+            "train" for the others, so an eval set never shares a scene with a training set.
 
     Returns:
         The dataset folder.
@@ -102,6 +105,9 @@ def write_dataset(
         raise ValueError(f"n: expected at least one scene, got {n}")
     if questions_per_scene < 1:
         raise ValueError(f"questions_per_scene: expected >= 1, got {questions_per_scene}")
+    split = split or ("test" if stage == "eval" else "train")
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
     config = config or SceneConfig()
     root = Path(root)
     if (root / "manifest.json").exists():
@@ -113,7 +119,8 @@ def write_dataset(
         (root / folder).mkdir(parents=True, exist_ok=True)
     codecs = default_codecs()
     scene_lines, records = [], []
-    scenes = iter_scenes(n, seed, config, batch_size)
+    scenes = iter_scenes(n, seed, config, batch_size, split)
+    balance = AnswerBalance()
     for index, scene in enumerate(tqdm(scenes, total=n, desc=f"synth {stage}", disable=not progress)):
         name = f"{index:06d}"
         files = _save_scene(root, name, scene)
@@ -122,7 +129,7 @@ def write_dataset(
             records += _stage1_records(name, files)
             continue
         rng = random.Random(f"qa-{scene.seed}")
-        questions = make_qa(scene, rng, max_questions=questions_per_scene)
+        questions = make_qa(scene, rng, max_questions=questions_per_scene, balance=balance)
         if stage == "sft":
             drawn = pseudo_images(scene, codecs)
             maps = {m: f"maps/{name}_{m}.png" for m in drawn}
@@ -166,6 +173,7 @@ def write_dataset(
         "stage": stage,
         "n": n,
         "seed": seed,
+        "split": split,
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),
