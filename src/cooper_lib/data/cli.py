@@ -34,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument(
         "--tool-ratio", type=float, default=0.5, help="share of tool-using SFT traces (default 0.5)"
     )
+    synth.add_argument(
+        "--answer-style",
+        choices=("full", "short"),
+        default="full",
+        help="full: reasoned answers, numbers in m or cm; short: the boxed answer alone, numbers "
+        "in metres with one decimal (default full)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)
 
@@ -54,6 +61,7 @@ def run_synth(args: argparse.Namespace) -> int:
         progress=True,
         overwrite=args.overwrite,
         split=args.split,
+        answer_style=args.answer_style,
     )
     manifest = read_manifest(root)
     print(

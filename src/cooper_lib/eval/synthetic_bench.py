@@ -79,14 +79,19 @@ def _rgb_loader(rgb: torch.Tensor) -> Callable[[], Image.Image]:
     return lambda: Image.fromarray(array, mode="RGB")
 
 
-def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple[QARecord, Any]]:
+def _rendered_records(
+    n: int, seed: int, questions_per_scene: int, answer_style: str = "full"
+) -> list[tuple[QARecord, Any]]:
     """The records ``write_dataset(.., n, seed, stage="eval")`` would write (test-split scenes, so
     none is a training scene), with in-memory images."""
     out, balance = [], AnswerBalance()
     for index, scene in enumerate(iter_scenes(n, seed, split="test")):
         rng = random.Random(f"qa-{scene.seed}")
         image = _rgb_loader(scene.rgb)
-        for k, q in enumerate(make_qa(scene, rng, max_questions=questions_per_scene, balance=balance)):
+        questions = make_qa(
+            scene, rng, max_questions=questions_per_scene, balance=balance, answer_style=answer_style
+        )
+        for k, q in enumerate(questions):
             record = QARecord(
                 id=f"{index:06d}-{k}",
                 image="",
@@ -106,7 +111,12 @@ def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple
 
 
 def load_synthetic(
-    path: str | Path | None = None, *, n: int = 16, seed: int = 0, questions_per_scene: int = 4
+    path: str | Path | None = None,
+    *,
+    n: int = 16,
+    seed: int = 0,
+    questions_per_scene: int = 4,
+    answer_style: str = "full",
 ) -> SyntheticBenchmark:
     """The synthetic eval benchmark.
 
@@ -119,11 +129,13 @@ def load_synthetic(
         n: scenes to render when ``path`` is None.
         seed: dataset seed when ``path`` is None.
         questions_per_scene: questions asked per rendered scene when ``path`` is None.
+        answer_style: ``make_qa``'s answer style when ``path`` is None ("short": number
+            questions always ask for metres).
     """
     if path is None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n: expected a positive int, got {n!r}")
-        pairs = _rendered_records(n, seed, questions_per_scene)
+        pairs = _rendered_records(n, seed, questions_per_scene, answer_style)
         meta: dict[str, Any] = {"source": "rendered", "n": n, "seed": seed, "split": "test"}
     else:
         root = Path(path)

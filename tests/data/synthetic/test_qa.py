@@ -2,6 +2,7 @@
 
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -215,3 +216,21 @@ def test_answer_balance_evens_yes_no_and_spreads_counts_over_a_dataset():
             assert top_share(counts) < 0.42 and top_share(counts) < top_share(plain[(category, kind)]) - 0.04
             before = plain[(category, kind)]
             assert counts["2"] / counts["0"] > 1.5 * before["2"] / before["0"], (category, counts, before)
+
+
+def test_short_style_numbers_are_metres_with_one_decimal():
+    numbers = [
+        (scene, q)
+        for scene in SCENES[:10]
+        for q in make_qa(scene, 1, answer_style="short")
+        if q.answer_type == "number"
+    ]
+    assert len(numbers) > 20
+    for scene, q in numbers:
+        assert q.unit == "m" and re.fullmatch(r"\d+\.\d", q.answer) and q.answer_phrase == f"{q.answer} m"
+        assert abs(float(q.answer) - q.value) <= 0.05 + 0.006 and q.prompt.endswith("Answer in metres.")
+        if q.category == "distance_camera":
+            (obj,) = [o for o in scene.objects if o.instance_id == q.objects[0]]
+            assert q.value == round(obj.distance, 2) and q.answer == f"{obj.distance:.1f}"
+    with pytest.raises(ValueError, match="answer_style"):
+        make_qa(SCENES[0], answer_style="terse")

@@ -49,6 +49,9 @@ DEPTH_RATIO = 1.15  # farther / closer centre distance needed to ask which is cl
 HEIGHT_RATIO = 1.25  # taller / shorter height needed to ask which is taller
 OCCLUDED = 0.25  # occlusion ratio from which an object counts as partly hidden (0 means fully visible)
 LETTERS = "ABCDEFGH"
+ANSWER_STYLES = ("full", "short")
+"""`make_qa` answer styles: "full" numbers in m (2 decimals) or cm at random; "short" numbers
+always in metres with one decimal ("2.4"), the shortest canonical form."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,8 @@ def article(name: str) -> str:
 class _Maker:
     """Shared state of one `make_qa` call: the scene, the random stream, the visibility threshold."""
 
-    def __init__(self, scene: SpatialScene, rng: random.Random, min_pixels: int):
-        self.scene, self.rng, self.min_pixels = scene, rng, min_pixels
+    def __init__(self, scene: SpatialScene, rng: random.Random, min_pixels: int, answer_style: str = "full"):
+        self.scene, self.rng, self.min_pixels, self.answer_style = scene, rng, min_pixels, answer_style
         self.referable = [o for o in scene.objects if o.visible_pixels >= min_pixels]
         self.depth = {o.instance_id: visible_depth(scene, o) for o in self.referable}
 
@@ -171,9 +174,12 @@ class _Maker:
         )
 
     def number(self, category: str, stem: str, metres: float, **kwargs) -> SpatialQuestion:
-        unit = self.rng.choice(("m", "cm"))
-        value = round(metres, 2) if unit == "m" else round(metres * 100)
-        text = f"{value:.2f}" if unit == "m" else str(value)
+        if self.answer_style == "short":  # the truth keeps two decimals; the answer text one
+            unit, value, text = "m", round(metres, 2), f"{metres:.1f}"
+        else:
+            unit = self.rng.choice(("m", "cm"))
+            value = round(metres, 2) if unit == "m" else round(metres * 100)
+            text = f"{value:.2f}" if unit == "m" else str(value)
         return self.make(
             category,
             question=stem,
@@ -506,6 +512,7 @@ def make_qa(
     max_questions: int | None = None,
     min_pixels: int | None = None,
     balance: AnswerBalance | None = None,
+    answer_style: str = "full",
 ) -> list[SpatialQuestion]:
     """Questions about `scene` with exact answers, deterministic for a given seed.
 
@@ -520,15 +527,19 @@ def make_qa(
         balance: an `AnswerBalance` shared by the calls of one dataset: yes/no answers even and
             counts spread over the dataset (without it each scene is balanced on its own, so a
             dataset follows how often each answer occurs).
+        answer_style: one of `ANSWER_STYLES`; "short" gives every number answer in metres with
+            one decimal ("2.4"; `value` keeps the two-decimal truth the scores use).
     """
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     categories = CATEGORIES if categories is None else tuple(categories)
     unknown = [c for c in categories if c not in CATEGORY_INFO]
     if unknown:
         raise ValueError(f"categories: unknown {unknown}; expected names from {CATEGORIES}")
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"answer_style: expected one of {ANSWER_STYLES}, got {answer_style!r}")
     if per_category < 1:
         raise ValueError(f"per_category: expected >= 1, got {per_category}")
-    maker = _Maker(scene, rng, default_min_pixels(scene) if min_pixels is None else min_pixels)
+    maker = _Maker(scene, rng, default_min_pixels(scene) if min_pixels is None else min_pixels, answer_style)
     questions: list[SpatialQuestion] = []
     for category in categories:
         candidates = _MAKERS[category](maker)

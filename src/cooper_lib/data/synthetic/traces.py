@@ -183,6 +183,13 @@ def _answer(q: SpatialQuestion) -> str:
     return f"<answer>The answer is {q.answer_phrase}. \\boxed{{{q.boxed}}}</answer>"
 
 
+def _final(facts: str, q: SpatialQuestion, answer_style: str) -> str:
+    """The answering turn: reasoning and a sentence ("full"), or the boxed answer alone ("short")."""
+    if answer_style == "short":
+        return f"<answer>\\boxed{{{q.boxed}}}</answer>"
+    return f"<think>{facts}</think>{_answer(q)}"
+
+
 def make_traces(
     scene: SpatialScene,
     questions: Sequence[SpatialQuestion],
@@ -192,6 +199,7 @@ def make_traces(
     files: SceneFiles | None = None,
     codecs: dict | None = None,
     id_prefix: str = "",
+    answer_style: str = "full",
 ) -> list[SFTRecord]:
     """One SFT record per question.
 
@@ -204,7 +212,13 @@ def make_traces(
             in-memory tensors (the RGB image, the pseudo-image, and the raw map as `target`).
         codecs: codecs drawing in-memory pseudo-images (default `default_codecs()`).
         id_prefix: prefix of record ids (`{id_prefix}{index}`).
+        answer_style: "full" (the answer turn reasons in `<think>` from what the image or map
+            shows, then answers in a sentence with the boxed answer: 30-130 tokens) or "short"
+            (the answer turn is only ``<answer>\\boxed{X}</answer>``, a direct answer; the tool
+            call keeps its one-sentence `<think>`).
     """
+    if answer_style not in ("full", "short"):
+        raise ValueError(f"answer_style: expected 'full' or 'short', got {answer_style!r}")
     if not 0.0 <= tool_ratio <= 1.0:
         raise ValueError(f"tool_ratio: expected a value in [0, 1], got {tool_ratio}")
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
@@ -236,17 +250,11 @@ def make_traces(
                 ),
                 Item("image", shown, role="tool", modality=q.modality, target=target),
                 Item("text", REFLECTION_PROMPT.format(name=q.modality), role="tool"),
-                Item("text", f"<think>{facts}</think>{_answer(q)}", need_loss=True, role="assistant"),
+                Item("text", _final(facts, q, answer_style), need_loss=True, role="assistant"),
             ]
         else:
-            body = [
-                Item(
-                    "text",
-                    f"<think>{_plain_facts(scene, q)}</think>{_answer(q)}",
-                    need_loss=True,
-                    role="assistant",
-                )
-            ]
+            facts = _plain_facts(scene, q) if answer_style == "full" else ""
+            body = [Item("text", _final(facts, q, answer_style), need_loss=True, role="assistant")]
         meta = {**q.to_dict(), "scene_seed": scene.seed, "tool": q.modality if use_tool else None}
         records.append(SFTRecord(id=f"{id_prefix}{index}", items=head + body, meta=meta))
     return records

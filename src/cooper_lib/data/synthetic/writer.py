@@ -2,7 +2,7 @@
 
 Layout of a dataset folder (all paths in records are relative to it):
 
-    manifest.json          stage, n, seed, split, SceneConfig, class names, depth scale, record count
+    manifest.json          stage, n, seed, split, answer style, SceneConfig, class names, depth scale, record count
     scenes.jsonl           one line per scene: metadata (camera, light, room, objects) and its files
     records.jsonl          the stage's records (`cooper_lib.data.records`)
     images/000000.png      RGB, 8 bit
@@ -78,6 +78,7 @@ def write_dataset(
     progress: bool = False,
     overwrite: bool = False,
     split: str | None = None,
+    answer_style: str = "full",
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
@@ -95,6 +96,8 @@ def write_dataset(
         overwrite: replace the files of an existing dataset in `root`.
         split: "train" or "test" scene seeds (`scene_seed`); default "test" for stage "eval" and
             "train" for the others, so an eval set never shares a scene with a training set.
+        answer_style: "full" or "short" (`make_qa`: numbers in metres with one decimal;
+            `make_traces`: the answer turn is the boxed answer alone).
 
     Returns:
         The dataset folder.
@@ -129,7 +132,9 @@ def write_dataset(
             records += _stage1_records(name, files)
             continue
         rng = random.Random(f"qa-{scene.seed}")
-        questions = make_qa(scene, rng, max_questions=questions_per_scene, balance=balance)
+        questions = make_qa(
+            scene, rng, max_questions=questions_per_scene, balance=balance, answer_style=answer_style
+        )
         if stage == "sft":
             drawn = pseudo_images(scene, codecs)
             maps = {m: f"maps/{name}_{m}.png" for m in drawn}
@@ -139,7 +144,13 @@ def write_dataset(
                 files["images"], files["depth"], files["semantic"], maps["depth"], maps["segmentation"]
             )
             records += make_traces(
-                scene, questions, rng, tool_ratio=tool_ratio, files=scene_files, id_prefix=f"{name}-"
+                scene,
+                questions,
+                rng,
+                tool_ratio=tool_ratio,
+                files=scene_files,
+                id_prefix=f"{name}-",
+                answer_style=answer_style,
             )
         else:
             records += [
@@ -174,6 +185,7 @@ def write_dataset(
         "n": n,
         "seed": seed,
         "split": split,
+        "answer_style": answer_style,
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),
