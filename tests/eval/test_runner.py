@@ -126,7 +126,12 @@ def test_scores_answers_and_counts_tools_per_category(bench):
     assert result.policy == "custom"
     assert [r["score"]["score"] for r in result.records] == pytest.approx([1.0, 0.5, 0.0, 1.0])
     assert result.metrics["extraction_failures"] == 1
-    assert result.tool_use["distance_camera"] == {"n": 1, "depth": 100.0, "segmentation": 100.0, "text_only": 0.0}
+    assert result.tool_use["distance_camera"] == {
+        "n": 1,
+        "depth": 100.0,
+        "segmentation": 100.0,
+        "text_only": 0.0,
+    }
     assert result.tool_use["all"] == {"n": 4, "depth": 50.0, "segmentation": 50.0, "text_only": 25.0}
     assert tool_use(result.records) == result.tool_use
 

@@ -53,11 +53,16 @@ def test_seeded_backbone_writes_the_run_seed_into_a_tiny_spec(tmp_path):
     from cooper_lib.training.config import ModelConfig
     from cooper_lib.training.weights import TRAINABLE_NAME, seeded_backbone
 
-    assert seeded_backbone(ModelConfig(backbone="tiny:llava?hidden_size=96"), 7) == "tiny:llava?seed=7&hidden_size=96"
+    assert (
+        seeded_backbone(ModelConfig(backbone="tiny:llava?hidden_size=96"), 7)
+        == "tiny:llava?seed=7&hidden_size=96"
+    )
     assert seeded_backbone(ModelConfig(backbone="tiny:llava?seed=2"), 7) == "tiny:llava?seed=2"
     assert seeded_backbone(ModelConfig(backbone="org/some-model"), 7) == "org/some-model"
     (tmp_path / TRAINABLE_NAME).write_text('{"backbone": "tiny:llava?seed=3"}')
-    assert seeded_backbone(ModelConfig(backbone="tiny:llava", init_from=str(tmp_path)), 7) == "tiny:llava?seed=3"
+    assert (
+        seeded_backbone(ModelConfig(backbone="tiny:llava", init_from=str(tmp_path)), 7) == "tiny:llava?seed=3"
+    )
 
 
 def test_run_seed_changes_the_tiny_backbones_initial_weights():

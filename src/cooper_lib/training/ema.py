@@ -53,7 +53,9 @@ class EMA:
         """Move every shadow towards its parameter (call after each optimiser step)."""
         names = list(self.params)
         weight = 1 - self.current_decay()
-        torch._foreach_lerp_([self.shadow[n] for n in names], [self.params[n].detach() for n in names], weight)
+        torch._foreach_lerp_(
+            [self.shadow[n] for n in names], [self.params[n].detach() for n in names], weight
+        )
         self.updates += 1
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -46,7 +46,9 @@ def test_bad_specs_are_rejected_with_the_reason(spec, message):
 
 
 def test_unknown_option_names_the_accepted_fields():
-    with pytest.raises(ValueError, match=r"\['hiden_size'\] are not fields of .*expected some of .*hidden_size"):
+    with pytest.raises(
+        ValueError, match=r"\['hiden_size'\] are not fields of .*expected some of .*hidden_size"
+    ):
         build_from_spec("tiny:qwen2_vl?hiden_size=128")
 
 
@@ -57,7 +59,10 @@ def test_vision_options_on_a_family_that_does_not_take_them():
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"image_size": 100}, "multiple of 2 \\* patch_size = 28"), ({"vision_hidden_size": 30, "vision_heads": 4}, "divisible")],
+    [
+        ({"image_size": 100}, "multiple of 2 \\* patch_size = 28"),
+        ({"vision_hidden_size": 30, "vision_heads": 4}, "divisible"),
+    ],
 )
 def test_bad_vision_sizes_are_rejected(options, message):
     with pytest.raises(ValueError, match=message):
@@ -78,7 +83,9 @@ def test_qwen2_vl_sized_from_a_spec():
 
 @pytest.mark.parametrize("family", ["llava", "llava_onevision"])
 def test_llava_sized_by_vision_options(family):
-    model, processor = build_tiny_backbone(family, hidden_size=96, image_size=64, patch_size=8, vision_layers=3)
+    model, processor = build_tiny_backbone(
+        family, hidden_size=96, image_size=64, patch_size=8, vision_layers=3
+    )
     vision = model.config.vision_config
     assert (vision.image_size, vision.num_hidden_layers, model.config.text_config.hidden_size) == (64, 3, 96)
     if family == "llava":
@@ -94,4 +101,6 @@ def test_spec_seed_sets_the_weights():
     other = build_from_spec("tiny:qwen2_vl?seed=2")[0].state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["lm_head.weight"], other["lm_head.weight"])
-    assert not torch.equal(first["model.visual.blocks.0.mlp.fc1.weight"], other["model.visual.blocks.0.mlp.fc1.weight"])
+    assert not torch.equal(
+        first["model.visual.blocks.0.mlp.fc1.weight"], other["model.visual.blocks.0.mlp.fc1.weight"]
+    )

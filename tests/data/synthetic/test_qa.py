@@ -200,7 +200,6 @@ def _answers(questions_per_scene: int, balance) -> dict[tuple[str, str], Counter
     return answers
 
 
-
 def test_answer_balance_evens_yes_no_and_spreads_counts_over_a_dataset():
     from cooper_lib.data.synthetic.qa import AnswerBalance
 

@@ -109,7 +109,11 @@ def test_short_style_answers_with_the_boxed_answer_alone():
     for scene in SCENES:
         questions = make_qa(scene, scene.seed, answer_style="short")
         for ratio in (0.0, 1.0):
-            for q, record in zip(questions, make_traces(scene, questions, scene.seed, tool_ratio=ratio, answer_style="short"), strict=True):
+            for q, record in zip(
+                questions,
+                make_traces(scene, questions, scene.seed, tool_ratio=ratio, answer_style="short"),
+                strict=True,
+            ):
                 turns = [item.value for item in record.items if item.role == "assistant"]
                 assert turns[-1] == f"<answer>\\boxed{{{q.boxed}}}</answer>"
                 if len(turns) == 2:  # the tool call keeps its reason

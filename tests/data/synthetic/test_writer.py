@@ -80,7 +80,9 @@ def test_maps_are_stored_losslessly_enough(tmp_path):
 
 
 def test_eval_sets_hold_test_scenes_and_record_split_and_answer_style(tmp_path):
-    evaluation = write_dataset(tmp_path / "eval", 2, seed=0, stage="eval", config=CONFIG, answer_style="short")
+    evaluation = write_dataset(
+        tmp_path / "eval", 2, seed=0, stage="eval", config=CONFIG, answer_style="short"
+    )
     training = write_dataset(tmp_path / "grpo", 2, seed=0, stage="grpo", config=CONFIG)
     manifests = [json.loads((root / "manifest.json").read_text()) for root in (evaluation, training)]
     assert [(m["split"], m["answer_style"]) for m in manifests] == [("test", "short"), ("train", "full")]

@@ -103,7 +103,8 @@ def parse_tiny_spec(spec: str) -> tuple[str, int | None, dict[str, Any]]:
 def tiny_spec(family: str, *, seed: int | None = None, **overrides: Any) -> str:
     """The spec string `parse_tiny_spec` reads back as (family, seed, overrides)."""
     items = ([f"seed={seed}"] if seed is not None else []) + [
-        f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in overrides.items()
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in overrides.items()
     ]
     spec = TINY_PREFIX + family + ("?" + "&".join(items) if items else "")
     parse_tiny_spec(spec)

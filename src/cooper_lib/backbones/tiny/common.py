@@ -20,7 +20,13 @@ TINY_TEXT: dict[str, int] = {
 #: Vision-tower and image options some families take next to the text-config fields (defaults
 #: per family): tower width, depth and heads, the side (px) images are resized to, and the patch
 #: side (px). The visual tokens an image costs follow from the last two (see each family's module).
-VISION_OPTIONS: tuple[str, ...] = ("vision_hidden_size", "vision_layers", "vision_heads", "image_size", "patch_size")
+VISION_OPTIONS: tuple[str, ...] = (
+    "vision_hidden_size",
+    "vision_layers",
+    "vision_heads",
+    "image_size",
+    "patch_size",
+)
 
 
 def padded_vocab(tokenizer: PreTrainedTokenizerBase, multiple: int = 64) -> int:

@@ -33,7 +33,13 @@ from transformers import (
 from cooper_lib.backbones.tiny.common import instantiate, text_fields, vision_fields
 from cooper_lib.backbones.tiny.tokenizer import train_tiny_tokenizer
 
-_DEFAULTS = {"vision_hidden_size": 32, "vision_layers": 2, "vision_heads": 2, "image_size": 32, "patch_size": 8}
+_DEFAULTS = {
+    "vision_hidden_size": 32,
+    "vision_layers": 2,
+    "vision_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
 
 
 def _tower(overrides: dict[str, Any]) -> dict[str, int]:

@@ -98,7 +98,12 @@ def _mrope_section(family: str, half_head_dim: int) -> list[int]:
 
 def _vision_config(family: str, vision: dict[str, Any], text_hidden: int) -> dict[str, Any]:
     patch_size, width, depth = vision["patch_size"], vision["vision_hidden_size"], vision["vision_layers"]
-    common = {"depth": depth, "num_heads": vision["vision_heads"], "patch_size": patch_size, "spatial_merge_size": _MERGE}
+    common = {
+        "depth": depth,
+        "num_heads": vision["vision_heads"],
+        "patch_size": patch_size,
+        "spatial_merge_size": _MERGE,
+    }
     if family == "qwen2_vl":
         return {**common, "embed_dim": width, "mlp_ratio": 2, "hidden_size": text_hidden}
     vision = {**common, "hidden_size": width, "intermediate_size": 2 * width, "out_hidden_size": text_hidden}
@@ -116,7 +121,13 @@ def build(family: str, *, seed: int = 0, **overrides: Any) -> tuple[nn.Module, A
     overrides = dict(overrides)
     vision = vision_fields(
         overrides,
-        {"vision_hidden_size": 32, "vision_layers": 2, "vision_heads": 2, "image_size": None, "patch_size": spec.patch_size},
+        {
+            "vision_hidden_size": 32,
+            "vision_layers": 2,
+            "vision_heads": 2,
+            "image_size": None,
+            "patch_size": spec.patch_size,
+        },
     )
     tokenizer = train_tiny_tokenizer(
         ["<|im_start|>", *_NAMED_TOKENS.values()],

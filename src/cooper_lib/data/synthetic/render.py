@@ -356,7 +356,8 @@ def iter_scenes(
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     for start in range(0, n, batch_size):
         layouts = [
-            sample_layout(scene_seed(seed, i, split), config) for i in range(start, min(n, start + batch_size))
+            sample_layout(scene_seed(seed, i, split), config)
+            for i in range(start, min(n, start + batch_size))
         ]
         yield from render_layouts(layouts, config)
 
