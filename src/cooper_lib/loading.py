@@ -27,14 +27,15 @@ _LORA = "_cooper_lora"
 
 
 def load_backbone(name: str, dtype: str = "float32") -> tuple[nn.Module, Any]:
-    """A backbone and its processor: ``tiny:<family>`` builds an offline tiny model, anything else
-    (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
+    """A backbone and its processor: ``tiny:<family>[?key=value&...]`` builds an offline tiny model
+    (`cooper_lib.backbones.tiny.parse_tiny_spec`; weights seeded by its ``seed``, default 0),
+    anything else (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     if name.startswith("tiny:"):
-        from cooper_lib.backbones.tiny import build_tiny_backbone
+        from cooper_lib.backbones.tiny import build_from_spec
 
-        backbone, processor = build_tiny_backbone(name.removeprefix("tiny:"))
+        backbone, processor = build_from_spec(name)
         return backbone.to(DTYPES[dtype]), processor
     from transformers import AutoModelForImageTextToText, AutoProcessor
 

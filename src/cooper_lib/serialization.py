@@ -93,6 +93,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is Any:
         return value
     inner, optional = strip_optional(tp)
+    if optional and isinstance(value, str) and value.lower() in ("none", "null"):
+        value = None  # as on the command line: `ema_decay: none` in YAML is the string "none"
     if value is None:
         if optional:
             return None

@@ -27,4 +27,4 @@ def test_data_synth_writes_a_dataset(tmp_path, capsys):
     assert args.func(args) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["stage"], manifest["n"], manifest["config"]["width"]) == ("grpo", 3, 32)
-    assert "wrote 3 scenes" in capsys.readouterr().out
+    assert "wrote 3 train scenes" in capsys.readouterr().out

@@ -30,7 +30,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_synthetic(n=1, seed=0)  # four questions about one rendered scene
+    return load_synthetic(n=1, seed=3)  # four questions about one rendered scene
 
 
 class Counting:
@@ -112,13 +112,13 @@ def test_policies_show_in_the_tool_use_statistics(model, bench):
 
 def test_scores_answers_and_counts_tools_per_category(bench):
     answers = {item.id: item.answer for item in bench}
-    # 000000-0 choice, 000000-1 number (cm), 000000-2 choice, 000000-3 choice
+    # 000000-0 choice, 000000-1 number (m), 000000-2 number, 000000-3 yes/no
     script = {
         bench[0].question: (f"\\boxed{{{answers['000000-0']}}}", ["depth"]),
         bench[1].question: (
-            f"\\boxed{{{answers['000000-1'] * 1.25:g}}}",
+            f"\\boxed{{{answers['000000-1'] * 1.26:g}}}",
             ["depth", "segmentation"],
-        ),  # 25 % off: MRA 5 of 10
+        ),  # 26 % off: MRA 5 of 10
         bench[2].question: ("no idea", []),
         bench[3].question: (f"\\boxed{{{answers['000000-3']}}}", ["segmentation"]),
     }
@@ -126,7 +126,12 @@ def test_scores_answers_and_counts_tools_per_category(bench):
     assert result.policy == "custom"
     assert [r["score"]["score"] for r in result.records] == pytest.approx([1.0, 0.5, 0.0, 1.0])
     assert result.metrics["extraction_failures"] == 1
-    assert result.tool_use["height"] == {"n": 1, "depth": 100.0, "segmentation": 100.0, "text_only": 0.0}
+    assert result.tool_use["distance_camera"] == {
+        "n": 1,
+        "depth": 100.0,
+        "segmentation": 100.0,
+        "text_only": 0.0,
+    }
     assert result.tool_use["all"] == {"n": 4, "depth": 50.0, "segmentation": 50.0, "text_only": 25.0}
     assert tool_use(result.records) == result.tool_use
 

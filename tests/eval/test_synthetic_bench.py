@@ -65,3 +65,12 @@ def test_rejects_other_stages_and_bad_sizes(tmp_path):
         load_synthetic(root)
     with pytest.raises(ValueError, match="n: expected a positive int"):
         load_synthetic(n=0)
+
+
+def test_rendered_benchmark_uses_test_scenes_and_answer_style():
+    from cooper_lib.data.synthetic import scene_seed
+
+    bench = load_synthetic(n=3, seed=0, answer_style="short")
+    assert bench.meta["split"] == "test"
+    assert {item.extra["scene_seed"] for item in bench} == {scene_seed(0, i, "test") for i in range(3)}
+    assert all(item.extra["unit"] == "m" for item in bench if item.answer_type == "number")

@@ -76,6 +76,7 @@ def test_train_stage1_from_the_command_line(synthetic, tmp_path, capsys):
     assert "final model:" in capsys.readouterr().out
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["optim"]["lr"] == 1e-3 and saved["run"]["tensorboard"] is False
+    assert saved["model"]["backbone"] == "tiny:qwen2_vl?seed=0"  # run.seed, recorded for reloading
     from cooper_lib.backbones.tiny import build_tiny_backbone
 
     loaded = load_trained_model(tmp_path / "run" / "final", *build_tiny_backbone("qwen2_vl"))

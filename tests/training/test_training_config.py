@@ -105,3 +105,12 @@ def test_read_config_file_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         read_config_file(tmp_path / "list.yaml")
+
+
+def test_none_disables_an_optional_field_in_yaml(tmp_path):
+    path = tmp_path / "stage1.yaml"
+    path.write_text("run:\n  ema_decay: none\noptim:\n  grad_clip: null\n")
+    config = Stage1Config.load(path)
+    assert config.run.ema_decay is None and config.optim.grad_clip is None
+    with pytest.raises(TypeError, match="run.lr|run.max_steps"):
+        Stage1Config.from_dict({"run": {"max_steps": "none"}})  # not optional: still an error

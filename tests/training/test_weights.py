@@ -47,3 +47,34 @@ def test_model_folder_round_trip_with_lora_and_row_masks(tmp_path):
     backbone, processor = build_tiny_backbone("qwen2_vl")
     merged = load_trained_model(tmp_path, backbone, processor, merge=True)
     assert not any("lora_" in n for n, _ in merged.named_parameters())
+
+
+def test_seeded_backbone_writes_the_run_seed_into_a_tiny_spec(tmp_path):
+    from cooper_lib.training.config import ModelConfig
+    from cooper_lib.training.weights import TRAINABLE_NAME, seeded_backbone
+
+    assert (
+        seeded_backbone(ModelConfig(backbone="tiny:llava?hidden_size=96"), 7)
+        == "tiny:llava?seed=7&hidden_size=96"
+    )
+    assert seeded_backbone(ModelConfig(backbone="tiny:llava?seed=2"), 7) == "tiny:llava?seed=2"
+    assert seeded_backbone(ModelConfig(backbone="org/some-model"), 7) == "org/some-model"
+    (tmp_path / TRAINABLE_NAME).write_text('{"backbone": "tiny:llava?seed=3"}')
+    assert (
+        seeded_backbone(ModelConfig(backbone="tiny:llava", init_from=str(tmp_path)), 7) == "tiny:llava?seed=3"
+    )
+
+
+def test_run_seed_changes_the_tiny_backbones_initial_weights():
+    from cooper_lib.training.weights import seeded_backbone
+
+    def weights(seed):
+        config = model_config()
+        config.backbone = seeded_backbone(config, seed)
+        torch.manual_seed(0)
+        return build_model(config).backbone.state_dict()
+
+    first, again, other = weights(1), weights(1), weights(2)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    changed = [k for k in first if not torch.equal(first[k], other[k])]
+    assert any("visual" in k for k in changed) and any("layers" in k for k in changed)

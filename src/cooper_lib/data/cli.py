@@ -20,6 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--n", type=int, required=True, help="number of scenes")
     synth.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     synth.add_argument("--stage", choices=STAGES, default="sft", help="records to write (default sft)")
+    synth.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default=None,
+        help="scene seeds: test scenes are never train scenes (default: test for --stage eval, else train)",
+    )
     synth.add_argument("--size", type=int, default=64, help="image width and height in pixels (default 64)")
     synth.add_argument("--max-objects", type=int, default=6, help="most objects per scene, 1-8 (default 6)")
     synth.add_argument(
@@ -27,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument(
         "--tool-ratio", type=float, default=0.5, help="share of tool-using SFT traces (default 0.5)"
+    )
+    synth.add_argument(
+        "--answer-style",
+        choices=("full", "short"),
+        default="full",
+        help="full: reasoned answers, numbers in m or cm; short: the boxed answer alone, numbers "
+        "in metres with one decimal (default full)",
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)
@@ -47,7 +60,12 @@ def run_synth(args: argparse.Namespace) -> int:
         tool_ratio=args.tool_ratio,
         progress=True,
         overwrite=args.overwrite,
+        split=args.split,
+        answer_style=args.answer_style,
     )
     manifest = read_manifest(root)
-    print(f"wrote {manifest['n']} scenes and {manifest['records']} {manifest['stage']} records to {root}")
+    print(
+        f"wrote {manifest['n']} {manifest['split']} scenes and {manifest['records']} {manifest['stage']} "
+        f"records to {root}"
+    )
     return 0

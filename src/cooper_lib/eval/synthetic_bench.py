@@ -25,6 +25,7 @@ from PIL import Image
 from cooper_lib.data.answers import answer_type
 from cooper_lib.data.records import QARecord
 from cooper_lib.data.synthetic import iter_scenes, load_synthetic_dataset, make_qa
+from cooper_lib.data.synthetic.qa import AnswerBalance
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.images import to_pil
@@ -73,13 +74,19 @@ def _rgb_loader(rgb: torch.Tensor) -> Callable[[], Image.Image]:
     return lambda: to_pil(rgb)
 
 
-def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple[QARecord, Any]]:
-    """The records ``write_dataset(.., n, seed, stage="eval")`` would write, with in-memory images."""
-    out = []
-    for index, scene in enumerate(iter_scenes(n, seed)):
+def _rendered_records(
+    n: int, seed: int, questions_per_scene: int, answer_style: str = "full"
+) -> list[tuple[QARecord, Any]]:
+    """The records ``write_dataset(.., n, seed, stage="eval")`` would write (test-split scenes, so
+    none is a training scene), with in-memory images."""
+    out, balance = [], AnswerBalance()
+    for index, scene in enumerate(iter_scenes(n, seed, split="test")):
         rng = random.Random(f"qa-{scene.seed}")
         image = _rgb_loader(scene.rgb)
-        for k, q in enumerate(make_qa(scene, rng, max_questions=questions_per_scene)):
+        questions = make_qa(
+            scene, rng, max_questions=questions_per_scene, balance=balance, answer_style=answer_style
+        )
+        for k, q in enumerate(questions):
             record = QARecord(
                 id=f"{index:06d}-{k}",
                 image="",
@@ -99,23 +106,32 @@ def _rendered_records(n: int, seed: int, questions_per_scene: int) -> list[tuple
 
 
 def load_synthetic(
-    path: str | Path | None = None, *, n: int = 16, seed: int = 0, questions_per_scene: int = 4
+    path: str | Path | None = None,
+    *,
+    n: int = 16,
+    seed: int = 0,
+    questions_per_scene: int = 4,
+    answer_style: str = "full",
 ) -> SyntheticBenchmark:
     """The synthetic eval benchmark.
 
     Args:
         path: a folder written by ``write_dataset(.., stage="eval")`` (or ``"grpo"``); None renders
             ``n`` scenes from ``seed`` in memory instead (``n``, ``seed`` and
-            ``questions_per_scene`` are ignored when a folder is given).
+            ``questions_per_scene`` are ignored when a folder is given). Rendered scenes come
+            from the test split (`cooper_lib.data.synthetic.scene_seed`), so they are never the
+            scenes of a training set written with any seed.
         n: scenes to render when ``path`` is None.
         seed: dataset seed when ``path`` is None.
         questions_per_scene: questions asked per rendered scene when ``path`` is None.
+        answer_style: ``make_qa``'s answer style when ``path`` is None ("short": number
+            questions always ask for metres).
     """
     if path is None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n: expected a positive int, got {n!r}")
-        pairs = _rendered_records(n, seed, questions_per_scene)
-        meta: dict[str, Any] = {"source": "rendered", "n": n, "seed": seed}
+        pairs = _rendered_records(n, seed, questions_per_scene, answer_style)
+        meta: dict[str, Any] = {"source": "rendered", "n": n, "seed": seed, "split": "test"}
     else:
         root = Path(path)
         dataset = load_synthetic_dataset(root)

@@ -63,10 +63,11 @@ def run_stage(stage: str, args: argparse.Namespace) -> int:
     from cooper_lib.training.grpo import SpatialGRPOTrainer
     from cooper_lib.training.sft import InterleavedSFTTrainer
     from cooper_lib.training.stage1 import Stage1Trainer
-    from cooper_lib.training.weights import build_model
+    from cooper_lib.training.weights import build_model, seeded_backbone
 
     trainers = {"stage1": Stage1Trainer, "sft": InterleavedSFTTrainer, "grpo": SpatialGRPOTrainer}
     set_seed(config.run.seed)  # the heads' initialisation
+    config.model.backbone = seeded_backbone(config.model, config.run.seed)  # a tiny one's weights
     trainer = trainers[stage](build_model(config.model), config)
     if trainer.accelerator.is_main_process:
         config.save(Path(config.run.output_dir) / "config.yaml")

@@ -50,6 +50,28 @@ def build_model(config: ModelConfig) -> SpatialModel:
     return add_spatial_heads(backbone, processor, **config.spatial)
 
 
+def seeded_backbone(config: ModelConfig, seed: int) -> str:
+    """`config.backbone` with the seed of a tiny backbone's random weights written into the spec.
+
+    A ``tiny:`` spec without ``seed=`` gets `seed` (a run's ``run.seed``), or with ``init_from``
+    the seed recorded by the earlier stage (its untrained weights must be the same); any other
+    backbone, or a spec that names its seed, comes back unchanged.
+    """
+    from cooper_lib.backbones.tiny import parse_tiny_spec, tiny_spec
+
+    if not config.backbone.startswith("tiny:"):
+        return config.backbone
+    family, spec_seed, overrides = parse_tiny_spec(config.backbone)
+    if spec_seed is not None:
+        return config.backbone
+    info = Path(config.init_from or "") / TRAINABLE_NAME
+    if config.init_from and info.is_file():
+        recorded = json.loads(info.read_text())["backbone"]
+        spec_seed = parse_tiny_spec(recorded)[1] if recorded.startswith("tiny:") else None
+        seed = 0 if spec_seed is None else spec_seed  # folders from before seeded specs used 0
+    return tiny_spec(family, seed=seed, **overrides)
+
+
 def trainable_names(model: SpatialModel) -> list[str]:
     """Names of `model`'s trainable parameters (shared tensors counted once)."""
     return [name for name, p in model.named_parameters() if p.requires_grad]

@@ -27,7 +27,7 @@ def datasets_on_disk(tmp_path_factory):
 
 def test_scene_round_trip(datasets_on_disk):
     loaded = SceneDataset(datasets_on_disk["eval"])
-    rendered = render_scenes(3, seed=2, config=CONFIG)
+    rendered = render_scenes(3, seed=2, config=CONFIG, split="test")  # an eval set: test scenes
     assert len(loaded) == 3
     for a, b in zip(loaded, rendered, strict=True):
         assert a.seed == b.seed and a.camera == b.camera and a.room == b.room

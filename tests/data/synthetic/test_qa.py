@@ -2,6 +2,7 @@
 
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -185,3 +186,50 @@ def test_every_template_category_has_three_or_four_paraphrases():
 
     counts = {name: len(set(texts)) for name, texts in QUESTION_TEMPLATES.items()}
     assert all(3 <= n <= 4 for n in counts.values()), counts
+
+
+BALANCE_SCENES = render_scenes(300, seed=5, config=SceneConfig(width=32, height=32))
+
+
+def _answers(questions_per_scene: int, balance) -> dict[tuple[str, str], Counter]:
+    answers: dict[tuple[str, str], Counter] = {}
+    for scene in BALANCE_SCENES:
+        rng = random.Random(f"qa-{scene.seed}")
+        for q in make_qa(scene, rng, max_questions=questions_per_scene, balance=balance):
+            answers.setdefault((q.category, q.answer_type), Counter())[q.answer] += 1
+    return answers
+
+
+def test_answer_balance_evens_yes_no_and_spreads_counts_over_a_dataset():
+    from cooper_lib.data.synthetic.qa import AnswerBalance
+
+    def top_share(counts: Counter) -> float:
+        return max(counts.values()) / sum(counts.values())
+
+    plain, balanced = _answers(15, None), _answers(15, AnswerBalance())
+    assert top_share(plain[("occlusion", "yes_no")]) > 0.8  # what the balance is for
+    for (category, kind), counts in balanced.items():
+        if kind == "yes_no":
+            assert sum(counts.values()) >= 40 and abs(counts["yes"] - counts["no"]) <= 1, (category, counts)
+        if kind == "integer":  # 0, 1 and 2 about even; 3 and more only where scenes have them
+            assert top_share(counts) < 0.42 and top_share(counts) < top_share(plain[(category, kind)]) - 0.04
+            before = plain[(category, kind)]
+            assert counts["2"] / counts["0"] > 1.5 * before["2"] / before["0"], (category, counts, before)
+
+
+def test_short_style_numbers_are_metres_with_one_decimal():
+    numbers = [
+        (scene, q)
+        for scene in SCENES[:10]
+        for q in make_qa(scene, 1, answer_style="short")
+        if q.answer_type == "number"
+    ]
+    assert len(numbers) > 20
+    for scene, q in numbers:
+        assert q.unit == "m" and re.fullmatch(r"\d+\.\d", q.answer) and q.answer_phrase == f"{q.answer} m"
+        assert abs(float(q.answer) - q.value) <= 0.05 + 0.006 and q.prompt.endswith("Answer in metres.")
+        if q.category == "distance_camera":
+            (obj,) = [o for o in scene.objects if o.instance_id == q.objects[0]]
+            assert q.value == round(obj.distance, 2) and q.answer == f"{obj.distance:.1f}"
+    with pytest.raises(ValueError, match="answer_style"):
+        make_qa(SCENES[0], answer_style="terse")

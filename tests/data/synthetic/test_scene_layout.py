@@ -58,3 +58,13 @@ def test_scene_seeds_are_distinct_across_datasets():
         scene_seed(-1, 0)
     with pytest.raises(ValueError, match="seed"):
         sample_layout(-3, SceneConfig())
+
+
+def test_test_split_scenes_are_never_train_scenes():
+    train = {scene_seed(s, i) for s in range(5) for i in range(200)}
+    test = {scene_seed(s, i, "test") for s in range(5) for i in range(200)}
+    assert len(test) == 1000 and not train & test
+    assert max(train) < 2**63 <= min(test)  # by construction, for any dataset seed and size
+    assert scene_seed(0, 0) == scene_seed(0, 0, "train")  # train seeds are those of earlier versions
+    with pytest.raises(ValueError, match="split"):
+        scene_seed(0, 0, "val")

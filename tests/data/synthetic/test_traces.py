@@ -103,3 +103,20 @@ def test_pseudo_images_are_codec_images():
     drawn = pseudo_images(SCENES[0])
     for image in drawn.values():
         assert image.shape == (3, 48, 48) and 0 <= image.min() and image.max() <= 1
+
+
+def test_short_style_answers_with_the_boxed_answer_alone():
+    for scene in SCENES:
+        questions = make_qa(scene, scene.seed, answer_style="short")
+        for ratio in (0.0, 1.0):
+            for q, record in zip(
+                questions,
+                make_traces(scene, questions, scene.seed, tool_ratio=ratio, answer_style="short"),
+                strict=True,
+            ):
+                turns = [item.value for item in record.items if item.role == "assistant"]
+                assert turns[-1] == f"<answer>\\boxed{{{q.boxed}}}</answer>"
+                if len(turns) == 2:  # the tool call keeps its reason
+                    assert TOOL.match(turns[0])
+    with pytest.raises(ValueError, match="answer_style"):
+        make_traces(SCENES[0], [], answer_style="terse")

@@ -74,6 +74,24 @@ def test_bad_arguments(tmp_path, kwargs, field):
 
 def test_maps_are_stored_losslessly_enough(tmp_path):
     root = write_dataset(tmp_path, 1, seed=3, stage="eval", config=CONFIG)
-    scene = render_scenes(1, seed=3, config=CONFIG)[0]
+    scene = render_scenes(1, seed=3, config=CONFIG, split="test")[0]  # eval sets hold test scenes
     assert (load_depth(root / "depth/000000.png") - scene.depth).abs().max() <= 0.0005 + 1e-5
     assert torch.equal(load_ids(root / "semantic/000000.png"), scene.semantic)
+
+
+def test_eval_sets_hold_test_scenes_and_record_split_and_answer_style(tmp_path):
+    evaluation = write_dataset(
+        tmp_path / "eval", 2, seed=0, stage="eval", config=CONFIG, answer_style="short"
+    )
+    training = write_dataset(tmp_path / "grpo", 2, seed=0, stage="grpo", config=CONFIG)
+    manifests = [json.loads((root / "manifest.json").read_text()) for root in (evaluation, training)]
+    assert [(m["split"], m["answer_style"]) for m in manifests] == [("test", "short"), ("train", "full")]
+    seeds = [
+        {json.loads(line)["seed"] for line in (root / "scenes.jsonl").read_text().splitlines()}
+        for root in (evaluation, training)
+    ]
+    assert not seeds[0] & seeds[1] and min(seeds[0]) >= 2**63 > max(seeds[1])
+    records = [json.loads(line) for line in (evaluation / "records.jsonl").read_text().splitlines()]
+    assert all(r["unit"] == "m" for r in records if r["answer_type"] == "number")
+    with pytest.raises(ValueError, match="split"):
+        write_dataset(tmp_path / "bad", 1, config=CONFIG, split="val")

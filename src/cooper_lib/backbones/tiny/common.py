@@ -17,6 +17,17 @@ TINY_TEXT: dict[str, int] = {
     "num_key_value_heads": 2,
 }
 
+#: Vision-tower and image options some families take next to the text-config fields (defaults
+#: per family): tower width, depth and heads, the side (px) images are resized to, and the patch
+#: side (px). The visual tokens an image costs follow from the last two (see each family's module).
+VISION_OPTIONS: tuple[str, ...] = (
+    "vision_hidden_size",
+    "vision_layers",
+    "vision_heads",
+    "image_size",
+    "patch_size",
+)
+
 
 def padded_vocab(tokenizer: PreTrainedTokenizerBase, multiple: int = 64) -> int:
     """The tokenizer's size rounded up to `multiple` (embedding tables are padded like real checkpoints)."""
@@ -72,3 +83,24 @@ def instantiate(model_cls: type[nn.Module], config: PreTrainedConfig, seed: int)
         torch.manual_seed(seed)
         model = model_cls(config)
     return model.float().eval()
+
+
+def vision_fields(overrides: dict[str, Any], defaults: dict[str, int]) -> dict[str, int]:
+    """Pop the `VISION_OPTIONS` out of `overrides` (changed in place) over the family's `defaults`.
+
+    Raises:
+        ValueError: when a value is not a positive int or the heads do not divide the width.
+    """
+    vision = dict(defaults)
+    for name in VISION_OPTIONS:
+        if name in overrides:
+            vision[name] = overrides.pop(name)
+    for name, value in vision.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    if vision["vision_hidden_size"] % vision["vision_heads"]:
+        raise ValueError(
+            f"vision_hidden_size={vision['vision_hidden_size']} must be divisible by "
+            f"vision_heads={vision['vision_heads']}"
+        )
+    return vision

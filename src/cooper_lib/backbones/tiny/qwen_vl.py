@@ -2,6 +2,10 @@
 
 Images are resized by the processor to multiples of ``patch_size * 2`` between one and nine merged
 tokens (28-84 px for patch 14, 32-96 px for Qwen3-VL's patch 16), so a test image costs a few tokens.
+With ``image_size=S`` every image is resized to about S x S px instead (S a multiple of
+``2 * patch_size``), so it costs ``(S / (2 * patch_size)) ** 2`` visual tokens: ``image_size=112``
+gives 16, ``image_size=112, patch_size=7`` gives 64. The tower's width, depth and heads are
+``vision_hidden_size``, ``vision_layers`` and ``vision_heads`` (default 32, 2, 2).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from transformers import (
     Qwen3VLVideoProcessor,
 )
 
-from cooper_lib.backbones.tiny.common import head_dim, instantiate, text_fields
+from cooper_lib.backbones.tiny.common import head_dim, instantiate, text_fields, vision_fields
 from cooper_lib.backbones.tiny.tokenizer import train_tiny_tokenizer
 
 _MERGE = 2
@@ -92,37 +96,60 @@ def _mrope_section(family: str, half_head_dim: int) -> list[int]:
     return [temporal, height, half_head_dim - temporal - height]
 
 
-def _vision_config(family: str, patch_size: int, text_hidden: int) -> dict[str, Any]:
-    common = {"depth": 2, "num_heads": 2, "patch_size": patch_size, "spatial_merge_size": _MERGE}
+def _vision_config(family: str, vision: dict[str, Any], text_hidden: int) -> dict[str, Any]:
+    patch_size, width, depth = vision["patch_size"], vision["vision_hidden_size"], vision["vision_layers"]
+    common = {
+        "depth": depth,
+        "num_heads": vision["vision_heads"],
+        "patch_size": patch_size,
+        "spatial_merge_size": _MERGE,
+    }
     if family == "qwen2_vl":
-        return {**common, "embed_dim": 32, "mlp_ratio": 2, "hidden_size": text_hidden}
-    vision = {**common, "hidden_size": 32, "intermediate_size": 64, "out_hidden_size": text_hidden}
+        return {**common, "embed_dim": width, "mlp_ratio": 2, "hidden_size": text_hidden}
+    vision = {**common, "hidden_size": width, "intermediate_size": 2 * width, "out_hidden_size": text_hidden}
     if family == "qwen2_5_vl":  # 2x2-merged-token windows; the last block attends globally
-        return {**vision, "window_size": patch_size * _MERGE * 2, "fullatt_block_indexes": [1]}
+        return {**vision, "window_size": patch_size * _MERGE * 2, "fullatt_block_indexes": [depth - 1]}
     return {**vision, "num_position_embeddings": 16, "deepstack_visual_indexes": [0]}
 
 
 def build(family: str, *, seed: int = 0, **overrides: Any) -> tuple[nn.Module, Any]:
-    """Tiny random `family` model (eval, float32) and its processor; `overrides` are text-config fields."""
+    """Tiny random `family` model (eval, float32) and its processor; `overrides` are text-config
+    fields and `VISION_OPTIONS` (see the module docstring)."""
     if family not in _SPECS:
         raise ValueError(f"family: expected one of {sorted(_SPECS)}, got {family!r}")
     spec = _SPECS[family]
+    overrides = dict(overrides)
+    vision = vision_fields(
+        overrides,
+        {
+            "vision_hidden_size": 32,
+            "vision_layers": 2,
+            "vision_heads": 2,
+            "image_size": None,
+            "patch_size": spec.patch_size,
+        },
+    )
     tokenizer = train_tiny_tokenizer(
         ["<|im_start|>", *_NAMED_TOKENS.values()],
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         extra_attributes=_NAMED_TOKENS,
     )
-    factor = spec.patch_size * _MERGE
+    factor = vision["patch_size"] * _MERGE
     pixel_range = {"shortest_edge": factor**2, "longest_edge": (3 * factor) ** 2}
-    geometry = {"patch_size": spec.patch_size, "merge_size": _MERGE, "temporal_patch_size": 2}
+    if vision["image_size"] is not None:
+        if vision["image_size"] % factor:
+            raise ValueError(
+                f"image_size: expected a multiple of 2 * patch_size = {factor}, got {vision['image_size']}"
+            )
+        pixel_range = {"shortest_edge": vision["image_size"] ** 2, "longest_edge": vision["image_size"] ** 2}
+    geometry = {"patch_size": vision["patch_size"], "merge_size": _MERGE, "temporal_patch_size": 2}
     processor = spec.processor_cls(
         image_processor=Qwen2VLImageProcessor(size=pixel_range, **geometry),
         tokenizer=tokenizer,
         video_processor=spec.video_processor_cls(size=pixel_range, **geometry),
     )
 
-    overrides = dict(overrides)
     tie = overrides.pop("tie_word_embeddings", spec.tie_word_embeddings)
     text = text_fields(tokenizer, spec.text_config_cls, overrides)
     rope = {
@@ -140,7 +167,7 @@ def build(family: str, *, seed: int = 0, **overrides: Any) -> tuple[nn.Module, A
     }
     config = spec.config_cls(
         text_config=text,
-        vision_config=_vision_config(family, spec.patch_size, text["hidden_size"]),
+        vision_config=_vision_config(family, vision, text["hidden_size"]),
         tie_word_embeddings=tie,
         **ids,
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 
 from .config import COLOURS, SHAPES
@@ -48,6 +49,9 @@ DEPTH_RATIO = 1.15  # farther / closer centre distance needed to ask which is cl
 HEIGHT_RATIO = 1.25  # taller / shorter height needed to ask which is taller
 OCCLUDED = 0.25  # occlusion ratio from which an object counts as partly hidden (0 means fully visible)
 LETTERS = "ABCDEFGH"
+ANSWER_STYLES = ("full", "short")
+"""`make_qa` answer styles: "full" numbers in m (2 decimals) or cm at random; "short" numbers
+always in metres with one decimal ("2.4"), the shortest canonical form."""
 
 
 @dataclass(frozen=True)
@@ -124,8 +128,8 @@ def article(name: str) -> str:
 class _Maker:
     """Shared state of one `make_qa` call: the scene, the random stream, the visibility threshold."""
 
-    def __init__(self, scene: SpatialScene, rng: random.Random, min_pixels: int):
-        self.scene, self.rng, self.min_pixels = scene, rng, min_pixels
+    def __init__(self, scene: SpatialScene, rng: random.Random, min_pixels: int, answer_style: str = "full"):
+        self.scene, self.rng, self.min_pixels, self.answer_style = scene, rng, min_pixels, answer_style
         self.referable = [o for o in scene.objects if o.visible_pixels >= min_pixels]
         self.depth = {o.instance_id: visible_depth(scene, o) for o in self.referable}
 
@@ -170,9 +174,12 @@ class _Maker:
         )
 
     def number(self, category: str, stem: str, metres: float, **kwargs) -> SpatialQuestion:
-        unit = self.rng.choice(("m", "cm"))
-        value = round(metres, 2) if unit == "m" else round(metres * 100)
-        text = f"{value:.2f}" if unit == "m" else str(value)
+        if self.answer_style == "short":  # the truth keeps two decimals; the answer text one
+            unit, value, text = "m", round(metres, 2), f"{metres:.1f}"
+        else:
+            unit = self.rng.choice(("m", "cm"))
+            value = round(metres, 2) if unit == "m" else round(metres * 100)
+            text = f"{value:.2f}" if unit == "m" else str(value)
         return self.make(
             category,
             question=stem,
@@ -433,12 +440,58 @@ _MAKERS = {
 }
 
 
-def _pick(rng: random.Random, candidates: list[SpatialQuestion], k: int) -> list[SpatialQuestion]:
-    """Draw up to k questions, each by first drawing an answer among those present, so yes/no and
-    count answers come out balanced rather than following how often each occurs in a scene."""
+class AnswerBalance:
+    """Answer tallies over a whole dataset, so yes/no answers come out even and counts spread.
+
+    Pass one instance to every `make_qa` call of a dataset (the writer and the rendered synthetic
+    benchmark do). Per category, a yes/no question is drawn with the answer given less often so
+    far; when a scene has no question with that answer and the other answer is already ahead, the
+    scene asks none of that category's yes/no questions (a category whose "yes" is rare, such as
+    occlusion, is asked less often instead of mostly answered "no"). A count question is drawn with
+    the count given least often so far among those the scene offers. Other questions are drawn as
+    without a balance.
+    """
+
+    def __init__(self) -> None:
+        self.tally: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+
+    def record(self, questions: list[SpatialQuestion]) -> None:
+        """Count the answers of `questions` (the ones a dataset keeps)."""
+        for q in questions:
+            self.tally[(q.category, q.answer_type)][q.answer] += 1
+
+    def target(self, rng: random.Random, category: str, pool: list[SpatialQuestion]) -> str | None:
+        """The answer to draw next from `pool` (one category's candidates), or None to draw none."""
+        kinds = {q.answer_type for q in pool}
+        kind = rng.choice(sorted(kinds))
+        present = sorted({q.answer for q in pool if q.answer_type == kind})
+        tally = self.tally[(category, kind)]
+        if kind == "yes_no":
+            fewest = min(tally["yes"], tally["no"])
+            wanted = [a for a in ("yes", "no") if tally[a] == fewest]
+            if not set(wanted) & set(present):
+                return None  # only the answer that is ahead is on offer
+            return rng.choice([a for a in wanted if a in present])
+        if kind == "integer":
+            fewest = min(tally[a] for a in present)
+            return rng.choice([a for a in present if tally[a] == fewest])
+        return rng.choice(present)
+
+
+def _pick(
+    rng: random.Random, candidates: list[SpatialQuestion], k: int, balance: AnswerBalance | None = None
+) -> list[SpatialQuestion]:
+    """Draw up to k questions, each by first drawing an answer among those present (with `balance`:
+    the answer it asks for), so yes/no and count answers come out balanced rather than following
+    how often each occurs in a scene."""
     pool, chosen = list(candidates), []
     while pool and len(chosen) < k:
-        answer = rng.choice(sorted({q.answer for q in pool}))
+        if balance is None:
+            answer = rng.choice(sorted({q.answer for q in pool}))
+        else:
+            answer = balance.target(rng, pool[0].category, pool)
+            if answer is None:
+                break
         question = rng.choice([q for q in pool if q.answer == answer])
         pool.remove(question)
         chosen.append(question)
@@ -458,6 +511,8 @@ def make_qa(
     per_category: int = 1,
     max_questions: int | None = None,
     min_pixels: int | None = None,
+    balance: AnswerBalance | None = None,
+    answer_style: str = "full",
 ) -> list[SpatialQuestion]:
     """Questions about `scene` with exact answers, deterministic for a given seed.
 
@@ -469,20 +524,29 @@ def make_qa(
         per_category: questions drawn per category (fewer when the scene offers fewer).
         max_questions: keep at most this many, drawn at random over categories.
         min_pixels: fewest visible pixels of an object to be asked about (`default_min_pixels`).
+        balance: an `AnswerBalance` shared by the calls of one dataset: yes/no answers even and
+            counts spread over the dataset (without it each scene is balanced on its own, so a
+            dataset follows how often each answer occurs).
+        answer_style: one of `ANSWER_STYLES`; "short" gives every number answer in metres with
+            one decimal ("2.4"; `value` keeps the two-decimal truth the scores use).
     """
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     categories = CATEGORIES if categories is None else tuple(categories)
     unknown = [c for c in categories if c not in CATEGORY_INFO]
     if unknown:
         raise ValueError(f"categories: unknown {unknown}; expected names from {CATEGORIES}")
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"answer_style: expected one of {ANSWER_STYLES}, got {answer_style!r}")
     if per_category < 1:
         raise ValueError(f"per_category: expected >= 1, got {per_category}")
-    maker = _Maker(scene, rng, default_min_pixels(scene) if min_pixels is None else min_pixels)
+    maker = _Maker(scene, rng, default_min_pixels(scene) if min_pixels is None else min_pixels, answer_style)
     questions: list[SpatialQuestion] = []
     for category in categories:
         candidates = _MAKERS[category](maker)
-        questions += _pick(rng, candidates, per_category)
+        questions += _pick(rng, candidates, per_category, balance)
     if max_questions is not None and len(questions) > max_questions:
         keep = sorted(rng.sample(range(len(questions)), max_questions))
         questions = [questions[i] for i in keep]
+    if balance is not None:
+        balance.record(questions)
     return questions

@@ -32,12 +32,24 @@ _SURFACE_NORMAL = torch.tensor(
 _SHAPE_CLASS = torch.tensor([SEMANTIC_CLASSES.index(s) for s in SHAPES])
 
 
-def scene_seed(seed: int, index: int) -> int:
-    """Seed of the `index`-th scene of a dataset drawn with `seed` (well mixed, so datasets made
-    with different seeds do not share scenes)."""
+SPLITS = ("train", "test")
+_TEST_BIT = 1 << 63  # set in every test scene's seed and in no train scene's
+
+
+def scene_seed(seed: int, index: int, split: str = "train") -> int:
+    """Seed of the `index`-th scene of a dataset drawn with `seed` from `split` (well mixed, so
+    datasets made with different seeds do not share scenes).
+
+    Train seeds are below 2**63 and test seeds at or above it, so no test scene is a training
+    scene whatever the dataset seeds and sizes; ``split="train"`` gives the seeds of earlier versions.
+    """
     if seed < 0 or index < 0:
         raise ValueError(f"seed/index: expected non-negative ints, got {seed}, {index}")
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]) >> 1
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    entropy = [seed, index] if split == "train" else [seed, index, 1]
+    mixed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]) >> 1
+    return mixed if split == "train" else _TEST_BIT | mixed
 
 
 def _ground_hit(oz: Tensor, dz: Tensor) -> Tensor:
@@ -329,9 +341,13 @@ def default_batch_size(config: SceneConfig) -> int:
 
 
 def iter_scenes(
-    n: int, seed: int = 0, config: SceneConfig | None = None, batch_size: int | None = None
+    n: int,
+    seed: int = 0,
+    config: SceneConfig | None = None,
+    batch_size: int | None = None,
+    split: str = "train",
 ) -> Iterator[SpatialScene]:
-    """Yield scenes `scene_seed(seed, 0) ... scene_seed(seed, n - 1)`, rendered in batches."""
+    """Yield scenes `scene_seed(seed, 0, split) ... scene_seed(seed, n - 1, split)`, rendered in batches."""
     config = config or SceneConfig()
     if n < 0:
         raise ValueError(f"n: expected >= 0 scenes, got {n}")
@@ -340,13 +356,18 @@ def iter_scenes(
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     for start in range(0, n, batch_size):
         layouts = [
-            sample_layout(scene_seed(seed, i), config) for i in range(start, min(n, start + batch_size))
+            sample_layout(scene_seed(seed, i, split), config)
+            for i in range(start, min(n, start + batch_size))
         ]
         yield from render_layouts(layouts, config)
 
 
 def render_scenes(
-    n: int, seed: int = 0, config: SceneConfig | None = None, batch_size: int | None = None
+    n: int,
+    seed: int = 0,
+    config: SceneConfig | None = None,
+    batch_size: int | None = None,
+    split: str = "train",
 ) -> list[SpatialScene]:
-    """Render `n` scenes deterministically from `seed` (see `iter_scenes`)."""
-    return list(iter_scenes(n, seed, config, batch_size))
+    """Render `n` scenes deterministically from `seed` and `split` (see `iter_scenes`)."""
+    return list(iter_scenes(n, seed, config, batch_size, split))

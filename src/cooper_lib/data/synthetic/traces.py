@@ -214,6 +214,13 @@ def _answer(fmt: TurnFormat, q: SpatialQuestion) -> str:
     return fmt.answer_block(f"The answer is {q.answer_phrase}. \\boxed{{{q.boxed}}}")
 
 
+def _final(fmt: TurnFormat, facts: str, q: SpatialQuestion, answer_style: str) -> str:
+    """The answering turn: reasoning and a sentence ("full"), or the boxed answer alone ("short")."""
+    if answer_style == "short":
+        return fmt.answer_block(f"\\boxed{{{q.boxed}}}")
+    return fmt.think_block(facts) + _answer(fmt, q)
+
+
 def make_traces(
     scene: SpatialScene,
     questions: Sequence[SpatialQuestion],
@@ -224,6 +231,7 @@ def make_traces(
     codecs: dict | None = None,
     id_prefix: str = "",
     turn_format: TurnFormat | None = None,
+    answer_style: str = "full",
 ) -> list[SFTRecord]:
     """One SFT record per question.
 
@@ -237,7 +245,13 @@ def make_traces(
         codecs: codecs drawing in-memory pseudo-images (default `default_codecs()`).
         id_prefix: prefix of record ids (`{id_prefix}{index}`).
         turn_format: tags and prompts of the turns (default `TurnFormat.default()`).
+        answer_style: "full" (the answer turn reasons in `<think>` from what the image or map
+            shows, then answers in a sentence with the boxed answer: 30-130 tokens) or "short"
+            (the answer turn is only ``<answer>\\boxed{X}</answer>``, a direct answer; the tool
+            call keeps its one-sentence `<think>`).
     """
+    if answer_style not in ("full", "short"):
+        raise ValueError(f"answer_style: expected 'full' or 'short', got {answer_style!r}")
     if not 0.0 <= tool_ratio <= 1.0:
         raise ValueError(f"tool_ratio: expected a value in [0, 1], got {tool_ratio}")
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
@@ -266,17 +280,11 @@ def make_traces(
                 ),
                 Item("image", shown, role="tool", modality=q.modality, target=target),
                 Item("text", fmt.reflection(q.modality), role="tool"),
-                Item("text", fmt.think_block(facts) + _answer(fmt, q), need_loss=True, role="assistant"),
+                Item("text", _final(fmt, facts, q, answer_style), need_loss=True, role="assistant"),
             ]
         else:
-            body = [
-                Item(
-                    "text",
-                    fmt.think_block(_plain_facts(scene, q)) + _answer(fmt, q),
-                    need_loss=True,
-                    role="assistant",
-                )
-            ]
+            facts = _plain_facts(scene, q) if answer_style == "full" else ""
+            body = [Item("text", _final(fmt, facts, q, answer_style), need_loss=True, role="assistant")]
         meta = {**q.to_dict(), "scene_seed": scene.seed, "tool": q.modality if use_tool else None}
         records.append(SFTRecord(id=f"{id_prefix}{index}", items=head + body, meta=meta))
     return records

@@ -2,7 +2,7 @@
 
 Layout of a dataset folder (all paths in records are relative to it):
 
-    manifest.json          stage, n, seed, SceneConfig, class names, depth scale, record count
+    manifest.json          stage, n, seed, split, answer style, SceneConfig, class names, depth scale, record count
     scenes.jsonl           one line per scene: metadata (camera, light, room, objects) and its files
     records.jsonl          the stage's records (`cooper_lib.data.records`)
     images/000000.png      RGB, 8 bit
@@ -30,8 +30,8 @@ from cooper_lib.data.turns import modality_tags, tool_call
 
 from .config import SEMANTIC_CLASSES, SceneConfig
 from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
-from .qa import make_qa
-from .render import iter_scenes
+from .qa import AnswerBalance, make_qa
+from .render import SPLITS, iter_scenes
 from .scene import SpatialScene
 from .traces import SceneFiles, default_codecs, make_traces, pseudo_images
 
@@ -78,13 +78,15 @@ def write_dataset(
     batch_size: int | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    split: str | None = None,
+    answer_style: str = "full",
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
     Args:
         root: dataset folder (created; must not hold a dataset unless `overwrite`).
         n: number of scenes.
-        seed: dataset seed; scene i has seed `scene_seed(seed, i)`.
+        seed: dataset seed; scene i has seed `scene_seed(seed, i, split)`.
         stage: "stage1" (a depth and a segmentation record per scene), "sft" (interleaved traces),
             "grpo" or "eval" (questions with exact answers).
         config: scene configuration (default `SceneConfig()`).
@@ -93,6 +95,10 @@ def write_dataset(
         batch_size: scenes rendered per batch (default `default_batch_size`).
         progress: show a tqdm progress bar.
         overwrite: replace the files of an existing dataset in `root`.
+        split: "train" or "test" scene seeds (`scene_seed`); default "test" for stage "eval" and
+            "train" for the others, so an eval set never shares a scene with a training set.
+        answer_style: "full" or "short" (`make_qa`: numbers in metres with one decimal;
+            `make_traces`: the answer turn is the boxed answer alone).
 
     Returns:
         The dataset folder.
@@ -103,6 +109,9 @@ def write_dataset(
         raise ValueError(f"n: expected at least one scene, got {n}")
     if questions_per_scene < 1:
         raise ValueError(f"questions_per_scene: expected >= 1, got {questions_per_scene}")
+    split = split or ("test" if stage == "eval" else "train")
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
     config = config or SceneConfig()
     root = Path(root)
     if (root / "manifest.json").exists():
@@ -114,7 +123,8 @@ def write_dataset(
         (root / folder).mkdir(parents=True, exist_ok=True)
     codecs = default_codecs()
     scene_lines, records = [], []
-    scenes = iter_scenes(n, seed, config, batch_size)
+    scenes = iter_scenes(n, seed, config, batch_size, split)
+    balance = AnswerBalance()
     for index, scene in enumerate(tqdm(scenes, total=n, desc=f"synth {stage}", disable=not progress)):
         name = f"{index:06d}"
         files = _save_scene(root, name, scene)
@@ -123,7 +133,9 @@ def write_dataset(
             records += _stage1_records(name, files)
             continue
         rng = random.Random(f"qa-{scene.seed}")
-        questions = make_qa(scene, rng, max_questions=questions_per_scene)
+        questions = make_qa(
+            scene, rng, max_questions=questions_per_scene, balance=balance, answer_style=answer_style
+        )
         if stage == "sft":
             drawn = pseudo_images(scene, codecs)
             maps = {m: f"maps/{name}_{m}.png" for m in drawn}
@@ -133,7 +145,13 @@ def write_dataset(
                 files["images"], files["depth"], files["semantic"], maps["depth"], maps["segmentation"]
             )
             records += make_traces(
-                scene, questions, rng, tool_ratio=tool_ratio, files=scene_files, id_prefix=f"{name}-"
+                scene,
+                questions,
+                rng,
+                tool_ratio=tool_ratio,
+                files=scene_files,
+                id_prefix=f"{name}-",
+                answer_style=answer_style,
             )
         else:
             records += [
@@ -167,6 +185,8 @@ def write_dataset(
         "stage": stage,
         "n": n,
         "seed": seed,
+        "split": split,
+        "answer_style": answer_style,
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),
