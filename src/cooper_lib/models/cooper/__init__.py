@@ -1,0 +1,53 @@
+"""The reference COOPER assembly: BAGEL-7B-MoT's architecture with its checkpoint layout.
+
+`CooperModel` (Qwen2 decoder with two experts per layer, SigLIP, connector, time embedder, FLUX
+autoencoder) over packed sequences (`SequenceBuilder`), COOPER's in-sequence flow-matching sampler
+(`generate_latent`, `generate_image`) and stage-1 loss (`CooperModel.stage1_loss`), and loading of
+official release folders (`CooperModel.from_pretrained`). See docs/reference-cooper.md.
+"""
+
+from cooper_lib.models.cooper.autoencoder import Autoencoder, autoencoder_config_from_shapes
+from cooper_lib.models.cooper.checkpoint import load_cooper, save_cooper
+from cooper_lib.models.cooper.config import AutoencoderConfig, CooperConfig, LLMConfig, ViTConfig
+from cooper_lib.models.cooper.modeling import CooperModel, PrefixCache
+from cooper_lib.models.cooper.packing import PackedSequence, SequenceBuilder
+from cooper_lib.models.cooper.presets import PRESETS, preset
+from cooper_lib.models.cooper.sampler import (
+    EVAL_SAMPLING,
+    ROLLOUT_SAMPLING,
+    CooperSampling,
+    Image,
+    Latent,
+    Text,
+    combine_guidance,
+    generate_image,
+    generate_latent,
+    guidance_contexts,
+)
+
+__all__ = [
+    "EVAL_SAMPLING",
+    "PRESETS",
+    "ROLLOUT_SAMPLING",
+    "Autoencoder",
+    "AutoencoderConfig",
+    "CooperConfig",
+    "CooperModel",
+    "CooperSampling",
+    "Image",
+    "LLMConfig",
+    "Latent",
+    "PackedSequence",
+    "PrefixCache",
+    "SequenceBuilder",
+    "Text",
+    "ViTConfig",
+    "autoencoder_config_from_shapes",
+    "combine_guidance",
+    "generate_image",
+    "generate_latent",
+    "guidance_contexts",
+    "load_cooper",
+    "preset",
+    "save_cooper",
+]
