@@ -112,6 +112,7 @@ def _config_for(folder: Path, main: dict, ae: dict, overrides: dict) -> CooperCo
         if "latent_pos_embed.pos_embed" in main:
             base["max_latent_size"] = _side(main["latent_pos_embed.pos_embed"][1][0], "latent_pos_embed.pos_embed")
         fixed = {k: base["vae"][k] for k in ("scale_factor", "shift_factor", "norm_groups")}
+        fixed.update(overrides.pop("vae", {}))
         base["vae"] = autoencoder_config_from_shapes({k: s for k, (_, s) in ae.items()}, **fixed).__dict__
     base.update(overrides)
     return CooperConfig.from_dict(base)
@@ -186,7 +187,8 @@ def load_cooper(folder: str | Path, *, dtype: torch.dtype | None = None, device:
         dtype: cast every tensor to this dtype while reading (default: keep each file's dtype).
         device: where the tensors are read to.
         weights: the main weights' file name (default: `ema.safetensors`, else `model.safetensors`).
-        overrides: `CooperConfig` fields no release file records (e.g. token ids of a small vocabulary).
+        overrides: `CooperConfig` fields no release file records (e.g. token ids of a small
+            vocabulary); `vae={...}` sets the autoencoder's scale, shift or norm groups.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -195,7 +197,7 @@ def load_cooper(folder: str | Path, *, dtype: torch.dtype | None = None, device:
     if not (folder / AE_NAME).is_file():
         raise FileNotFoundError(f"folder: expected {AE_NAME} in {folder}, not found")
     ae = _shapes([folder / AE_NAME])
-    config = _config_for(folder, main, ae, overrides)
+    config = _config_for(folder, main, ae, dict(overrides))
     with torch.device("meta"):
         model = CooperModel(config)
     expected = {k: v.shape for k, v in model.state_dict().items()}

@@ -164,11 +164,11 @@ class CooperModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, dtype: torch.dtype | None = None,
-                        device: torch.device | str = "cpu") -> CooperModel:
-        """Load a BAGEL / COOPER release folder (see `checkpoint.load_cooper`)."""
+                        device: torch.device | str = "cpu", weights: str | None = None, **overrides) -> CooperModel:
+        """Load a BAGEL / COOPER release folder (arguments as `checkpoint.load_cooper`)."""
         from cooper_lib.models.cooper.checkpoint import load_cooper
 
-        return load_cooper(folder, dtype=dtype, device=device)
+        return load_cooper(folder, dtype=dtype, device=device, weights=weights, **overrides)
 
     def save_pretrained(self, folder: str | Path, *, max_shard_bytes: int | None = None) -> None:
         """Write the release layout (see `checkpoint.save_cooper`)."""

@@ -150,7 +150,7 @@ class SequenceBuilder:
         self._splits.append(_Split("causal", self._sample, len(ids)))
         return self
 
-    def _framed(self, n_tokens: int, mode: str, add_tokens) -> None:
+    def _framed(self, mode: str, add_tokens) -> None:
         start = self._cursor
         self._add_text_token(self.config.vision_start_id)
         add_tokens()
@@ -171,7 +171,7 @@ class SequenceBuilder:
             self._pos.extend([self._rope] * len(patches))
             self._gen.extend([False] * len(patches))
 
-        self._framed(len(patches), "full", add)
+        self._framed("full", add)
         return self
 
     def latent(self, latent: torch.Tensor | None = None, *, noised: bool = False,
@@ -198,7 +198,7 @@ class SequenceBuilder:
             self._pos.extend([self._rope] * len(tokens))
             self._gen.extend([True] * len(tokens))
 
-        self._framed(len(tokens), "noise" if noised else "full", add)
+        self._framed("noise" if noised else "full", add)
         return self
 
     def build(self) -> PackedSequence:

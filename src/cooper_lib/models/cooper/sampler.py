@@ -40,14 +40,14 @@ class Text:
     ids: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Image:
     """An image the model reads through the ViT: `[3, H, W]` in [-1, 1]."""
 
     pixels: torch.Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Latent:
     """A clean autoencoder latent the model reads through `vae2llm`: `[16, h, w]`."""
 
