@@ -20,7 +20,7 @@ from cooper_lib.models.cooper.embeddings import sincos_2d
 
 def official_shapes(cfg: CooperConfig) -> dict[str, tuple[int, ...]]:
     llm, vit = cfg.llm, cfg.vit
-    H, I, V = llm.hidden_size, llm.intermediate_size, llm.vocab_size
+    H, inter, V = llm.hidden_size, llm.intermediate_size, llm.vocab_size
     d = H // llm.num_attention_heads
     q, kv = llm.num_attention_heads * d, llm.num_key_value_heads * d
     out: dict[str, tuple[int, ...]] = {
@@ -32,43 +32,68 @@ def official_shapes(cfg: CooperConfig) -> dict[str, tuple[int, ...]]:
     for layer in range(llm.num_hidden_layers):
         p = f"language_model.model.layers.{layer}."
         for s in ("", "_moe_gen"):
-            out.update({
-                f"{p}self_attn.q_proj{s}.weight": (q, H), f"{p}self_attn.q_proj{s}.bias": (q,),
-                f"{p}self_attn.k_proj{s}.weight": (kv, H), f"{p}self_attn.k_proj{s}.bias": (kv,),
-                f"{p}self_attn.v_proj{s}.weight": (kv, H), f"{p}self_attn.v_proj{s}.bias": (kv,),
-                f"{p}self_attn.o_proj{s}.weight": (H, q),
-                f"{p}self_attn.q_norm{s}.weight": (d,), f"{p}self_attn.k_norm{s}.weight": (d,),
-                f"{p}mlp{s}.gate_proj.weight": (I, H), f"{p}mlp{s}.up_proj.weight": (I, H),
-                f"{p}mlp{s}.down_proj.weight": (H, I),
-                f"{p}input_layernorm{s}.weight": (H,), f"{p}post_attention_layernorm{s}.weight": (H,),
-            })
+            out.update(
+                {
+                    f"{p}self_attn.q_proj{s}.weight": (q, H),
+                    f"{p}self_attn.q_proj{s}.bias": (q,),
+                    f"{p}self_attn.k_proj{s}.weight": (kv, H),
+                    f"{p}self_attn.k_proj{s}.bias": (kv,),
+                    f"{p}self_attn.v_proj{s}.weight": (kv, H),
+                    f"{p}self_attn.v_proj{s}.bias": (kv,),
+                    f"{p}self_attn.o_proj{s}.weight": (H, q),
+                    f"{p}self_attn.q_norm{s}.weight": (d,),
+                    f"{p}self_attn.k_norm{s}.weight": (d,),
+                    f"{p}mlp{s}.gate_proj.weight": (inter, H),
+                    f"{p}mlp{s}.up_proj.weight": (inter, H),
+                    f"{p}mlp{s}.down_proj.weight": (H, inter),
+                    f"{p}input_layernorm{s}.weight": (H,),
+                    f"{p}post_attention_layernorm{s}.weight": (H,),
+                }
+            )
     h, iv, side = vit.hidden_size, vit.intermediate_size, cfg.vit_max_num_patch_per_side
     v = "vit_model.vision_model."
-    out.update({
-        f"{v}embeddings.patch_embedding.weight": (h, 3 * vit.patch_size**2),
-        f"{v}embeddings.patch_embedding.bias": (h,),
-        f"{v}embeddings.position_embedding.weight": (side * side, h),
-        f"{v}post_layernorm.weight": (h,), f"{v}post_layernorm.bias": (h,),
-    })
+    out.update(
+        {
+            f"{v}embeddings.patch_embedding.weight": (h, 3 * vit.patch_size**2),
+            f"{v}embeddings.patch_embedding.bias": (h,),
+            f"{v}embeddings.position_embedding.weight": (side * side, h),
+            f"{v}post_layernorm.weight": (h,),
+            f"{v}post_layernorm.bias": (h,),
+        }
+    )
     for layer in range(vit.num_hidden_layers):
         p = f"{v}encoder.layers.{layer}."
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
             out.update({f"{p}self_attn.{proj}.weight": (h, h), f"{p}self_attn.{proj}.bias": (h,)})
         for norm in ("layer_norm1", "layer_norm2"):
             out.update({f"{p}{norm}.weight": (h,), f"{p}{norm}.bias": (h,)})
-        out.update({f"{p}mlp.fc1.weight": (iv, h), f"{p}mlp.fc1.bias": (iv,),
-                    f"{p}mlp.fc2.weight": (h, iv), f"{p}mlp.fc2.bias": (h,)})
+        out.update(
+            {
+                f"{p}mlp.fc1.weight": (iv, h),
+                f"{p}mlp.fc1.bias": (iv,),
+                f"{p}mlp.fc2.weight": (h, iv),
+                f"{p}mlp.fc2.bias": (h,),
+            }
+        )
     D = cfg.latent_dim
-    out.update({
-        "connector.fc1.weight": (H, h), "connector.fc1.bias": (H,),
-        "connector.fc2.weight": (H, H), "connector.fc2.bias": (H,),
-        "time_embedder.mlp.0.weight": (H, 256), "time_embedder.mlp.0.bias": (H,),
-        "time_embedder.mlp.2.weight": (H, H), "time_embedder.mlp.2.bias": (H,),
-        "vae2llm.weight": (H, D), "vae2llm.bias": (H,),
-        "llm2vae.weight": (D, H), "llm2vae.bias": (D,),
-        "vit_pos_embed.pos_embed": (side * side, H),
-        "latent_pos_embed.pos_embed": (cfg.max_latent_size**2, H),
-    })
+    out.update(
+        {
+            "connector.fc1.weight": (H, h),
+            "connector.fc1.bias": (H,),
+            "connector.fc2.weight": (H, H),
+            "connector.fc2.bias": (H,),
+            "time_embedder.mlp.0.weight": (H, 256),
+            "time_embedder.mlp.0.bias": (H,),
+            "time_embedder.mlp.2.weight": (H, H),
+            "time_embedder.mlp.2.bias": (H,),
+            "vae2llm.weight": (H, D),
+            "vae2llm.bias": (H,),
+            "llm2vae.weight": (D, H),
+            "llm2vae.bias": (D,),
+            "vit_pos_embed.pos_embed": (side * side, H),
+            "latent_pos_embed.pos_embed": (cfg.max_latent_size**2, H),
+        }
+    )
     return out
 
 
@@ -123,7 +148,9 @@ def flux_ae_shapes(cfg: CooperConfig) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def random_tensors(shapes: dict[str, tuple[int, ...]], cfg: CooperConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+def random_tensors(
+    shapes: dict[str, tuple[int, ...]], cfg: CooperConfig, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Small random bf16 weights (norm weights near 1); the sin-cos tables as the release stores them."""
     g = torch.Generator().manual_seed(seed)
     out = {}
@@ -140,25 +167,53 @@ def random_tensors(shapes: dict[str, tuple[int, ...]], cfg: CooperConfig, seed: 
     return out
 
 
-def write_release(folder: Path, cfg: CooperConfig, *, shards: int = 3, main_name: str = "ema",
-                  main: dict[str, torch.Tensor] | None = None, ae: dict[str, torch.Tensor] | None = None) -> None:
+def write_release(
+    folder: Path,
+    cfg: CooperConfig,
+    *,
+    shards: int = 3,
+    main_name: str = "ema",
+    main: dict[str, torch.Tensor] | None = None,
+    ae: dict[str, torch.Tensor] | None = None,
+) -> None:
     """A release-shaped folder (no cooper_model_config.json, no tokenizer files)."""
     folder.mkdir(parents=True, exist_ok=True)
     llm = cfg.llm
-    (folder / "llm_config.json").write_text(json.dumps({
-        "vocab_size": llm.vocab_size, "hidden_size": llm.hidden_size, "intermediate_size": llm.intermediate_size,
-        "num_hidden_layers": llm.num_hidden_layers, "num_attention_heads": llm.num_attention_heads,
-        "num_key_value_heads": llm.num_key_value_heads, "rms_norm_eps": llm.rms_norm_eps,
-        "rope_theta": llm.rope_theta, "max_position_embeddings": llm.max_position_embeddings,
-        "hidden_act": "silu", "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
-    }))
+    (folder / "llm_config.json").write_text(
+        json.dumps(
+            {
+                "vocab_size": llm.vocab_size,
+                "hidden_size": llm.hidden_size,
+                "intermediate_size": llm.intermediate_size,
+                "num_hidden_layers": llm.num_hidden_layers,
+                "num_attention_heads": llm.num_attention_heads,
+                "num_key_value_heads": llm.num_key_value_heads,
+                "rms_norm_eps": llm.rms_norm_eps,
+                "rope_theta": llm.rope_theta,
+                "max_position_embeddings": llm.max_position_embeddings,
+                "hidden_act": "silu",
+                "model_type": "qwen2",
+                "architectures": ["Qwen2ForCausalLM"],
+            }
+        )
+    )
     vit = cfg.vit
-    (folder / "vit_config.json").write_text(json.dumps({
-        "hidden_size": vit.hidden_size, "intermediate_size": vit.intermediate_size,
-        "num_hidden_layers": vit.num_hidden_layers + 1, "num_attention_heads": vit.num_attention_heads,
-        "patch_size": vit.patch_size, "image_size": 384, "num_channels": 3, "layer_norm_eps": 1e-6,
-        "hidden_act": "gelu_pytorch_tanh", "model_type": "siglip_vision_model",
-    }))
+    (folder / "vit_config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": vit.hidden_size,
+                "intermediate_size": vit.intermediate_size,
+                "num_hidden_layers": vit.num_hidden_layers + 1,
+                "num_attention_heads": vit.num_attention_heads,
+                "patch_size": vit.patch_size,
+                "image_size": 384,
+                "num_channels": 3,
+                "layer_norm_eps": 1e-6,
+                "hidden_act": "gelu_pytorch_tanh",
+                "model_type": "siglip_vision_model",
+            }
+        )
+    )
     main = main if main is not None else random_tensors(official_shapes(cfg), cfg)
     keys = list(main)
     weight_map = {}

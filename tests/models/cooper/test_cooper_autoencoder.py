@@ -12,7 +12,9 @@ def test_flux_size_and_widths_read_off_the_shapes():
     cfg = autoencoder_config_from_shapes({k: tuple(v.shape) for k, v in state.items()})
     assert cfg == AutoencoderConfig()
     with pytest.raises(ValueError, match="missing key 'decoder.conv_in.weight'"):
-        autoencoder_config_from_shapes({k: tuple(v.shape) for k, v in state.items() if not k.startswith("decoder.conv_in")})
+        autoencoder_config_from_shapes(
+            {k: tuple(v.shape) for k, v in state.items() if not k.startswith("decoder.conv_in")}
+        )
 
 
 def test_encode_decode_shapes_and_latent_affine_map():

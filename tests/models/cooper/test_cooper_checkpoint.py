@@ -49,8 +49,13 @@ def test_loaded_model_runs_and_casts(release):
 
     model = _load(release[0], dtype=torch.float32)
     assert {p.dtype for p in model.parameters()} == {torch.float32}
-    seq = SequenceBuilder(model.config).text([1, 5, 6]).image(torch.zeros(3, 8, 8)).latent(
-        torch.randn(16, 2, 2), noised=True).build()
+    seq = (
+        SequenceBuilder(model.config)
+        .text([1, 5, 6])
+        .image(torch.zeros(3, 8, 8))
+        .latent(torch.randn(16, 2, 2), noised=True)
+        .build()
+    )
     loss = model.stage1_loss(seq, generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
 
@@ -101,14 +106,17 @@ def test_missing_autoencoder_key_names_the_key(tmp_path):
 
 
 def test_unexpected_key_names_the_key(tmp_path):
-    folder = _broken_release(tmp_path, edit_main=lambda m: m.__setitem__("language_model.extra.weight", torch.zeros(2)))
+    folder = _broken_release(
+        tmp_path, edit_main=lambda m: m.__setitem__("language_model.extra.weight", torch.zeros(2))
+    )
     with pytest.raises(ValueError, match="unexpected key 'language_model.extra.weight'"):
         _load(folder)
 
 
 def test_a_wrong_position_table_is_refused(tmp_path):
     folder = _broken_release(
-        tmp_path, edit_main=lambda m: m.__setitem__("latent_pos_embed.pos_embed", torch.zeros(64, 64)))
+        tmp_path, edit_main=lambda m: m.__setitem__("latent_pos_embed.pos_embed", torch.zeros(64, 64))
+    )
     with pytest.raises(ValueError, match="latent_pos_embed.pos_embed.*sin-cos"):
         _load(folder)
 
@@ -117,6 +125,7 @@ def test_position_tables_are_optional(tmp_path):
     def drop(m):
         m.pop("vit_pos_embed.pos_embed")
         m.pop("latent_pos_embed.pos_embed")
+
     model = _load(_broken_release(tmp_path, edit_main=drop))
     assert model.config.max_latent_size == 64  # not recorded anywhere: BAGEL's constant
 
@@ -137,7 +146,9 @@ def test_7b_preset_matches_the_release_layout_and_published_counts():
     official = official_shapes(cfg)
     tables = {k: official.pop(k) for k in ("vit_pos_embed.pos_embed", "latent_pos_embed.pos_embed")}
     assert {k: v for k, v in state.items() if not k.startswith("vae.")} == official
-    assert {k.removeprefix("vae."): v for k, v in state.items() if k.startswith("vae.")} == flux_ae_shapes(cfg)
+    assert {k.removeprefix("vae."): v for k, v in state.items() if k.startswith("vae.")} == flux_ae_shapes(
+        cfg
+    )
     assert tables == {"vit_pos_embed.pos_embed": (4900, 3584), "latent_pos_embed.pos_embed": (4096, 3584)}
     # published: 1,223 tensors = 23 + 28 x 28 (LLM layers) + 16 x 26 (ViT layers); 14,607,260,128 params
     assert len(official) + len(tables) == 1223 == 23 + 28 * 28 + 16 * 26

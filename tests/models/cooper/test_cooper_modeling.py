@@ -16,7 +16,9 @@ def model():
 
 def _sequence(cfg):
     b = SequenceBuilder(cfg)
-    b.text([1, 5, 6]).image(torch.rand(3, 16, 16) * 2 - 1).text([7]).latent(grid=(2, 2), noised=True).text([8, 2])
+    b.text([1, 5, 6]).image(torch.rand(3, 16, 16) * 2 - 1).text([7]).latent(grid=(2, 2), noised=True).text(
+        [8, 2]
+    )
     b.new_sample().latent(torch.randn(16, 4, 4)).text([9]).latent(grid=(1, 2), noised=True)
     return b.build()
 
@@ -29,7 +31,9 @@ def test_forward_shapes_and_cached_velocity(model):
     assert model.text_logits(hidden).shape == (seq.length, 128)
     cache = model.prefill(seq)
     v = model.velocity(seq, cache, x_t, t)
-    torch.testing.assert_close(v, model.llm2vae(hidden[seq.latent_index[seq.latent_noised]]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        v, model.llm2vae(hidden[seq.latent_index[seq.latent_noised]]), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_noised_latents_are_read_by_nobody_else(model):
@@ -50,7 +54,7 @@ def _depth_batch(model, n=4, size=32):
     with torch.no_grad():
         latents = model.vae.encode(depth)  # [n, 16, size/8, size/8]
     b = SequenceBuilder(model.config)
-    for image, latent in zip(rgb, latents):
+    for image, latent in zip(rgb, latents, strict=True):
         b.new_sample().text([1, 20, 21, 22]).image(image).latent(latent, noised=True)
     return b.build()
 

@@ -5,8 +5,15 @@ import torch
 from cooper_lib.models.cooper import LLMConfig
 from cooper_lib.models.cooper.mot import MoTModel
 
-CFG = LLMConfig(vocab_size=32, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, rope_theta=10_000.0)
+CFG = LLMConfig(
+    vocab_size=32,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    rope_theta=10_000.0,
+)
 
 
 def _rms(x, w, eps):
@@ -18,7 +25,7 @@ def _rope(x, pos, theta):  # x [L, heads, d], rotate-half convention
     inv = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d)
     ang = pos[:, None].double() * inv  # [L, d/2]
     cos, sin = torch.cat([ang.cos()] * 2, -1)[:, None], torch.cat([ang.sin()] * 2, -1)[:, None]
-    half = torch.cat([-x[..., d // 2:], x[..., : d // 2]], -1)
+    half = torch.cat([-x[..., d // 2 :], x[..., : d // 2]], -1)
     return x * cos + half * sin
 
 
@@ -59,14 +66,19 @@ def _reference(model: MoTModel, x, pos, gen, mask):
             a = h @ mlp.gate_proj.weight.T
             rows.append(x[i] + (a * torch.sigmoid(a) * (h @ mlp.up_proj.weight.T)) @ mlp.down_proj.weight.T)
         x = torch.stack(rows)
-    return torch.stack([_rms(x[i], model.norm_moe_gen.weight if gen[i] else model.norm.weight, eps) for i in range(L)])
+    return torch.stack(
+        [_rms(x[i], model.norm_moe_gen.weight if gen[i] else model.norm.weight, eps) for i in range(L)]
+    )
 
 
 def _randomise(model):
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.3 if p.ndim > 1 else 0.2) + (p.ndim == 1))
+            p.copy_(
+                torch.randn(p.shape, generator=g, dtype=p.dtype) * (0.3 if p.ndim > 1 else 0.2)
+                + (p.ndim == 1)
+            )
 
 
 def test_mot_decoder_matches_a_token_by_token_float64_reference():

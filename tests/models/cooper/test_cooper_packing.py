@@ -12,15 +12,15 @@ def _reference_mask(splits):
     allowed = torch.zeros(total, total, dtype=torch.bool)
     start = 0
     for n, mode in splits:
-        allowed[start:start + n, :start] = True
+        allowed[start : start + n, :start] = True
         block = torch.ones(n, n, dtype=torch.bool)
-        allowed[start:start + n, start:start + n] = block.tril() if mode == "causal" else block
+        allowed[start : start + n, start : start + n] = block.tril() if mode == "causal" else block
         start += n
     start = 0
     for n, mode in splits:
         if mode == "noise":
-            allowed[:, start:start + n] = False
-            allowed[start:start + n, start:start + n] = True
+            allowed[:, start : start + n] = False
+            allowed[start : start + n, start : start + n] = True
         start += n
     return allowed
 
@@ -52,7 +52,9 @@ def test_positions_experts_and_indexes():
     cfg, seq = _two_samples()
     assert seq.positions[:20].tolist() == [0, 1, 2] + [3] * 8 + [4] + [5] * 6 + [6, 7]
     assert seq.positions[20:].tolist() == [0] * 4 + [1, 2] + [3] * 4
-    assert seq.gen.sum() == 4 + 2 + 2 and torch.equal(seq.gen[seq.latent_index], torch.ones(8, dtype=torch.bool))
+    assert seq.gen.sum() == 4 + 2 + 2 and torch.equal(
+        seq.gen[seq.latent_index], torch.ones(8, dtype=torch.bool)
+    )
     frames = seq.text_ids == cfg.vision_start_id
     assert frames.sum() == 4 and seq.vit_lengths == [6]
     assert seq.vit_pos.tolist() == [0, 1, 2, 16, 17, 18]  # row * 16 + col on the 16 x 16 table
@@ -64,8 +66,16 @@ def test_patchify_round_trip_and_order():
     x = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
     tokens = patchify(x, 2)  # [(2)(3), 2*2*2]: rows of patches, each (row, col, channel)
     assert tokens.shape == (6, 8)
-    assert tokens[1].tolist() == [x[0, 0, 2], x[1, 0, 2], x[0, 0, 3], x[1, 0, 3],
-                                  x[0, 1, 2], x[1, 1, 2], x[0, 1, 3], x[1, 1, 3]]
+    assert tokens[1].tolist() == [
+        x[0, 0, 2],
+        x[1, 0, 2],
+        x[0, 0, 3],
+        x[1, 0, 3],
+        x[0, 1, 2],
+        x[1, 1, 2],
+        x[0, 1, 3],
+        x[1, 1, 3],
+    ]
     assert torch.equal(unpatchify(tokens, 2, 3, 2), x)
 
 

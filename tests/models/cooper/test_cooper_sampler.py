@@ -42,7 +42,13 @@ def test_time_grid_is_bagels():
 
 
 def test_guidance_contexts_follow_bagels_snapshots():
-    a, b, c, d, e = Text((1,)), Image(torch.zeros(3, 4, 4)), Text((2,)), Latent(torch.zeros(16, 2, 2)), Text((3,))
+    a, b, c, d, e = (
+        Text((1,)),
+        Image(torch.zeros(3, 4, 4)),
+        Text((2,)),
+        Latent(torch.zeros(16, 2, 2)),
+        Text((3,)),
+    )
     full, no_text, no_image = guidance_contexts([a, b, c, d, e])
     assert full == [a, b, c, d, e]
     assert no_text == [a, b, c, d]  # snapshot before the last text
@@ -80,11 +86,18 @@ def test_sampling_settings_are_checked():
 def test_batched_branches_match_one_by_one(model):
     s = CooperSampling(num_timesteps=6)
     a = generate_latent(model, _context(), (2, 3), s, generator=torch.Generator().manual_seed(0))
-    b = generate_latent(model, _context(), (2, 3), s, generator=torch.Generator().manual_seed(0), batch_branches=False)
+    b = generate_latent(
+        model, _context(), (2, 3), s, generator=torch.Generator().manual_seed(0), batch_branches=False
+    )
     assert a.shape == (16, 4, 6)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    unguided = generate_latent(model, _context(), (2, 3), CooperSampling(num_timesteps=6, cfg_text_scale=1.0),
-                               generator=torch.Generator().manual_seed(0))
+    unguided = generate_latent(
+        model,
+        _context(),
+        (2, 3),
+        CooperSampling(num_timesteps=6, cfg_text_scale=1.0),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert not torch.allclose(a, unguided, atol=1e-3)
 
 
@@ -109,8 +122,13 @@ def test_guidance_runs_inside_its_interval_only(model, monkeypatch):
 
 
 def test_generate_image_decodes_a_depth_pseudo_image(model):
-    img = generate_image(model, _context(), (32, 48), CooperSampling(num_timesteps=4),
-                         generator=torch.Generator().manual_seed(0))
+    img = generate_image(
+        model,
+        _context(),
+        (32, 48),
+        CooperSampling(num_timesteps=4),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert img.shape == (3, 32, 48) and torch.isfinite(img).all()
     with pytest.raises(ValueError, match="size: expected"):
         generate_image(model, _context(), (30, 32))

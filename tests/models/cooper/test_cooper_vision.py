@@ -4,7 +4,9 @@ from transformers import SiglipVisionModel
 from cooper_lib.models.cooper import ViTConfig
 from cooper_lib.models.cooper.vision import PackedSiglip, patchify
 
-CFG = ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4)
+CFG = ViTConfig(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4
+)
 
 
 def test_linear_patch_embedding_matches_transformers_conv_siglip():

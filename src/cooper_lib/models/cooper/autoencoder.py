@@ -53,7 +53,9 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         y = self.norm(x)
-        q, k, v = (m(y).flatten(2).transpose(1, 2)[:, None] for m in (self.q, self.k, self.v))  # [B, 1, HW, C]
+        q, k, v = (
+            m(y).flatten(2).transpose(1, 2)[:, None] for m in (self.q, self.k, self.v)
+        )  # [B, 1, HW, C]
         y = F.scaled_dot_product_attention(q, k, v)[:, 0].transpose(1, 2).reshape(b, c, h, w)
         return x + self.proj_out(y)
 
@@ -161,7 +163,9 @@ class Autoencoder(nn.Module):
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
 
-    def encode(self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Images `[B, 3, H, W]` in [-1, 1] (H, W multiples of the downsample) -> latents `[B, z, H/8, W/8]`."""
         d = self.config.downsample
         if x.ndim != 4 or x.shape[-1] % d or x.shape[-2] % d:

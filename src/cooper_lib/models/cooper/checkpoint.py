@@ -40,12 +40,31 @@ __all__ = ["load_cooper", "save_cooper"]
 
 MAIN_NAMES = ("ema.safetensors", "model.safetensors")
 AE_NAME = "ae.safetensors"
-TABLES = {"vit_pos_embed.pos_embed": "vit_max_num_patch_per_side", "latent_pos_embed.pos_embed": "max_latent_size"}
+TABLES = {
+    "vit_pos_embed.pos_embed": "vit_max_num_patch_per_side",
+    "latent_pos_embed.pos_embed": "max_latent_size",
+}
 _VIT_POS = "vit_model.vision_model.embeddings.position_embedding.weight"
-_LLM_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-               "num_key_value_heads", "rms_norm_eps", "max_position_embeddings", "hidden_act")
-_VIT_FIELDS = ("hidden_size", "intermediate_size", "num_attention_heads", "patch_size", "num_channels",
-               "layer_norm_eps", "hidden_act")
+_LLM_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "rms_norm_eps",
+    "max_position_embeddings",
+    "hidden_act",
+)
+_VIT_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "patch_size",
+    "num_channels",
+    "layer_norm_eps",
+    "hidden_act",
+)
 
 
 def _read_json(path: Path) -> dict:
@@ -73,11 +92,15 @@ def _shapes(files: list[Path]) -> dict[str, tuple[Path, tuple[int, ...]]]:
     out: dict[str, tuple[Path, tuple[int, ...]]] = {}
     for path in files:
         if not path.is_file():
-            raise FileNotFoundError(f"weights: shard {path.name} listed in the index is missing from {path.parent}")
+            raise FileNotFoundError(
+                f"weights: shard {path.name} listed in the index is missing from {path.parent}"
+            )
         with safe_open(path, framework="pt") as f:
             for key in f.keys():
                 if key in out:
-                    raise ValueError(f"weights: key {key!r} stored twice ({out[key][0].name} and {path.name})")
+                    raise ValueError(
+                        f"weights: key {key!r} stored twice ({out[key][0].name} and {path.name})"
+                    )
                 out[key] = (path, tuple(f.get_slice(key).get_shape()))
     return out
 
@@ -90,7 +113,9 @@ def _llm_config(data: dict) -> LLMConfig:
 def _vit_config(data: dict) -> ViTConfig:
     if "num_hidden_layers" not in data:
         raise ValueError("vit_config.json: expected a num_hidden_layers field, not found")
-    return ViTConfig(**{k: data[k] for k in _VIT_FIELDS if k in data}, num_hidden_layers=data["num_hidden_layers"] - 1)
+    return ViTConfig(
+        **{k: data[k] for k in _VIT_FIELDS if k in data}, num_hidden_layers=data["num_hidden_layers"] - 1
+    )
 
 
 def _side(rows: int, key: str) -> int:
@@ -110,7 +135,9 @@ def _config_for(folder: Path, main: dict, ae: dict, overrides: dict) -> CooperCo
         if _VIT_POS in main:
             base["vit_max_num_patch_per_side"] = _side(main[_VIT_POS][1][0], _VIT_POS)
         if "latent_pos_embed.pos_embed" in main:
-            base["max_latent_size"] = _side(main["latent_pos_embed.pos_embed"][1][0], "latent_pos_embed.pos_embed")
+            base["max_latent_size"] = _side(
+                main["latent_pos_embed.pos_embed"][1][0], "latent_pos_embed.pos_embed"
+            )
         fixed = {k: base["vae"][k] for k in ("scale_factor", "shift_factor", "norm_groups")}
         fixed.update(overrides.pop("vae", {}))
         base["vae"] = autoencoder_config_from_shapes({k: s for k, (_, s) in ae.items()}, **fixed).__dict__
@@ -118,20 +145,26 @@ def _config_for(folder: Path, main: dict, ae: dict, overrides: dict) -> CooperCo
     return CooperConfig.from_dict(base)
 
 
-def _check(expected: dict[str, torch.Size], stored: dict[str, tuple[Path, tuple[int, ...]]], prefix: str) -> None:
+def _check(
+    expected: dict[str, torch.Size], stored: dict[str, tuple[Path, tuple[int, ...]]], prefix: str
+) -> None:
     for key, (path, shape) in stored.items():
         if prefix + key not in expected:
-            raise ValueError(f"{path.name}: unexpected key {key!r} (shape {list(shape)}): no such weight in the model")
+            raise ValueError(
+                f"{path.name}: unexpected key {key!r} (shape {list(shape)}): no such weight in the model"
+            )
         want = tuple(expected[prefix + key])
         if shape != want:
             raise ValueError(f"{path.name}: key {key!r} has shape {list(shape)}, expected {list(want)}")
-    missing = sorted(k for k in expected if k.startswith(prefix) and k[len(prefix):] not in stored)
+    missing = sorted(k for k in expected if k.startswith(prefix) and k[len(prefix) :] not in stored)
     if prefix == "":
         missing = [k for k in missing if not k.startswith("vae.") and k not in TABLES]
     if missing:
         where = AE_NAME if prefix else "the main weights"
-        shown = ", ".join(repr(k[len(prefix):]) for k in missing[:8])
-        raise ValueError(f"{where}: missing {len(missing)} key(s): {shown}{' ...' if len(missing) > 8 else ''}")
+        shown = ", ".join(repr(k[len(prefix) :]) for k in missing[:8])
+        raise ValueError(
+            f"{where}: missing {len(missing)} key(s): {shown}{' ...' if len(missing) > 8 else ''}"
+        )
 
 
 def _assign(model: nn.Module, key: str, tensor: torch.Tensor) -> None:
@@ -164,7 +197,9 @@ def _check_table(model: CooperModel, key: str, stored: torch.Tensor, path: Path)
     want = sincos_2d(model.config.llm.hidden_size, getattr(model.config, TABLES[key]))
     err = (stored.float().cpu() - want).abs().max().item()
     if err > 1e-2:
-        raise ValueError(f"{path.name}: key {key!r} differs from the 2-D sin-cos table by {err:.3g} (expected < 1e-2)")
+        raise ValueError(
+            f"{path.name}: key {key!r} differs from the 2-D sin-cos table by {err:.3g} (expected < 1e-2)"
+        )
 
 
 def _materialise_buffers(model: CooperModel, device) -> None:
@@ -173,13 +208,21 @@ def _materialise_buffers(model: CooperModel, device) -> None:
     model.latent_pos_embed.reset(device)
     lm = model.language_model.model
     lm.rotary_emb = Qwen2RotaryEmbedding(model.config.llm.to_qwen2()).to(device)
-    leftover = [n for n, b in model.named_buffers() if b.is_meta] + [n for n, p in model.named_parameters() if p.is_meta]
+    leftover = [n for n, b in model.named_buffers() if b.is_meta] + [
+        n for n, p in model.named_parameters() if p.is_meta
+    ]
     if leftover:
         raise ValueError(f"model: tensors left unloaded after reading the checkpoint: {leftover[:8]}")
 
 
-def load_cooper(folder: str | Path, *, dtype: torch.dtype | None = None, device: torch.device | str = "cpu",
-                weights: str | None = None, **overrides) -> CooperModel:
+def load_cooper(
+    folder: str | Path,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    weights: str | None = None,
+    **overrides,
+) -> CooperModel:
     """Build a `CooperModel` from a release folder.
 
     Args:
@@ -212,17 +255,30 @@ def load_cooper(folder: str | Path, *, dtype: torch.dtype | None = None, device:
 
 def _llm_json(cfg: CooperConfig) -> dict:
     data = {k: getattr(cfg.llm, k) for k in _LLM_FIELDS}
-    return {**data, "rope_theta": cfg.llm.rope_theta, "qk_norm": True, "tie_word_embeddings": False,
-            "layer_module": "Qwen2MoTDecoderLayer", "model_type": "qwen2"}
+    return {
+        **data,
+        "rope_theta": cfg.llm.rope_theta,
+        "qk_norm": True,
+        "tie_word_embeddings": False,
+        "layer_module": "Qwen2MoTDecoderLayer",
+        "model_type": "qwen2",
+    }
 
 
 def _vit_json(cfg: CooperConfig) -> dict:
     data = {k: getattr(cfg.vit, k) for k in _VIT_FIELDS}
-    return {**data, "num_hidden_layers": cfg.vit.num_hidden_layers + 1, "rope": False,
-            "image_size": cfg.vit.patch_size * cfg.vit_max_num_patch_per_side, "model_type": "siglip_vision_model"}
+    return {
+        **data,
+        "num_hidden_layers": cfg.vit.num_hidden_layers + 1,
+        "rope": False,
+        "image_size": cfg.vit.patch_size * cfg.vit_max_num_patch_per_side,
+        "model_type": "siglip_vision_model",
+    }
 
 
-def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, name: str, max_shard_bytes: int | None) -> None:
+def _write_weights(
+    tensors: dict[str, torch.Tensor], folder: Path, name: str, max_shard_bytes: int | None
+) -> None:
     if max_shard_bytes is None:
         save_file(tensors, folder / name, metadata={"format": "pt"})
         return
@@ -246,8 +302,13 @@ def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, name: str, ma
     (folder / f"{name}.index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
-def save_cooper(model: CooperModel, folder: str | Path, *, max_shard_bytes: int | None = None,
-                weights: str = "ema.safetensors") -> None:
+def save_cooper(
+    model: CooperModel,
+    folder: str | Path,
+    *,
+    max_shard_bytes: int | None = None,
+    weights: str = "ema.safetensors",
+) -> None:
     """Write `model` in the release layout (plus `cooper_model_config.json`); safetensors only.
 
     The main file holds every weight but the autoencoder's, with both sin-cos tables as the

@@ -65,9 +65,15 @@ class CooperModel(nn.Module):
     # ---- embedding the packed row ---------------------------------------------------------------
 
     def _latent_embed(self, tokens: torch.Tensor, t: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        return self.vae2llm(tokens.to(self.vae2llm.weight.dtype)) + self.time_embedder(t) + self.latent_pos_embed(pos)
+        return (
+            self.vae2llm(tokens.to(self.vae2llm.weight.dtype))
+            + self.time_embedder(t)
+            + self.latent_pos_embed(pos)
+        )
 
-    def embed(self, seq: PackedSequence, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(
+        self, seq: PackedSequence, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Input embeddings `[L, H]`; `x_t [N_noised, D]` and `t [N_noised]` fill the noised latent
         tokens (zeros and t = 0 when not given, as for a prefill that will not read them)."""
         emb = self.language_model.model.embed_tokens
@@ -85,7 +91,9 @@ class CooperModel(nn.Module):
             x[seq.latent_index] = self._latent_embed(tokens, times, seq.latent_pos).to(x.dtype)
         return x
 
-    def embed_noised(self, seq: PackedSequence, rows: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def embed_noised(
+        self, seq: PackedSequence, rows: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
         """Embeddings `[len(rows), H]` of the noise-split tokens at places `rows` (frame tokens and
         latents); `x_t [N_noised, D]`, `t [N_noised]` cover every noised latent token of `seq`."""
         rank = torch.full((seq.length,), -1, dtype=torch.long, device=rows.device)
@@ -102,7 +110,9 @@ class CooperModel(nn.Module):
 
     # ---- running the decoder ----------------------------------------------------------------------
 
-    def forward(self, seq: PackedSequence, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, seq: PackedSequence, x_t: torch.Tensor | None = None, t: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final hidden states `[L, H]` of the whole packed row (training and checks)."""
         x = self.embed(seq, x_t, t)
         hidden, _ = self.language_model.model(x, seq.positions, seq.gen, seq.attention_mask())
@@ -115,8 +125,14 @@ class CooperModel(nn.Module):
         _, kv = self.language_model.model(x, seq.positions[ctx], seq.gen[ctx], seq.attention_mask(ctx, ctx))
         return PrefixCache(ctx, kv)
 
-    def velocity(self, seq: PackedSequence, cache: PrefixCache, x_t: torch.Tensor, t: torch.Tensor,
-                 rows: torch.Tensor | None = None) -> torch.Tensor:
+    def velocity(
+        self,
+        seq: PackedSequence,
+        cache: PrefixCache,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Predicted velocity `[n, D]` of the noised latent tokens placed in `rows` (default: all
         noise splits), in their order in the row, given the cached context."""
         rows = seq.noised_index if rows is None else rows
@@ -130,7 +146,9 @@ class CooperModel(nn.Module):
 
     # ---- stage 1 ------------------------------------------------------------------------------------
 
-    def stage1_loss(self, seq: PackedSequence, *, shift: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def stage1_loss(
+        self, seq: PackedSequence, *, shift: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """COOPER's stage-1 objective on the noise splits of `seq` (their clean latents as targets):
         per split `t = shift(sigmoid(n))`, `n ~ N(0, 1)`; `x_t = (1 - t) x0 + t eps`; MSE of the
         predicted velocity against `eps - x0`, mean over latent dims, then over tokens."""
@@ -163,8 +181,15 @@ class CooperModel(nn.Module):
         raise ValueError(f"part: expected 'checkpoint', 'text_token' or 'autoencoder', got {part!r}")
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, dtype: torch.dtype | None = None,
-                        device: torch.device | str = "cpu", weights: str | None = None, **overrides) -> CooperModel:
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str = "cpu",
+        weights: str | None = None,
+        **overrides,
+    ) -> CooperModel:
         """Load a BAGEL / COOPER release folder (arguments as `checkpoint.load_cooper`)."""
         from cooper_lib.models.cooper.checkpoint import load_cooper
 

@@ -35,7 +35,9 @@ KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [m, L, d] each, normed a
 
 
 def route(
-    x: torch.Tensor, gen: torch.Tensor, und_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    gen: torch.Tensor,
+    und_fn: Callable[[torch.Tensor], torch.Tensor],
     gen_fn: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """Apply `und_fn` to the rows of `x [L, ...]` where `gen [L]` is False and `gen_fn` where True."""
@@ -109,7 +111,8 @@ class MoTDecoderLayer(nn.Module):
         h, kv = self.self_attn(h, cos_sin, gen, mask, past)
         x = x + h
         h = route(
-            x, gen,
+            x,
+            gen,
             lambda y: self.mlp(self.post_attention_layernorm(y)),
             lambda y: self.mlp_moe_gen(self.post_attention_layernorm_moe_gen(y)),
         )

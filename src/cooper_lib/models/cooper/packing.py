@@ -70,7 +70,9 @@ class PackedSequence:
     full_split: torch.Tensor
     noise_split: torch.Tensor
 
-    def attention_mask(self, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> torch.Tensor:
+    def attention_mask(
+        self, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Boolean `[len(rows), len(cols)]` (default: all tokens): may token `rows[i]` attend to `cols[j]`."""
         ar = torch.arange(self.length, device=self.positions.device)
         q = ar if rows is None else rows
@@ -161,7 +163,9 @@ class SequenceBuilder:
     def image(self, pixels: torch.Tensor) -> SequenceBuilder:
         """An image for understanding: ViT patch tokens in a full split."""
         if pixels.ndim != 3 or pixels.shape[0] != self.config.vit.num_channels:
-            raise ValueError(f"pixels: expected [{self.config.vit.num_channels}, H, W], got {tuple(pixels.shape)}")
+            raise ValueError(
+                f"pixels: expected [{self.config.vit.num_channels}, H, W], got {tuple(pixels.shape)}"
+            )
         p, side = self.config.vit.patch_size, self.config.vit_max_num_patch_per_side
         patches = patchify(pixels, p)
         pos = grid_position_ids(pixels.shape[1] // p, pixels.shape[2] // p, side)
@@ -174,15 +178,18 @@ class SequenceBuilder:
         self._framed("full", add)
         return self
 
-    def latent(self, latent: torch.Tensor | None = None, *, noised: bool = False,
-               grid: tuple[int, int] | None = None) -> SequenceBuilder:
+    def latent(
+        self, latent: torch.Tensor | None = None, *, noised: bool = False, grid: tuple[int, int] | None = None
+    ) -> SequenceBuilder:
         """A latent image: clean (a full split, the model reads it) or `noised` (a noise split, the
         model denoises it; its values come at run time, so `latent` may be None and `grid` =
         (rows, cols) of latent tokens gives its size)."""
         p, z = self.config.latent_patch_size, self.config.vae.z_channels
         if latent is not None:
             if latent.ndim != 3 or latent.shape[0] != z or latent.shape[1] % p or latent.shape[2] % p:
-                raise ValueError(f"latent: expected [{z}, h, w] with h, w multiples of {p}, got {tuple(latent.shape)}")
+                raise ValueError(
+                    f"latent: expected [{z}, h, w] with h, w multiples of {p}, got {tuple(latent.shape)}"
+                )
             rows, cols = latent.shape[1] // p, latent.shape[2] // p
             tokens = patchify(latent, p)
         elif grid is not None and noised:
@@ -207,14 +214,22 @@ class SequenceBuilder:
             raise ValueError("SequenceBuilder: nothing was added")
         length = self._cursor
         sample = torch.cat([torch.full((s.length,), s.sample) for s in self._splits])
-        full = torch.cat([torch.full((s.length,), i if s.mode != "causal" else -1) for i, s in enumerate(self._splits)])
-        noise = torch.cat([torch.full((s.length,), i if s.mode == "noise" else -1) for i, s in enumerate(self._splits)])
+        full = torch.cat(
+            [torch.full((s.length,), i if s.mode != "causal" else -1) for i, s in enumerate(self._splits)]
+        )
+        noise = torch.cat(
+            [torch.full((s.length,), i if s.mode == "noise" else -1) for i, s in enumerate(self._splits)]
+        )
         dim = self.config.latent_dim
         patch_dim = self.config.vit.num_channels * self.config.vit.patch_size**2
 
         def spans(items, width):
             if not items:
-                return torch.zeros(0, width), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+                return (
+                    torch.zeros(0, width),
+                    torch.zeros(0, dtype=torch.long),
+                    torch.zeros(0, dtype=torch.long),
+                )
             values = torch.cat([it[0] for it in items]).float()
             pos = torch.cat([it[1] for it in items])
             index = torch.cat([torch.arange(it[2], it[2] + len(it[0])) for it in items])
@@ -234,10 +249,14 @@ class SequenceBuilder:
             latents=latents,
             latent_pos=latent_pos,
             latent_index=latent_index,
-            latent_noised=torch.repeat_interleave(torch.tensor([it[3] for it in self._lat], dtype=torch.bool),
-                                                  torch.tensor(lat_counts, dtype=torch.long)),
-            latent_split=torch.repeat_interleave(torch.tensor([it[4] for it in self._lat], dtype=torch.long),
-                                                 torch.tensor(lat_counts, dtype=torch.long)),
+            latent_noised=torch.repeat_interleave(
+                torch.tensor([it[3] for it in self._lat], dtype=torch.bool),
+                torch.tensor(lat_counts, dtype=torch.long),
+            ),
+            latent_split=torch.repeat_interleave(
+                torch.tensor([it[4] for it in self._lat], dtype=torch.long),
+                torch.tensor(lat_counts, dtype=torch.long),
+            ),
             latent_grids=[(it[4], it[5], it[6]) for it in self._lat],
             positions=torch.tensor(self._pos, dtype=torch.long),
             gen=torch.tensor(self._gen, dtype=torch.bool),

@@ -10,10 +10,21 @@ from cooper_lib.models.cooper.config import AutoencoderConfig, CooperConfig, LLM
 def _tiny() -> CooperConfig:
     """Every part at toy width, with BAGEL's structure (2 experts, GQA, q/k norms, 4-level autoencoder)."""
     return CooperConfig(
-        llm=LLMConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512),
-        vit=ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4),
-        vae=AutoencoderConfig(base_channels=8, channel_multipliers=(1, 2, 2, 2), num_res_blocks=1, norm_groups=4),
+        llm=LLMConfig(
+            vocab_size=128,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        ),
+        vit=ViTConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4
+        ),
+        vae=AutoencoderConfig(
+            base_channels=8, channel_multipliers=(1, 2, 2, 2), num_res_blocks=1, norm_groups=4
+        ),
         max_latent_size=8,
         vit_max_num_patch_per_side=16,
         bos_token_id=1,

@@ -76,11 +76,15 @@ class CooperSampling:
             raise ValueError(f"cfg_renorm_type: expected one of {RENORM_TYPES}, got {self.cfg_renorm_type!r}")
         lo, hi = self.cfg_interval
         if not 0.0 <= lo <= hi <= 1.0:
-            raise ValueError(f"cfg_interval: expected (lo, hi) with 0 <= lo <= hi <= 1, got {self.cfg_interval}")
+            raise ValueError(
+                f"cfg_interval: expected (lo, hi) with 0 <= lo <= hi <= 1, got {self.cfg_interval}"
+            )
 
     def timesteps(self) -> torch.Tensor:
         """The `num_timesteps` shifted times from 1 to 0 (float64)."""
-        return shift_timesteps(torch.linspace(1.0, 0.0, self.num_timesteps, dtype=torch.float64), self.timestep_shift)
+        return shift_timesteps(
+            torch.linspace(1.0, 0.0, self.num_timesteps, dtype=torch.float64), self.timestep_shift
+        )
 
 
 #: COOPER's evaluation (VLMEvalKit) settings and its GRPO rollout settings.
@@ -104,8 +108,13 @@ def guidance_contexts(context: list[Item]) -> tuple[list[Item], list[Item], list
     return full, no_text, [item for item in context if isinstance(item, Text)]
 
 
-def combine_guidance(v: torch.Tensor, v_text: torch.Tensor | None, v_img: torch.Tensor | None,
-                     s: CooperSampling, eps: float = 1e-8) -> torch.Tensor:
+def combine_guidance(
+    v: torch.Tensor,
+    v_text: torch.Tensor | None,
+    v_img: torch.Tensor | None,
+    s: CooperSampling,
+    eps: float = 1e-8,
+) -> torch.Tensor:
     """Guided velocity `[N, D]` from the full (`v`), no-text and no-image branches (see module doc)."""
     if v_text is None:
         return v
@@ -191,5 +200,7 @@ def generate_image(
     step = model.config.latent_downsample
     if size[0] % step or size[1] % step:
         raise ValueError(f"size: expected (H, W) multiples of {step}, got {size}")
-    latent = generate_latent(model, context, (size[0] // step, size[1] // step), sampling, generator=generator)
+    latent = generate_latent(
+        model, context, (size[0] // step, size[1] // step), sampling, generator=generator
+    )
     return model.vae.decode(latent[None].to(next(model.vae.parameters()).dtype))[0]

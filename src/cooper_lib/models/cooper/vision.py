@@ -44,8 +44,11 @@ class PackedSiglip(nn.Module):
     def forward(self, patches: torch.Tensor, pos: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         emb = self.vision_model.embeddings
         x = emb.patch_embedding(patches.to(emb.patch_embedding.weight.dtype)) + emb.position_embedding(pos)
-        image_id = torch.repeat_interleave(torch.arange(len(lengths), device=x.device),
-                                           torch.tensor(lengths, device=x.device))
+        image_id = torch.repeat_interleave(
+            torch.arange(len(lengths), device=x.device), torch.tensor(lengths, device=x.device)
+        )
         mask = image_id[:, None] == image_id[None, :]  # [N, N]: within one image
-        x = self.vision_model.encoder(inputs_embeds=x[None], attention_mask=mask[None, None]).last_hidden_state
+        x = self.vision_model.encoder(
+            inputs_embeds=x[None], attention_mask=mask[None, None]
+        ).last_hidden_state
         return self.vision_model.post_layernorm(x[0])
