@@ -110,7 +110,8 @@ class _Split:
 @dataclass
 class SequenceBuilder:
     """Append samples' splits in order, then `build()`. Pixels are `[3, H, W]` in [-1, 1]; latents
-    `[z, h, w]` autoencoder latents (h, w multiples of the latent patch size)."""
+    `[z, h, w]` autoencoder latents (h, w multiples of the latent patch size). Inputs are copied to
+    the CPU while building (they are inputs, not differentiated); move the result with `.to(device)`."""
 
     config: CooperConfig
     _splits: list[_Split] = field(default_factory=list)
@@ -167,7 +168,7 @@ class SequenceBuilder:
                 f"pixels: expected [{self.config.vit.num_channels}, H, W], got {tuple(pixels.shape)}"
             )
         p, side = self.config.vit.patch_size, self.config.vit_max_num_patch_per_side
-        patches = patchify(pixels, p)
+        patches = patchify(pixels.detach().cpu(), p)
         pos = grid_position_ids(pixels.shape[1] // p, pixels.shape[2] // p, side)
 
         def add() -> None:
@@ -191,7 +192,7 @@ class SequenceBuilder:
                     f"latent: expected [{z}, h, w] with h, w multiples of {p}, got {tuple(latent.shape)}"
                 )
             rows, cols = latent.shape[1] // p, latent.shape[2] // p
-            tokens = patchify(latent, p)
+            tokens = patchify(latent.detach().cpu(), p)
         elif grid is not None and noised:
             rows, cols = grid
             tokens = torch.zeros(rows * cols, p * p * z)
