@@ -2,7 +2,8 @@
 
 `CooperModel` (Qwen2 decoder with two experts per layer, SigLIP, connector, time embedder, FLUX
 autoencoder) over packed sequences (`SequenceBuilder`), COOPER's in-sequence flow-matching sampler
-(`generate_latent`, `generate_image`) and stage-1 loss (`CooperModel.stage1_loss`), and loading of
+(`generate_latent`, `generate_image`) and stage-1 loss (`CooperModel.stage1_loss`), cached text
+generation (`generate_text`), and loading of
 official release folders (`CooperModel.from_pretrained`). See docs/reference-cooper.md.
 """
 
@@ -10,20 +11,18 @@ from cooper_lib.models.cooper.autoencoder import Autoencoder, autoencoder_config
 from cooper_lib.models.cooper.checkpoint import load_cooper, save_cooper
 from cooper_lib.models.cooper.config import AutoencoderConfig, CooperConfig, LLMConfig, ViTConfig
 from cooper_lib.models.cooper.modeling import CooperModel, PrefixCache
-from cooper_lib.models.cooper.packing import PackedSequence, SequenceBuilder
+from cooper_lib.models.cooper.packing import Image, Item, Latent, PackedSequence, SequenceBuilder, Text
 from cooper_lib.models.cooper.presets import PRESETS, preset
 from cooper_lib.models.cooper.sampler import (
     EVAL_SAMPLING,
     ROLLOUT_SAMPLING,
     CooperSampling,
-    Image,
-    Latent,
-    Text,
     combine_guidance,
     generate_image,
     generate_latent,
     guidance_contexts,
 )
+from cooper_lib.models.cooper.text import generate_text
 
 __all__ = [
     "EVAL_SAMPLING",
@@ -35,6 +34,7 @@ __all__ = [
     "CooperModel",
     "CooperSampling",
     "Image",
+    "Item",
     "LLMConfig",
     "Latent",
     "PackedSequence",
@@ -46,6 +46,7 @@ __all__ = [
     "combine_guidance",
     "generate_image",
     "generate_latent",
+    "generate_text",
     "guidance_contexts",
     "load_cooper",
     "preset",

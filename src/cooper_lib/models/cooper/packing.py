@@ -35,6 +35,30 @@ def unpatchify(tokens: torch.Tensor, rows: int, cols: int, patch: int) -> torch.
     return torch.einsum("hwpqc->chpwq", x).reshape(c, rows * patch, cols * patch)
 
 
+@dataclass(frozen=True)
+class Text:
+    """Text token ids (frame them with `<|im_start|>` / `<|im_end|>` as BAGEL's prompts do)."""
+
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """An image the model reads through the ViT: `[3, H, W]` in [-1, 1]."""
+
+    pixels: torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Latent:
+    """A clean autoencoder latent the model reads through `vae2llm`: `[16, h, w]`."""
+
+    latent: torch.Tensor
+
+
+Item = Text | Image | Latent
+
+
 @dataclass
 class PackedSequence:
     """One packed row of `L` tokens (shapes in brackets; index tensors point into the row).
@@ -207,6 +231,19 @@ class SequenceBuilder:
             self._gen.extend([True] * len(tokens))
 
         self._framed("noise" if noised else "full", add)
+        return self
+
+    def add(self, items: list[Item]) -> SequenceBuilder:
+        """Append context items in order: `Text` (causal), `Image` (ViT), `Latent` (clean latent)."""
+        for item in items:
+            if isinstance(item, Text):
+                self.text(list(item.ids))
+            elif isinstance(item, Image):
+                self.image(item.pixels)
+            elif isinstance(item, Latent):
+                self.latent(item.latent)
+            else:
+                raise TypeError(f"items: expected Text, Image or Latent, got {type(item).__name__}")
         return self
 
     def build(self) -> PackedSequence:

@@ -28,33 +28,9 @@ import torch
 
 from cooper_lib.heads.sampler import shift_timesteps
 from cooper_lib.models.cooper.modeling import CooperModel
-from cooper_lib.models.cooper.packing import SequenceBuilder, unpatchify
+from cooper_lib.models.cooper.packing import Image, Item, Latent, SequenceBuilder, Text, unpatchify
 
 RENORM_TYPES = ("global", "channel", "text_channel")
-
-
-@dataclass(frozen=True)
-class Text:
-    """Text token ids (frame them with `<|im_start|>` / `<|im_end|>` as BAGEL's prompts do)."""
-
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class Image:
-    """An image the model reads through the ViT: `[3, H, W]` in [-1, 1]."""
-
-    pixels: torch.Tensor
-
-
-@dataclass(frozen=True, eq=False)
-class Latent:
-    """A clean autoencoder latent the model reads through `vae2llm`: `[16, h, w]`."""
-
-    latent: torch.Tensor
-
-
-Item = Text | Image | Latent
 
 
 @dataclass(frozen=True)
@@ -132,16 +108,6 @@ def combine_guidance(
     return guided * scale.clamp(min=s.cfg_renorm_min, max=1.0)
 
 
-def _add(builder: SequenceBuilder, items: list[Item]) -> None:
-    for item in items:
-        if isinstance(item, Text):
-            builder.text(list(item.ids))
-        elif isinstance(item, Image):
-            builder.image(item.pixels)
-        else:
-            builder.latent(item.latent)
-
-
 @torch.no_grad()
 def generate_latent(
     model: CooperModel,
@@ -159,7 +125,7 @@ def generate_latent(
     branches = branches[: (3 if sampling.cfg_img_scale > 1.0 else 2) if guided else 1]
     builder = SequenceBuilder(model.config)
     for items in branches:
-        _add(builder.new_sample(), items)
+        builder.new_sample().add(items)
         builder.latent(noised=True, grid=grid)
     device = next(model.parameters()).device
     seq = builder.build().to(device)
