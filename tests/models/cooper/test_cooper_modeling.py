@@ -91,3 +91,25 @@ def test_stage1_needs_a_noised_split(model):
         model.stage1_loss(seq)
     with pytest.raises(ValueError, match="part: expected"):
         model.num_parameters("lm")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = CooperModel(preset("tiny")).train()
+    torch.nn.init.normal_(model.llm2vae.weight, std=0.05)
+    seq = SequenceBuilder(model.config).text([1, 5]).latent(torch.randn(16, 4, 4), noised=True).build()
+    grads = []
+    for flag in (False, True):
+        model.language_model.model.gradient_checkpointing = flag
+        model.zero_grad()
+        model.stage1_loss(seq, generator=torch.Generator().manual_seed(0)).backward()
+        grads.append(model.language_model.model.layers[0].mlp_moe_gen.up_proj.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_bf16_model_runs():
+    bf16 = CooperModel(preset("tiny")).to(torch.bfloat16).eval()
+    seq = _sequence(bf16.config)
+    hidden = bf16(seq, torch.randn(6, 64), torch.rand(6))
+    assert hidden.dtype == torch.bfloat16 and torch.isfinite(hidden).all()
