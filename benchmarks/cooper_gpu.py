@@ -32,7 +32,7 @@ from cooper_lib.models.cooper import (
     generate_latent,
     preset,
 )
-from cooper_lib.models.cooper.mot import MoTDecoderLayer, Qwen2RotaryEmbedding
+from cooper_lib.models.cooper.mot import MoTDecoderLayer, Qwen2RotaryEmbedding, block_mask
 from cooper_lib.models.cooper.packing import SequenceBuilder
 
 
@@ -107,7 +107,9 @@ def tiny_generation(device: torch.device, repeats: int) -> None:
     _row("stage-1 step (s)", f"{t_step:.4f}")
 
 
-def mot_layer(device: torch.device, scale: int, tokens: int, repeats: int, dtype: torch.dtype) -> None:
+def mot_layer(
+    device: torch.device, scale: int, tokens: int, repeats: int, dtype: torch.dtype, attention: str
+) -> None:
     full = LLMConfig()
     cfg = LLMConfig(
         vocab_size=16,
@@ -127,15 +129,16 @@ def mot_layer(device: torch.device, scale: int, tokens: int, repeats: int, dtype
     gen = (torch.arange(tokens) >= half).to(device)
     mask = torch.ones(tokens, tokens, dtype=torch.bool, device=device).tril()
     mask[half:, half:] = True
+    attn_mask = block_mask(mask) if attention == "flex" else mask
     cos, sin = rotary(x, positions[None])
     cos_sin = (cos[0], sin[0])
 
     def forward() -> torch.Tensor:
         with torch.no_grad():
-            return layer(x, cos_sin, gen, mask)[0]
+            return layer(x, cos_sin, gen, attn_mask)[0]
 
     def forward_backward() -> None:
-        out, _ = layer(x, cos_sin, gen, mask)
+        out, _ = layer(x, cos_sin, gen, attn_mask)
         out.float().square().mean().backward()
         layer.zero_grad(set_to_none=True)
         x.grad = None
@@ -146,7 +149,7 @@ def mot_layer(device: torch.device, scale: int, tokens: int, repeats: int, dtype
     t_fb = _best(forward_backward, repeats, device)
     flops = 3 * 2 * (n_params // 2) * tokens  # one expert (half the weights) per token; backward = 2x forward
     print(
-        f"\n## one MoT layer at 7B shapes / {scale} on {device}, {dtype}, {tokens} tokens (half text, half latent)\n"
+        f"\n## one MoT layer at 7B shapes / {scale} on {device}, {dtype}, {attention}, {tokens} tokens (half text, half latent)\n"
     )
     print(f"| {'measure':<52} | {'value':>18} |\n|{'-' * 54}|{'-' * 20}|")
     _row(
@@ -171,16 +174,19 @@ def main() -> None:
     parser.add_argument(
         "--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="of the MoT layer"
     )
+    parser.add_argument("--attention", default="sdpa", choices=["sdpa", "flex"], help="of the MoT layer")
     parser.add_argument("--skip-tiny", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.attention == "flex" and device.type != "cuda":
+        parser.error("--attention flex: FlexAttention has no backward on the CPU; use a CUDA device")
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     if not args.skip_tiny:
         tiny_generation(device, args.repeats)
-    mot_layer(device, args.scale, args.tokens, args.repeats, getattr(torch, args.dtype))
+    mot_layer(device, args.scale, args.tokens, args.repeats, getattr(torch, args.dtype), args.attention)
 
 
 if __name__ == "__main__":

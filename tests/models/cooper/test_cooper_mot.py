@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from cooper_lib.models.cooper import LLMConfig
@@ -122,3 +123,23 @@ def test_generation_expert_weights_touch_only_generation_tokens():
     after, _ = model(x, pos, gen, mask)
     torch.testing.assert_close(after[:3], before[:3])  # causally before any generation token
     assert not torch.allclose(after[3:], before[3:])
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_matches_sdpa():
+    model = MoTModel(CFG)
+    _randomise(model)
+    x = torch.randn(12, CFG.hidden_size)
+    pos = torch.arange(12)
+    gen = torch.arange(12) >= 5
+    mask = torch.ones(12, 12, dtype=torch.bool).tril()
+    mask[5:9, 5:9] = True
+    mask[9:, 5:9] = False  # a noise split read by nobody after it
+    with torch.no_grad():  # FlexAttention has no backward on the CPU
+        sdpa, _ = model(x, pos, gen, mask)
+        model.attention = "flex"
+        flex, _ = model(x, pos, gen, mask)
+    torch.testing.assert_close(flex, sdpa, rtol=1e-4, atol=1e-4)
+    model.attention = "flash"
+    with pytest.raises(ValueError, match="attention: expected one of"):
+        model(x, pos, gen, mask)

@@ -11,15 +11,22 @@ attention over a packed sequence with an optional cached prefix are written here
 
 Shapes: a packed row of `L` tokens, hidden `H`, `n` query heads and `m` key/value heads of `d` dims.
 Masks are boolean `[L, L_k]` (True = may attend) with `L_k = L_past + L`.
+
+Attention runs through PyTorch SDPA with that explicit mask (`MoTModel.attention = "sdpa"`, the
+default, every device). `"flex"` turns the mask into a FlexAttention block mask once per forward
+pass and calls `flex_attention`, compiled on CUDA (where it skips fully masked blocks) and eager
+elsewhere (correct but slow, and forward only on the CPU: for checks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from torch.utils.checkpoint import checkpoint
 from transformers.models.qwen2.modeling_qwen2 import (
     Qwen2Attention,
@@ -32,6 +39,28 @@ from transformers.models.qwen2.modeling_qwen2 import (
 from cooper_lib.models.cooper.config import LLMConfig
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [m, L, d] each, normed and rotated
+ATTENTION = ("sdpa", "flex")
+
+
+@cache
+def _compiled_flex() -> Callable:
+    return torch.compile(flex_attention)
+
+
+def block_mask(mask: torch.Tensor) -> BlockMask:
+    """FlexAttention block mask of a boolean `[L, L_k]` mask."""
+    rows, cols = mask.shape
+    return create_block_mask(
+        lambda b, h, q, k: mask[q, k], B=None, H=None, Q_LEN=rows, KV_LEN=cols, device=mask.device
+    )
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | BlockMask) -> torch.Tensor:
+    """`[1, n, L, d]` attention of `q [1, n, L, d]` over `k, v [1, m, L_k, d]` (grouped heads)."""
+    if isinstance(mask, BlockMask):
+        fn = _compiled_flex() if q.is_cuda else flex_attention
+        return fn(q, k, v, block_mask=mask, enable_gqa=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None, None], enable_gqa=True)
 
 
 def route(
@@ -72,7 +101,7 @@ class MoTAttention(Qwen2Attention):
         x: torch.Tensor,  # [L, H]
         cos_sin: tuple[torch.Tensor, torch.Tensor],  # [L, d] each
         gen: torch.Tensor,  # [L] bool
-        mask: torch.Tensor,  # [L, L_k] bool
+        mask: torch.Tensor | BlockMask,  # [L, L_k] bool, or its block mask
         past: KV | None = None,
     ) -> tuple[torch.Tensor, KV]:
         d = self.head_dim
@@ -85,9 +114,7 @@ class MoTAttention(Qwen2Attention):
         k, v = k.transpose(0, 1), v.transpose(0, 1)  # [m, L, d]
         if past is not None:
             k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)  # [m, L_k, d]
-        out = F.scaled_dot_product_attention(
-            q.transpose(0, 1)[None], k[None], v[None], attn_mask=mask[None, None], enable_gqa=True
-        )  # [1, n, L, d]
+        out = attend(q.transpose(0, 1)[None], k[None], v[None], mask)  # [1, n, L, d]
         out = out[0].transpose(0, 1).flatten(1)  # [L, n d]
         return route(out, gen, self.o_proj, self.o_proj_moe_gen), (k, v)
 
@@ -131,6 +158,7 @@ class MoTModel(nn.Module):
         self.norm_moe_gen = Qwen2RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps)
         self.rotary_emb = Qwen2RotaryEmbedding(qcfg)
         self.gradient_checkpointing = False
+        self.attention = "sdpa"  # or "flex" (see the module docstring)
 
     def forward(
         self,
@@ -143,6 +171,10 @@ class MoTModel(nn.Module):
         """Hidden states after the final norms `[L, H]` and each layer's keys and values."""
         cos, sin = self.rotary_emb(x, positions[None])
         cos_sin = (cos[0], sin[0])  # [L, d]
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention: expected one of {ATTENTION}, got {self.attention!r}")
+        if self.attention == "flex":
+            mask = block_mask(mask)
         cache = []
         for i, layer in enumerate(self.layers):
             layer_past = past[i] if past is not None else None
