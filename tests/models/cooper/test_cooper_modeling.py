@@ -89,6 +89,8 @@ def test_stage1_needs_a_noised_split(model):
     seq = SequenceBuilder(model.config).text([1, 2]).latent(torch.randn(16, 2, 2)).build()
     with pytest.raises(ValueError, match="seq: expected at least one noised latent split"):
         model.stage1_loss(seq)
+    with pytest.raises(ValueError, match="x_t, t: expected \\[0, 64\\] and \\[0\\]"):
+        model(seq, torch.zeros(1, 64), torch.zeros(1))
     with pytest.raises(ValueError, match="part: expected"):
         model.num_parameters("lm")
 

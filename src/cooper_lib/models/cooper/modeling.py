@@ -76,6 +76,14 @@ class CooperModel(nn.Module):
     ) -> torch.Tensor:
         """Input embeddings `[L, H]`; `x_t [N_noised, D]` and `t [N_noised]` fill the noised latent
         tokens (zeros and t = 0 when not given, as for a prefill that will not read them)."""
+        n_noised = int(seq.latent_noised.sum())
+        if x_t is not None and (
+            t is None or x_t.shape != (n_noised, self.config.latent_dim) or t.shape != (n_noised,)
+        ):
+            raise ValueError(
+                f"x_t, t: expected [{n_noised}, {self.config.latent_dim}] and [{n_noised}] (the noised latent "
+                f"tokens), got {tuple(x_t.shape)} and {None if t is None else tuple(t.shape)}"
+            )
         emb = self.language_model.model.embed_tokens
         x = emb.weight.new_zeros(seq.length, self.config.llm.hidden_size)
         x[seq.text_index] = emb(seq.text_ids)
