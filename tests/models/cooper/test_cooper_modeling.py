@@ -3,7 +3,14 @@ import torch
 
 from cooper_lib.data.synthetic import SceneConfig, render_scenes
 from cooper_lib.modalities.depth import DepthCodec
-from cooper_lib.models.cooper import CooperModel, SequenceBuilder, preset
+from cooper_lib.models.cooper import (
+    NO_DROPOUT,
+    CooperModel,
+    SequenceBuilder,
+    Stage1Sample,
+    preset,
+    stage1_sequence,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +54,17 @@ def test_noised_latents_are_read_by_nobody_else(model):
 
 
 def _depth_batch(model, n=4, size=32):
+    """COOPER's stage-1 rows (image as latent and ViT tokens, instruction, noised depth latent)."""
     scenes = render_scenes(n, seed=0, config=SceneConfig(width=size, height=size))
     codec = DepthCodec(min_depth=0.1, max_depth=12.0, out_of_range="clamp")
-    rgb = torch.stack([s.rgb for s in scenes]) * 2 - 1
-    depth = torch.stack([codec.encode(s.depth) for s in scenes]) * 2 - 1  # gray pseudo-images in [-1, 1]
-    with torch.no_grad():
-        latents = model.vae.encode(depth)  # [n, 16, size/8, size/8]
-    b = SequenceBuilder(model.config)
-    for image, latent in zip(rgb, latents, strict=True):
-        b.new_sample().text([1, 20, 21, 22]).image(image).latent(latent, noised=True)
-    return b.build()
+    samples = []
+    for scene in scenes:
+        rgb = scene.rgb * 2 - 1
+        depth = codec.encode(scene.depth) * 2 - 1  # gray pseudo-image in [-1, 1]
+        samples.append(
+            Stage1Sample(vit_pixels=rgb, vae_pixels=rgb, target_pixels=depth, instruction_ids=(20, 21))
+        )
+    return stage1_sequence(model, samples, dropout=NO_DROPOUT, sample_latents=False)
 
 
 def test_stage1_loss_falls_on_synthetic_depth():

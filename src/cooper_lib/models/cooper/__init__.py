@@ -2,7 +2,7 @@
 
 `CooperModel` (Qwen2 decoder with two experts per layer, SigLIP, connector, time embedder, FLUX
 autoencoder) over packed sequences (`SequenceBuilder`), COOPER's in-sequence flow-matching sampler
-(`generate_latent`, `generate_image`) and stage-1 loss (`CooperModel.stage1_loss`), cached text
+(`generate_latent`, `generate_image`) and stage-1 rows and loss (`stage1_sequence`, `CooperModel.stage1_loss`), cached text
 generation (`generate_text`), and loading of
 official release folders (`CooperModel.from_pretrained`). See docs/reference-cooper.md.
 """
@@ -22,14 +22,17 @@ from cooper_lib.models.cooper.sampler import (
     generate_latent,
     guidance_contexts,
 )
+from cooper_lib.models.cooper.stage1 import NO_DROPOUT, ConditionDropout, Stage1Sample, stage1_sequence
 from cooper_lib.models.cooper.text import generate_text
 
 __all__ = [
     "EVAL_SAMPLING",
+    "NO_DROPOUT",
     "PRESETS",
     "ROLLOUT_SAMPLING",
     "Autoencoder",
     "AutoencoderConfig",
+    "ConditionDropout",
     "CooperConfig",
     "CooperModel",
     "CooperSampling",
@@ -40,6 +43,7 @@ __all__ = [
     "PackedSequence",
     "PrefixCache",
     "SequenceBuilder",
+    "Stage1Sample",
     "Text",
     "ViTConfig",
     "autoencoder_config_from_shapes",
@@ -51,4 +55,5 @@ __all__ = [
     "load_cooper",
     "preset",
     "save_cooper",
+    "stage1_sequence",
 ]

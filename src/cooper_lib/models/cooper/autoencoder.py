@@ -173,7 +173,10 @@ class Autoencoder(nn.Module):
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         z = mean
         if sample:
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            where = generator.device if generator is not None else mean.device
+            noise = torch.randn(mean.shape, generator=generator, device=where, dtype=mean.dtype).to(
+                mean.device
+            )
             z = mean + torch.exp(0.5 * logvar) * noise
         return self.config.scale_factor * (z - self.config.shift_factor)
 

@@ -158,6 +158,11 @@ class SequenceBuilder:
         self._rope = 0
         return self
 
+    def skip_position(self) -> SequenceBuilder:
+        """Advance the RoPE position as an image would (BAGEL's trainer does this for a dropped image)."""
+        self._rope += 1
+        return self
+
     def _add_text_token(self, token: int) -> None:
         self._text.append((int(token), self._cursor))
         self._pos.append(self._rope)
