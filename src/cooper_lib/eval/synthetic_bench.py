@@ -87,20 +87,7 @@ def _rendered_records(
             scene, rng, max_questions=questions_per_scene, balance=balance, answer_style=answer_style
         )
         for k, q in enumerate(questions):
-            record = QARecord(
-                id=f"{index:06d}-{k}",
-                image="",
-                question=q.prompt,
-                answer=q.answer,
-                answer_type=q.answer_type,
-                category=q.category,
-                cpr=q.cpr,
-                modality=q.modality,
-                unit=q.unit,
-                choices=list(q.choices),
-                value=q.value,
-                meta={"scene": index, "scene_seed": scene.seed},
-            )
+            record = q.record(f"{index:06d}-{k}", "", {"scene": index, "scene_seed": scene.seed})
             out.append((record, image))
     return out
 

@@ -155,12 +155,7 @@ class Modality:
     # ------------------------------------------------------------------ targets
     def validate_target(self, target: torch.Tensor, *, where: str, num_classes: int) -> torch.Tensor:
         """A batch of target maps in this modality's format, or a ValueError / TypeError naming `where`."""
-        if not isinstance(target, torch.Tensor):
-            raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
-        if target.ndim == 4 and target.shape[1] == 1:
-            target = target[:, 0]
-        if target.ndim != 3:
-            raise ValueError(f"{where}: expected maps of shape [n, h, w], got {tuple(target.shape)}")
+        target = map_batch(target, where)
         if not target.is_floating_point():
             raise TypeError(f"{where}: expected a floating-point tensor, got dtype {target.dtype}")
         return target
@@ -227,6 +222,17 @@ class Modality:
         if not bool(valid.any()):
             return {}
         return {self.metric_names[0]: float((pred.float() - target.float()).abs()[valid].mean())}
+
+
+def map_batch(target: Any, where: str) -> torch.Tensor:
+    """`target` as a batch of one-channel maps [n, h, w] ([n, 1, h, w] is squeezed), or an error naming `where`."""
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
+    if target.ndim == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.ndim != 3:
+        raise ValueError(f"{where}: expected maps of shape [n, h, w], got {tuple(target.shape)}")
+    return target
 
 
 def _is_codec(obj: object) -> bool:

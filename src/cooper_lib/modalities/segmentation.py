@@ -21,7 +21,7 @@ from PIL import Image
 from cooper_lib.modalities._convert import image_pixels, map_tensor, mask_tensor, parse_colour
 from cooper_lib.modalities._nearest import DEFAULT_CHUNK_PIXELS, nearest_colour
 from cooper_lib.modalities.base import ArrayLike, DecodedMap, ModalityCodec
-from cooper_lib.modalities.modality import Display, Modality
+from cooper_lib.modalities.modality import Display, Modality, map_batch
 from cooper_lib.modalities.palettes import ADE20K_PALETTE_HEX
 from cooper_lib.modalities.segmentation_metrics import confusion_matrix, mean_iou
 from cooper_lib.ops.seg_ce_dice import seg_ce_dice_loss
@@ -285,12 +285,7 @@ class SegmentationModality(Modality):
 
     def validate_target(self, target: torch.Tensor, *, where: str, num_classes: int) -> torch.Tensor:
         """Integer class ids [n, h, w] in [0, num_classes) or `IGNORE_INDEX`."""
-        if not isinstance(target, torch.Tensor):
-            raise TypeError(f"{where}: expected a torch.Tensor, got {type(target).__name__}")
-        if target.ndim == 4 and target.shape[1] == 1:
-            target = target[:, 0]
-        if target.ndim != 3:
-            raise ValueError(f"{where}: expected maps of shape [n, h, w], got {tuple(target.shape)}")
+        target = map_batch(target, where)
         if target.is_floating_point() or target.dtype == torch.bool:
             raise TypeError(f"{where}: expected integer class ids, got dtype {target.dtype}")
         bad = (target < 0) | ((target >= num_classes) & (target != IGNORE_INDEX))

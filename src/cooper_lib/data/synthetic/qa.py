@@ -20,6 +20,9 @@ import itertools
 import random
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from cooper_lib.data.records import QARecord
 
 from .config import COLOURS, SHAPES
 from .scene import SceneObject, SpatialScene
@@ -98,6 +101,23 @@ class SpatialQuestion:
     def boxed(self) -> str:
         """What goes inside `\\boxed{}`: the answer, with its unit for numbers."""
         return f"{self.answer} {self.unit}" if self.unit else self.answer
+
+    def record(self, id: str, image: Any, meta: dict[str, Any]) -> QARecord:
+        """This question as a `QARecord` row (what the writer stores and the benchmark scores)."""
+        return QARecord(
+            id=id,
+            image=image,
+            question=self.prompt,
+            answer=self.answer,
+            answer_type=self.answer_type,
+            category=self.category,
+            cpr=self.cpr,
+            modality=self.modality,
+            unit=self.unit,
+            choices=list(self.choices),
+            value=self.value,
+            meta=meta,
+        )
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cooper_lib.data.records import QARecord, Stage1Record, write_jsonl
+from cooper_lib.data.records import Stage1Record, write_jsonl
 from cooper_lib.data.turns import modality_tags, tool_call
 
 from .config import SEMANTIC_CLASSES, SceneConfig
@@ -155,19 +155,10 @@ def write_dataset(
             )
         else:
             records += [
-                QARecord(
-                    id=f"{name}-{k}",
-                    image=files["images"],
-                    question=q.prompt,
-                    answer=q.answer,
-                    answer_type=q.answer_type,
-                    category=q.category,
-                    cpr=q.cpr,
-                    modality=q.modality,
-                    unit=q.unit,
-                    choices=list(q.choices),
-                    value=q.value,
-                    meta={
+                q.record(
+                    f"{name}-{k}",
+                    files["images"],
+                    {
                         "scene": index,
                         "scene_seed": scene.seed,
                         "objects": list(q.objects),
