@@ -115,9 +115,9 @@ if HAS_TRITON:
         hit_ptr,
         n_cols,
         ignore_index,
-        smoothing,
-        z_loss,
-        cap,
+        SMOOTHING: tl.constexpr,
+        Z_LOSS: tl.constexpr,
+        CAP: tl.constexpr,
         HAS_SOFTCAP: tl.constexpr,
         HAS_CLASS_WEIGHTS: tl.constexpr,
         COMPUTE_GRAD: tl.constexpr,
@@ -126,7 +126,8 @@ if HAS_TRITON:
     ):
         """One program per row, arithmetic in ``ACC`` (fp32, or fp64 for fp64 logits): an online
         logsumexp and argmax, the loss, then (optionally) the logit gradient written over the
-        logits in their own dtype, already multiplied by the row's scale."""
+        logits in their own dtype, already multiplied by the row's scale. The loss options are
+        compile-time constants (exact in fp64; one compilation per distinct setting)."""
         row = tl.program_id(0).to(tl.int64)
         row_ptr = logits_ptr + row * stride_row
         label = tl.load(labels_ptr + row)
@@ -138,12 +139,13 @@ if HAS_TRITON:
         weighted_sum = tl.zeros((), ACC)  # sum_j w_j z_j
         weight_total = tl.zeros((), ACC)  # sum_j w_j
         best = tl.zeros((), tl.int32)
+        n_float = tl.zeros((), ACC) + n_cols
         for start in range(0, n_cols, BLOCK_V):
             offs = start + tl.arange(0, BLOCK_V)
             in_row = offs < n_cols
             z = tl.load(row_ptr + offs, mask=in_row, other=0.0).to(ACC)
             if HAS_SOFTCAP:
-                z = _softcap(z, cap)
+                z = _softcap(z, CAP)
             if HAS_CLASS_WEIGHTS:
                 w = tl.load(class_w_ptr + offs, mask=in_row, other=0.0).to(ACC)
                 weighted_sum += tl.sum(w * z, axis=0)
@@ -159,40 +161,40 @@ if HAS_TRITON:
             running_max = new_max
         lse = running_max + tl.log(running_sum)
         if not HAS_CLASS_WEIGHTS:
-            weight_total += n_cols
+            weight_total += n_float
 
         z_label = tl.load(row_ptr + safe_label).to(ACC)
         if HAS_SOFTCAP:
-            z_label = _softcap(z_label, cap)
+            z_label = _softcap(z_label, CAP)
         if HAS_CLASS_WEIGHTS:
             w_label = tl.load(class_w_ptr + safe_label).to(ACC)
         else:
             w_label = tl.full((), 1.0, ACC)
-        loss = (1.0 - smoothing) * w_label * (lse - z_label)
-        loss += smoothing / n_cols * (weight_total * lse - weighted_sum)
-        loss += z_loss * lse * lse
+        loss = (1.0 - SMOOTHING) * w_label * (lse - z_label)
+        loss += SMOOTHING / n_float * (weight_total * lse - weighted_sum)
+        loss += Z_LOSS * lse * lse
         tl.store(loss_ptr + row, tl.where(valid, loss, 0.0))
         tl.store(lse_ptr + row, lse)
         tl.store(hit_ptr + row, valid & (best == label))
 
         if COMPUTE_GRAD:
             scale = tl.load(scale_ptr + row).to(ACC)
-            coef = (1.0 - smoothing) * w_label + smoothing / n_cols * weight_total + 2.0 * z_loss * lse
+            coef = (1.0 - SMOOTHING) * w_label + SMOOTHING / n_float * weight_total + 2.0 * Z_LOSS * lse
             for start in range(0, n_cols, BLOCK_V):
                 offs = start + tl.arange(0, BLOCK_V)
                 in_row = offs < n_cols
                 z = tl.load(row_ptr + offs, mask=in_row, other=0.0).to(ACC)
                 if HAS_SOFTCAP:
-                    z = _softcap(z, cap)
+                    z = _softcap(z, CAP)
                 grad = tl.exp(z - lse) * coef
                 if HAS_CLASS_WEIGHTS:
                     w = tl.load(class_w_ptr + offs, mask=in_row, other=0.0).to(ACC)
-                    grad -= smoothing / n_cols * w
+                    grad -= SMOOTHING / n_float * w
                 else:
-                    grad -= smoothing / n_cols
-                grad -= tl.where(offs == safe_label, (1.0 - smoothing) * w_label, 0.0)
+                    grad -= SMOOTHING / n_float
+                grad -= tl.where(offs == safe_label, (1.0 - SMOOTHING) * w_label, 0.0)
                 if HAS_SOFTCAP:
-                    t = z / cap
+                    t = z / CAP
                     grad *= 1.0 - t * t
                 tl.store(row_ptr + offs, (grad * scale).to(logits_ptr.dtype.element_ty), mask=in_row)
 
@@ -238,7 +240,7 @@ def _rows_step_torch(
     eps, zl, cap = opts.label_smoothing, opts.z_loss, opts.softcap
     n_cols = logits.shape[1]
     valid = labels != opts.ignore_index
-    safe = torch.where(valid, labels, 0)
+    safe = torch.where(valid & (labels >= 0) & (labels < n_cols), labels, 0)  # as the kernel: never out of range
     tanh_z = None
     if cap is not None:
         tanh_z = torch.tanh(logits / cap)
@@ -298,9 +300,9 @@ def _rows_step_triton(
         hit,
         n_cols,
         opts.ignore_index,
-        opts.label_smoothing,
-        opts.z_loss,
-        opts.softcap or 1.0,
+        SMOOTHING=opts.label_smoothing,
+        Z_LOSS=opts.z_loss,
+        CAP=opts.softcap or 1.0,
         HAS_SOFTCAP=opts.softcap is not None,
         HAS_CLASS_WEIGHTS=class_weights is not None,
         COMPUTE_GRAD=scale is not None,
@@ -681,11 +683,8 @@ def linear_cross_entropy(
             z_rows = z_loss * torch.where(valid, lse.square(), 0.0) * row_scale
             z_part = z_rows.sum() if scalar else z_rows.reshape(labels.shape)
         if return_accuracy:
-            acc = (
-                hits.sum() / valid.sum().clamp(min=1)
-                if scalar
-                else hits.to(acc_dtype).reshape(labels.shape)
-            ).to(acc_dtype)
+            hits = hits.to(acc_dtype)
+            acc = hits.sum() / valid.sum().clamp(min=1) if scalar else hits.reshape(labels.shape)
         return LinearCrossEntropyOutput(
             loss, z_part, lse.reshape(labels.shape) if return_lse else None, acc
         )
@@ -728,7 +727,7 @@ def linear_cross_entropy_reference(
     logits = logits.reshape(-1, n_vocab)
     valid = flat != ignore_index
     safe = torch.where(valid, flat, 0)
-    cw = torch.ones(n_vocab, dtype=dtype) if class_weights is None else class_weights.to(dtype)
+    cw = torch.ones(n_vocab, dtype=dtype, device=hidden.device) if class_weights is None else class_weights.to(dtype)
     log_probs = torch.log_softmax(logits, dim=-1)
     nll = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1) * cw[safe]
     smooth = -(log_probs * cw).sum(dim=-1) / n_vocab
