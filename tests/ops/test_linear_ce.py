@@ -279,9 +279,16 @@ def test_cut_cross_entropy_anchor():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.15])
 def test_class_weights_with_label_smoothing(backend, reduction, smoothing):
-    hidden, weight, labels, bias, tw = _inputs(23, 6, 13, torch.float32, ignore_every=4, bias=True, weights=True)
+    hidden, weight, labels, bias, tw = _inputs(
+        23, 6, 13, torch.float32, ignore_every=4, bias=True, weights=True
+    )
     class_weights = torch.rand(13, device=DEVICE) + 0.1
-    kw = {"reduction": reduction, "label_smoothing": smoothing, "class_weights": class_weights, "z_loss": 1e-2}
+    kw = {
+        "reduction": reduction,
+        "label_smoothing": smoothing,
+        "class_weights": class_weights,
+        "z_loss": 1e-2,
+    }
     _check(hidden, weight, labels, bias, tw, backend=backend, tol=TOL[torch.float32], chunk_size=5, **kw)
 
 
@@ -290,7 +297,13 @@ def test_class_weights_match_torch_cross_entropy(backend):
     hidden, weight, labels, _, _ = _inputs(31, 8, 17, torch.float64, ignore_every=3)
     class_weights = torch.rand(17, device=DEVICE, dtype=torch.float64) + 0.1
     ours = linear_cross_entropy(
-        hidden, weight, labels, class_weights=class_weights, label_smoothing=0.2, chunk_size=8, backend=backend
+        hidden,
+        weight,
+        labels,
+        class_weights=class_weights,
+        label_smoothing=0.2,
+        chunk_size=8,
+        backend=backend,
     )
     theirs = F.cross_entropy(hidden @ weight.T, labels, weight=class_weights, label_smoothing=0.2)
     torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
@@ -323,7 +336,9 @@ def test_shift_matches_sliced_reference_without_copying_hidden(backend, reductio
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_returned_z_loss_lse_and_accuracy(backend, reduction):
-    hidden, weight, labels, bias, tw = _inputs(29, 8, 19, torch.float64, ignore_every=3, bias=True, weights=True)
+    hidden, weight, labels, bias, tw = _inputs(
+        29, 8, 19, torch.float64, ignore_every=3, bias=True, weights=True
+    )
     hidden = (hidden * 3).detach().requires_grad_()  # confident rows: some argmaxes hit their label
     labels[1::3] = (hidden @ weight.T + bias).argmax(dim=-1)[1::3]
     kw = {"reduction": reduction, "z_loss": 1e-2, "softcap": 4.0, "label_smoothing": 0.1}
@@ -342,7 +357,9 @@ def test_returned_z_loss_lse_and_accuracy(backend, reduction):
     assert out.z_loss.grad_fn is None and out.lse.grad_fn is None and out.accuracy.grad_fn is None
     upstream = torch.randn_like(out.loss)
     grads = torch.autograd.grad(out.loss, (hidden, weight), upstream)
-    plain = linear_cross_entropy(hidden, weight, labels, bias=bias, token_weights=tw, chunk_size=7, backend=backend, **kw)
+    plain = linear_cross_entropy(
+        hidden, weight, labels, bias=bias, token_weights=tw, chunk_size=7, backend=backend, **kw
+    )
     for g, pg in zip(grads, torch.autograd.grad(plain, (hidden, weight), upstream), strict=True):
         torch.testing.assert_close(g, pg)
 
@@ -403,10 +420,14 @@ def test_no_gradient_work_when_gradients_are_off(backend, reduction, mode, monke
     monkeypatch.setattr(linear_ce_module.LinearCrossEntropyFunction, "apply", _fail)
     context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}.get(mode, torch.enable_grad)
     with context():
-        out = linear_cross_entropy(hidden, weight, labels, bias=bias, reduction=reduction, chunk_size=8, backend=backend)
+        out = linear_cross_entropy(
+            hidden, weight, labels, bias=bias, reduction=reduction, chunk_size=8, backend=backend
+        )
     assert out.grad_fn is None
     assert len(passes) == 1 and passes[0][0] is None and passes[0][1] == (False, False, False)
-    ref = linear_cross_entropy_reference(hidden.detach(), weight.detach(), labels, bias=bias.detach(), reduction=reduction)
+    ref = linear_cross_entropy_reference(
+        hidden.detach(), weight.detach(), labels, bias=bias.detach(), reduction=reduction
+    )
     _close(out, ref.double(), TOL[torch.float32])
 
 
@@ -465,7 +486,9 @@ def test_label_check_modes():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_no_host_sync_on_the_hot_path(backend):
     hidden, weight, labels, _, _ = _inputs(64, 32, 1000, torch.bfloat16, ignore_every=5)
-    linear_cross_entropy(hidden, weight, labels, chunk_size=16, backend=backend).backward()  # warm-up (autotune)
+    linear_cross_entropy(
+        hidden, weight, labels, chunk_size=16, backend=backend
+    ).backward()  # warm-up (autotune)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -481,7 +504,9 @@ def test_autotune_configs_are_clamped_to_the_row(monkeypatch):
     configs = linear_ce_module._ROW_CONFIGS
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     wide = linear_ce_module._prune_configs(configs, {"n_cols": 151936})
-    assert [(c.kwargs["BLOCK_V"], c.num_warps) for c in wide] == [(c.kwargs["BLOCK_V"], c.num_warps) for c in configs]
+    assert [(c.kwargs["BLOCK_V"], c.num_warps) for c in wide] == [
+        (c.kwargs["BLOCK_V"], c.num_warps) for c in configs
+    ]
     narrow = linear_ce_module._prune_configs(configs, {"n_cols": 300})
     assert {c.kwargs["BLOCK_V"] for c in narrow} == {512}
     monkeypatch.setenv("TRITON_INTERPRET", "1")
@@ -510,12 +535,16 @@ assert compiled.asm["cubin"]
 
 
 @pytest.mark.skipif(not linear_ce_module.HAS_TRITON, reason="triton is not installed")
-@pytest.mark.parametrize(("dtype", "acc", "flags"), [("bf16", "fp32", "1"), ("fp32", "fp32", "0"), ("fp64", "fp64", "1")])
+@pytest.mark.parametrize(
+    ("dtype", "acc", "flags"), [("bf16", "fp32", "1"), ("fp32", "fp32", "0"), ("fp64", "fp64", "1")]
+)
 def test_kernel_compiles_for_hopper(dtype, acc, flags):
     """Compiles the row kernel to a cubin for sm_90, no GPU needed (in a fresh process without the
     interpreter): the interpreter is laxer than the compiler about types."""
     env = {**os.environ, "TRITON_INTERPRET": "0"}
-    proc = subprocess.run([sys.executable, "-c", _COMPILE_CHECK, dtype, acc, flags], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _COMPILE_CHECK, dtype, acc, flags], env=env, capture_output=True, text=True
+    )
     if "triton.backends.compiler" in proc.stderr and "ModuleNotFoundError" in proc.stderr:
         pytest.skip("this triton has no offline compiler API")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -21,7 +21,10 @@ _IMAGE_TEXT = {"qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>", "llava
 
 
 def _batch(family: str, processor, model) -> dict:
-    texts = [_IMAGE_TEXT[family] + "what is here? a red cube on the left", _IMAGE_TEXT[family] + "two spheres"]
+    texts = [
+        _IMAGE_TEXT[family] + "what is here? a red cube on the left",
+        _IMAGE_TEXT[family] + "two spheres",
+    ]
     batch = dict(processor(text=texts, images=images(2), return_tensors="pt", padding=True))
     labels = batch["input_ids"].clone()
     image_token = model.config.image_token_id if family == "qwen2_vl" else model.config.image_token_index
@@ -94,7 +97,9 @@ def test_patched_loss_and_gradients_match_the_model_without_logits(tiny):
     assert ref_seen.most_rows >= tokens  # the plain model makes the [B, T, V] logits ...
     assert seen.most_rows <= CHUNK  # ... the patched one never more than a chunk of rows
     saved = ref_seen.peak - seen.peak
-    print(f"{family}: peak of tensors made in a step {ref_seen.peak / 2**20:.2f} -> {seen.peak / 2**20:.2f} MiB")
+    print(
+        f"{family}: peak of tensors made in a step {ref_seen.peak / 2**20:.2f} -> {seen.peak / 2**20:.2f} MiB"
+    )
     assert saved >= tokens * VOCAB * 4  # at least one fp32 copy of the logits saved
 
 

@@ -240,7 +240,9 @@ def _rows_step_torch(
     eps, zl, cap = opts.label_smoothing, opts.z_loss, opts.softcap
     n_cols = logits.shape[1]
     valid = labels != opts.ignore_index
-    safe = torch.where(valid & (labels >= 0) & (labels < n_cols), labels, 0)  # as the kernel: never out of range
+    safe = torch.where(
+        valid & (labels >= 0) & (labels < n_cols), labels, 0
+    )  # as the kernel: never out of range
     tanh_z = None
     if cap is not None:
         tanh_z = torch.tanh(logits / cap)
@@ -478,11 +480,7 @@ def _matmul_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype | N
     floats (the matmuls then run in it), else None (they run in the inputs' dtype)."""
     device_type = hidden.device.type
     eligible = (torch.float32, torch.float16, torch.bfloat16)
-    if (
-        torch.is_autocast_enabled(device_type)
-        and hidden.dtype in eligible
-        and weight.dtype in eligible
-    ):
+    if torch.is_autocast_enabled(device_type) and hidden.dtype in eligible and weight.dtype in eligible:
         return torch.get_autocast_dtype(device_type)
     return None
 
@@ -540,7 +538,8 @@ def _check_label_range(labels: torch.Tensor, n_vocab: int, ignore_index: int, ch
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= n_vocab))
     if check is None and labels.device.type != "cpu":
         torch._assert_async(
-            ~bad.any(), f"linear_cross_entropy: labels must be in [0, {n_vocab}) or ignore_index={ignore_index}"
+            ~bad.any(),
+            f"linear_cross_entropy: labels must be in [0, {n_vocab}) or ignore_index={ignore_index}",
         )
         return
     if bool(bad.any()):
@@ -685,9 +684,7 @@ def linear_cross_entropy(
         if return_accuracy:
             hits = hits.to(acc_dtype)
             acc = hits.sum() / valid.sum().clamp(min=1) if scalar else hits.reshape(labels.shape)
-        return LinearCrossEntropyOutput(
-            loss, z_part, lse.reshape(labels.shape) if return_lse else None, acc
-        )
+        return LinearCrossEntropyOutput(loss, z_part, lse.reshape(labels.shape) if return_lse else None, acc)
 
 
 def linear_cross_entropy_reference(
@@ -727,7 +724,11 @@ def linear_cross_entropy_reference(
     logits = logits.reshape(-1, n_vocab)
     valid = flat != ignore_index
     safe = torch.where(valid, flat, 0)
-    cw = torch.ones(n_vocab, dtype=dtype, device=hidden.device) if class_weights is None else class_weights.to(dtype)
+    cw = (
+        torch.ones(n_vocab, dtype=dtype, device=hidden.device)
+        if class_weights is None
+        else class_weights.to(dtype)
+    )
     log_probs = torch.log_softmax(logits, dim=-1)
     nll = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1) * cw[safe]
     smooth = -(log_probs * cw).sum(dim=-1) / n_vocab
