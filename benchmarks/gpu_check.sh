@@ -5,8 +5,9 @@
 #
 # 1. Environment: torch with CUDA must already be installed (this script installs nothing); it says
 #    which of triton, pytest, liger-kernel and cut-cross-entropy are missing and skips what needs them.
-# 2. The linear cross-entropy tests on CUDA (COOPER_TEST_DEVICE=cuda, TRITON_INTERPRET=0: the real
-#    kernels, autotuning, the addmm(out_dtype=) path, the no-host-sync check).
+# 2. The op tests on CUDA (COOPER_TEST_DEVICE=cuda, TRITON_INTERPRET=0: the real kernels; for the
+#    linear CE also autotuning, the addmm(out_dtype=) path, the no-host-sync check); the HF patch
+#    test stays on CPU (tiny models), it is not run here.
 # 3. One table: ours vs Liger and CCE at bf16, N in {8k, 32k}, H in {896, 3584}, V = 151,936,
 #    forward+backward time and peak memory as ratios to the fastest peer.
 # 4. A chunk-size sweep of ours at N = 32k (the CUDA default chunk is picked from it).
@@ -35,8 +36,12 @@ have() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec
 
 echo "== op tests on CUDA"
 if have pytest; then
-    COOPER_TEST_DEVICE=cuda timeout 150 "$PY" -m pytest -q -n 0 -p no:cacheprovider \
+    COOPER_TEST_DEVICE=cuda timeout 120 "$PY" -m pytest -q -n 0 -p no:cacheprovider \
         tests/ops/test_linear_ce.py tests/ops/test_linear_ce_module.py || status=1
+    echo "-- the other fused ops on CUDA"
+    COOPER_TEST_DEVICE=cuda timeout 60 "$PY" -m pytest -q -n 0 -p no:cacheprovider tests/ops \
+        --ignore tests/ops/test_linear_ce.py --ignore tests/ops/test_linear_ce_module.py \
+        --ignore tests/ops/test_hf_patch.py || status=1
 else
     echo "pytest is missing: tests skipped"
     status=1
