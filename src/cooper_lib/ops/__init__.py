@@ -12,6 +12,7 @@ from cooper_lib.ops.depth_losses import (
 )
 from cooper_lib.ops.dispatch import resolve_backend
 from cooper_lib.ops.flow_matching import flow_matching_loss, flow_matching_loss_reference
+from cooper_lib.ops.hf_patch import patch_linear_cross_entropy, unpatch_linear_cross_entropy
 from cooper_lib.ops.linear_ce import (
     LinearCrossEntropyOutput,
     default_chunk_size,
@@ -19,7 +20,6 @@ from cooper_lib.ops.linear_ce import (
     linear_cross_entropy_reference,
 )
 from cooper_lib.ops.linear_ce_module import LinearCrossEntropy
-from cooper_lib.ops.hf_patch import patch_linear_cross_entropy, unpatch_linear_cross_entropy
 from cooper_lib.ops.seg_ce_dice import seg_ce_dice_loss, seg_ce_dice_loss_reference
 
 __all__ = [
