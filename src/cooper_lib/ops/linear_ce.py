@@ -70,16 +70,19 @@ _HAS_ADDMM_OUT_DTYPE = torch.torch_version.TorchVersion(torch.__version__) >= (2
 if HAS_TRITON:
 
     def _prune_configs(configs: list, named_args: dict, **_: object) -> list:
-        """Clamp each config's vocabulary tile to the row and to ``_MAX_BLOCK_V``, dropping duplicates
-        (the interpreter keeps one config per tile: warps mean nothing there)."""
+        """Clamp each config's vocabulary tile to the row and to ``_MAX_BLOCK_V``, dropping duplicates.
+
+        A clamped tile keeps only its first config (a short row needs no tuning), and so does every
+        tile in the interpreter (warps mean nothing there).
+        """
         cap = min(triton.next_power_of_2(int(named_args["n_cols"])), _MAX_BLOCK_V)
-        seen, kept = set(), []
+        kept = []
         for config in configs:
             block = min(config.kwargs["BLOCK_V"], cap)
-            key = block if interpreter_on() else (block, config.num_warps)
-            if key not in seen:
-                seen.add(key)
-                kept.append(triton.Config({"BLOCK_V": block}, num_warps=config.num_warps))
+            same_tile = [k for k in kept if k.kwargs["BLOCK_V"] == block]
+            if same_tile and (interpreter_on() or block < config.kwargs["BLOCK_V"]):
+                continue
+            kept.append(triton.Config({"BLOCK_V": block}, num_warps=config.num_warps))
         return kept
 
     _ROW_CONFIGS = [
