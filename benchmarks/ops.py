@@ -369,6 +369,10 @@ def run_lce(args: argparse.Namespace) -> None:
                 for run in res["runs"]:
                     name = method if run["chunk"] is None else f"{method} (chunk {run['chunk']})"
                     print(_lce_row(n, h, name, run, base), flush=True)
+                if len(res["runs"]) > 1:
+                    best = min(res["runs"], key=lambda r: r["time_s"])
+                    print(f"| {n} | {h} | fastest chunk: {best['chunk']} rows ({_gib(best['peak_bytes'])} GiB) "
+                          "| | | | | |", flush=True)  # fmt: skip
 
 
 def run_patch(args: argparse.Namespace) -> None:
