@@ -4,7 +4,14 @@ Two tables:
 
 * ``lce``: linear cross-entropy at V = 151,936 (Qwen2) for naive PyTorch (logits, then
   ``F.cross_entropy``), ``torch.compile`` of that, ours, Liger's fused linear CE and Cut
-  Cross-Entropy (the last two when importable; Liger needs CUDA).
+  Cross-Entropy (the last two when importable; Liger needs CUDA). ``--mode no_grad`` times the
+  forward alone under ``torch.no_grad()`` (the weight a Parameter, as in a model).
+  ``--chunk-sizes`` times ours at each chunk size in one process (the CUDA default is picked from
+  this sweep). ``--baseline peers`` prints time and memory as ratios to the fastest of Liger and
+  CCE instead of to naive (the GPU table of ``benchmarks/gpu_check.sh``).
+* ``patch``: one ``transformers.Trainer`` run (warm-up step, then timed steps) of a tiny Qwen2-VL
+  and LLaVA backbone with a large vocabulary, plain and after ``patch_linear_cross_entropy``: the
+  memory the patch saves inside a stock training loop.
 * ``dense``: flow-matching, SILog, SSI and segmentation CE+Dice: achieved bandwidth against the
   bytes that must move (inputs read once, gradient written once) for ours and for the unfused
   PyTorch composition (the ``*_reference`` functions; on CPU ours dispatches to exactly that code).
@@ -21,6 +28,8 @@ Examples::
     python benchmarks/ops.py --table lce --n 8192 --h 896 --device cpu
     python benchmarks/ops.py --table dense --device cpu
     python benchmarks/ops.py --table lce --n 8192 32768 --h 896 3584 --device cuda --dtype bfloat16
+    python benchmarks/ops.py --table lce --n 1024 --h 896 --v 32768 --mode no_grad --methods naive ours
+    python benchmarks/ops.py --table patch --n 1024 --device cpu
 """
 
 from __future__ import annotations
@@ -110,7 +119,7 @@ def _measure(step: Callable[[], None], reset: Callable[[], None], device, warmup
 # linear cross-entropy
 
 
-def _lce_fn(method: str, device: torch.device) -> Callable:
+def _lce_fn(method: str, device: torch.device, chunk_size: int | None = None) -> Callable:
     if method == "naive":
         return lambda h, w, y: F.cross_entropy((h @ w.T).float(), y)
     if method == "compiled":
@@ -118,7 +127,7 @@ def _lce_fn(method: str, device: torch.device) -> Callable:
     if method == "ours":
         from cooper_lib.ops import linear_cross_entropy
 
-        return lambda h, w, y: linear_cross_entropy(h, w, y)
+        return lambda h, w, y: linear_cross_entropy(h, w, y, chunk_size=chunk_size)
     if method == "liger":
         if device.type != "cuda":
             raise RuntimeError("Liger's kernels are Triton-only; on CPU they would run in the interpreter")
@@ -138,23 +147,85 @@ def lce_child(args: argparse.Namespace) -> dict:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     (n,), (h,) = args.n, args.h
     torch.manual_seed(0)
-    hidden = torch.randn(n, h, device=device, dtype=dtype, requires_grad=True)
-    weight = (torch.randn(args.v, h, device=device) / math.sqrt(h)).to(dtype).requires_grad_()
+    train = args.mode == "train"
+    hidden = torch.randn(n, h, device=device, dtype=dtype, requires_grad=train)
+    weight = torch.nn.Parameter((torch.randn(args.v, h, device=device) / math.sqrt(h)).to(dtype))
     labels = torch.randint(0, args.v, (n,), device=device)
     labels[::10] = -100
-    fn = _lce_fn(args.method, device)
-    result = {}
+    chunks = args.chunk_sizes if args.method == "ours" and args.chunk_sizes else [None]
+    runs = []
+    for chunk in chunks:
+        fn = _lce_fn(args.method, device, chunk)
+        result = {"chunk": chunk}
 
-    def step() -> None:
-        loss = fn(hidden, weight, labels)
-        loss.backward()
-        result["loss"] = loss.item()
+        def step(fn: Callable = fn, result: dict = result) -> None:
+            if train:
+                loss = fn(hidden, weight, labels)
+                loss.backward()
+            else:
+                with torch.no_grad():
+                    loss = fn(hidden, weight, labels)
+            result["loss"] = loss.item()
 
-    def reset() -> None:
-        hidden.grad = weight.grad = None
+        def reset() -> None:
+            hidden.grad = weight.grad = None
 
-    result.update(_measure(step, reset, device, args.warmup, args.repeats))
-    return result
+        result.update(_measure(step, reset, device, args.warmup, args.repeats))
+        runs.append(result)
+    return {"runs": runs}
+
+
+# --------------------------------------------------------------------------------------------------
+# the Hugging Face patch inside a plain Trainer
+
+
+def patch_child(args: argparse.Namespace) -> dict:
+    import tempfile
+
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from cooper_lib.backbones.tiny import build_tiny_backbone
+    from cooper_lib.ops import patch_linear_cross_entropy
+
+    torch.manual_seed(0)
+    model, _ = build_tiny_backbone(args.method, vocab_size=args.v)
+    if args.impl == "patched":
+        patch_linear_cross_entropy(model)
+    (n,) = args.n
+    ids = torch.randint(0, 500, (2, n // 2))  # text tokens of the tiny tokenizer
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    device = torch.device(args.device)
+
+    class Peak(TrainerCallback):
+        """Peak memory over the steps after the first (which creates the optimizer state)."""
+
+        def __init__(self) -> None:
+            self.meter, self.times, self.losses = None, [], []
+
+        def on_step_begin(self, args, state, control, **kwargs) -> None:
+            if state.global_step >= 1 and self.meter is None:
+                self.meter = PeakMemory(device).__enter__()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            _sync(device)
+            self.times.append(time.perf_counter() - self.start)
+
+    peak = Peak()
+    with tempfile.TemporaryDirectory() as out:
+        train_args = TrainingArguments(
+            output_dir=out, max_steps=1 + args.repeats, learning_rate=1e-3, per_device_train_batch_size=1,
+            report_to=[], save_strategy="no", use_cpu=device.type == "cpu", remove_unused_columns=False,
+            disable_tqdm=True, logging_steps=1,
+        )  # fmt: skip
+        trainer = Trainer(
+            model=model, args=train_args, train_dataset=[batch] * (1 + args.repeats),
+            data_collator=lambda items: items[0], callbacks=[peak],
+        )  # fmt: skip
+        trainer.train()
+    peak.meter.__exit__(None, None, None)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return {"time_s": statistics.median(peak.times[1:]), "peak_bytes": peak.meter.peak, "loss": losses[0]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,16 +317,28 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f}"
 
 
+def _lce_row(n: int, h: int, name: str, res: dict, base: dict | None) -> str:
+    rel_mem = f"{res['peak_bytes'] / base['peak_bytes']:.3f}" if base else "-"
+    rel_time = f"{res['time_s'] / base['time_s']:.2f}" if base else "-"
+    return (
+        f"| {n} | {h} | {name} | {res['time_s']:.4g} | {_gib(res['peak_bytes'])} | {rel_mem} "
+        f"| {rel_time} | {res['loss']:.5f} |"
+    )
+
+
 def run_lce(args: argparse.Namespace) -> None:
     item = torch.finfo(DTYPES[args.dtype]).bits // 8
+    base_name = "fastest peer" if args.baseline == "peers" else "naive"
+    what = "fwd+bwd" if args.mode == "train" else "no_grad fwd"
     print(
-        f"linear cross-entropy, V={args.v}, {args.dtype}, device={args.device}, torch threads={torch.get_num_threads()}"
+        f"linear cross-entropy, V={args.v}, {args.dtype}, device={args.device}, mode={args.mode}, "
+        f"torch {torch.__version__}, threads={torch.get_num_threads()}"
     )
-    print("| N | H | method | fwd+bwd s | peak GiB | peak / naive | time / naive | loss |")
+    print(f"| N | H | method | {what} s | peak GiB | peak / {base_name} | time / {base_name} | loss |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in args.n:
         for h in args.h:
-            naive = None
+            results = {}
             for method in args.methods:
                 # naive-style methods hold logits, their softmax and gradient: ~3 * N * V * 4 bytes.
                 need = 3 * n * args.v * 4 + args.v * h * (item + 4)
@@ -264,25 +347,57 @@ def run_lce(args: argparse.Namespace) -> None:
                     and args.device == "cpu"
                     and need > 0.9 * _available_bytes()
                 ):
-                    res = {"error": f"skipped: needs ~{_gib(need)} GiB"}
-                else:
-                    res = _run_child(
-                        ["--child", "lce", "--method", method, "--n", str(n), "--h", str(h), "--v", str(args.v),
-                         "--device", args.device, "--dtype", args.dtype, "--warmup", str(args.warmup),
-                         "--repeats", str(args.repeats)]
-                    )  # fmt: skip
+                    results[method] = {"error": f"skipped: needs ~{_gib(need)} GiB"}
+                    continue
+                argv = ["--child", "lce", "--method", method, "--n", str(n), "--h", str(h), "--v", str(args.v),
+                        "--device", args.device, "--dtype", args.dtype, "--warmup", str(args.warmup),
+                        "--repeats", str(args.repeats), "--mode", args.mode]  # fmt: skip
+                if method == "ours" and args.chunk_sizes:
+                    argv += ["--chunk-sizes", *map(str, args.chunk_sizes)]
+                results[method] = _run_child(argv)
+            if args.baseline == "peers":
+                peers = [results[m]["runs"][0] for m in ("liger", "cce") if "runs" in results.get(m, {})]
+                base = min(peers, key=lambda r: r["time_s"]) if peers else None
+                if base is None:
+                    print(f"| {n} | {h} | (no peer ran: ratios not available) | | | | | |", flush=True)
+            else:
+                base = results.get("naive", {}).get("runs", [None])[0]
+            for method, res in results.items():
                 if "error" in res:
                     print(f"| {n} | {h} | {method} | {res['error']} | | | | |", flush=True)
                     continue
-                if method == "naive":
-                    naive = res
-                rel_mem = f"{res['peak_bytes'] / naive['peak_bytes']:.3f}" if naive else "-"
-                rel_time = f"{res['time_s'] / naive['time_s']:.2f}" if naive else "-"
-                print(
-                    f"| {n} | {h} | {method} | {res['time_s']:.2f} | {_gib(res['peak_bytes'])} | {rel_mem} "
-                    f"| {rel_time} | {res['loss']:.5f} |",
-                    flush=True,
-                )
+                for run in res["runs"]:
+                    name = method if run["chunk"] is None else f"{method} (chunk {run['chunk']})"
+                    print(_lce_row(n, h, name, run, base), flush=True)
+                if len(res["runs"]) > 1:
+                    best = min(res["runs"], key=lambda r: r["time_s"])
+                    print(f"| {n} | {h} | fastest chunk: {best['chunk']} rows ({_gib(best['peak_bytes'])} GiB) "
+                          "| | | | | |", flush=True)  # fmt: skip
+
+
+def run_patch(args: argparse.Namespace) -> None:
+    (n,) = args.n[:1]
+    print(f"HF patch in a plain Trainer, tiny backbones, V={args.v}, {n} tokens a step, device={args.device}")
+    print(
+        "| backbone | loss path | step s | peak above the optimizer state GiB | peak / plain | first loss |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for family in ("qwen2_vl", "llava"):
+        plain = None
+        for impl in ("plain", "patched"):
+            res = _run_child(
+                ["--child", "patch", "--method", family, "--impl", impl, "--n", str(n), "--v", str(args.v),
+                 "--device", args.device, "--repeats", str(max(args.repeats, 2))]
+            )  # fmt: skip
+            if "error" in res:
+                print(f"| {family} | {impl} | {res['error']} | | | |", flush=True)
+                continue
+            plain = plain or res
+            print(
+                f"| {family} | {impl} | {res['time_s']:.3f} | {_gib(res['peak_bytes'])} "
+                f"| {res['peak_bytes'] / plain['peak_bytes']:.3f} | {res['loss']:.4f} |",
+                flush=True,
+            )
 
 
 def run_dense(args: argparse.Namespace) -> None:
@@ -309,7 +424,7 @@ def run_dense(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table", choices=("lce", "dense", "all"), default="all")
+    parser.add_argument("--table", choices=("lce", "patch", "dense", "all"), default="all")
     parser.add_argument("--n", type=int, nargs="+", default=[8192, 32768], help="tokens (lce)")
     parser.add_argument("--h", type=int, nargs="+", default=[896, 3584], help="hidden sizes (lce)")
     parser.add_argument("--v", type=int, default=151936, help="vocabulary (lce)")
@@ -323,16 +438,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per lce case (median)")
     parser.add_argument("--dense-repeats", type=int, default=10, help="timed runs per dense case (median)")
-    parser.add_argument("--child", choices=("lce", "dense"), help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=("train", "no_grad"), default="train", help="lce: what is timed")
+    parser.add_argument(
+        "--chunk-sizes", type=int, nargs="+", help="lce: time ours at each of these chunk sizes"
+    )
+    parser.add_argument(
+        "--baseline", choices=("naive", "peers"), default="naive", help="lce: ratios relative to"
+    )
+    parser.add_argument("--child", choices=("lce", "patch", "dense"), help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
     if args.child:
-        print(json.dumps((lce_child if args.child == "lce" else dense_child)(args)))
+        child = {"lce": lce_child, "patch": patch_child, "dense": dense_child}[args.child]
+        print(json.dumps(child(args)))
         return
     if args.table in ("lce", "all"):
         run_lce(args)
+    if args.table == "patch":
+        run_patch(args)
     if args.table in ("dense", "all"):
         run_dense(args)
 

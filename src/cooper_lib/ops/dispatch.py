@@ -20,14 +20,15 @@ except ImportError:  # triton is an optional dependency (the `triton` extra)
     triton = None
     tl = None
 
-__all__ = ["BACKENDS", "Backend", "HAS_TRITON", "resolve_backend", "tl", "triton"]
+__all__ = ["BACKENDS", "Backend", "HAS_TRITON", "interpreter_on", "resolve_backend", "tl", "triton"]
 
 Backend = Literal["auto", "triton", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "triton", "torch")
 HAS_TRITON: bool = triton is not None
 
 
-def _interpreter_on() -> bool:
+def interpreter_on() -> bool:
+    """Whether ``TRITON_INTERPRET=1`` (Triton kernels run in the CPU interpreter)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
@@ -49,7 +50,7 @@ def resolve_backend(backend: str, *tensors: torch.Tensor | None) -> Literal["tri
         return "triton" if HAS_TRITON and on_cuda else "torch"
     if not HAS_TRITON:
         raise ImportError("backend='triton' needs the triton package (pip install 'cooper-lib[triton]')")
-    if not on_cuda and not _interpreter_on():
+    if not on_cuda and not interpreter_on():
         devices = sorted({str(t.device) for t in present})
         raise ValueError(
             "backend='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before cooper_lib.ops is "
