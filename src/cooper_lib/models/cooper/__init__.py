@@ -8,7 +8,7 @@ official release folders (`CooperModel.from_pretrained`). See docs/reference-coo
 """
 
 from cooper_lib.models.cooper.autoencoder import Autoencoder, autoencoder_config_from_shapes
-from cooper_lib.models.cooper.checkpoint import load_cooper, save_cooper
+from cooper_lib.models.cooper.checkpoint import read_release, save_release
 from cooper_lib.models.cooper.config import AutoencoderConfig, CooperConfig, LLMConfig, ViTConfig
 from cooper_lib.models.cooper.modeling import CooperModel, PrefixCache
 from cooper_lib.models.cooper.packing import Image, Item, Latent, PackedSequence, SequenceBuilder, Text
@@ -52,8 +52,8 @@ __all__ = [
     "generate_latent",
     "generate_text",
     "guidance_contexts",
-    "load_cooper",
     "preset",
-    "save_cooper",
+    "read_release",
+    "save_release",
     "stage1_sequence",
 ]

@@ -25,6 +25,7 @@ from torch import nn
 
 from cooper_lib.heads.sampler import shift_timesteps
 from cooper_lib.models.cooper.autoencoder import Autoencoder
+from cooper_lib.models.cooper.checkpoint import read_release, save_release
 from cooper_lib.models.cooper.config import CooperConfig
 from cooper_lib.models.cooper.embeddings import Connector, PositionTable, TimestepEmbedder
 from cooper_lib.models.cooper.mot import KV, MoTLanguageModel
@@ -198,13 +199,9 @@ class CooperModel(nn.Module):
         weights: str | None = None,
         **overrides,
     ) -> CooperModel:
-        """Load a BAGEL / COOPER release folder (arguments as `checkpoint.load_cooper`)."""
-        from cooper_lib.models.cooper.checkpoint import load_cooper
-
-        return load_cooper(folder, dtype=dtype, device=device, weights=weights, **overrides)
+        """Load a BAGEL / COOPER release folder (arguments as `checkpoint.read_release`)."""
+        return read_release(cls, folder, dtype=dtype, device=device, weights=weights, **overrides)
 
     def save_pretrained(self, folder: str | Path, *, max_shard_bytes: int | None = None) -> None:
-        """Write the release layout (see `checkpoint.save_cooper`)."""
-        from cooper_lib.models.cooper.checkpoint import save_cooper
-
-        save_cooper(self, folder, max_shard_bytes=max_shard_bytes)
+        """Write the release layout (see `checkpoint.save_release`)."""
+        save_release(self, folder, max_shard_bytes=max_shard_bytes)
