@@ -47,7 +47,7 @@ from cooper_lib.reasoning.policy import Policy, get_policy
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace
 
-__all__ = ["COOPER_TOOLS", "CooperReasoner", "CooperTrace", "fit_pixels"]
+__all__ = ["COOPER_TOOLS", "CooperReasoner", "CooperTrace", "fit_pixels", "framed_text"]
 
 COOPER_TOOLS = ("depth", "segmentation")
 """The tools COOPER's model generates (both as RGB pseudo-images)."""
@@ -58,6 +58,12 @@ class CooperTrace(ReasoningTrace):
     """A `ReasoningTrace` with the rollout's context as (item, generated) pairs, in order."""
 
     segments: list[tuple[Item, bool]] = field(default_factory=list)
+
+
+def framed_text(model: CooperModel, tokenizer: Any, text: str) -> Text:
+    """`text` as BAGEL frames a text item: ``<|im_start|> ids <|im_end|>``."""
+    cfg = model.config
+    return Text((cfg.bos_token_id, *tokenizer.encode(text, add_special_tokens=False), cfg.eos_token_id))
 
 
 def fit_pixels(image: PILImage.Image, stride: int, max_side: int) -> torch.Tensor:
@@ -166,10 +172,7 @@ class CooperReasoner:
 
     # ------------------------------------------------------------------ one rollout
     def _text(self, text: str) -> Text:
-        cfg = self.model.config
-        return Text(
-            (cfg.bos_token_id, *self.tokenizer.encode(text, add_special_tokens=False), cfg.eos_token_id)
-        )
+        return framed_text(self.model, self.tokenizer, text)
 
     def _rollout(self, image: PILImage.Image, question: str, seed: int) -> CooperTrace:
         model, cfg = self.model, self.model.config
