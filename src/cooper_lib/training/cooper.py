@@ -196,15 +196,16 @@ def stage1_step(
     optimizer: torch.optim.Optimizer,
     samples: list[Stage1Sample],
     *,
-    dropout: ConditionDropout = ConditionDropout(),
+    dropout: ConditionDropout | None = None,
     shift: float = 1.0,
     generator: torch.Generator | None = None,
     max_grad_norm: float | None = 1.0,
 ) -> float:
-    """One stage-1 update on `samples` packed in one row; returns the loss."""
+    """One stage-1 update on `samples` packed in one row (`dropout` default BAGEL's); returns the loss."""
     optimizer.zero_grad(set_to_none=True)
     device = next(model.parameters()).device
-    seq = stage1_sequence(model, samples, dropout=dropout, generator=generator).to(device)
+    seq = stage1_sequence(model, samples, dropout=dropout or ConditionDropout(), generator=generator)
+    seq = seq.to(device)
     loss = model.stage1_loss(seq, shift=shift, generator=generator)
     _update(model, optimizer, loss, max_grad_norm)
     return float(loss.detach())
