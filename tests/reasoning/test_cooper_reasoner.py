@@ -3,6 +3,8 @@ import torch
 from cooper_tiny import CharTokenizer, scene, tiny_model
 
 from cooper_lib.data.turns import TurnFormat
+from cooper_lib.eval.runner import evaluate, load_result
+from cooper_lib.eval.synthetic_bench import load_synthetic
 from cooper_lib.models.cooper import CooperSampling, Image, Latent, Text
 from cooper_lib.reasoning import cooper as cooper_reasoning
 from cooper_lib.reasoning.cooper import CooperReasoner, CooperTrace, fit_pixels
@@ -86,3 +88,14 @@ def test_text_only_never_generates_maps_and_checks_arguments(model):
         CooperReasoner(object(), CharTokenizer())
     with pytest.raises(ValueError, match="max_turns"):
         CooperReasoner(model, CharTokenizer(), max_turns=0)
+
+
+def test_the_evaluation_harness_evaluates_the_cooper_reasoner(model, tmp_path):
+    bench = load_synthetic(n=1, seed=3, questions_per_scene=3)
+    reasoner = CooperReasoner(
+        model, CharTokenizer(), policy="text_only", max_turns=1, max_new_tokens_per_turn=4
+    )
+    result = evaluate(reasoner, bench, output=tmp_path / "run.jsonl", progress=False)
+    assert result.policy == "text_only" and len(result.records) == 3 and result.computed == 3
+    assert all(r["stop_reason"] == "max_turns" and r["tools"] == [] for r in result.records)
+    assert load_result(tmp_path / "run.jsonl", bench).records == result.records
