@@ -56,9 +56,11 @@ def test_adaptive_turns_call_a_tool_feed_the_map_back_as_vision_tokens_and_answe
     assert trace.answer == "B" and trace.stop_reason == "answer" and trace.turns == [call, answer]
     # the second turn read: latent + ViT image, question, the call, the map as ViT tokens only, reflection
     kinds = [type(item).__name__ for item in contexts[1]]
-    assert kinds == ["Latent", "Image", "Text", "Text", "Image", "Text"]
+    assert kinds == ["Latent", "Image", "Text", "Text", "Text", "Image", "Text"]
+    assert contexts[1][3].ids == (1, *tok.encode(call)) and contexts[1][4].ids == (2,)  # <|im_end|> added
     assert tok.decode(contexts[1][-1].ids) == fmt.reflection("depth")
-    assert [generated for _, generated in trace.segments] == [False, False, False, True, False, False, True]
+    flags = [generated for _, generated in trace.segments]
+    assert flags == [False, False, False, True, False, False, False, True, False]
 
 
 def test_perceive_first_forces_both_maps_then_the_model_writes(model):
@@ -84,6 +86,19 @@ def test_text_only_never_generates_maps_and_checks_arguments(model):
     trace = reasoner.run(scene(2), "Is it left?")
     assert trace.maps == [] and trace.stop_reason == "max_turns"
     assert [s.kind for s in trace.steps] == ["text", "prompt", "text"]
+    assert [s.finish for s in trace.steps if s.kind == "text"] == ["length", "length"]
+    # the prompt holds 8 latent + 122 ViT + 13 question tokens: 5 are left for the turn's text
+    tight = CooperReasoner(
+        model,
+        CharTokenizer(),
+        policy="text_only",
+        max_total_tokens=150,
+        max_new_tokens_per_turn=20,
+        system_prompt=False,
+    )
+    short = tight.run(scene(2), "Is it left?")
+    assert short.prompt_tokens == 143 and len(short.steps[0].token_ids) == 5
+    assert short.steps[0].finish == "budget" and short.stop_reason == "max_total_tokens"
     with pytest.raises(TypeError, match="model"):
         CooperReasoner(object(), CharTokenizer())
     with pytest.raises(ValueError, match="max_turns"):

@@ -22,6 +22,7 @@ model's own turns: what `training.cooper` scores in a GRPO step.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +91,7 @@ class CooperReasoner:
         tools: modalities the model may generate (default COOPER's depth and segmentation).
         max_turns: most assistant turns (COOPER: 3).
         max_new_tokens_per_turn: most tokens one turn writes.
-        max_total_tokens: most text tokens in the whole context.
+        max_total_tokens: most tokens in the whole context (text, ViT and latent tokens).
         temperature: 0 for greedy text, else sampling temperature.
         sampling: the map sampler's settings (default COOPER's evaluation settings).
         vae_max_side, vit_max_side: longest side of the input image for the autoencoder and the
@@ -175,80 +176,109 @@ class CooperReasoner:
         return framed_text(self.model, self.tokenizer, text)
 
     def _rollout(self, image: PILImage.Image, question: str, seed: int) -> CooperTrace:
-        model, cfg = self.model, self.model.config
+        started = time.perf_counter()
+        model = self.model
         generator = torch.Generator().manual_seed(seed)
         vae_pixels = fit_pixels(image, self.vae_stride, self.vae_max_side)
         vit_pixels = fit_pixels(image, self.vit_stride, self.vit_max_side)
         weight = next(model.vae.parameters())
         latent = model.vae.encode(vae_pixels[None].to(weight), sample=False)[0].float()
-        trace = CooperTrace(question, image, self.policy.name)
+        trace = CooperTrace(question, image, self.policy.name, seed=seed if self.temperature > 0 else None)
         items: list[tuple[Item, bool]] = []
         if self.system_prompt:
             items.append((self._text(self.format.system_prompt), False))
         items += [(Latent(latent), False), (Image(vit_pixels), False), (self._text(question), False)]
         trace.prompt_tokens = self._tokens(items)
         turn = 0
-        while True:
+        while not trace.stop_reason:
             if turn >= self.max_turns:
                 trace.stop_reason = "max_turns"
                 break
             plan = self.policy.plan(turn, self.tools)
             if plan.forced_tool is not None:
                 tool, call = plan.forced_tool, self.format.tool_call(plan.forced_tool)
-                step = ReasoningStep("text", turn, text=call, forced=True, finish="tool")
                 item = self._text(call)
-                step.token_ids = list(item.ids)
-                trace.steps.append(step)
-                items.append((item, False))
-                request = self.format.parse(call, tools=[tool]).request or ""
-            else:
-                budget = self.max_total_tokens - self._tokens(items) - 2
-                if budget < 1:
-                    trace.stop_reason = "max_total_tokens"
-                    break
-                stopper = TextStopper(self.tokenizer, self.format.stop_strings(plan.tools))
-                ids = generate_text(
-                    model,
-                    [item for item, _ in items],
-                    min(self.max_new_tokens_per_turn, budget),
-                    temperature=self.temperature,
-                    generator=generator,
-                    stop=lambda token, s=stopper: (s.push(token), s.matched is not None)[1],
+                trace.steps.append(
+                    ReasoningStep(
+                        "text", turn, text=call, token_ids=list(item.ids), forced=True, finish="tool"
+                    )
                 )
-                body = ids[:-1] if ids and ids[-1] == cfg.eos_token_id else ids
-                step = ReasoningStep("text", turn, text=stopper.text, token_ids=list(ids))
-                trace.steps.append(step)
-                items.append((Text((cfg.bos_token_id, *body, cfg.eos_token_id)), True))
-                parsed = self.format.parse(stopper.text, tools=plan.tools)
-                if parsed.kind == "answer":
-                    step.finish = "answer"
-                    trace.answer, trace.raw_answer, trace.stop_reason = parsed.boxed, parsed.answer, "answer"
-                    break
-                if parsed.kind != "tool":
-                    step.finish = "eos" if ids and ids[-1] == cfg.eos_token_id else "unparsed"
-                    if len(ids) >= self.max_new_tokens_per_turn:
-                        step.finish = "length"
-                    turn += 1
-                    if turn < self.max_turns:
-                        retry = self._text(self.format.retry_prompt)
-                        trace.steps.append(
-                            ReasoningStep(
-                                "prompt", turn - 1, text=self.format.retry_prompt, token_ids=list(retry.ids)
-                            )
-                        )
-                        items.append((retry, False))
-                    continue
-                step.finish, tool, request = "tool", parsed.tool, parsed.request or ""
+                items.append((item, False))
+                called = (tool, self.format.parse(call, tools=[tool]).request or "")
+            else:
+                called = self._model_turn(trace, items, turn, plan.tools, generator)
             turn += 1
-            if turn >= self.max_turns:
+            if trace.stop_reason or called is None:
+                continue
+            if turn >= self.max_turns:  # no turn left to read the map
                 trace.stop_reason = "max_turns"
                 break
             self._perceive(
-                trace, items, turn - 1, tool, request, tuple(vae_pixels.shape[1:]), vit_pixels, generator
+                trace, items, turn - 1, *called, tuple(vae_pixels.shape[1:]), vit_pixels, generator
             )
         trace.total_tokens = self._tokens(items)
         trace.segments = items
+        trace.seconds = time.perf_counter() - started
         return trace
+
+    def _model_turn(
+        self,
+        trace: CooperTrace,
+        items: list[tuple[Item, bool]],
+        turn: int,
+        tools: tuple[str, ...],
+        generator: torch.Generator,
+    ) -> tuple[str, str] | None:
+        """The model writes turn `turn`; returns (tool, request) when it called a tool. Sets the
+        trace's answer and stop reason when the turn answered or exhausted the budget; queues the
+        retry prompt after a turn with neither a call nor an answer."""
+        cfg = self.model.config
+        budget = self.max_total_tokens - self._tokens(items) - 2  # <|im_start|> and <|im_end|>
+        if budget < 1:
+            trace.stop_reason = "max_total_tokens"
+            return None
+        stopper = TextStopper(self.tokenizer, self.format.stop_strings(tools))
+
+        def stop(token: int) -> bool:
+            stopper.push(token)
+            return stopper.matched is not None
+
+        limit = min(self.max_new_tokens_per_turn, budget)
+        ids = generate_text(
+            self.model,
+            [item for item, _ in items],
+            limit,
+            temperature=self.temperature,
+            generator=generator,
+            stop=stop,
+        )
+        step = ReasoningStep("text", turn, text=stopper.text, token_ids=list(ids))
+        trace.steps.append(step)
+        # the sampled tokens (generated) and, unless sampled, the closing <|im_end|> BAGEL's
+        # context update adds (not generated: a GRPO step does not score it)
+        items.append((Text((cfg.bos_token_id, *ids)), True))
+        ended = bool(ids) and ids[-1] == cfg.eos_token_id
+        if not ended:
+            items.append((Text((cfg.eos_token_id,)), False))
+        parsed = self.format.parse(stopper.text, tools=tools)
+        if parsed.kind == "answer":
+            step.finish = "answer"
+            trace.answer, trace.raw_answer, trace.stop_reason = parsed.boxed, parsed.answer, "answer"
+            return None
+        if parsed.kind == "tool":
+            step.finish = "tool"
+            return parsed.tool, parsed.request or ""
+        if len(ids) >= limit and limit < self.max_new_tokens_per_turn:
+            step.finish, trace.stop_reason = "budget", "max_total_tokens"
+            return None
+        step.finish = "eos" if ended else "length" if len(ids) >= limit else "unparsed"
+        if turn + 1 < self.max_turns:
+            retry = self._text(self.format.retry_prompt)
+            trace.steps.append(
+                ReasoningStep("prompt", turn, text=self.format.retry_prompt, token_ids=list(retry.ids))
+            )
+            items.append((retry, False))
+        return None
 
     def _perceive(
         self,
@@ -281,7 +311,18 @@ class CooperReasoner:
         )
         items += [(Image(fit_pixels(back, self.vit_stride, self.vit_max_side)), False), (reflection, False)]
 
-    @staticmethod
-    def _tokens(items: list[tuple[Item, bool]]) -> int:
-        """Text tokens of the context (frames of images included)."""
-        return sum(len(item.ids) if isinstance(item, Text) else 2 for item, _ in items)
+    def _tokens(self, items: list[tuple[Item, bool]]) -> int:
+        """Tokens of the context: text, and each image's ViT or latent tokens with their two frame tokens."""
+        cfg = self.model.config
+        total = 0
+        for item, _ in items:
+            if isinstance(item, Text):
+                total += len(item.ids)
+            elif isinstance(item, Image):
+                total += 2 + (item.pixels.shape[1] // cfg.vit.patch_size) * (
+                    item.pixels.shape[2] // cfg.vit.patch_size
+                )
+            else:
+                p = cfg.latent_patch_size
+                total += 2 + (item.latent.shape[1] // p) * (item.latent.shape[2] // p)
+        return total
