@@ -37,6 +37,7 @@ def _scripted(turns: list[str], tok: CharTokenizer):
 def test_fit_pixels_rounds_to_strides_and_caps_the_side():
     x = fit_pixels(scene(size=(40, 100)), 16, 64)
     assert x.shape == (3, 32, 64) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert fit_pixels(scene(size=(100, 100)), 16, 75).shape == (3, 64, 64)  # sides stay multiples of 16
 
 
 def test_adaptive_turns_call_a_tool_feed_the_map_back_as_vision_tokens_and_answer(model, monkeypatch):

@@ -73,8 +73,11 @@ def fit_pixels(image: PILImage.Image, stride: int, max_side: int) -> torch.Tenso
     if stride < 1 or max_side < stride:
         raise ValueError(f"stride, max_side: expected 1 <= stride <= max_side, got {stride}, {max_side}")
     scale = min(1.0, max_side / max(image.width, image.height))
-    w, h = (max(stride, round(side * scale / stride) * stride) for side in (image.width, image.height))
-    resized = image.convert("RGB").resize((min(w, max_side), min(h, max_side)), PILImage.Resampling.BICUBIC)
+    cap = max_side // stride * stride
+    w, h = (
+        min(cap, max(stride, round(side * scale / stride) * stride)) for side in (image.width, image.height)
+    )
+    resized = image.convert("RGB").resize((w, h), PILImage.Resampling.BICUBIC)
     array = torch.from_numpy(np.asarray(resized, dtype=np.float32)).permute(2, 0, 1)
     return array / 127.5 - 1.0
 
