@@ -59,7 +59,7 @@ def test_adaptive_turns_call_a_tool_feed_the_map_back_as_vision_tokens_and_answe
     kinds = [type(item).__name__ for item in contexts[1]]
     assert kinds == ["Latent", "Image", "Text", "Text", "Text", "Image", "Text"]
     assert contexts[1][3].ids == (1, *tok.encode(call)) and contexts[1][4].ids == (2,)  # <|im_end|> added
-    assert tok.decode(contexts[1][-1].ids) == fmt.reflection("depth")
+    assert contexts[1][-1].ids == (1, *tok.encode(fmt.reflection("depth")), 2)
     flags = [generated for _, generated in trace.segments]
     assert flags == [False, False, False, True, False, False, False, True, False]
 

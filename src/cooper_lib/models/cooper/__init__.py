@@ -4,7 +4,9 @@
 autoencoder) over packed sequences (`SequenceBuilder`), COOPER's in-sequence flow-matching sampler
 (`generate_latent`, `generate_image`) and stage-1 rows and loss (`stage1_sequence`, `CooperModel.stage1_loss`), cached text
 generation (`generate_text`), and loading of
-official release folders (`CooperModel.from_pretrained`). See docs/reference-cooper.md.
+official release folders (`CooperModel.from_pretrained`). `reasoning.cooper.CooperReasoner` runs
+COOPER's interleaved reasoning on it and `training.cooper` its stage-1, SFT and GRPO steps. See
+docs/reference-cooper.md.
 """
 
 from cooper_lib.models.cooper.autoencoder import Autoencoder, autoencoder_config_from_shapes
