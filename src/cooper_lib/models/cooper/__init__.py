@@ -4,11 +4,13 @@
 autoencoder) over packed sequences (`SequenceBuilder`), COOPER's in-sequence flow-matching sampler
 (`generate_latent`, `generate_image`) and stage-1 rows and loss (`stage1_sequence`, `CooperModel.stage1_loss`), cached text
 generation (`generate_text`), and loading of
-official release folders (`CooperModel.from_pretrained`). See docs/reference-cooper.md.
+official release folders (`CooperModel.from_pretrained`). `reasoning.cooper.CooperReasoner` runs
+COOPER's interleaved reasoning on it and `training.cooper` its stage-1, SFT and GRPO steps. See
+docs/reference-cooper.md.
 """
 
 from cooper_lib.models.cooper.autoencoder import Autoencoder, autoencoder_config_from_shapes
-from cooper_lib.models.cooper.checkpoint import load_cooper, save_cooper
+from cooper_lib.models.cooper.checkpoint import read_release, save_release
 from cooper_lib.models.cooper.config import AutoencoderConfig, CooperConfig, LLMConfig, ViTConfig
 from cooper_lib.models.cooper.modeling import CooperModel, PrefixCache
 from cooper_lib.models.cooper.packing import Image, Item, Latent, PackedSequence, SequenceBuilder, Text
@@ -52,8 +54,8 @@ __all__ = [
     "generate_latent",
     "generate_text",
     "guidance_contexts",
-    "load_cooper",
     "preset",
-    "save_cooper",
+    "read_release",
+    "save_release",
     "stage1_sequence",
 ]

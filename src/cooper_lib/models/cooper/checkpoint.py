@@ -10,12 +10,14 @@ needed. The rules BAGEL's own loader applies are applied here:
 - the autoencoder's widths are read off the shapes in `ae.safetensors`;
 - the two sin-cos tables (`vit_pos_embed.pos_embed`, `latent_pos_embed.pos_embed`) may be stored;
   they are recomputed, and a stored table must match the recomputed one (else the layout differs).
+The functions take the model class (`read_release`) or instance (`save_release`), so this module
+does not import `modeling`; `CooperModel.from_pretrained` / `save_pretrained` are the public entry.
 Every key and shape is checked before any weight is read; a missing, unexpected or misshapen key is
 a ValueError naming it. The model is built on the meta device and each tensor is read from the
 file, cast if asked, and assigned in place, so peak memory is the model at its final dtype plus
 one tensor.
 
-`cooper_model_config.json` (written by `save_cooper`) is cooper-lib's own addition: when present it
+`cooper_model_config.json` (written by `save_release`) is cooper-lib's own addition: when present it
 supplies what no release file records (token ids, autoencoder scale and shift, timestep shift).
 """
 
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import safe_open
@@ -33,10 +37,11 @@ from torch import nn
 from cooper_lib.models.cooper.autoencoder import autoencoder_config_from_shapes
 from cooper_lib.models.cooper.config import CONFIG_NAME, CooperConfig, LLMConfig, ViTConfig
 from cooper_lib.models.cooper.embeddings import sincos_2d
-from cooper_lib.models.cooper.modeling import CooperModel
 from cooper_lib.models.cooper.mot import Qwen2RotaryEmbedding
 
-__all__ = ["load_cooper", "save_cooper"]
+__all__ = ["read_release", "save_release"]
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 MAIN_NAMES = ("ema.safetensors", "model.safetensors")
 AE_NAME = "ae.safetensors"
@@ -193,7 +198,7 @@ def _load_files(model: nn.Module, stored: dict, prefix: str, dtype, device) -> N
                     _assign(model, prefix + key, tensor)
 
 
-def _check_table(model: CooperModel, key: str, stored: torch.Tensor, path: Path) -> None:
+def _check_table(model: nn.Module, key: str, stored: torch.Tensor, path: Path) -> None:
     want = sincos_2d(model.config.llm.hidden_size, getattr(model.config, TABLES[key]))
     err = (stored.float().cpu() - want).abs().max().item()
     if err > 1e-2:
@@ -202,7 +207,7 @@ def _check_table(model: CooperModel, key: str, stored: torch.Tensor, path: Path)
         )
 
 
-def _materialise_buffers(model: CooperModel, device) -> None:
+def _materialise_buffers(model: nn.Module, device) -> None:
     """Recompute the fixed buffers a meta-device build left empty."""
     model.vit_pos_embed.reset(device)
     model.latent_pos_embed.reset(device)
@@ -215,17 +220,19 @@ def _materialise_buffers(model: CooperModel, device) -> None:
         raise ValueError(f"model: tensors left unloaded after reading the checkpoint: {leftover[:8]}")
 
 
-def load_cooper(
+def read_release(
+    model_cls: Callable[[CooperConfig], ModelT],
     folder: str | Path,
     *,
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
     weights: str | None = None,
     **overrides,
-) -> CooperModel:
-    """Build a `CooperModel` from a release folder.
+) -> ModelT:
+    """Build `model_cls(config)` (a `CooperModel`) from a release folder.
 
     Args:
+        model_cls: the model class, called with the `CooperConfig` read from the folder.
         folder: directory with `llm_config.json`, `vit_config.json`, the main weights and `ae.safetensors`.
         dtype: cast every tensor to this dtype while reading (default: keep each file's dtype).
         device: where the tensors are read to.
@@ -242,7 +249,7 @@ def load_cooper(
     ae = _shapes([folder / AE_NAME])
     config = _config_for(folder, main, ae, dict(overrides))
     with torch.device("meta"):
-        model = CooperModel(config)
+        model = model_cls(config)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     expected.update({key: model.get_buffer(key).shape for key in TABLES})  # optional, recomputed
     _check(expected, main, "")
@@ -302,8 +309,8 @@ def _write_weights(
     (folder / f"{name}.index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
-def save_cooper(
-    model: CooperModel,
+def save_release(
+    model: nn.Module,
     folder: str | Path,
     *,
     max_shard_bytes: int | None = None,

@@ -25,6 +25,7 @@ from torch import nn
 
 from cooper_lib.heads.sampler import shift_timesteps
 from cooper_lib.models.cooper.autoencoder import Autoencoder
+from cooper_lib.models.cooper.checkpoint import read_release, save_release
 from cooper_lib.models.cooper.config import CooperConfig
 from cooper_lib.models.cooper.embeddings import Connector, PositionTable, TimestepEmbedder
 from cooper_lib.models.cooper.mot import KV, MoTLanguageModel
@@ -154,12 +155,12 @@ class CooperModel(nn.Module):
 
     # ---- stage 1 ------------------------------------------------------------------------------------
 
-    def stage1_loss(
+    def noise_latents(
         self, seq: PackedSequence, *, shift: float = 1.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """COOPER's stage-1 objective on the noise splits of `seq` (their clean latents as targets):
-        per split `t = shift(sigmoid(n))`, `n ~ N(0, 1)`; `x_t = (1 - t) x0 + t eps`; MSE of the
-        predicted velocity against `eps - x0`, mean over latent dims, then over tokens."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noised inputs of `seq`'s noise splits (their clean latents as targets): per split
+        `t = shift(sigmoid(n))`, `n ~ N(0, 1)`; `x_t = (1 - t) x0 + t eps`. Returns
+        `(x_t, t, eps, x0)`, `[N, D]`, `[N]`, `[N, D]`, `[N, D]` over the noised latent tokens."""
         noised = seq.latent_noised
         if not bool(noised.any()):
             raise ValueError("seq: expected at least one noised latent split to train on, got none")
@@ -168,10 +169,23 @@ class CooperModel(nn.Module):
         n = torch.randn(len(splits), generator=generator, device=clean.device)
         t = shift_timesteps(torch.sigmoid(n), shift)[which]  # [N]
         noise = torch.randn(clean.shape, generator=generator, device=clean.device)
-        x_t = (1 - t[:, None]) * clean + t[:, None] * noise
-        hidden = self.forward(seq, x_t, t)
-        pred = self.llm2vae(hidden[seq.latent_index[noised]]).float()
+        return (1 - t[:, None]) * clean + t[:, None] * noise, t, noise, clean
+
+    def velocity_loss(
+        self, seq: PackedSequence, hidden: torch.Tensor, noise: torch.Tensor, clean: torch.Tensor
+    ) -> torch.Tensor:
+        """MSE of the velocity predicted from `hidden [L, H]` at the noised latent tokens against
+        `eps - x0`, mean over latent dims, then over tokens."""
+        pred = self.llm2vae(hidden[seq.latent_index[seq.latent_noised]]).float()
         return flow_matching_loss(pred, noise, clean)
+
+    def stage1_loss(
+        self, seq: PackedSequence, *, shift: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """COOPER's stage-1 objective on the noise splits of `seq` (`noise_latents`, then
+        `velocity_loss`: target `eps - x0`)."""
+        x_t, t, noise, clean = self.noise_latents(seq, shift=shift, generator=generator)
+        return self.velocity_loss(seq, self.forward(seq, x_t, t), noise, clean)
 
     # ---- sizes and files ---------------------------------------------------------------------------
 
@@ -198,13 +212,9 @@ class CooperModel(nn.Module):
         weights: str | None = None,
         **overrides,
     ) -> CooperModel:
-        """Load a BAGEL / COOPER release folder (arguments as `checkpoint.load_cooper`)."""
-        from cooper_lib.models.cooper.checkpoint import load_cooper
-
-        return load_cooper(folder, dtype=dtype, device=device, weights=weights, **overrides)
+        """Load a BAGEL / COOPER release folder (arguments as `checkpoint.read_release`)."""
+        return read_release(cls, folder, dtype=dtype, device=device, weights=weights, **overrides)
 
     def save_pretrained(self, folder: str | Path, *, max_shard_bytes: int | None = None) -> None:
-        """Write the release layout (see `checkpoint.save_cooper`)."""
-        from cooper_lib.models.cooper.checkpoint import save_cooper
-
-        save_cooper(self, folder, max_shard_bytes=max_shard_bytes)
+        """Write the release layout (see `checkpoint.save_release`)."""
+        save_release(self, folder, max_shard_bytes=max_shard_bytes)

@@ -7,6 +7,8 @@ appending its keys and values to the cache, until `<|im_end|>` or `max_new_token
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from cooper_lib.models.cooper.modeling import CooperModel
@@ -21,6 +23,7 @@ def generate_text(
     *,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
+    stop: Callable[[int], bool] | None = None,
 ) -> list[int]:
     """Token ids generated after `context` (the start token excluded, the end token included if reached).
 
@@ -30,6 +33,8 @@ def generate_text(
         max_new_tokens: most tokens to generate.
         temperature: 0 for greedy decoding, else sampling from `softmax(logits / temperature)`.
         generator: random source for sampling.
+        stop: called with each new token; generation ends after a token it returns True for
+            (e.g. one completing a closing tag).
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens: expected a positive int, got {max_new_tokens!r}")
@@ -54,6 +59,6 @@ def generate_text(
             token = int(torch.multinomial(probs, 1, generator=generator))
         out.append(token)
         position += 1
-        if token == cfg.eos_token_id:
+        if token == cfg.eos_token_id or (stop is not None and stop(token)):
             break
     return out

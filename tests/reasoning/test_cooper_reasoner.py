@@ -1,0 +1,117 @@
+import pytest
+import torch
+from cooper_tiny import CharTokenizer, scene, tiny_model
+
+from cooper_lib.data.turns import TurnFormat
+from cooper_lib.eval.runner import evaluate, load_result
+from cooper_lib.eval.synthetic_bench import load_synthetic
+from cooper_lib.models.cooper import CooperSampling, Image, Latent, Text
+from cooper_lib.reasoning import cooper as cooper_reasoning
+from cooper_lib.reasoning.cooper import CooperReasoner, CooperTrace, fit_pixels
+
+FAST = CooperSampling(num_timesteps=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def _scripted(turns: list[str], tok: CharTokenizer):
+    """A `generate_text` that writes `turns` in order, one token at a time, honouring `stop`."""
+    calls = []
+
+    def generate(model, context, max_new_tokens, *, temperature, generator, stop):
+        text = turns[len(calls)]
+        calls.append(context)
+        out = []
+        for token in tok.encode(text)[:max_new_tokens]:
+            out.append(token)
+            if stop(token):
+                break
+        return out
+
+    return generate, calls
+
+
+def test_fit_pixels_rounds_to_strides_and_caps_the_side():
+    x = fit_pixels(scene(size=(40, 100)), 16, 64)
+    assert x.shape == (3, 32, 64) and -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert fit_pixels(scene(size=(100, 100)), 16, 75).shape == (3, 64, 64)  # sides stay multiples of 16
+
+
+def test_adaptive_turns_call_a_tool_feed_the_map_back_as_vision_tokens_and_answer(model, monkeypatch):
+    tok = CharTokenizer()
+    fmt = TurnFormat.default(("depth", "segmentation"))
+    call = f"<think>far?</think>{fmt.tool_call('depth', 'go')}"
+    answer = "<think>ok</think><answer>\\boxed{B}</answer>"
+    generate, contexts = _scripted([call + " trailing", answer], tok)
+    monkeypatch.setattr(cooper_reasoning, "generate_text", generate)
+    reasoner = CooperReasoner(model, tok, tags=fmt, sampling=FAST, system_prompt=False)
+    trace = reasoner.run(scene(), "Which is closer?")
+    assert isinstance(trace, CooperTrace)
+    assert [s.kind for s in trace.steps] == ["text", "tool_call", "map", "image", "text"]
+    assert trace.steps[0].text == call  # stopped at the closing tag
+    assert trace.steps[1].modality == "depth" and trace.steps[1].text == "go"
+    assert trace.steps[2].map.shape == (3, 32, 48)  # the VAE size of the 40 x 48 input
+    assert trace.answer == "B" and trace.stop_reason == "answer" and trace.turns == [call, answer]
+    # the second turn read: latent + ViT image, question, the call, the map as ViT tokens only, reflection
+    kinds = [type(item).__name__ for item in contexts[1]]
+    assert kinds == ["Latent", "Image", "Text", "Text", "Text", "Image", "Text"]
+    assert contexts[1][3].ids == (1, *tok.encode(call)) and contexts[1][4].ids == (2,)  # <|im_end|> added
+    assert contexts[1][-1].ids == (1, *tok.encode(fmt.reflection("depth")), 2)
+    flags = [generated for _, generated in trace.segments]
+    assert flags == [False, False, False, True, False, False, False, True, False]
+
+
+def test_perceive_first_forces_both_maps_then_the_model_writes(model):
+    reasoner = CooperReasoner(
+        model, CharTokenizer(), policy="perceive_first", sampling=FAST, max_new_tokens_per_turn=6
+    )
+    trace = reasoner.run(scene(1), "How far is the chair?")
+    kinds = [s.kind for s in trace.steps]
+    assert kinds == ["text", "tool_call", "map", "image"] * 2 + ["text"]
+    assert [s.modality for s in trace.steps if s.kind == "map"] == ["depth", "segmentation"]
+    assert trace.steps[0].forced and not trace.steps[-1].forced
+    assert len(trace.steps[-1].token_ids) <= 6 and trace.stop_reason == "max_turns"
+    assert all(torch.isfinite(m).all() for _, m in trace.maps)
+    assert sum(isinstance(item, Latent) for item, _ in trace.segments) == 1  # maps come back as ViT tokens
+    assert sum(isinstance(item, Image) for item, _ in trace.segments) == 3
+    assert isinstance(trace.segments[0][0], Text)  # the system prompt
+
+
+def test_text_only_never_generates_maps_and_checks_arguments(model):
+    reasoner = CooperReasoner(
+        model, CharTokenizer(), policy="text_only", max_turns=2, max_new_tokens_per_turn=4
+    )
+    trace = reasoner.run(scene(2), "Is it left?")
+    assert trace.maps == [] and trace.stop_reason == "max_turns"
+    assert [s.kind for s in trace.steps] == ["text", "prompt", "text"]
+    assert [s.finish for s in trace.steps if s.kind == "text"] == ["length", "length"]
+    # the prompt holds 8 latent + 122 ViT + 13 question tokens: 5 are left for the turn's text
+    tight = CooperReasoner(
+        model,
+        CharTokenizer(),
+        policy="text_only",
+        max_total_tokens=150,
+        max_new_tokens_per_turn=20,
+        system_prompt=False,
+    )
+    short = tight.run(scene(2), "Is it left?")
+    assert short.prompt_tokens == 143 and len(short.steps[0].token_ids) == 5
+    assert short.steps[0].finish == "budget" and short.stop_reason == "max_total_tokens"
+    with pytest.raises(TypeError, match="model"):
+        CooperReasoner(object(), CharTokenizer())
+    with pytest.raises(ValueError, match="max_turns"):
+        CooperReasoner(model, CharTokenizer(), max_turns=0)
+
+
+def test_the_evaluation_harness_evaluates_the_cooper_reasoner(model, tmp_path):
+    bench = load_synthetic(n=1, seed=3, questions_per_scene=3)
+    reasoner = CooperReasoner(
+        model, CharTokenizer(), policy="text_only", max_turns=1, max_new_tokens_per_turn=4
+    )
+    result = evaluate(reasoner, bench, output=tmp_path / "run.jsonl", progress=False)
+    assert result.policy == "text_only" and len(result.records) == 3 and result.computed == 3
+    assert all(r["stop_reason"] == "max_turns" and r["tools"] == [] for r in result.records)
+    assert load_result(tmp_path / "run.jsonl", bench).records == result.records
