@@ -119,6 +119,9 @@ class RunConfig:
         2, "checkpoints kept on disk (older ones are deleted after a new one is complete)"
     )
     resume: str = _opt("auto", "auto (latest checkpoint in output_dir if any), none, or a checkpoint folder")
+    allow_config_change: bool = _opt(
+        False, "resume even when settings differ from the checkpoint's (the new values are used)"
+    )
     log_every: int = _opt(10, "log averaged metrics every N steps")
     eval_every: int = _opt(0, "run the evaluation hook every N steps (0: never)")
     progress_bar: bool = _opt(True, "show a tqdm progress bar on the main process")
