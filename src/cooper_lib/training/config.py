@@ -275,7 +275,9 @@ class GRPOConfig(_Sections):
     judge: str = _opt("rule", "accuracy judge: rule (boxed / letter / yes-no / number) or openai")
     judge_url: str | None = _opt(None, "OpenAI-compatible base URL of the judge (judge=openai)")
     judge_model: str | None = _opt(None, "model name sent to the judge (judge=openai)")
-    judge_api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the judge's API key")
+    judge_api_key_env: str | None = _opt(
+        None, "no longer chosen: the judge's key is read from $COOPER_JUDGE_API_KEY (any other name is an error)"
+    )
 
     def validate(self) -> None:
         super().validate()
