@@ -163,7 +163,9 @@ def test_openai_judge_refuses_a_redirect_to_plain_http_elsewhere(servers):
     assert _Redirect.seen == ["Bearer secret"]
 
 
-@pytest.mark.parametrize("url", ["http://judge.example.org/v1", "http://10.0.0.2:8000/v1", "ftp://x/v1", "judge"])
+@pytest.mark.parametrize(
+    "url", ["http://judge.example.org/v1", "http://10.0.0.2:8000/v1", "ftp://x/v1", "judge"]
+)
 def test_openai_judge_needs_https_except_on_loopback(url):
     with pytest.raises(ValueError, match="base_url"):
         OpenAIJudge(url, "m")
@@ -175,5 +177,7 @@ def test_the_key_comes_from_the_fixed_variable_or_an_argument(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret")
     with pytest.raises(ValueError, match="COOPER_JUDGE_API_KEY only.*'HF_TOKEN'"):
         judge_from_config("openai", url="https://j.example.org/v1", model="m", api_key_env="HF_TOKEN")
-    judge = judge_from_config("openai", url="https://j.example.org/v1", model="m", api_key_env="COOPER_JUDGE_API_KEY")
+    judge = judge_from_config(
+        "openai", url="https://j.example.org/v1", model="m", api_key_env="COOPER_JUDGE_API_KEY"
+    )
     assert judge.api_key is None and "secret" not in repr(OpenAIJudge("https://j.example.org", "m", "secret"))

@@ -192,7 +192,9 @@ def test_resume_refuses_changed_settings_unless_allowed(synthetic, tmp_path):
     trainer_for(make_config(synthetic, tmp_path, max_steps=4), seed=0).train(stop_at=1)
     config = make_config(synthetic, tmp_path, max_steps=4)
     config.optim.lr, config.run.log_every = 1e-3, 1  # log_every may change freely
-    with pytest.raises(ValueError, match=r"optim\.lr: 0\.002 in the checkpoint, 0\.001 now.*allow_config_change"):
+    with pytest.raises(
+        ValueError, match=r"optim\.lr: 0\.002 in the checkpoint, 0\.001 now.*allow_config_change"
+    ):
         trainer_for(config, seed=0)
     config.run.allow_config_change = True
     trainer = trainer_for(config, seed=0)

@@ -385,7 +385,9 @@ def load_checkpoint(trainer: Any, path: str | Path) -> None:
         )
     changed = changed_settings(state.get("config", {}), trainer.config.to_dict())
     if changed and not trainer.run.allow_config_change:
-        listed = "; ".join(f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in changed.items())
+        listed = "; ".join(
+            f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in changed.items()
+        )
         raise ValueError(
             f"{path}: this run's config differs from the checkpoint's ({listed}). Set "
             "run.allow_config_change: true (--run.allow_config_change true) to continue with the new "

@@ -276,7 +276,8 @@ class GRPOConfig(_Sections):
     judge_url: str | None = _opt(None, "OpenAI-compatible base URL of the judge (judge=openai)")
     judge_model: str | None = _opt(None, "model name sent to the judge (judge=openai)")
     judge_api_key_env: str | None = _opt(
-        None, "no longer chosen: the judge's key is read from $COOPER_JUDGE_API_KEY (any other name is an error)"
+        None,
+        "no longer chosen: the judge's key is read from $COOPER_JUDGE_API_KEY (any other name is an error)",
     )
 
     def validate(self) -> None:
