@@ -442,7 +442,7 @@ def confine_image(value: Any, root: Path | None, where: str, *, allow_outside_ro
     if text.startswith("data:") or len(text) > _MAX_PATH_CHARS or "\n" in text:
         return
     resolved = _resolve(text, root)
-    if not _inside(resolved, root) and resolved.exists():
+    if not _inside(resolved, root) and os.path.exists(os.path.normpath(resolved)):
         confine(text, root, where)
 
 
