@@ -201,3 +201,13 @@ def test_resume_refuses_changed_settings_unless_allowed(synthetic, tmp_path):
     assert trainer.step == 1 and trainer.scheduler.base_lrs == [1e-3] * len(trainer.scheduler.base_lrs)
     factor = trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch)
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+
+
+def test_a_trainer_finishes_a_final_swap_killed_between_renames(synthetic, tmp_path):
+    final = tmp_path / "final"
+    for folder, value in ((ckpt.old_dir_for(final), "old"), (ckpt.temp_dir_for(final), "new")):
+        folder.mkdir(parents=True)
+        (folder / "v.txt").write_text(value)
+    trainer_for(make_config(synthetic, tmp_path, max_steps=2), seed=0)
+    assert (final / "v.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
