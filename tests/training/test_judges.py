@@ -181,3 +181,11 @@ def test_the_key_comes_from_the_fixed_variable_or_an_argument(monkeypatch):
         "openai", url="https://j.example.org/v1", model="m", api_key_env="COOPER_JUDGE_API_KEY"
     )
     assert judge.api_key is None and "secret" not in repr(OpenAIJudge("https://j.example.org", "m", "secret"))
+
+
+def test_a_grpo_config_naming_another_key_variable_is_refused():
+    from cooper_lib.training.config import GRPOConfig
+
+    with pytest.raises(ValueError, match="judge_api_key_env: .*COOPER_JUDGE_API_KEY only"):
+        GRPOConfig.from_dict({"judge_api_key_env": "OPENAI_API_KEY"})
+    assert GRPOConfig.from_dict({"judge_api_key_env": "COOPER_JUDGE_API_KEY"}).judge_api_key_env

@@ -68,6 +68,7 @@ RESUME_FREE_SETTINGS = frozenset(
         "run.grad_accum_steps",
         "eval_data",
         "eval_samples",
+        "judge_api_key_env",  # where the judge's key comes from, not what the run computes
     }
 )
 """Config keys a resumed run may change freely: where and how often it writes, logs and evaluates.

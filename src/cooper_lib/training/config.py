@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cooper_lib.serialization import field_types, from_dict, plain, strip_optional, to_dict
+from cooper_lib.training.judges import check_api_key_env
 
 T = TypeVar("T")
 
@@ -303,6 +304,7 @@ class GRPOConfig(_Sections):
             )
         if self.judge == "openai" and not (self.judge_url and self.judge_model):
             raise ValueError("judge_url, judge_model: both are needed with judge=openai")
+        check_api_key_env(self.judge_api_key_env)
 
 
 STAGE_CONFIGS: dict[str, type] = {"stage1": Stage1Config, "sft": SFTConfig, "grpo": GRPOConfig}

@@ -220,6 +220,17 @@ class OpenAIJudge:
         raise RuntimeError(f"judge {self.base_url}: no answer after {self.max_retries} attempts ({error})")
 
 
+def check_api_key_env(name: str | None) -> None:
+    """A config's ``judge_api_key_env``: None or `JUDGE_API_KEY_ENV`, else ``ValueError`` explaining
+    that the key's variable is no longer chosen by configs (one could send any secret anywhere)."""
+    if name is not None and name != JUDGE_API_KEY_ENV:
+        raise ValueError(
+            f"judge_api_key_env: the judge's key is read from ${JUDGE_API_KEY_ENV} only (or passed as "
+            f"api_key), got {name!r}; a config naming the variable could send any secret of the "
+            f"environment to any URL. Set {JUDGE_API_KEY_ENV} and remove judge_api_key_env"
+        )
+
+
 def judge_from_config(
     kind: str,
     *,
@@ -234,12 +245,7 @@ def judge_from_config(
     `api_key_env` is what a config's ``judge_api_key_env`` holds: None or `JUDGE_API_KEY_ENV`; a
     config naming another variable is an error (a shared config could send any secret).
     """
-    if api_key_env is not None and api_key_env != JUDGE_API_KEY_ENV:
-        raise ValueError(
-            f"judge_api_key_env: the judge's key is read from ${JUDGE_API_KEY_ENV} only (or passed as "
-            f"api_key), got {api_key_env!r}; a config naming the variable could send any secret of the "
-            f"environment to any URL. Set {JUDGE_API_KEY_ENV} and remove judge_api_key_env"
-        )
+    check_api_key_env(api_key_env)
     if kind == "rule":
         return RuleJudge(number_tolerance)
     if kind == "openai":
