@@ -187,3 +187,50 @@ def test_unknown_keys_name_the_key_and_the_accepted_ones(tmp_path):
         load_stage1_records(
             [write(tmp_path / "s.jsonl", [{"image": "a", "modality": "sonar", "target": "b"}])]
         )
+
+
+def _write_rows(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+@pytest.mark.parametrize("escape", ["../secret.png", "rgb/../../secret.png", "ABSOLUTE"])
+def test_record_paths_stay_inside_the_dataset_folder(tmp_path, escape):
+    from cooper_lib.data.records import load_sft_records, load_stage1_records
+
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    name = str(secret) if escape == "ABSOLUTE" else escape
+    stage1 = _write_rows(
+        tmp_path / "data" / "s1.jsonl",
+        [{"image": name, "modality": "depth", "target": "depth/0.png", "depth_scale": 1000}],
+    )
+    with pytest.raises(ValueError, match=r"s1.jsonl:1: image: .*outside the dataset folder"):
+        load_stage1_records([stage1])
+    example = load_stage1_records([stage1], allow_outside_root=True)[0]
+    assert example.image.resolve() == secret.resolve()
+    sft = _write_rows(
+        tmp_path / "data" / "sft.jsonl",
+        [
+            {
+                "interleaved_reason": [
+                    {"type": "image", "value": name},
+                    {"type": "text", "value": "a", "need_loss": "true"},
+                ]
+            }
+        ],
+    )
+    with pytest.raises(ValueError, match=r"sft.jsonl:1: item 0: value: .*outside the dataset folder"):
+        load_sft_records([sft])
+    assert load_sft_records([sft], allow_outside_root=True)[0].items[0].value == name
+
+
+def test_inside_paths_and_base64_images_are_not_confined(tmp_path):
+    from cooper_lib.data.records import confine, confine_image
+
+    root = tmp_path / "data"
+    assert confine("rgb/../rgb/0.png", root, "x") == root / "rgb/../rgb/0.png"
+    assert confine(str(root / "rgb" / "0.png"), root, "x") == root / "rgb" / "0.png"
+    confine_image("/9j/4AAQSkZJRgABAQ==", root, "x")  # base64 of a JPEG starts with a slash
+    confine_image("../missing.png", root, "x")  # no such file: left to the image reader's error

@@ -82,3 +82,16 @@ def test_reports_missing_settings_images_and_bad_rows(tmp_path, write_image):
     _tsv(tmp_path / "Height.tsv", [[0, "q", "0", "Number", "gone.jpg", "image", "x"]])
     with pytest.raises(ValueError, match="no relative accuracy"):
         load_sibench(tmp_path, settings=("Height",))
+
+
+@pytest.mark.parametrize("escape", ["../outside.jpg", "BLINK/../../outside.jpg", "ABSOLUTE"])
+def test_image_paths_outside_the_folder_need_an_opt_in(tmp_path, write_image, escape):
+    root = tmp_path / "sibench"
+    write_image(root / "BLINK" / "1.jpg")
+    write_image(tmp_path / "outside.jpg")
+    name = str(tmp_path / "outside.jpg") if escape == "ABSOLUTE" else escape
+    _tsv(root / "Height.tsv", [[0, "How tall?", "2.0", "Number", name, "image", "SpatialBench"]])
+    with pytest.raises(ValueError, match=r"Height.tsv row 0.*outside the dataset folder.*allow_outside_root"):
+        load_sibench(root, settings=("Height",))
+    bench = load_sibench(root, settings=("Height",), allow_outside_root=True)
+    assert bench.items[0].image.resolve() == (tmp_path / "outside.jpg").resolve()

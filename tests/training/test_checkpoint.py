@@ -70,3 +70,59 @@ def test_rng_round_trip(tmp_path):
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
     with pytest.raises(FileNotFoundError, match="fewer processes"):
         ckpt.load_rng(tmp_path, 1)
+
+
+def swap_killed_between_renames(tmp_path, monkeypatch):
+    """`final/` holds "old"; a save of "new" is killed after the old folder went aside."""
+    final = tmp_path / "final"
+    tmp = ckpt.begin_atomic(final)
+    (tmp / "v.txt").write_text("old")
+    ckpt.commit_atomic(tmp, final)
+    tmp = ckpt.begin_atomic(final, replace=True)
+    (tmp / "v.txt").write_text("new")
+    real_replace, calls = ckpt.os.replace, []
+
+    def killed_on_second_rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process dies between the two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", killed_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.commit_atomic(tmp, final)
+    monkeypatch.undo()
+    assert not final.exists() and ckpt.old_dir_for(final).is_dir() and tmp.is_dir()
+    return final
+
+
+def test_recover_finishes_a_swap_killed_between_renames(tmp_path, monkeypatch):
+    final = swap_killed_between_renames(tmp_path, monkeypatch)
+    assert ckpt.recover_atomic(final) == ckpt.temp_dir_for(final)
+    assert (final / "v.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    assert ckpt.recover_atomic(final) is None  # nothing left to do
+
+
+def test_recover_puts_the_old_folder_back_without_a_new_one(tmp_path, monkeypatch):
+    final = swap_killed_between_renames(tmp_path, monkeypatch)
+    ckpt.abort_atomic(ckpt.temp_dir_for(final))
+    assert ckpt.recover_atomic(final) == ckpt.old_dir_for(final)
+    assert (final / "v.txt").read_text() == "old"
+
+
+def test_the_next_save_recovers_before_it_starts(tmp_path, monkeypatch):
+    final = swap_killed_between_renames(tmp_path, monkeypatch)
+    tmp = ckpt.begin_atomic(final, replace=True)  # would have deleted the complete temp folder
+    assert (final / "v.txt").read_text() == "new" and not any(tmp.iterdir())
+    (tmp / "v.txt").write_text("newer")
+    ckpt.commit_atomic(tmp, final)
+    assert (final / "v.txt").read_text() == "newer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_changed_settings_lists_what_differs_and_skips_free_keys():
+    saved = {"optim": {"lr": 1e-5, "betas": [0.9, 0.95]}, "run": {"log_every": 10, "seed": 0}, "data": ["a"]}
+    now = {"optim": {"lr": 2e-5, "betas": (0.9, 0.95)}, "run": {"log_every": 1, "seed": 0}, "data": ["a"]}
+    assert ckpt.changed_settings(saved, now) == {"optim.lr": (1e-5, 2e-5)}
+    assert ckpt.changed_settings(saved, {**now, "data": ["b"], "new_key": 1})["data"] == (["a"], ["b"])

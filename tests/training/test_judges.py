@@ -77,8 +77,8 @@ def local_server():
 
 
 def test_openai_judge_speaks_the_chat_completions_protocol(local_server, monkeypatch):
-    monkeypatch.setenv("JUDGE_KEY", "secret")
-    judge = judge_from_config("openai", url=local_server, model="judge-model", api_key_env="JUDGE_KEY")
+    monkeypatch.setenv("COOPER_JUDGE_API_KEY", "secret")
+    judge = judge_from_config("openai", url=local_server, model="judge-model")
     ref = Reference("B", "choice", "Which is closer?", ("x", "y"))
     _Handler.reply = "True"
     assert judge(answer("\\boxed{B}"), ref) is True
@@ -104,3 +104,88 @@ def test_judge_from_config_validates():
         judge_from_config("openai")
     with pytest.raises(ValueError, match="kind"):
         judge_from_config("oracle")
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    """Answers every request with a 302 to `target` (set per test) and records the headers."""
+
+    target = ""
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(302)
+        self.send_header("Location", type(self).target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):  # noqa: N802 (urllib turns a redirected POST into a GET)
+        type(self).seen.append(self.headers.get("Authorization"))
+        data = json.dumps({"choices": [{"message": {"content": "True"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def servers():
+    """Two loopback servers on different ports (two origins); stopped after the test."""
+    started = [HTTPServer(("127.0.0.1", 0), _Redirect) for _ in range(2)]
+    for server in started:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Redirect.seen = []
+    yield [f"http://127.0.0.1:{s.server_port}" for s in started]
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+def test_openai_judge_keeps_the_key_from_other_origins_on_redirect(servers):
+    first, second = servers
+    judge = OpenAIJudge(f"{first}/v1", "m", api_key="secret", timeout=5, max_retries=1)
+    _Redirect.target = f"{second}/elsewhere"  # another port: another origin
+    assert judge(answer("\\boxed{A}"), Reference("A", "choice")) is True
+    assert _Redirect.seen == ["Bearer secret", None]
+    _Redirect.seen, _Redirect.target = [], f"{first}/same"  # the same origin gets it again
+    assert judge(answer("\\boxed{A}"), Reference("A", "choice")) is True
+    assert _Redirect.seen == ["Bearer secret", "Bearer secret"]
+
+
+def test_openai_judge_refuses_a_redirect_to_plain_http_elsewhere(servers):
+    judge = OpenAIJudge(f"{servers[0]}/v1", "m", api_key="secret", timeout=5, max_retries=1)
+    _Redirect.target = "http://judge.example.org/v1/chat/completions"
+    with pytest.raises(ValueError, match="judge redirect.*https"):
+        judge(answer("\\boxed{A}"), Reference("A", "choice"))
+    assert _Redirect.seen == ["Bearer secret"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://judge.example.org/v1", "http://10.0.0.2:8000/v1", "ftp://x/v1", "judge"]
+)
+def test_openai_judge_needs_https_except_on_loopback(url):
+    with pytest.raises(ValueError, match="base_url"):
+        OpenAIJudge(url, "m")
+    for ok in ("https://judge.example.org/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1"):
+        assert OpenAIJudge(ok, "m").base_url == ok
+
+
+def test_the_key_comes_from_the_fixed_variable_or_an_argument(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with pytest.raises(ValueError, match="COOPER_JUDGE_API_KEY only.*'HF_TOKEN'"):
+        judge_from_config("openai", url="https://j.example.org/v1", model="m", api_key_env="HF_TOKEN")
+    judge = judge_from_config(
+        "openai", url="https://j.example.org/v1", model="m", api_key_env="COOPER_JUDGE_API_KEY"
+    )
+    assert judge.api_key is None and "secret" not in repr(OpenAIJudge("https://j.example.org", "m", "secret"))
+
+
+def test_a_grpo_config_naming_another_key_variable_is_refused():
+    from cooper_lib.training.config import GRPOConfig
+
+    with pytest.raises(ValueError, match="judge_api_key_env: .*COOPER_JUDGE_API_KEY only"):
+        GRPOConfig.from_dict({"judge_api_key_env": "OPENAI_API_KEY"})
+    assert GRPOConfig.from_dict({"judge_api_key_env": "COOPER_JUDGE_API_KEY"}).judge_api_key_env

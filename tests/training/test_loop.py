@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -159,3 +160,54 @@ def test_a_killed_process_resumes_on_the_same_trajectory(synthetic, tmp_path):
     a = load_file(straight.final_dir / "spatial_heads.safetensors")
     b = load_file(resumed.final_dir / "spatial_heads.safetensors")
     assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-7) for k in a)
+
+
+def test_log_lines_are_strict_json_and_trimmed_past_the_resumed_step(tmp_path):
+    from cooper_lib.training.loop import log_line, trim_log
+
+    line = log_line({"step": 1.0, "loss": float("nan"), "reward": float("inf"), "lr": 0.1})
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(c)) == {
+        "step": 1.0, "loss": None, "reward": None, "lr": 0.1,
+    }  # fmt: skip
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(log_line({"step": float(s)}) + "\n" for s in (1, 2, 3)) + '{"step": 4')
+    assert trim_log(log, 2) == 2 and log.read_text().splitlines() == ['{"step": 1.0}', '{"step": 2.0}']
+    assert trim_log(log, 2) == 0 and trim_log(tmp_path / "none.jsonl", 0) == 0
+
+
+def test_resume_is_announced_and_the_log_has_no_duplicated_steps(synthetic, tmp_path, capsys):
+    trainer_for(make_config(synthetic, tmp_path, max_steps=4, save_every=2), seed=0).train(stop_at=3)
+    shutil.rmtree(ckpt.checkpoint_dir(tmp_path, 3))  # killed after logging step 3, before its checkpoint
+    capsys.readouterr()
+    resumed = trainer_for(make_config(synthetic, tmp_path, max_steps=4, save_every=2), seed=0)
+    out = capsys.readouterr().out
+    assert "resuming from step 2" in out and str(ckpt.checkpoint_dir(tmp_path, 2)) in out
+    assert resumed.resumed_from == ckpt.checkpoint_dir(tmp_path, 2)
+    resumed.train()
+    lines = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in lines] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_changed_settings_unless_allowed(synthetic, tmp_path):
+    trainer_for(make_config(synthetic, tmp_path, max_steps=4), seed=0).train(stop_at=1)
+    config = make_config(synthetic, tmp_path, max_steps=4)
+    config.optim.lr, config.run.log_every = 1e-3, 1  # log_every may change freely
+    with pytest.raises(
+        ValueError, match=r"optim\.lr: 0\.002 in the checkpoint, 0\.001 now.*allow_config_change"
+    ):
+        trainer_for(config, seed=0)
+    config.run.allow_config_change = True
+    trainer = trainer_for(config, seed=0)
+    assert trainer.step == 1 and trainer.scheduler.base_lrs == [1e-3] * len(trainer.scheduler.base_lrs)
+    factor = trainer.scheduler.lr_lambdas[0](trainer.scheduler.last_epoch)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
+
+
+def test_a_trainer_finishes_a_final_swap_killed_between_renames(synthetic, tmp_path):
+    final = tmp_path / "final"
+    for folder, value in ((ckpt.old_dir_for(final), "old"), (ckpt.temp_dir_for(final), "new")):
+        folder.mkdir(parents=True)
+        (folder / "v.txt").write_text(value)
+    trainer_for(make_config(synthetic, tmp_path, max_steps=2), seed=0)
+    assert (final / "v.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]

@@ -27,8 +27,11 @@ from collections.abc import Iterator, Sequence
 from typing import Literal
 
 _YES_NO: dict[str, Literal["yes", "no"]] = {"yes": "yes", "no": "no"}
-_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_WRAPPER = r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*+\{"
+_WRAPPER_START = re.compile(_WRAPPER)
+_WRAPPER_TOKENS = re.compile(rf"{_WRAPPER}|[{{}}]")
+_BRACES = re.compile(r"\\boxed\s*+\{|[{}]")
+_ANSWER_TAGS = re.compile(r"<(/?)answer>", re.IGNORECASE)
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -42,27 +45,70 @@ _NUMBER = re.compile(
 )
 
 
+def _boxes(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the content of every closed ``\\boxed{...}``, in the order the boxes close;
+    one pass with a stack of open braces (a box's content ends at its matching brace)."""
+    found: list[tuple[int, int]] = []
+    stack: list[tuple[int, bool]] = []  # (content start, whether the brace opens a box)
+    first = text.find("\\boxed")  # braces before the first box cannot close one
+    for token in _BRACES.finditer(text, first) if first >= 0 else ():
+        if token.group() != "}":
+            stack.append((token.end(), token.group() != "{"))
+        elif stack:
+            start, boxed = stack.pop()
+            if boxed:
+                found.append((start, token.start()))
+    return found
+
+
 def boxed_contents(text: str) -> list[str]:
-    """Contents of every ``\\boxed{...}`` in ``text``, braces matched (nested braces allowed)."""
-    out: list[str] = []
-    for match in re.finditer(r"\\boxed\s*\{", text):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    out.append(text[start:i])
-                    break
-    return out
+    """Contents of every ``\\boxed{...}`` in ``text``, braces matched (nested braces allowed), in
+    the order the boxes open; an unclosed box is skipped."""
+    return [text[start:end] for start, end in sorted(_boxes(text))]
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last box to open in ``text`` (``boxed_contents(text)[-1]``), or None."""
+    found = _boxes(text)
+    if not found:
+        return None
+    start, end = max(found)
+    return text[start:end]
 
 
 def strip_latex(text: str) -> str:
-    """Unwrap ``\\text{..}``-style commands and drop ``$`` so ``\\boxed{\\text{B}}`` reads ``B``."""
-    previous = None
-    while previous != text:
-        previous, text = text, _LATEX_WRAPPER.sub(r"\1", text)
+    """Unwrap ``\\text{..}``-style commands and drop ``$`` so ``\\boxed{\\text{B}}`` reads ``B``.
+
+    A wrapper is unwrapped when every group inside it is an unwrapped wrapper (``\\text{\\textbf{B}}``
+    reads ``B``; ``\\text{a{b}}`` stays): one pass matches the braces with a stack and marks the
+    opening and closing of each unwrapped wrapper, then the text is joined without them.
+    """
+    first = _WRAPPER_START.search(text)  # groups before the first wrapper stay as they are
+    if first is None:
+        return _drop_dollars(text)
+    cut: list[tuple[int, int]] = []  # spans to drop: unwrapped openings and their closing braces
+    stack: list[tuple[int, int, bool]] = []  # (opening start, opening end, is a wrapper)
+    clean: list[bool] = []  # per open group: every group closed inside it was unwrapped
+    for token in _WRAPPER_TOKENS.finditer(text, first.start()):
+        if token.group() != "}":
+            stack.append((token.start(), token.end(), token.group() != "{"))
+            clean.append(True)
+        elif stack:
+            start, end, wrapper = stack.pop()
+            if clean.pop() and wrapper:
+                cut += [(start, end), (token.start(), token.end())]
+            elif clean:
+                clean[-1] = False
+    cut.sort()
+    pieces, at = [], 0
+    for start, end in cut:
+        pieces.append(text[at:start])
+        at = end
+    pieces.append(text[at:])
+    return _drop_dollars("".join(pieces))
+
+
+def _drop_dollars(text: str) -> str:
     return text.replace("$", "").replace("\\,", " ").replace("\\ ", " ")
 
 
@@ -70,13 +116,26 @@ def answer_spans(text: str) -> Iterator[str]:
     """The places an answer may be, most explicit first: last boxed, last ``<answer>``, whole text."""
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
-    boxed = boxed_contents(text)
-    if boxed:
-        yield strip_latex(boxed[-1])
-    tagged = _ANSWER_TAG.findall(text)
-    if tagged:
-        yield strip_latex(tagged[-1])
+    boxed = last_boxed(text)
+    if boxed is not None:
+        yield strip_latex(boxed)
+    tagged = _last_answer_tag(text)
+    if tagged is not None:
+        yield strip_latex(tagged)
     yield strip_latex(text)
+
+
+def _last_answer_tag(text: str) -> str | None:
+    """The text of the last ``<answer>...</answer>`` (tags in any case; an opening tag pairs with
+    the first closing tag after it, as a lazy ``<answer>(.*?)</answer>`` would), in one pass."""
+    last, start = None, None
+    for tag in _ANSWER_TAGS.finditer(text):
+        if not tag.group(1):
+            if start is None:
+                start = tag.end()
+        elif start is not None:
+            last, start = text[start : tag.start()], None
+    return last
 
 
 def _clean(span: str) -> str:
@@ -99,7 +158,7 @@ def _letter_in(span: str, letters: str, choices: Sequence[str]) -> str | None:
         if letter in letters and in_parens <= {letter}:
             return letter
     stated = re.findall(
-        r"(?i:answer|option|choice)(?:\s+is)?\s*[:\uff1a]?\s*(?:\(([A-Za-z])\)|\b([A-Z])\b)", span
+        r"(?i:answer|option|choice)(?:\s++is)?+\s*+[:\uff1a]?+\s*+(?:\(([A-Za-z])\)|\b([A-Z])\b)", span
     )
     for lower_or_paren, upper in reversed(stated):
         letter = (lower_or_paren or upper).upper()
@@ -139,7 +198,7 @@ def extract_yes_no(text: str) -> Literal["yes", "no"] | None:
         words = re.findall(r"[a-z]+", span.lower())
         if words and words[0] in ("yes", "no"):
             return _YES_NO[words[0]]
-        stated = re.findall(r"answer(?:\s+is)?\s*[:\uff1a]?\s*\b(yes|no)\b", span.lower())
+        stated = re.findall(r"answer(?:\s++is)?+\s*+[:\uff1a]?+\s*+\b(yes|no)\b", span.lower())
         if stated:
             return _YES_NO[stated[-1]]
         found = {w for w in words if w in ("yes", "no")}

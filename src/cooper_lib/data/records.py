@@ -228,8 +228,11 @@ class Stage1Example:
             raise ValueError(f"record {self.id}: {err}") from err
 
 
-def parse_stage1(row: dict[str, Any], base_dir: Path, where: str) -> Stage1Example:
-    """Validate one stage-1 JSON object (see the module docstring) into a `Stage1Example`."""
+def parse_stage1(
+    row: dict[str, Any], base_dir: Path, where: str, *, allow_outside_root: bool = False
+) -> Stage1Example:
+    """Validate one stage-1 JSON object (see the module docstring) into a `Stage1Example`; paths
+    stay inside `base_dir` unless `allow_outside_root` (`confine`)."""
     if not isinstance(row, dict):
         raise TypeError(f"{where}: expected a JSON object, got {type(row).__name__}")
     missing = [k for k in ("image", "modality", "target") if not row.get(k)]
@@ -242,17 +245,23 @@ def parse_stage1(row: dict[str, Any], base_dir: Path, where: str) -> Stage1Examp
         raise ValueError(f"{where}: missing {missing}")
     return Stage1Example(
         id=str(row.get("id", where)),
-        image=_resolve(row["image"], base_dir),
+        image=confine(row["image"], base_dir, f"{where}: image", allow_outside_root=allow_outside_root),
         modality=modality.name,
-        target=_resolve(row["target"], base_dir),
+        target=confine(row["target"], base_dir, f"{where}: target", allow_outside_root=allow_outside_root),
         source=str(row.get("source") or modality.name),
         options=modality.target_options(row, where),
     )
 
 
-def load_stage1_records(paths: Sequence[str | os.PathLike]) -> list[Stage1Example]:
-    """Every stage-1 record of the JSONL files `paths`, in order."""
-    return [parse_stage1(row, base, where) for row, base, where in iter_rows(paths)]
+def load_stage1_records(
+    paths: Sequence[str | os.PathLike], *, allow_outside_root: bool = False
+) -> list[Stage1Example]:
+    """Every stage-1 record of the JSONL files `paths`, in order (paths confined to each file's
+    folder unless `allow_outside_root`)."""
+    return [
+        parse_stage1(row, base, where, allow_outside_root=allow_outside_root)
+        for row, base, where in iter_rows(paths)
+    ]
 
 
 def _need_loss(value: Any, where: str) -> bool:
@@ -266,11 +275,17 @@ def _need_loss(value: Any, where: str) -> bool:
 
 
 def parse_sft(
-    row: dict[str, Any], base_dir: Path | None, where: str, depth_scale: float | None = None
+    row: dict[str, Any],
+    base_dir: Path | None,
+    where: str,
+    depth_scale: float | None = None,
+    *,
+    allow_outside_root: bool = False,
 ) -> SFTRecord:
     """One SFT JSON object (COOPER's ``interleaved_reason`` row or a cooper-lib record) as an
     `SFTRecord`; `depth_scale` (a dataset manifest's) is the default `target_scale` of items whose
-    modality reads scaled PNGs."""
+    modality reads scaled PNGs. Image and target paths stay inside `base_dir` unless
+    `allow_outside_root` (`confine`)."""
     if not isinstance(row, dict):
         raise TypeError(f"{where}: expected a JSON object, got {type(row).__name__}")
     if "interleaved_reason" in row:
@@ -300,6 +315,10 @@ def parse_sft(
         role = raw.get("role")
         if role is not None and role not in ROLES:
             raise ValueError(f"{at}: role: expected system, user, assistant or tool, got {role!r}")
+        if kind == "image":
+            confine_image(raw["value"], base_dir, f"{at}: value", allow_outside_root=allow_outside_root)
+        if isinstance(raw.get("target"), str) and base_dir is not None:
+            confine(raw["target"], base_dir, f"{at}: target", allow_outside_root=allow_outside_root)
         name = raw.get("modality")
         scaled = name is not None and get_modality(name).scaled_png
         scale = raw.get("target_scale", depth_scale if scaled else None)
@@ -309,15 +328,18 @@ def parse_sft(
     return SFTRecord(str(row.get("id", where)), items, meta, base_dir)
 
 
-def load_sft_records(paths: Sequence[str | os.PathLike]) -> list[SFTRecord]:
-    """Every SFT record of the JSONL files `paths`, in order."""
+def load_sft_records(
+    paths: Sequence[str | os.PathLike], *, allow_outside_root: bool = False
+) -> list[SFTRecord]:
+    """Every SFT record of the JSONL files `paths`, in order (paths confined to each file's folder
+    unless `allow_outside_root`)."""
     records = []
     scales: dict[Path, float | None] = {}
     for row, base, where in iter_rows(paths):
         if base not in scales:
             manifest = base / "manifest.json"
             scales[base] = json.loads(manifest.read_text()).get("depth_scale") if manifest.is_file() else None
-        records.append(parse_sft(row, base, where, scales[base]))
+        records.append(parse_sft(row, base, where, scales[base], allow_outside_root=allow_outside_root))
     return records
 
 
@@ -388,6 +410,42 @@ def iter_rows(paths: Sequence[str | os.PathLike]) -> Iterable[tuple[dict[str, An
             yield row, path.parent, f"{path}:{number}"
 
 
+_MAX_PATH_CHARS = 4096  # longer strings are base64 images, not paths
+
+
 def _resolve(path: str | os.PathLike, base_dir: Path) -> Path:
     p = Path(path)
     return p if p.is_absolute() else base_dir / p
+
+
+def confine(path: str | os.PathLike, root: Path, where: str, *, allow_outside_root: bool = False) -> Path:
+    """`path` (relative to `root`, or absolute) when it stays inside `root`, the folder of the
+    record file that names it: ``..`` steps and absolute paths leading elsewhere are a
+    ``ValueError`` naming `where`, unless `allow_outside_root`. The check is on the path as
+    written (symbolic links inside the folder, such as a Hugging Face cache's, are followed)."""
+    resolved = _resolve(path, root)
+    if allow_outside_root or _inside(resolved, root):
+        return resolved
+    raise ValueError(
+        f"{where}: {str(path)!r} names a file outside the dataset folder {root}; files may only "
+        "name paths inside their folder (pass allow_outside_root=True to read it anyway)"
+    )
+
+
+def confine_image(value: Any, root: Path | None, where: str, *, allow_outside_root: bool = False) -> None:
+    """`confine` for an image value that may be a path or a base64 string (`cooper_lib.images`
+    rules): a string naming an existing file outside `root` is refused; others are left to the
+    image reader."""
+    if root is None or allow_outside_root or not isinstance(value, (str, os.PathLike)):
+        return
+    text = str(value)
+    if text.startswith("data:") or len(text) > _MAX_PATH_CHARS or "\n" in text:
+        return
+    resolved = _resolve(text, root)
+    if not _inside(resolved, root) and os.path.exists(os.path.normpath(resolved)):
+        confine(text, root, where)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return os.path.commonpath([path, root]) == root

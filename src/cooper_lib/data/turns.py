@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cooper_lib.config import ModalitySpec, SpatialConfig
-from cooper_lib.data.extraction import boxed_contents
+from cooper_lib.data.extraction import last_boxed
 from cooper_lib.modalities import available_modalities, get_modality
 
 __all__ = [
@@ -218,8 +218,7 @@ class TurnFormat:
             return ParsedTurn("tool", tool=called[0], request=calls[called[0]], think=think)
         answer = _between(text, *self.answer)
         if answer is not None:
-            boxed = boxed_contents(answer)
-            return ParsedTurn("answer", think=think, answer=answer, boxed=boxed[-1] if boxed else None)
+            return ParsedTurn("answer", think=think, answer=answer, boxed=last_boxed(answer))
         return ParsedTurn("none", think=think)
 
     def called_tool(self, text: str) -> str | None:

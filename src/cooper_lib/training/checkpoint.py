@@ -12,6 +12,10 @@ A checkpoint is ``<output_dir>/checkpoints/step-00001000/`` holding
 Writes are atomic: everything goes to ``.step-00001000.tmp``, every file and the folder are
 fsync'ed, then one `os.replace` renames it. A kill before the rename leaves a temp folder that
 `list_checkpoints` ignores (and the next save removes); the previous checkpoint is untouched.
+Replacing a folder that exists (``final/``) takes two renames: the old folder goes aside to
+``.final.old``, the complete new one comes in, then the old one is deleted. A kill between the
+two renames leaves no ``final/`` for a moment; `recover_atomic` (run by every later save and when
+a `Trainer` starts) finishes the swap, so a run never ends up without one.
 No pickle is written or read anywhere.
 
 The last part writes and restores a `Trainer`'s checkpoint (`save_checkpoint`, `save_final`,
@@ -48,6 +52,27 @@ from cooper_lib.training.weights import (
 )
 
 STATE_NAME = "state.json"
+RESUME_FREE_SETTINGS = frozenset(
+    {
+        "run.output_dir",
+        "run.resume",
+        "run.allow_config_change",
+        "run.progress_bar",
+        "run.tensorboard",
+        "run.log_every",
+        "run.save_every",
+        "run.keep_checkpoints",
+        "run.eval_every",
+        "run.cpu",
+        "run.batch_size",  # with run.grad_accum_steps: checked as the global batch instead
+        "run.grad_accum_steps",
+        "eval_data",
+        "eval_samples",
+        "judge_api_key_env",  # where the judge's key comes from, not what the run computes
+    }
+)
+"""Config keys a resumed run may change freely: where and how often it writes, logs and evaluates.
+Any other difference from the checkpoint's config needs ``run.allow_config_change``."""
 _STEP_DIR = re.compile(r"step-(\d{8})")
 _SEP = "/"  # parameter names contain dots; tensor keys join name and state key with a slash
 
@@ -82,12 +107,39 @@ def temp_dir_for(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp"
 
 
+def old_dir_for(final: Path) -> Path:
+    """Where `commit_atomic` moves an existing `final` aside while it swaps the new one in."""
+    return final.parent / f".{final.name}.old"
+
+
+def recover_atomic(final: Path) -> Path | None:
+    """Finish a swap that a kill interrupted between `commit_atomic`'s two renames.
+
+    With `final` missing and its ``.old`` folder present, the kill came after the old folder went
+    aside: the temp folder, fsync'ed before that rename, is complete and becomes `final` (without
+    one, the old folder goes back). A leftover ``.old`` beside an existing `final` is deleted.
+    Returns the folder that became `final`, or None when there was nothing to do.
+    """
+    old, tmp = old_dir_for(final), temp_dir_for(final)
+    if not old.is_dir():
+        return None
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        return None
+    source = tmp if tmp.is_dir() else old
+    os.replace(source, final)
+    _fsync(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return source
+
+
 def begin_atomic(final: Path, *, replace: bool = False) -> Path:
     """A fresh, empty temp folder to write `final`'s contents into (a stale one is removed).
 
     Raises:
         FileExistsError: `final` exists and `replace` is False.
     """
+    recover_atomic(final)
     if final.exists() and not replace:
         raise FileExistsError(f"{final}: already exists")
     tmp = temp_dir_for(final)
@@ -100,16 +152,17 @@ def begin_atomic(final: Path, *, replace: bool = False) -> Path:
 def commit_atomic(tmp: Path, final: Path) -> Path:
     """fsync every file under `tmp` and the folders, then rename `tmp` to `final` in one step.
 
-    An existing `final` (a model folder written again by a resumed run) is first moved aside and
-    deleted after the rename; a crash in between leaves the new folder complete under `final`
-    or still under `tmp`, never a half-written one under `final`.
+    An existing `final` (a model folder written again by a resumed run) is first moved aside to
+    `old_dir_for(final)` and deleted after the rename; a crash in between leaves the new folder
+    complete under `tmp` and the old one aside, which `recover_atomic` turns back into `final`;
+    never a half-written folder under `final`.
     """
     for path in sorted(tmp.rglob("*")):
         if path.is_file():
             _fsync(path)
     for folder in sorted({p for p in tmp.rglob("*") if p.is_dir()} | {tmp}, key=lambda p: -len(p.parts)):
         _fsync(folder)
-    old = final.parent / f".{final.name}.old"
+    old = old_dir_for(final)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
@@ -331,6 +384,16 @@ def load_checkpoint(trainer: Any, path: str | Path) -> None:
             f"{path}: written with a global batch of {state['global_batch_size']} samples, this run has "
             f"{trainer.global_batch_size} (batch_size x processes x grad_accum_steps); the data order would differ"
         )
+    changed = changed_settings(state.get("config", {}), trainer.config.to_dict())
+    if changed and not trainer.run.allow_config_change:
+        listed = "; ".join(
+            f"{key}: {old!r} in the checkpoint, {new!r} now" for key, (old, new) in changed.items()
+        )
+        raise ValueError(
+            f"{path}: this run's config differs from the checkpoint's ({listed}). Set "
+            "run.allow_config_change: true (--run.allow_config_change true) to continue with the new "
+            "values, or run.resume: none (or another run.output_dir) to start over"
+        )
     if trainer.deepspeed:
         trainer.model.load_checkpoint(
             str(path / "deepspeed"),
@@ -365,6 +428,46 @@ def load_checkpoint(trainer: Any, path: str | Path) -> None:
     load_rng(path, trainer.rank)
     trainer.load_data_state(state["data"])
     trainer.step = int(state["step"])
+    if changed:
+        apply_optim_settings(trainer)
+
+
+def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{"section.key": (saved, current)}`` for every setting both configs hold with different
+    values, `RESUME_FREE_SETTINGS` aside (keys only one of them holds are skipped: configs of other
+    library versions)."""
+    flat_saved, flat_now = _flatten(saved), _flatten(json.loads(json.dumps(current)))
+    return {
+        key: (flat_saved[key], flat_now[key])
+        for key in sorted(flat_saved.keys() & flat_now.keys())
+        if key not in RESUME_FREE_SETTINGS and flat_saved[key] != flat_now[key]
+    }
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if prefix == "" and isinstance(value, Mapping) and key in ("model", "optim", "run"):
+            out.update(_flatten(value, f"{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def apply_optim_settings(trainer: Any) -> None:
+    """Put the config's optimiser settings over those restored from a checkpoint (a resume with
+    ``run.allow_config_change``): learning rate (at the schedule's current point), betas, epsilon and
+    weight decay, so the run uses the values its config (and ``config.yaml``) states."""
+    optim, scheduler = trainer.config.optim, trainer.scheduler
+    groups = trainer.optimizer.optimizer.param_groups
+    scheduler.base_lrs = [optim.lr for _ in groups]
+    for index, group in enumerate(groups):
+        group["initial_lr"] = optim.lr
+        group["lr"] = optim.lr * scheduler.lr_lambdas[index](scheduler.last_epoch)
+        group["betas"], group["eps"] = tuple(optim.betas), optim.eps
+        if len(groups) == 2 and index == 0:  # `parameter_groups`: the decayed group comes first
+            group["weight_decay"] = optim.weight_decay
+    scheduler._last_lr = [group["lr"] for group in groups]
 
 
 def _strip(optim_state: dict[str, Any], prefix: str, add: str = "") -> dict[str, Any]:

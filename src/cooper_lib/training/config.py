@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cooper_lib.serialization import field_types, from_dict, plain, strip_optional, to_dict
+from cooper_lib.training.judges import check_api_key_env
 
 T = TypeVar("T")
 
@@ -119,6 +120,9 @@ class RunConfig:
         2, "checkpoints kept on disk (older ones are deleted after a new one is complete)"
     )
     resume: str = _opt("auto", "auto (latest checkpoint in output_dir if any), none, or a checkpoint folder")
+    allow_config_change: bool = _opt(
+        False, "resume even when settings differ from the checkpoint's (the new values are used)"
+    )
     log_every: int = _opt(10, "log averaged metrics every N steps")
     eval_every: int = _opt(0, "run the evaluation hook every N steps (0: never)")
     progress_bar: bool = _opt(True, "show a tqdm progress bar on the main process")
@@ -272,7 +276,10 @@ class GRPOConfig(_Sections):
     judge: str = _opt("rule", "accuracy judge: rule (boxed / letter / yes-no / number) or openai")
     judge_url: str | None = _opt(None, "OpenAI-compatible base URL of the judge (judge=openai)")
     judge_model: str | None = _opt(None, "model name sent to the judge (judge=openai)")
-    judge_api_key_env: str = _opt("OPENAI_API_KEY", "environment variable holding the judge's API key")
+    judge_api_key_env: str | None = _opt(
+        None,
+        "no longer chosen: the judge's key is read from $COOPER_JUDGE_API_KEY (any other name is an error)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -297,6 +304,7 @@ class GRPOConfig(_Sections):
             )
         if self.judge == "openai" and not (self.judge_url and self.judge_model):
             raise ValueError("judge_url, judge_model: both are needed with judge=openai")
+        check_api_key_env(self.judge_api_key_env)
 
 
 STAGE_CONFIGS: dict[str, type] = {"stage1": Stage1Config, "sft": SFTConfig, "grpo": GRPOConfig}

@@ -6,6 +6,12 @@
 the reference's unit) within a relative tolerance, a length within Q-SpatialBench's factor, or
 free text. `OpenAIJudge` asks an OpenAI-compatible chat endpoint
 instead, as COOPER's upstream did; it is written on `urllib` so it needs no client package.
+
+The endpoint comes from a config file, which may be shared, so `OpenAIJudge` guards the key it
+sends: the URL must be https (plain http only to ``localhost``, ``127.0.0.1`` or ``::1``); the key
+is the `api_key` argument or the variable `JUDGE_API_KEY_ENV` (``COOPER_JUDGE_API_KEY``), never a
+variable a config names; the ``Authorization`` header is not forwarded when the server redirects
+to another scheme, host or port, and a redirect to a URL the first rule refuses is an error.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,27 +104,76 @@ _JUDGE_SYSTEM = (
 _JUDGE_USER = "Question: {question}\nGround-truth answer: {truth}\nModel answer: {prediction}\nIs the model answer correct?"
 
 
+JUDGE_API_KEY_ENV = "COOPER_JUDGE_API_KEY"
+"""The one environment variable `OpenAIJudge` reads its API key from (when none is passed)."""
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Hosts a judge may be reached at over plain http."""
+
+
+def check_judge_url(url: str, name: str = "url") -> str:
+    """`url` when it is https, or http to a loopback host; ``ValueError`` naming `name` otherwise."""
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parts is None or not parts.hostname:
+        raise ValueError(f"{name}: expected an http(s) URL with a host, got {url!r}")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return url
+    raise ValueError(
+        f"{name}: expected an https URL (plain http only to {', '.join(sorted(LOOPBACK_HOSTS))}), got "
+        f"{url!r}; the judge's API key would travel unencrypted"
+    )
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
+
+
+class _KeepKeyOnSameOrigin(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, sending the key again only to the same scheme, host and
+    port, and refusing a redirect to a URL `check_judge_url` refuses."""
+
+    def __init__(self, authorization: str | None) -> None:
+        self.authorization = authorization
+
+    def redirect_request(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        newurl = urllib.parse.urljoin(req.full_url, newurl)
+        check_judge_url(newurl, f"judge redirect from {req.full_url}")
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and self.authorization and _origin(newurl) == _origin(req.full_url):
+            new.add_unredirected_header("Authorization", self.authorization)
+        return new
+
+
 @dataclass
 class OpenAIJudge:
     """Ask an OpenAI-compatible ``/chat/completions`` endpoint whether the answer is correct.
 
     Args:
-        base_url: e.g. ``http://localhost:8000/v1``.
+        base_url: e.g. ``https://judge.example.org/v1`` (plain http only to localhost, 127.0.0.1
+            or ::1).
         model: model name the server expects.
-        api_key_env: environment variable holding the API key (sent as a Bearer token when set).
+        api_key: the API key (sent as a Bearer token); default: ``$COOPER_JUDGE_API_KEY`` when
+            set, else no key.
         timeout: seconds per request.
         max_retries: attempts before a connection or server error is raised.
 
     Raises:
+        ValueError: `base_url` is neither https nor http to a loopback host, or the server
+            redirects to such a URL.
         RuntimeError: when the server stays unreachable or answers neither True nor False; a
             reward computed on a silent default would bias training.
     """
 
     base_url: str
     model: str
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key: str | None = field(default=None, repr=False)
     timeout: float = 30.0
     max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        check_judge_url(self.base_url, "base_url")
 
     def __call__(self, answer_text: str, reference: Reference) -> bool:
         spans = list(answer_spans(answer_text))
@@ -143,22 +199,36 @@ class OpenAIJudge:
         return verdict == "true"
 
     def _post(self, body: dict[str, Any]) -> str:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        key = self.api_key if self.api_key is not None else os.environ.get(JUDGE_API_KEY_ENV)
+        authorization = f"Bearer {key}" if key else None
         request = urllib.request.Request(
-            self.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(), headers=headers
+            self.base_url.rstrip("/") + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
         )
+        if authorization:  # unredirected: urllib copies only ordinary headers to a redirect
+            request.add_unredirected_header("Authorization", authorization)
+        opener = urllib.request.build_opener(_KeepKeyOnSameOrigin(authorization))
         error: Exception | None = None
         for attempt in range(self.max_retries):
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with opener.open(request, timeout=self.timeout) as response:
                     return json.loads(response.read())["choices"][0]["message"]["content"]
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 error = err
                 time.sleep(min(2**attempt, 8) * 0.1)
         raise RuntimeError(f"judge {self.base_url}: no answer after {self.max_retries} attempts ({error})")
+
+
+def check_api_key_env(name: str | None) -> None:
+    """A config's ``judge_api_key_env``: None or `JUDGE_API_KEY_ENV`, else ``ValueError`` explaining
+    that the key's variable is no longer chosen by configs (one could send any secret anywhere)."""
+    if name is not None and name != JUDGE_API_KEY_ENV:
+        raise ValueError(
+            f"judge_api_key_env: the judge's key is read from ${JUDGE_API_KEY_ENV} only (or passed as "
+            f"api_key), got {name!r}; a config naming the variable could send any secret of the "
+            f"environment to any URL. Set {JUDGE_API_KEY_ENV} and remove judge_api_key_env"
+        )
 
 
 def judge_from_config(
@@ -167,15 +237,21 @@ def judge_from_config(
     number_tolerance: float = 0.1,
     url: str | None = None,
     model: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
+    api_key: str | None = None,
+    api_key_env: str | None = None,
 ) -> Judge:
-    """The judge a `GRPOConfig` names (``rule`` or ``openai``)."""
+    """The judge a `GRPOConfig` names (``rule`` or ``openai``).
+
+    `api_key_env` is what a config's ``judge_api_key_env`` holds: None or `JUDGE_API_KEY_ENV`; a
+    config naming another variable is an error (a shared config could send any secret).
+    """
+    check_api_key_env(api_key_env)
     if kind == "rule":
         return RuleJudge(number_tolerance)
     if kind == "openai":
         if not url or not model:
             raise ValueError("url, model: both are needed for the openai judge")
-        return OpenAIJudge(url, model, api_key_env)
+        return OpenAIJudge(url, model, api_key)
     raise ValueError(f"kind: expected 'rule' or 'openai', got {kind!r}")
 
 

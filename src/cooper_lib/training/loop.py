@@ -13,6 +13,12 @@ through `compute_loss` and `Accelerator.backward` inside `Accelerator.accumulate
 last), then gradient clipping, the optimiser, the scheduler and the EMA step. Metrics are averaged
 over micro-batches and processes. Checkpoints (`cooper_lib.training.checkpoint`) hold everything a
 resumed run needs to continue the same trajectory.
+
+Resuming (``run.resume``) is announced with the step and checkpoint; a config that differs from
+the checkpoint's is an error unless ``run.allow_config_change`` is set. ``log.jsonl`` holds one
+strict-JSON line per step (non-finite metrics as null); when a run starts, lines past its step (a
+run killed after logging beyond its last checkpoint) are dropped, so a resumed log has no
+duplicated steps.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import abc
 import importlib.util
 import json
+import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -38,6 +46,8 @@ from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
 from cooper_lib.training.trainable import configure_trainable, parameter_groups
 
+logger = logging.getLogger(__name__)
+LOG_NAME = "log.jsonl"
 _SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}
 EvalHook = Callable[["Trainer"], dict[str, float]]
 
@@ -120,6 +130,10 @@ class Trainer(abc.ABC):
         self.step = 0
         self.output_dir = Path(self.run.output_dir)
         self._writer: Any = None
+        self.resumed_from: Path | None = None
+        if self.accelerator.is_main_process:
+            ckpt.recover_atomic(self.output_dir / "final")
+        self.accelerator.wait_for_everyone()
         self._resume()
 
     # ------------------------------------------------------------------ for subclasses
@@ -187,6 +201,8 @@ class Trainer(abc.ABC):
             desc=type(self).__name__,
             disable=not (self.run.progress_bar and self.accelerator.is_main_process),
         )
+        if self.accelerator.is_main_process:
+            trim_log(self.output_dir / LOG_NAME, self.step)
         self.model.train()
         while self.step < end:
             metrics = self.train_step()
@@ -263,8 +279,8 @@ class Trainer(abc.ABC):
         if not self.accelerator.is_main_process:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        with (self.output_dir / "log.jsonl").open("a") as f:
-            f.write(json.dumps(entry) + "\n")
+        with (self.output_dir / LOG_NAME).open("a") as f:
+            f.write(log_line(entry) + "\n")
         if self.step % self.run.log_every and not any(k.startswith("eval/") for k in entry):
             return
         writer = self._tensorboard()
@@ -318,10 +334,43 @@ class Trainer(abc.ABC):
         if path is None:
             return
         self.load_checkpoint(path)
+        self.resumed_from = Path(path)
+        message = f"{type(self).__name__}: resuming from step {self.step} (checkpoint {path})"
+        logger.info(message)
+        self.accelerator.print(message)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from a checkpoint: weights, optimiser, scheduler, EMA, RNG and data position."""
         ckpt.load_checkpoint(self, path)
+
+
+def log_line(entry: dict[str, float]) -> str:
+    """One strict-JSON line of ``log.jsonl``: non-finite values (NaN, inf) written as null."""
+    clean = {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in entry.items()}
+    return json.dumps(clean, allow_nan=False)
+
+
+def trim_log(path: Path, step: int) -> int:
+    """Drop the lines of `path` (``log.jsonl``) past `step`, and a line cut short by a kill; the
+    file is rewritten atomically. Returns how many lines went."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("step"), (int, float)) and entry["step"] <= step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        os.replace(tmp, path)
+    return dropped
 
 
 def mean_over_processes(

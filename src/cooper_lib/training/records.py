@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from cooper_lib.data.records import QARecord, iter_rows
+from cooper_lib.data.records import QARecord, confine_image, iter_rows
 from cooper_lib.images import to_pil
 from cooper_lib.training.judges import Reference
 from cooper_lib.training.rewards import CPR_FLAGS
@@ -36,8 +36,11 @@ class QAExample:
         return to_pil(self.image, f"record {self.id}: image", base_dir=self.base_dir)
 
 
-def parse_qa(row: dict[str, Any], base_dir: Path | None, where: str) -> QAExample:
-    """One `QARecord` JSON object (what `write_dataset(stage="grpo")` writes) as a `QAExample`."""
+def parse_qa(
+    row: dict[str, Any], base_dir: Path | None, where: str, *, allow_outside_root: bool = False
+) -> QAExample:
+    """One `QARecord` JSON object (what `write_dataset(stage="grpo")` writes) as a `QAExample`
+    (its image path confined to `base_dir` unless `allow_outside_root`)."""
     if not isinstance(row, dict):
         raise TypeError(f"{where}: expected a JSON object, got {type(row).__name__}")
     missing = [k for k in ("image", "question", "answer", "answer_type", "cpr") if row.get(k) in (None, "")]
@@ -50,9 +53,15 @@ def parse_qa(row: dict[str, Any], base_dir: Path | None, where: str) -> QAExampl
         reference = Reference.from_record(record)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from err
+    confine_image(record.image, base_dir, f"{where}: image", allow_outside_root=allow_outside_root)
     return QAExample(str(record.id), record.image, record.question, reference, record.cpr, base_dir)
 
 
-def load_qa_records(paths: Sequence[str | os.PathLike]) -> list[QAExample]:
+def load_qa_records(
+    paths: Sequence[str | os.PathLike], *, allow_outside_root: bool = False
+) -> list[QAExample]:
     """Every question of the JSONL files `paths`, in order."""
-    return [parse_qa(row, base, where) for row, base, where in iter_rows(paths)]
+    return [
+        parse_qa(row, base, where, allow_outside_root=allow_outside_root)
+        for row, base, where in iter_rows(paths)
+    ]

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cooper_lib.data.records import confine
+
 _MAX_LISTED = 5
 
 
@@ -38,6 +40,15 @@ def require_files(paths: Iterable[Path], benchmark: str, what: str) -> None:
         shown = ", ".join(str(p) for p in missing[:_MAX_LISTED])
         more = f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
         raise FileNotFoundError(f"{benchmark}: {len(missing)} {what} missing: {shown}{more}")
+
+
+def image_path(
+    root: Path, name: str, benchmark: str, where: str, *, allow_outside_root: bool = False
+) -> Path:
+    """The image a table row names, resolved against `root`; ``..`` steps or an absolute path
+    leading out of `root` are a ``ValueError`` unless `allow_outside_root`
+    (`cooper_lib.data.records.confine`)."""
+    return confine(name, root, f"{benchmark}: {where}: image", allow_outside_root=allow_outside_root)
 
 
 def require_columns(found: Iterable[str], required: Sequence[str], benchmark: str, source: Path) -> None:

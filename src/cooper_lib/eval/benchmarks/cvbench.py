@@ -20,7 +20,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cooper_lib.eval.benchmarks._io import clean, read_jsonl, require_columns, require_dir, require_files
+from cooper_lib.eval.benchmarks._io import (
+    clean,
+    image_path,
+    read_jsonl,
+    require_columns,
+    require_dir,
+    require_files,
+)
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, group_by, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 
@@ -48,8 +55,9 @@ class CVBenchBenchmark(Benchmark):
         return result
 
 
-def load_cvbench(path: str | Path) -> CVBenchBenchmark:
-    """Load CV-Bench from the dataset repo folder (``test.jsonl`` or the 2D / 3D pair, and ``img/``)."""
+def load_cvbench(path: str | Path, *, allow_outside_root: bool = False) -> CVBenchBenchmark:
+    """Load CV-Bench from the dataset repo folder (``test.jsonl`` or the 2D / 3D pair, and ``img/``);
+    image paths must stay inside the folder unless `allow_outside_root`."""
     root = require_dir(Path(path), NAME, "test.jsonl (or test_2d.jsonl and test_3d.jsonl) and img/")
     files = next(
         ([root / name for name in layout] for layout in LAYOUTS if all((root / n).is_file() for n in layout)),
@@ -72,7 +80,11 @@ def load_cvbench(path: str | Path) -> CVBenchBenchmark:
                 raise ValueError(
                     f"{NAME}: {where}: answer must be one of {list(letters)}, got {record['answer']!r}"
                 )
-            images.append(root / clean(record["filename"]))
+            images.append(
+                image_path(
+                    root, clean(record["filename"]), NAME, where, allow_outside_root=allow_outside_root
+                )
+            )
             items.append(
                 BenchmarkItem(
                     id=f"{table.stem}/{record['idx']}",

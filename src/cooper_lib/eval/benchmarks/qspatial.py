@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cooper_lib.data.quantities import to_cm
-from cooper_lib.eval.benchmarks._io import clean, read_parquet, require_columns, require_files
+from cooper_lib.eval.benchmarks._io import clean, image_path, read_parquet, require_columns, require_files
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.images import image_from_bytes
@@ -107,6 +107,8 @@ def load_qspatial(
     split: str = "QSpatial_plus",
     image_root: str | Path | None = None,
     prompt_dir: str | Path | None = None,
+    *,
+    allow_outside_root: bool = False,
 ) -> QSpatialBenchmark:
     """Load Q-SpatialBench from the dataset repo folder (or one of its parquet files).
 
@@ -118,6 +120,7 @@ def load_qspatial(
         prompt_dir: the folder holding ``system_prompt.txt`` and ``spatial_prompt_single.txt``
             (must hold them); by default ``prompt_templates/`` in the dataset folder, or the
             dataset folder itself, and a warning when neither holds them.
+        allow_outside_root: read image paths that lead out of the image root (``..``, absolute).
 
     Each item's ``question`` is the prompt (module docstring) and ``extra["raw_question"]`` the
     dataset's question; ``answer`` is the ground truth in centimetres, ``extra`` keeps the
@@ -145,7 +148,7 @@ def load_qspatial(
                 raise ValueError(
                     f"{NAME}: row {number} of {parquet} has neither image bytes nor an image path"
                 )
-            source = root / relative
+            source = image_path(root, relative, NAME, f"row {number}", allow_outside_root=allow_outside_root)
             needed.append(source)
         try:
             answer_cm = to_cm(float(row["answer_value"]), str(row["answer_unit"]))

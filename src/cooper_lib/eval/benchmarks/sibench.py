@@ -22,6 +22,7 @@ from pathlib import Path
 from cooper_lib.data.answers import AnswerType
 from cooper_lib.eval.benchmarks._io import (
     clean,
+    image_path,
     read_delimited,
     require_columns,
     require_dir,
@@ -95,6 +96,8 @@ def load_sibench(
     path: str | Path,
     settings: tuple[str, ...] = SINGLE_IMAGE_SETTINGS,
     input_types: tuple[str, ...] = ("image",),
+    *,
+    allow_outside_root: bool = False,
 ) -> Benchmark:
     """Load SIBench settings from the data folder (or one TSV with a ``category`` column).
 
@@ -104,8 +107,10 @@ def load_sibench(
         input_types: rows whose ``input_type`` is not listed are left out; how many were left
             out per setting is recorded in ``benchmark.meta["dropped"]``. A table without an
             ``input_type`` column holds single images only.
+        allow_outside_root: read image paths that lead out of the folder (``..``, absolute).
 
-    Image paths are resolved against the folder (or, for a single TSV, the TSV's folder).
+    Image paths are resolved against the folder (or, for a single TSV, the TSV's folder) and must
+    stay inside it unless `allow_outside_root`.
     """
     path = Path(path)
     if path.is_file():
@@ -139,7 +144,7 @@ def load_sibench(
             source = clean(row.get("data_source"))
             if source in PROMPTED_SOURCES:
                 question = f"{question}\n{FORMAT_LINES[kind]}"
-            images.append(root / paths[0])
+            images.append(image_path(root, paths[0], NAME, where, allow_outside_root=allow_outside_root))
             items.append(
                 BenchmarkItem(
                     id=f"{category}/{clean(row['index'])}",
