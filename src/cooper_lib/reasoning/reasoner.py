@@ -417,7 +417,7 @@ class InterleavedReasoner:
         size = r.input_size if self.map_size == "input" else self.map_size
         if size is not None:
             picture = picture.resize((size[1], size[0]), Image.Resampling.NEAREST)
-        prompt = self.reflection_prompt.format(name=modality)
+        prompt = self.reflection_prompt.replace("{name}", modality)
         content = [{"type": "image"}, {"type": "text", "text": prompt}]
         text = self.model.adapter.continuation_text(self.processor, content, role=self.insert_role)
         segment = ctx.text_segment(text, [picture])
