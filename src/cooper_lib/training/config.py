@@ -251,7 +251,13 @@ class GRPOConfig(_Sections):
     run: RunConfig = field(
         default_factory=lambda: RunConfig(max_steps=300), metadata={"help": "loop section"}
     )
-    data: list[str] = _opt([], "question JSONL files (cooper_lib.data.records.QARecord rows)")
+    data: list[str] = _opt(
+        [], "question JSONL files: cooper_lib.data.records.QARecord rows or COOPER's RL_data.jsonl rows"
+    )
+    image_root: str | None = _opt(
+        None,
+        "folder COOPER RL rows' image paths start from (upstream --image_root); default each file's folder",
+    )
     eval_data: list[str] = _opt([], "question JSONL files for the evaluation hook (greedy, mean reward)")
     eval_samples: int = _opt(64, "questions the evaluation hook scores (first N of eval_data)")
     num_generations: int = _opt(8, "rollouts per prompt (the group of the advantage and exploration rules)")

@@ -111,11 +111,11 @@ class SpatialGRPOTrainer(Trainer):
     ) -> None:
         if not isinstance(config, GRPOConfig):
             raise TypeError(f"config: expected a GRPOConfig, got {type(config).__name__}")
-        self.records = load_qa_records(config.data) if records is None else list(records)
+        self.records = load_qa_records(config.data, config.image_root) if records is None else list(records)
         if not self.records:
             raise ValueError("records: expected at least one question, got none")
         if eval_records is None:
-            eval_records = load_qa_records(config.eval_data) if config.eval_data else []
+            eval_records = load_qa_records(config.eval_data, config.image_root) if config.eval_data else []
         self.eval_records = list(eval_records)
         self.sampler = MixtureSampler(["qa"] * len(self.records), {"qa": 1.0}, seed=config.run.seed)
         self.judge = judge or judge_from_config(

@@ -2,6 +2,7 @@ import re
 
 import pytest
 import torch
+from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
 
 from cooper_lib.data.synthetic import (
     SceneConfig,
@@ -12,8 +13,6 @@ from cooper_lib.data.synthetic import (
     render_scenes,
 )
 from cooper_lib.data.synthetic.qa import visible_depth
-from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
-
 from cooper_lib.data.turns import tool_call
 
 SCENES = render_scenes(8, seed=4, config=SceneConfig(width=48, height=48, min_objects=3))
