@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from transformers import SuppressTokensLogitsProcessor
 
+from cooper_lib.heads.flow import FlowHead
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
 from cooper_lib.training.config import GRPOConfig
@@ -80,6 +81,22 @@ class RolloutBatch:
 def rollout_seed(seed: int, step: int, position: int, generation: int) -> int:
     """The sampling seed of rollout `generation` of the prompt at `position` of step `step`'s global batch."""
     return int(np.random.SeedSequence([seed, step, position, generation]).generate_state(1)[0] >> 1)
+
+
+def rollout_perceive_options(model: SpatialModel, config: GRPOConfig) -> dict[str, dict[str, Any]]:
+    """Per flow-head modality, the options its maps are sampled with in rollouts: the
+    ``config.flow_preset`` settings (COOPER's "cooper-rollout": shift 3, text scale 4, interval
+    [0.4, 1], global renorm) with ``config.image_steps`` time points. The image branch of guidance
+    is off (``cfg_img_scale=1``): it needs query states computed without the image, which a
+    rollout does not have. Heads that are not flow heads take no sampling options."""
+    options: dict[str, dict[str, Any]] = {}
+    for name, head in model.heads.items():
+        if isinstance(head, FlowHead):
+            preset = (
+                {} if config.flow_preset is None else {"preset": config.flow_preset, "cfg_img_scale": 1.0}
+            )
+            options[name] = {**preset, "steps": config.image_steps}
+    return options
 
 
 class SpatialGRPOTrainer(Trainer):
@@ -150,6 +167,8 @@ class SpatialGRPOTrainer(Trainer):
             self.spatial,
             max_turns=self.config.max_turns,
             max_new_tokens_per_turn=self.config.max_new_tokens,
+            max_total_tokens=self.config.max_total_tokens,
+            perceive_options=rollout_perceive_options(self.spatial, self.config),
             generation_kwargs=sampling,
             logits_processors=[no_placeholders],
             return_inputs=True,
