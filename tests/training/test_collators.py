@@ -129,3 +129,12 @@ def test_a_template_ending_messages_in_plain_text_labels_no_end_token():
     labels = collator([record])["labels"][0]
     text = model.processor.tokenizer.decode(labels[labels != IGNORE_INDEX])
     assert text == answer
+
+
+def test_sft_records_without_a_system_item_get_coopers_system_prompt():
+    from cooper_prompts import COOPER_SYSTEM_PROMPT
+
+    model = build_model(model_config())
+    record = SFTRecord("r", [Item("text", "q"), Item("text", "<answer>A</answer>", need_loss=True)])
+    messages = SFTCollator(model).render(record)[0]
+    assert messages[0] == {"role": "system", "content": [{"type": "text", "text": COOPER_SYSTEM_PROMPT}]}

@@ -163,6 +163,13 @@ def test_rollouts_sample_flow_maps_with_the_rollout_preset_and_image_steps(synth
     trainer = SpatialGRPOTrainer(model, config, reward_fn=low_half_reward(1))
     assert trainer.reasoner.perceive_options == options and trainer.greedy.perceive_options == options
     assert trainer.reasoner.max_new_tokens_per_turn == 3 and trainer.reasoner.sampling.temperature == 1.0
+    from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
+
+    for reasoner in (trainer.reasoner, trainer.greedy):  # rollouts and the evaluation hook
+        assert (reasoner.system_prompt, reasoner.reflection_prompt) == (
+            COOPER_SYSTEM_PROMPT,
+            COOPER_REFLECTION_PROMPT,
+        )
     own = make_config(synthetic, tmp_path, flow_preset=None)
     assert rollout_perceive_options(model, own) == {"depth": {"steps": 30}}
 
