@@ -184,3 +184,28 @@ def test_rollout_temperature_divides_the_logits():
         sampler = TokenSampler(SamplingConfig(temperature=temperature), seeds=[0])
         probs = torch.softmax(sampler.warpers(no_ids, logits.clone()), dim=-1)[0]
         torch.testing.assert_close(probs, torch.tensor(expected), rtol=0, atol=1e-6)
+
+
+def test_policy_logprobs_use_the_tempered_logits(synthetic, tmp_path):
+    # COOPER's trainer divides the logits by the sampling temperature before the log-softmax
+    # (train/grpo/bagel_interleave_grpo_trainer.py:754-756): log p_T = z / T - logsumexp(z / T)
+    from cooper_lib.training.grpo import PolicyScorer
+
+    model = build_model(model_config())
+    torch.manual_seed(0)
+    ids = torch.randint(5, 60, (1, 9))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    mask[0, 4:] = True
+    with torch.no_grad():
+        hidden = model.adapter.hidden_states(**inputs)
+        logits = model.adapter.output_embeddings()(hidden).double()
+        for temperature in (1.0, 0.7):
+            expected = torch.log_softmax(logits[0, 3:-1] / temperature, dim=-1).gather(-1, ids[0, 4:, None])[
+                :, 0
+            ]
+            got = PolicyScorer(model, temperature)(inputs, mask)[0]
+            torch.testing.assert_close(got[4:].double(), expected, rtol=1e-4, atol=1e-5)
+            assert (got[:4] == 0).all()
+    with pytest.raises(ValueError, match="temperature"):
+        PolicyScorer(model, 0.0)

@@ -47,22 +47,40 @@ RewardFn = Callable[
 
 class PolicyScorer(nn.Module):
     """What the GRPO step runs under DDP: the `SpatialModel` and a forward that returns the
-    log-probs of a context's tokens (so DDP sees every parameter the loss uses)."""
+    log-probs of a context's tokens (so DDP sees every parameter the loss uses).
 
-    def __init__(self, spatial: SpatialModel) -> None:
+    The log-probs are those of the distribution the rollouts were sampled from: the logits divided
+    by the sampling `temperature` (as COOPER's trainer does, after TRL). Dividing the hidden states
+    and the bias by it divides the logits exactly; a backbone with logit soft-capping would need the
+    division after the cap, so it takes temperature 1 only.
+    """
+
+    def __init__(self, spatial: SpatialModel, temperature: float = 1.0) -> None:
         super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected a positive number, got {temperature}")
+        if temperature != 1.0 and spatial.adapter.logit_softcap is not None:
+            raise ValueError(
+                f"temperature: the backbone soft-caps its logits, so its GRPO log-probs support only "
+                f"temperature 1.0, got {temperature}"
+            )
         self.spatial = spatial
+        self.temperature = float(temperature)
 
     def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """[B, T] log-probs of the tokens under `mask` (0 elsewhere) for model inputs `inputs`."""
         hidden = self.spatial.adapter.hidden_states(**inputs)
         head = self.spatial.adapter.output_embeddings()
+        bias = getattr(head, "bias", None)
+        if self.temperature != 1.0:
+            hidden = hidden / self.temperature
+            bias = None if bias is None else bias / self.temperature
         return token_logprobs(
             hidden,
             head.weight,
             inputs["input_ids"],
             mask,
-            bias=getattr(head, "bias", None),
+            bias=bias,
             softcap=self.spatial.adapter.logit_softcap,
         )
 
@@ -176,7 +194,7 @@ class SpatialGRPOTrainer(Trainer):
 
     # ------------------------------------------------------------------ Trainer hooks
     def training_module(self, model: SpatialModel) -> nn.Module:
-        return PolicyScorer(model)
+        return PolicyScorer(model, self.config.temperature)
 
     def updates_per_step(self) -> int:
         return self.config.num_iterations
@@ -284,7 +302,9 @@ class SpatialGRPOTrainer(Trainer):
         if self.config.num_iterations > 1:
             batch.old_logprobs = [self._logprobs(self.model, t) for t in traces]
         if self.reference is not None:
-            batch.ref_logprobs = [self._logprobs(PolicyScorer(self.reference), t) for t in traces]
+            batch.ref_logprobs = [
+                self._logprobs(PolicyScorer(self.reference, self.config.temperature), t) for t in traces
+            ]
         return batch
 
     def _inputs(self, trace: ReasoningTrace) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
