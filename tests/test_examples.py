@@ -124,3 +124,7 @@ def test_two_stage_pipeline_runs_on_coopers_own_rows(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     runs = tmp_path / "work" / "runs" / "tiny"
     assert (runs / "sft" / "final").is_dir() and (runs / "grpo" / "final").is_dir()
+    # the stages trained on COOPER's files, not on the synthetic records
+    assert str(sft) in (runs / "sft" / "config.yaml").read_text()
+    grpo = (runs / "grpo" / "config.yaml").read_text()
+    assert str(rl) in grpo and str(images) in grpo
