@@ -36,7 +36,7 @@ def test_scripted_run_gives_text_map_and_answer_in_order(family):
     assert call.modality == depth.modality == shown.modality == "depth"
     assert depth.map.shape == model.config.output_size and torch.isfinite(depth.map).all()
     assert shown.image.size == image().size
-    assert shown.text.startswith("Here is the generated depth map")
+    assert shown.text.startswith("\nHere is the result of the depth-estimation/segmentation.")
     # the inserted picture is the map drawn by the codec (resized, nearest)
     drawn = np.asarray(shown.image.resize(depth.map.shape[::-1], Image.Resampling.NEAREST))
     expected = (reasoner.codecs["depth"].encode(depth.map).permute(1, 2, 0) * 255).round().byte().numpy()
