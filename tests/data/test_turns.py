@@ -2,9 +2,12 @@ import random
 import re
 
 import pytest
+from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
 
 from cooper_lib.config import ModalitySpec, SpatialConfig
 from cooper_lib.data.turns import (
+    COOPER_LIB_REFLECTION_PROMPT,
+    COOPER_LIB_SYSTEM_PROMPT,
     REFLECTION_PROMPT,
     SYSTEM_PROMPT,
     TurnFormat,
@@ -45,11 +48,19 @@ def test_answer_turn_with_nested_boxed():
     assert FMT.parse("<answer>B</answer>").boxed is None
 
 
-def test_a_call_before_the_answer_wins_and_an_answer_before_a_call_wins():
-    call_first = "<depth-estimation>d</depth-estimation><answer>\\boxed{A}</answer>"
-    answer_first = "<answer>\\boxed{A}</answer><depth-estimation>d</depth-estimation>"
-    assert FMT.parse(call_first).kind == "tool"
-    assert FMT.parse(answer_first).kind == "answer"
+def test_a_turn_with_a_call_and_an_answer_reads_as_the_answer_in_either_order():
+    # COOPER's inference loop (inferencer.py:707) searches for <answer>(.*?)</answer> first and
+    # returns when it finds one, so the tool call in the same turn is never executed
+    call_first = "<think>t</think><depth-estimation>d</depth-estimation><answer>\\boxed{A}</answer>"
+    answer_first = "<answer>\\boxed{C}</answer><segmentation>s</segmentation>"
+    assert (FMT.parse(call_first).kind, FMT.parse(call_first).boxed) == ("answer", "A")
+    assert (FMT.parse(answer_first).kind, FMT.parse(answer_first).boxed) == ("answer", "C")
+    assert FMT.parse("<think>t</think><depth-estimation>d</depth-estimation><answer>A").kind == "tool"
+
+
+def test_answer_text_is_the_first_answers_stripped_content_anywhere():
+    assert FMT.answer_text("no tags <answer> \\boxed{4} </answer> tail <answer>5</answer>") == "\\boxed{4}"
+    assert FMT.answer_text("<think>x</think><answer>open") is None
 
 
 def test_tools_not_allowed_are_text():
@@ -88,9 +99,7 @@ def test_default_format_covers_every_registered_modality_with_its_tags():
     assert fmt.tools["depth"] == ("<depth-estimation>", "</depth-estimation>")
     assert fmt.tools["normals"] == ("<normal-estimation>", "</normal-estimation>")
     assert fmt.priority[0] == "depth"
-    assert fmt.system_prompt == SYSTEM_PROMPT and fmt.reflection("depth") == REFLECTION_PROMPT.format(
-        name="depth"
-    )
+    assert fmt.system_prompt == COOPER_SYSTEM_PROMPT and fmt.reflection("depth") == COOPER_REFLECTION_PROMPT
     assert (
         tool_call("depth")
         == "<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>"
@@ -145,3 +154,26 @@ def test_block_check_agrees_with_coopers_regex_on_random_texts():
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 9)))
         for pair, check in ((FMT.tools["depth"], FMT.is_tool_turn), (FMT.answer, FMT.is_answer_turn)):
             assert check(text) == (_regex(FMT, pair).fullmatch(text.strip()) is not None), text
+
+
+def test_default_prompts_are_coopers_byte_for_byte():
+    # expected strings written from COOPER.md (upstream inferencer.py:21-62), not from the library
+    assert SYSTEM_PROMPT == COOPER_SYSTEM_PROMPT and REFLECTION_PROMPT == COOPER_REFLECTION_PROMPT
+    assert SYSTEM_PROMPT.splitlines()[14].endswith("</segmentation>. ")  # instruction 3's space
+    assert SYSTEM_PROMPT.count("\\boxed{{}}") == 1 and SYSTEM_PROMPT.endswith("</answer>\n")
+    assert REFLECTION_PROMPT.startswith("\nHere is") and REFLECTION_PROMPT.endswith("</answer>.\n")
+    for fmt in (TurnFormat.default(), TurnFormat.from_config(SpatialConfig(modalities=("depth",))), FMT):
+        assert (fmt.system_prompt, fmt.reflection("segmentation")) == (
+            COOPER_SYSTEM_PROMPT,
+            COOPER_REFLECTION_PROMPT,
+        )
+
+
+def test_cooper_lib_wording_is_a_named_prompt_set():
+    fmt = TurnFormat.default().with_prompts("cooper-lib")
+    assert fmt.system_prompt == COOPER_LIB_SYSTEM_PROMPT
+    assert fmt.reflection("depth") == COOPER_LIB_REFLECTION_PROMPT.replace("{name}", "depth")
+    assert "Here is the generated depth map." in fmt.reflection("depth")
+    assert fmt.with_prompts("cooper").system_prompt == COOPER_SYSTEM_PROMPT
+    with pytest.raises(ValueError, match="prompts: expected one of"):
+        fmt.with_prompts("bagel")

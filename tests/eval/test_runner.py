@@ -273,3 +273,16 @@ def test_nyu_is_scored_on_the_depth_heads_maps_and_resumes(model, tmp_path):
     backbone, processor = build_tiny_backbone("qwen2_vl")
     with pytest.raises(ValueError, match="has no depth head"):
         evaluate(add_spatial_heads(backbone, processor, modalities=("segmentation",)), benchmark)
+
+
+def test_evaluation_reasons_with_coopers_prompts(model):
+    from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
+
+    from cooper_lib.eval.runner import _reasoner
+
+    reasoner, policy = _reasoner(model, None, 4, 3)
+    assert policy == "adaptive"
+    assert (reasoner.system_prompt, reasoner.reflection_prompt) == (
+        COOPER_SYSTEM_PROMPT,
+        COOPER_REFLECTION_PROMPT,
+    )

@@ -36,7 +36,7 @@ def test_scripted_run_gives_text_map_and_answer_in_order(family):
     assert call.modality == depth.modality == shown.modality == "depth"
     assert depth.map.shape == model.config.output_size and torch.isfinite(depth.map).all()
     assert shown.image.size == image().size
-    assert shown.text.startswith("Here is the generated depth map")
+    assert shown.text.startswith("\nHere is the result of the depth-estimation/segmentation.")
     # the inserted picture is the map drawn by the codec (resized, nearest)
     drawn = np.asarray(shown.image.resize(depth.map.shape[::-1], Image.Resampling.NEAREST))
     expected = (reasoner.codecs["depth"].encode(depth.map).permute(1, 2, 0) * 255).round().byte().numpy()
@@ -319,15 +319,31 @@ def test_tool_tags_must_be_single_tokens():
 def test_prompts_come_from_the_turn_format_unless_given():
     import dataclasses
 
-    from cooper_lib.data.turns import RETRY_PROMPT, SYSTEM_PROMPT
+    from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
+
+    from cooper_lib.data.turns import RETRY_PROMPT
     from cooper_lib.reasoning import TurnFormat
 
     model = spatial("qwen2_vl")
     default = InterleavedReasoner(model)
-    assert (default.system_prompt, default.retry_prompt) == (SYSTEM_PROMPT, RETRY_PROMPT)
+    assert (default.system_prompt, default.reflection_prompt, default.retry_prompt) == (
+        COOPER_SYSTEM_PROMPT,
+        COOPER_REFLECTION_PROMPT,
+        RETRY_PROMPT,
+    )
     tags = dataclasses.replace(
         TurnFormat.from_config(model.config), system_prompt="S", reflection_prompt="R {name}"
     )
     custom = InterleavedReasoner(model, tags=tags, retry_prompt="again")
     assert (custom.system_prompt, custom.reflection_prompt, custom.retry_prompt) == ("S", "R {name}", "again")
     assert InterleavedReasoner(model, tags=tags, system_prompt=None).system_prompt is None
+
+
+def test_the_inserted_reflection_is_coopers_prompt_byte_for_byte():
+    from cooper_prompts import COOPER_REFLECTION_PROMPT
+
+    model = spatial("qwen2_vl")
+    reasoner = InterleavedReasoner(model, logits_processors=[script(model, TOOL_TURN, ANSWER_TURN)])
+    trace = reasoner.run(image(), QUESTION)
+    inserted = [step.text for step in trace.steps if step.kind == "image"]
+    assert inserted == [COOPER_REFLECTION_PROMPT]

@@ -2,7 +2,7 @@ import pytest
 import torch
 from training_setup import model_config, optim_config, run_config
 
-from cooper_lib.training.config import GRPOConfig
+from cooper_lib.training.config import GRPOConfig, ModelConfig
 from cooper_lib.training.grpo import SpatialGRPOTrainer, rollout_seed
 from cooper_lib.training.weights import build_model
 
@@ -124,3 +124,88 @@ def test_grpo_resume_continues_the_same_trajectory(synthetic, tmp_path):
         torch.testing.assert_close(
             [h[key] for h in first + second], [h[key] for h in straight], rtol=1e-5, atol=1e-6
         )
+
+
+def test_grpo_defaults_are_coopers():
+    # scripts/train_reason_interleave_grpo.sh:23 (--max_think_token_n 4096) and --num_timesteps 30;
+    # inferencer.py:640-651: rollout guidance 4.0 / 2.0, interval [0.4, 1], global renorm, shift 3.0
+    config = GRPOConfig()
+    assert (config.max_new_tokens, config.image_steps, config.flow_preset) == (4096, 30, "cooper-rollout")
+    assert (config.temperature, config.num_generations, config.kl_beta, config.clip_eps) == (1.0, 8, 0.0, 0.2)
+    with pytest.raises(ValueError, match="flow_preset"):
+        GRPOConfig(flow_preset="fast")
+    with pytest.raises(ValueError, match="image_steps"):
+        GRPOConfig(image_steps=1)
+
+
+def test_rollouts_sample_flow_maps_with_the_rollout_preset_and_image_steps(synthetic, tmp_path):
+    from cooper_lib.training.grpo import rollout_perceive_options
+
+    spatial = {
+        **model_config().spatial,
+        "head": {"depth": "flow", "segmentation": "dense"},
+        "head_options": {"depth": {"width": 32, "blocks": 1, "steps": 4}},
+    }
+    config = make_config(synthetic, tmp_path, image_steps=12)
+    config.model = ModelConfig(spatial=spatial)
+    model = build_model(config.model)
+    options = rollout_perceive_options(model, config)
+    assert options == {"depth": {"preset": "cooper-rollout", "cfg_img_scale": 1.0, "steps": 12}}
+    settings = model.heads["depth"].sampling_settings(dict(options["depth"]))
+    guidance = settings["guidance"]
+    assert (settings["steps"], settings["shift"]) == (12, 3.0)
+    assert (guidance.text_scale, guidance.image_scale, tuple(guidance.interval), guidance.renorm) == (
+        4.0,
+        1.0,  # the image branch needs image-free query states, which rollouts do not compute
+        (0.4, 1.0),
+        "global",
+    )
+    trainer = SpatialGRPOTrainer(model, config, reward_fn=low_half_reward(1))
+    assert trainer.reasoner.perceive_options == options and trainer.greedy.perceive_options == options
+    assert trainer.reasoner.max_new_tokens_per_turn == 3 and trainer.reasoner.sampling.temperature == 1.0
+    from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
+
+    for reasoner in (trainer.reasoner, trainer.greedy):  # rollouts and the evaluation hook
+        assert (reasoner.system_prompt, reasoner.reflection_prompt) == (
+            COOPER_SYSTEM_PROMPT,
+            COOPER_REFLECTION_PROMPT,
+        )
+    own = make_config(synthetic, tmp_path, flow_preset=None)
+    assert rollout_perceive_options(model, own) == {"depth": {"steps": 30}}
+
+
+def test_rollout_temperature_divides_the_logits():
+    from cooper_lib.reasoning.sampling import SamplingConfig, TokenSampler
+
+    # logits (0, ln 3): T = 1 gives (1/4, 3/4); T = 0.5 gives (1, 9) / 10
+    logits = torch.tensor([[0.0, float(torch.log(torch.tensor(3.0)))]])
+    no_ids = torch.zeros(1, 0, dtype=torch.long)
+    for temperature, expected in ((1.0, [0.25, 0.75]), (0.5, [0.1, 0.9])):
+        sampler = TokenSampler(SamplingConfig(temperature=temperature), seeds=[0])
+        probs = torch.softmax(sampler.warpers(no_ids, logits.clone()), dim=-1)[0]
+        torch.testing.assert_close(probs, torch.tensor(expected), rtol=0, atol=1e-6)
+
+
+def test_policy_logprobs_use_the_tempered_logits(synthetic, tmp_path):
+    # COOPER's trainer divides the logits by the sampling temperature before the log-softmax
+    # (train/grpo/bagel_interleave_grpo_trainer.py:754-756): log p_T = z / T - logsumexp(z / T)
+    from cooper_lib.training.grpo import PolicyScorer
+
+    model = build_model(model_config())
+    torch.manual_seed(0)
+    ids = torch.randint(5, 60, (1, 9))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    mask = torch.zeros_like(ids, dtype=torch.bool)
+    mask[0, 4:] = True
+    with torch.no_grad():
+        hidden = model.adapter.hidden_states(**inputs)
+        logits = model.adapter.output_embeddings()(hidden).double()
+        for temperature in (1.0, 0.7):
+            expected = torch.log_softmax(logits[0, 3:-1] / temperature, dim=-1).gather(-1, ids[0, 4:, None])[
+                :, 0
+            ]
+            got = PolicyScorer(model, temperature)(inputs, mask)[0]
+            torch.testing.assert_close(got[4:].double(), expected, rtol=1e-4, atol=1e-5)
+            assert (got[:4] == 0).all()
+    with pytest.raises(ValueError, match="temperature"):
+        PolicyScorer(model, 0.0)

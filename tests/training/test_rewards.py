@@ -61,7 +61,36 @@ def test_accuracy_uses_the_given_judge():
         return True
 
     assert accuracy_reward([ANSWER_A], CHOICE, judge) == 1.0
-    assert calls == [(ANSWER_A, CHOICE)]
+    assert calls == [("\\boxed{A}", CHOICE)]  # the answer tags' content, as upstream's judge sees
+
+
+@pytest.mark.parametrize(
+    ("last_turn", "expected"),
+    [
+        ("<answer>\\boxed{B}</answer>", 1.0),  # no <think>: format 0, accuracy still judged
+        ("so the answer is <answer>\\boxed{B}</answer> done", 1.0),  # text around the answer
+        ("<answer>\\boxed{A}</answer> or <answer>\\boxed{B}</answer>", 0.0),  # the first one
+        ("<think>x</think>\\boxed{B}", 0.0),  # no answer tags at all
+        (DEPTH, 0.0),
+    ],
+)
+def test_accuracy_has_no_format_gate(last_turn, expected):
+    # upstream (interleave_grpo.py:332-456) searches <answer>(.*?)</answer> in the last text and
+    # judges its content; the format reward is a separate part
+    assert accuracy_reward([last_turn], CHOICE) == expected
+    assert format_reward([last_turn]) == 0.0
+
+
+def test_a_tool_call_in_the_last_turn_earns_no_exploration():
+    # upstream (interleave_grpo.py:515) skips the last piece: that call is never executed
+    assert not used_tool([DEPTH])
+    assert not used_tool([ANSWER_A, SEG])
+    assert used_tool([SEG, DEPTH]) and used_tool([DEPTH, ANSWER_B])
+    # a group of 4 on a positive question: only [SEG, ANSWER_B] made an executed call (1 < 3)
+    out = cpr_reward(
+        [[SEG, ANSWER_B], [DEPTH], [ANSWER_A, SEG], [ANSWER_B]], [CHOICE] * 4, ["positive"] * 4, ["q"] * 4
+    )
+    assert out.exploration == (0.2, 0.0, 0.0, 0.0)
 
 
 def test_exploration_below_threshold_rewards_positive_tool_users():
@@ -111,15 +140,16 @@ def test_cpr_reward_combines_parts_with_weights_and_never_mutates_inputs():
     assert completions == before
     assert out.accuracy == (1.0, 1.0, 0.0, 0.0)
     assert out.format == (1.0, 1.0, 1.0, 0.0)
-    # two rollouts used a tool (< 3) on a positive question; the first tool call counts even
-    # though format was computed first (the upstream bug skipped it)
-    assert out.exploration == (0.2, 0.0, 0.0, 0.2)
-    assert out.total == pytest.approx((2.2, 2.0, 1.0, 0.2))
+    # one rollout made an executed tool call (< 3) on a positive question; that first tool call
+    # counts even though format was computed first (the upstream bug skipped it); [DEPTH]'s call
+    # is in its last turn, never executed, so it earns nothing
+    assert out.exploration == (0.2, 0.0, 0.0, 0.0)
+    assert out.total == pytest.approx((2.2, 2.0, 1.0, 0.0))
     weighted = cpr_reward(
         completions, refs, ["positive"] * 4, [0] * 4, weights={"format": 0.5, "exploration": 0.0}
     )
     assert weighted.total == pytest.approx((1.5, 1.5, 0.5, 0.0))
-    assert out.means()["total"] == pytest.approx(5.4 / 4)
+    assert out.means()["total"] == pytest.approx(5.2 / 4)
     assert used_tool(completions[0]) and not used_tool(completions[1])
 
 

@@ -15,14 +15,20 @@ registered modality with its own tags (`modality_tags`). When a text holds compl
 several tools, the first tool in `priority` wins (COOPER: depth before segmentation).
 
 The prompts are attributes of the format (`system_prompt`, `reflection_prompt`, `retry_prompt`),
-defaulting to `SYSTEM_PROMPT`, `REFLECTION_PROMPT` and `RETRY_PROMPT`.
+defaulting to `SYSTEM_PROMPT` and `REFLECTION_PROMPT` (COOPER's own strings, byte for byte: a
+checkpoint trained on them expects them) and `RETRY_PROMPT` (cooper-lib's; COOPER has none).
+cooper-lib's earlier, shorter wording stays available as the ``"cooper-lib"`` prompt set
+(`PROMPT_SETS`, `TurnFormat.with_prompts`).
+
+A turn holding a complete answer reads as the answer, whatever tool calls it also holds (COOPER's
+inference loop checks for an answer first).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from cooper_lib.config import ModalitySpec, SpatialConfig
@@ -30,6 +36,9 @@ from cooper_lib.data.extraction import last_boxed
 from cooper_lib.modalities import available_modalities, get_modality
 
 __all__ = [
+    "COOPER_LIB_REFLECTION_PROMPT",
+    "COOPER_LIB_SYSTEM_PROMPT",
+    "PROMPT_SETS",
     "REFLECTION_PROMPT",
     "RETRY_PROMPT",
     "SYSTEM_PROMPT",
@@ -43,27 +52,77 @@ __all__ = [
 TurnKind = Literal["tool", "answer", "none"]
 _SPACES = re.compile(r"\s*")
 
-REFLECTION_PROMPT = (
-    "Here is the generated {name} map. It is not always accurate, so check it carefully against "
-    "the image. Continue to think in <think></think>, then call a tool again or give your final "
-    "answer in <answer></answer>."
-)
-"""Inserted after a generated map; `{name}` is the modality ("depth", "segmentation", ...)."""
+SYSTEM_PROMPT = """You are a specialized multimodal assistant. Your purpose is to solve visual question answering tasks by thinking step-by-step with your skill of depth estimation and semantic segmentation.
 
-SYSTEM_PROMPT = (
+# Skills
+
+You can prompt yourself to generate depth-estimation/segmentation by <depth-estimation>...</depth-estimation> / <segmentation>...</segmentation> as follows:
+
+<depth-estimation>Estimate the depth of the image and generate the depth map.</depth-estimation>
+OR
+<segmentation>Segment the objects in the image with different colors.</segmentation>
+
+# Instruction
+
+1. In each turn, you should start with <think> tag. In this tag, you need to conduct a step-by-step reasoning process about the image and question and evaluate whether tool use would be helpful and give the reason. If received generated results, you also need to analyze them.
+2. Please note that the result of the generated depth-estimation/segmentation are not always accurate. Please carefully check whether they are helpful for answering questions or whether they are accurate.
+3. If you think depth-estimation/segmentation is useful, call to generate them by <depth-estimation>...</depth-estimation> / <segmentation>...</segmentation>.\x20
+4. If you think no more to generate, you can answer in <answer> tag. You need to provide a concise summary of your reasoning process that leads to the final answer. Besides, you also need to put a simple and direct answer in \\boxed{{}} for verification.
+5. Try to use the tools as much as possible.
+
+The structure of your response should be like this:
+<think> ... </think>
+<depth-estimation> ... </depth-estimation> / <segmentation> ... </segmentation>
+
+OR
+
+<think> ... </think>
+<answer> ... </answer>
+"""
+"""COOPER's interleaved-reasoning system prompt (``INTERLEAVE_REASON_SYSTEM_PROMPT``), byte for byte:
+the default of stage-2 records, SFT collation, rollouts, the reasoner and evaluation. Used
+unformatted, as upstream does, so the model sees ``\\boxed{{}}`` with doubled braces."""
+
+REFLECTION_PROMPT = (
+    "\nHere is the result of the depth-estimation/segmentation. Please note that the result of the "
+    "depth-estimation/segmentation is not always accurate. Please check it carefully. \nNow please "
+    "continue to think in <think>...</think> and then decide whether to continue to generate the "
+    "depth-estimation/segmentation in <depth-estimation>...</depth-estimation>/<segmentation>..."
+    "</segmentation> or give the answer in <answer>...</answer>.\n"
+)
+"""COOPER's reflection prompt (``REFLECTION_PROMPT``), byte for byte: inserted after a generated map
+(it names no modality; `TurnFormat.reflection` fills a ``{name}`` field when a prompt has one)."""
+
+COOPER_LIB_SYSTEM_PROMPT = (
     "You answer questions about an image. You may call perception tools before answering: "
     "<depth-estimation>...</depth-estimation> generates a depth map and "
     "<segmentation>...</segmentation> a segmentation map of the image. Each of your turns starts "
     "with your reasoning in <think></think>, followed by exactly one tool call or by the final "
     "answer in <answer></answer>, with the short answer in \\boxed{}. Use at most 3 turns."
 )
-"""System prompt of stage-2 records and of the reasoner (describes the tools and the turn format)."""
+"""cooper-lib's shorter system prompt (the ``"cooper-lib"`` set of `PROMPT_SETS`)."""
+
+COOPER_LIB_REFLECTION_PROMPT = (
+    "Here is the generated {name} map. It is not always accurate, so check it carefully against "
+    "the image. Continue to think in <think></think>, then call a tool again or give your final "
+    "answer in <answer></answer>."
+)
+"""cooper-lib's reflection prompt, naming the map's modality (``{name}``)."""
 
 RETRY_PROMPT = (
     "Your last turn neither called a tool nor gave an answer. Continue to think in <think></think>, "
     "then call a tool or give your final answer in <answer></answer>."
 )
-"""Inserted after a turn with neither a tool call nor an answer."""
+"""Inserted after a turn with neither a tool call nor an answer (cooper-lib's; COOPER inserts
+nothing and regenerates from the same context)."""
+
+
+PROMPT_SETS: dict[str, tuple[str, str]] = {
+    "cooper": (SYSTEM_PROMPT, REFLECTION_PROMPT),
+    "cooper-lib": (COOPER_LIB_SYSTEM_PROMPT, COOPER_LIB_REFLECTION_PROMPT),
+}
+"""Named (system prompt, reflection prompt) pairs for `TurnFormat.with_prompts`: ``"cooper"``
+(COOPER's own strings, the default) and ``"cooper-lib"`` (cooper-lib's shorter wording)."""
 
 
 def modality_tags(modality: str) -> ModalitySpec:
@@ -122,7 +181,8 @@ class TurnFormat:
         instructions: per modality, the request written inside its tags when the caller gives
             none (`tool_call`); default `modality_tags`' instruction.
         system_prompt: the system message of stage-2 records and of the reasoner.
-        reflection_prompt: the text after an inserted map; ``{name}`` becomes the modality.
+        reflection_prompt: the text after an inserted map; a ``{name}`` field becomes the
+            modality (COOPER's prompt has none).
         retry_prompt: the text after a turn with neither a tool call nor an answer.
     """
 
@@ -178,6 +238,14 @@ class TurnFormat:
             modalities = available_modalities()
         return cls.from_specs({name: modality_tags(name) for name in modalities})
 
+    def with_prompts(self, prompts: str) -> TurnFormat:
+        """This format with the system and reflection prompts of the named set in `PROMPT_SETS`
+        (``"cooper"``: COOPER's own; ``"cooper-lib"``: cooper-lib's shorter wording)."""
+        if prompts not in PROMPT_SETS:
+            raise ValueError(f"prompts: expected one of {list(PROMPT_SETS)}, got {prompts!r}")
+        system, reflection = PROMPT_SETS[prompts]
+        return replace(self, system_prompt=system, reflection_prompt=reflection)
+
     # ------------------------------------------------------------------ writing
     def stop_strings(self, tools: Sequence[str]) -> tuple[str, ...]:
         """Texts that end a turn in which `tools` may be called: their closing tags and the answer's."""
@@ -193,8 +261,8 @@ class TurnFormat:
         return f"{open_tag}{request}{close_tag}"
 
     def reflection(self, modality: str) -> str:
-        """The reflection prompt after a `modality` map."""
-        return self.reflection_prompt.format(name=modality)
+        """The reflection prompt after a `modality` map (its ``{name}`` field, if any, filled in)."""
+        return self.reflection_prompt.replace("{name}", modality)
 
     def think_block(self, text: str) -> str:
         """``<think>text</think>``."""
@@ -206,20 +274,25 @@ class TurnFormat:
 
     # ------------------------------------------------------------------ reading
     def parse(self, text: str, tools: Sequence[str] | None = None) -> ParsedTurn:
-        """Read a turn: a tool call of one of `tools` (all when None) wins over an answer that
-        comes after it; otherwise a complete answer; otherwise ``"none"``."""
+        """Read a turn: a complete answer wins (COOPER's inference loop checks for it first, even
+        when the turn also calls a tool); otherwise a tool call of one of `tools` (all when None);
+        otherwise ``"none"``."""
         allowed = self.priority if tools is None else [name for name in self.priority if name in tools]
         think = _between(text, *self.think)
         calls = {name: _between(text, *self.tools[name]) for name in allowed}
         called = [name for name in allowed if calls[name] is not None]
-        answer_end = text.find(self.answer[1])
-        first_call_end = min((text.find(self.tools[name][1]) for name in called), default=-1)
-        if called and (answer_end < 0 or first_call_end < answer_end):
-            return ParsedTurn("tool", tool=called[0], request=calls[called[0]], think=think)
         answer = _between(text, *self.answer)
         if answer is not None:
             return ParsedTurn("answer", think=think, answer=answer, boxed=last_boxed(answer))
+        if called:
+            return ParsedTurn("tool", tool=called[0], request=calls[called[0]], think=think)
         return ParsedTurn("none", think=think)
+
+    def answer_text(self, text: str) -> str | None:
+        """The stripped content of the first complete ``<answer>...</answer>`` anywhere in `text`
+        (COOPER's accuracy reward: a search, no shape required), or None."""
+        answer = _between(text, *self.answer)
+        return None if answer is None else answer.strip()
 
     def called_tool(self, text: str) -> str | None:
         """The tool whose call `text` is, read as COOPER's turn regex does: the stripped text is

@@ -16,7 +16,9 @@ Decisions:
   always produces). A tag written in sub-word pieces stops the turn (the stopper reads text) but
   is not acted on: such a turn, like a turn with neither a call nor an answer, stays in the
   context, counts against `max_turns`, and is followed by the retry prompt; nothing is ever
-  regenerated from the same state (COOPER's upstream loop did, forever).
+  regenerated from the same state. (COOPER's upstream loop keeps such a turn out of its context
+  and regenerates from the same state, but its turn counter grows on every pass, so it too stops
+  after `max_turns` turns.)
 - A tool call in the last allowed turn ends the run (``"max_turns"``): no turn is left to use
   the map. `max_total_tokens` bounds the whole context; a step that would pass it is not run.
 - The inserted pseudo-image is resized (nearest) to the input image's size, so it costs the same
@@ -417,7 +419,7 @@ class InterleavedReasoner:
         size = r.input_size if self.map_size == "input" else self.map_size
         if size is not None:
             picture = picture.resize((size[1], size[0]), Image.Resampling.NEAREST)
-        prompt = self.reflection_prompt.format(name=modality)
+        prompt = self.reflection_prompt.replace("{name}", modality)
         content = [{"type": "image"}, {"type": "text", "text": prompt}]
         text = self.model.adapter.continuation_text(self.processor, content, role=self.insert_role)
         segment = ctx.text_segment(text, [picture])

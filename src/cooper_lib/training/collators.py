@@ -5,7 +5,11 @@ tagged instruction, a query block) and stacks the target maps per modality. `SFT
 an interleaved record as a chat through the backbone's own template and processor, and labels
 exactly the tokens of the text items marked `need_loss`: each such text is tokenised on its own
 and found, token for token, in the rendered sequence (an error names the record when the chat
-template's context changes its tokens, instead of labelling the wrong positions). A tool call
+template's context changes its tokens, instead of labelling the wrong positions). The backbone's
+end-of-turn token (the special token its chat template writes after an assistant message,
+`<|im_end|>` for Qwen) is labelled too where it directly follows such a text, as COOPER labels
+``text_ids + [eos]``: the model learns to end its turn. A tool call is followed by its query block
+instead (the reasoner stops on the closing tag), so no end-of-turn token is labelled after it. A tool call
 followed by its map gets the query block right after the closing tool tag, as the reasoner lays
 it out at inference; when the map item carries its true map, that map supervises the head there
 (other blocks of the batch get an all-invalid map, which every head loss leaves out).
@@ -132,6 +136,7 @@ class SFTCollator:
         self.target_size = tuple(target_size or model.config.output_size)
         self.max_length = max_length
         self.tokenizer = model.adapter.tokenizer(model.processor)
+        self.end_of_turn_id = self._end_of_turn_id()
 
     def __call__(self, records: Sequence[SFTRecord]) -> dict[str, Any]:
         if not records:
@@ -162,8 +167,9 @@ class SFTCollator:
 
     def render(
         self, record: SFTRecord
-    ) -> tuple[list[dict], list[Any], list[str], list[tuple[str, torch.Tensor]]]:
-        """Chat messages, images in order, the loss-bearing text pieces, and supervised (modality, map) pairs."""
+    ) -> tuple[list[dict], list[Any], list[tuple[str, bool]], list[tuple[str, torch.Tensor]]]:
+        """Chat messages, images in order, the loss-bearing text pieces (text, whether it ends its
+        item), and supervised (modality, map) pairs."""
         roles = record.roles()
         messages: list[dict[str, Any]] = []
         images, pieces, targets = [], [], []
@@ -186,11 +192,12 @@ class SFTCollator:
                 modality, target = call
                 before, after = self._split_after_close_tag(text, modality, record.id)
                 if item.need_loss:
-                    pieces += [p for p in (before, after) if p]
+                    parts = [p for p in (before, after) if p]
+                    pieces += [(p, i == len(parts) - 1) for i, p in enumerate(parts)]
                 targets.append((modality, target))
                 text = before + self.model.layout.query_text() + after
             elif item.need_loss:
-                pieces.append(text)
+                pieces.append((text, True))
             content.append({"type": "text", "text": text})
         return messages, images, pieces, targets
 
@@ -220,13 +227,40 @@ class SFTCollator:
         cut += len(close)
         return text[:cut], text[cut:]
 
+    def _end_of_turn_id(self) -> int | None:
+        """The special token the chat template writes right after an assistant message's text
+        (``<|im_end|>`` for Qwen, ``<end_of_turn>`` for Gemma), or None when it writes none there
+        (a template that ends messages with plain text, like the fallback of template-less
+        processors: nothing extra is labelled then)."""
+        probe = "Probe."
+        messages = [
+            {"role": "user", "content": [{"type": "text", "text": "Hi."}]},
+            {"role": "assistant", "content": [{"type": "text", "text": probe}]},
+        ]
+        rendered = self.model.adapter.render_chat(self.model.processor, messages)
+        sequence = np.array(self.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        pattern = np.array(self.tokenizer(probe, add_special_tokens=False)["input_ids"], dtype=sequence.dtype)
+        at = find_subsequence(sequence, pattern)
+        if at < 0:
+            raise ValueError(
+                f"model: the chat template changes the tokens of an assistant message {probe!r}; cannot find "
+                "its end-of-turn token"
+            )
+        after = at + len(pattern)
+        if after >= len(sequence):
+            return None
+        token = int(sequence[after])
+        special = set(self.tokenizer.all_special_ids) | set(self.tokenizer.get_added_vocab().values())
+        return token if token in special else None
+
     def _label_row(
-        self, ids: torch.Tensor, labels: torch.Tensor, pieces: Sequence[str], record_id: str
+        self, ids: torch.Tensor, labels: torch.Tensor, pieces: Sequence[tuple[str, bool]], record_id: str
     ) -> None:
-        """Set `labels` to `ids` on each piece's tokens, found in order."""
+        """Set `labels` to `ids` on each piece's tokens, found in order, and on the end-of-turn
+        token right after a piece that ends its item."""
         sequence = ids.cpu().numpy()
         start = 0
-        for piece in pieces:
+        for piece, ends_item in pieces:
             pattern = np.array(
                 self.tokenizer(piece, add_special_tokens=False)["input_ids"], dtype=sequence.dtype
             )
@@ -238,6 +272,9 @@ class SFTCollator:
                 )
             labels[at : at + len(pattern)] = ids[at : at + len(pattern)]
             start = at + len(pattern)
+            if ends_item and start < len(sequence) and sequence[start] == self.end_of_turn_id:
+                labels[start] = ids[start]
+                start += 1
 
 
 def find_subsequence(sequence: np.ndarray, pattern: np.ndarray, start: int = 0) -> int:

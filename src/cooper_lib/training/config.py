@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cooper_lib.heads.sampler import SAMPLING_PRESETS
 from cooper_lib.serialization import field_types, from_dict, plain, strip_optional, to_dict
 from cooper_lib.training.judges import check_api_key_env
 
@@ -255,13 +256,29 @@ class GRPOConfig(_Sections):
     run: RunConfig = field(
         default_factory=lambda: RunConfig(max_steps=300), metadata={"help": "loop section"}
     )
-    data: list[str] = _opt([], "question JSONL files (cooper_lib.data.records.QARecord rows)")
+    data: list[str] = _opt(
+        [], "question JSONL files: cooper_lib.data.records.QARecord rows or COOPER's RL_data.jsonl rows"
+    )
+    image_root: str | None = _opt(
+        None,
+        "folder COOPER RL rows' image paths start from (upstream --image_root); default each file's folder",
+    )
     eval_data: list[str] = _opt([], "question JSONL files for the evaluation hook (greedy, mean reward)")
     eval_samples: int = _opt(64, "questions the evaluation hook scores (first N of eval_data)")
     num_generations: int = _opt(8, "rollouts per prompt (the group of the advantage and exploration rules)")
-    temperature: float = _opt(1.0, "sampling temperature of rollouts")
+    temperature: float = _opt(1.0, "sampling temperature of rollouts (the logits are divided by it)")
     top_p: float = _opt(1.0, "nucleus sampling of rollouts")
-    max_new_tokens: int = _opt(256, "longest generated turn in tokens")
+    max_new_tokens: int = _opt(4096, "longest generated turn in tokens (COOPER: 4096)")
+    max_total_tokens: int = _opt(
+        16384, "longest rollout context in tokens, prompt, turns and inserted maps included"
+    )
+    image_steps: int = _opt(
+        30, "time points of a flow head's map generation in rollouts (BAGEL's num_timesteps; COOPER: 30)"
+    )
+    flow_preset: str | None = _opt(
+        "cooper-rollout",
+        "cooper_lib.heads.sampler.SAMPLING_PRESETS entry flow heads sample with in rollouts (null: the head's own)",
+    )
     max_turns: int = _opt(3, "most assistant turns per rollout")
     clip_eps: float = _opt(0.2, "PPO ratio clip")
     kl_beta: float = _opt(0.0, "weight of the KL penalty to the frozen starting policy (0: off, as COOPER)")
@@ -283,7 +300,15 @@ class GRPOConfig(_Sections):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("num_generations", "max_new_tokens", "max_turns", "num_iterations", "eval_samples"):
+        for name in (
+            "num_generations",
+            "max_new_tokens",
+            "max_turns",
+            "num_iterations",
+            "eval_samples",
+            "image_steps",
+            "max_total_tokens",
+        ):
             _check_positive(name, getattr(self, name))
         if self.num_generations < 2:
             raise ValueError(
@@ -297,6 +322,12 @@ class GRPOConfig(_Sections):
         _check_positive("adv_eps", self.adv_eps)
         _check_positive("number_tolerance", self.number_tolerance, allow_zero=True)
         _check_choice("judge", self.judge, JUDGES)
+        if self.image_steps < 2:
+            raise ValueError(
+                f"image_steps: expected at least 2 time points (one Euler update), got {self.image_steps}"
+            )
+        if self.flow_preset is not None:
+            _check_choice("flow_preset", self.flow_preset, tuple(SAMPLING_PRESETS))
         unknown = sorted(set(self.reward_weights) - {"accuracy", "format", "exploration"})
         if unknown:
             raise ValueError(

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from transformers import SuppressTokensLogitsProcessor
 
+from cooper_lib.heads.flow import FlowHead
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
 from cooper_lib.training.config import GRPOConfig
@@ -46,22 +47,40 @@ RewardFn = Callable[
 
 class PolicyScorer(nn.Module):
     """What the GRPO step runs under DDP: the `SpatialModel` and a forward that returns the
-    log-probs of a context's tokens (so DDP sees every parameter the loss uses)."""
+    log-probs of a context's tokens (so DDP sees every parameter the loss uses).
 
-    def __init__(self, spatial: SpatialModel) -> None:
+    The log-probs are those of the distribution the rollouts were sampled from: the logits divided
+    by the sampling `temperature` (as COOPER's trainer does, after TRL). Dividing the hidden states
+    and the bias by it divides the logits exactly; a backbone with logit soft-capping would need the
+    division after the cap, so it takes temperature 1 only.
+    """
+
+    def __init__(self, spatial: SpatialModel, temperature: float = 1.0) -> None:
         super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected a positive number, got {temperature}")
+        if temperature != 1.0 and spatial.adapter.logit_softcap is not None:
+            raise ValueError(
+                f"temperature: the backbone soft-caps its logits, so its GRPO log-probs support only "
+                f"temperature 1.0, got {temperature}"
+            )
         self.spatial = spatial
+        self.temperature = float(temperature)
 
     def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         """[B, T] log-probs of the tokens under `mask` (0 elsewhere) for model inputs `inputs`."""
         hidden = self.spatial.adapter.hidden_states(**inputs)
         head = self.spatial.adapter.output_embeddings()
+        bias = getattr(head, "bias", None)
+        if self.temperature != 1.0:
+            hidden = hidden / self.temperature
+            bias = None if bias is None else bias / self.temperature
         return token_logprobs(
             hidden,
             head.weight,
             inputs["input_ids"],
             mask,
-            bias=getattr(head, "bias", None),
+            bias=bias,
             softcap=self.spatial.adapter.logit_softcap,
         )
 
@@ -80,6 +99,22 @@ class RolloutBatch:
 def rollout_seed(seed: int, step: int, position: int, generation: int) -> int:
     """The sampling seed of rollout `generation` of the prompt at `position` of step `step`'s global batch."""
     return int(np.random.SeedSequence([seed, step, position, generation]).generate_state(1)[0] >> 1)
+
+
+def rollout_perceive_options(model: SpatialModel, config: GRPOConfig) -> dict[str, dict[str, Any]]:
+    """Per flow-head modality, the options its maps are sampled with in rollouts: the
+    ``config.flow_preset`` settings (COOPER's "cooper-rollout": shift 3, text scale 4, interval
+    [0.4, 1], global renorm) with ``config.image_steps`` time points. The image branch of guidance
+    is off (``cfg_img_scale=1``): it needs query states computed without the image, which a
+    rollout does not have. Heads that are not flow heads take no sampling options."""
+    options: dict[str, dict[str, Any]] = {}
+    for name, head in model.heads.items():
+        if isinstance(head, FlowHead):
+            preset = (
+                {} if config.flow_preset is None else {"preset": config.flow_preset, "cfg_img_scale": 1.0}
+            )
+            options[name] = {**preset, "steps": config.image_steps}
+    return options
 
 
 class SpatialGRPOTrainer(Trainer):
@@ -111,11 +146,11 @@ class SpatialGRPOTrainer(Trainer):
     ) -> None:
         if not isinstance(config, GRPOConfig):
             raise TypeError(f"config: expected a GRPOConfig, got {type(config).__name__}")
-        self.records = load_qa_records(config.data) if records is None else list(records)
+        self.records = load_qa_records(config.data, config.image_root) if records is None else list(records)
         if not self.records:
             raise ValueError("records: expected at least one question, got none")
         if eval_records is None:
-            eval_records = load_qa_records(config.eval_data) if config.eval_data else []
+            eval_records = load_qa_records(config.eval_data, config.image_root) if config.eval_data else []
         self.eval_records = list(eval_records)
         self.sampler = MixtureSampler(["qa"] * len(self.records), {"qa": 1.0}, seed=config.run.seed)
         self.judge = judge or judge_from_config(
@@ -150,6 +185,8 @@ class SpatialGRPOTrainer(Trainer):
             self.spatial,
             max_turns=self.config.max_turns,
             max_new_tokens_per_turn=self.config.max_new_tokens,
+            max_total_tokens=self.config.max_total_tokens,
+            perceive_options=rollout_perceive_options(self.spatial, self.config),
             generation_kwargs=sampling,
             logits_processors=[no_placeholders],
             return_inputs=True,
@@ -157,7 +194,7 @@ class SpatialGRPOTrainer(Trainer):
 
     # ------------------------------------------------------------------ Trainer hooks
     def training_module(self, model: SpatialModel) -> nn.Module:
-        return PolicyScorer(model)
+        return PolicyScorer(model, self.config.temperature)
 
     def updates_per_step(self) -> int:
         return self.config.num_iterations
@@ -265,7 +302,9 @@ class SpatialGRPOTrainer(Trainer):
         if self.config.num_iterations > 1:
             batch.old_logprobs = [self._logprobs(self.model, t) for t in traces]
         if self.reference is not None:
-            batch.ref_logprobs = [self._logprobs(PolicyScorer(self.reference), t) for t in traces]
+            batch.ref_logprobs = [
+                self._logprobs(PolicyScorer(self.reference, self.config.temperature), t) for t in traces
+            ]
         return batch
 
     def _inputs(self, trace: ReasoningTrace) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

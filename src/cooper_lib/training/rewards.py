@@ -14,11 +14,15 @@ its model's format, so any modality the model can call counts):
   ``<depth-estimation>``, ``<segmentation>``, ``<normal-estimation>`` or a user modality's;
 - answer turn: ``<think>.*?</think>\\s*<answer>.*?</answer>``.
 - **format**: 1 when every turn but the last is a tool turn and the last is an answer turn, else
-  0. (Upstream skipped a final piece that was not text, so a rollout that ran out of turns after
-  a tool call passed; here it fails: it never answered.)
-- **accuracy**: 1 when the last turn is an answer turn and the judge accepts it, else 0.
+  0. A rollout whose last turn is a tool call gets 0, as upstream (its output list always ends
+  with that text turn: a call in the last allowed turn is never executed).
+- **accuracy**: 1 when the judge accepts the content of the last turn's first
+  ``<answer>...</answer>``, else 0 (no answer tags: 0). There is no format gate: a last turn
+  without ``<think>`` or with text around the answer is judged all the same (the format reward
+  is its own part), as upstream's accuracy reward reads ``<answer>(.*?)</answer>`` by search.
 - **exploration**, per group of rollouts of one question: count the rollouts with at least one
-  tool turn; if fewer than `threshold` did, each tool-using rollout of a ``positive`` question
+  tool turn before their last turn (a call in the last turn is never executed, so it does not
+  count, as upstream skips the last piece); if fewer than `threshold` did, each tool-using rollout of a ``positive`` question
   gets ``+bonus``; if more than `threshold` did, each tool-using rollout of a ``negative``
   question gets ``-bonus``; ``boundary`` questions, and groups at exactly `threshold`, get 0.
 """
@@ -61,9 +65,10 @@ def is_answer_turn(turn: str, turn_format: TurnFormat | None = None) -> bool:
 
 
 def used_tool(turns: Sequence[str], turn_format: TurnFormat | None = None) -> bool:
-    """Whether the rollout made at least one well-formed tool call."""
+    """Whether the rollout made at least one well-formed tool call before its last turn (a call
+    in the last turn is never executed: COOPER's exploration reward skips the last piece)."""
     fmt = _format(turn_format)
-    return any(fmt.is_tool_turn(t) for t in _turns(turns))
+    return any(fmt.is_tool_turn(t) for t in _turns(turns)[:-1])
 
 
 def format_reward(turns: Sequence[str], turn_format: TurnFormat | None = None) -> float:
@@ -81,11 +86,15 @@ def accuracy_reward(
     judge: Judge | None = None,
     turn_format: TurnFormat | None = None,
 ) -> float:
-    """1.0 when the last turn is an answer turn that `judge` (default `RuleJudge()`) accepts."""
+    """1.0 when `judge` (default `RuleJudge()`) accepts the content of the last turn's answer
+    tags, with no format gate; 0.0 when the last turn holds no complete ``<answer>...</answer>``."""
     turns = _turns(turns)
-    if not turns or not _format(turn_format).is_answer_turn(turns[-1]):
+    if not turns:
         return 0.0
-    return 1.0 if (judge or RuleJudge())(turns[-1], reference) else 0.0
+    answer = _format(turn_format).answer_text(turns[-1])
+    if answer is None:
+        return 0.0
+    return 1.0 if (judge or RuleJudge())(answer, reference) else 0.0
 
 
 def exploration_rewards(

@@ -2,6 +2,7 @@ import re
 
 import pytest
 import torch
+from cooper_prompts import COOPER_REFLECTION_PROMPT, COOPER_SYSTEM_PROMPT
 
 from cooper_lib.data.synthetic import (
     SceneConfig,
@@ -12,7 +13,7 @@ from cooper_lib.data.synthetic import (
     render_scenes,
 )
 from cooper_lib.data.synthetic.qa import visible_depth
-from cooper_lib.data.turns import REFLECTION_PROMPT, SYSTEM_PROMPT, tool_call
+from cooper_lib.data.turns import tool_call
 
 SCENES = render_scenes(8, seed=4, config=SceneConfig(width=48, height=48, min_objects=3))
 TOOL = re.compile(r"^<think>[^<]+</think><(depth-estimation|segmentation)>[^<]+</\1>$")
@@ -32,7 +33,7 @@ def test_trace_shapes_follow_the_turn_format():
         for q, record in zip(questions, records, strict=True):
             items = record.items
             assert [i.type for i in items[:3]] == ["text", "image", "text"]
-            assert items[0].value == SYSTEM_PROMPT and items[2].value == q.prompt
+            assert items[0].value == COOPER_SYSTEM_PROMPT and items[2].value == q.prompt
             assert torch.equal(items[1].value, scene.rgb)
             assert all(i.need_loss == (i.role == "assistant") for i in items)
             final = ANSWER.match(items[-1].value)
@@ -48,7 +49,7 @@ def test_trace_shapes_follow_the_turn_format():
             assert shown.type == "image" and shown.modality == used and shown.role == "tool"
             assert torch.equal(shown.value, pseudo_images(scene)[used])
             assert torch.equal(shown.target, scene.depth if used == "depth" else scene.semantic)
-            assert reflection.value == REFLECTION_PROMPT.format(name=used)
+            assert reflection.value == COOPER_REFLECTION_PROMPT
             assert len(items) == 7
     assert tool_counts[True] > 5 and tool_counts[False] > 5
 
