@@ -143,7 +143,7 @@ def test_images_from_paths_base64_arrays_and_tensors(files):
     ):
         image = to_pil(value, base_dir=files)
         assert image.size == (8, 6) and image.getpixel((0, 0)) == (100, 100, 100)
-    with pytest.raises(ValueError, match="neither an existing file nor a base64"):
+    with pytest.raises(FileNotFoundError, match="no image file at"):
         to_pil("missing.png", base_dir=files)
     with pytest.raises(ValueError, match="RGB array"):
         to_pil(np.zeros((4, 4)), base_dir=files)
