@@ -80,11 +80,18 @@ def test_encoded_images_decode_to_rgb():
 
 def test_out_of_range_dtypes_and_non_finite_pixels_are_errors(tmp_path):
     pixels = np.full((4, 4, 3), 200.0, np.float32)  # a float image on the 0..255 scale
-    with pytest.raises(ValueError, match=r"photo: expected floating-point pixels in \[0, 1\], got values in \[200, 200\].*255"):
+    with pytest.raises(
+        ValueError,
+        match=r"photo: expected floating-point pixels in \[0, 1\], got values in \[200, 200\].*255",
+    ):
         to_pil(pixels, "photo")
-    with pytest.raises(ValueError, match=r"x: expected floating-point pixels in \[0, 1\], got values in \[-0.5"):
+    with pytest.raises(
+        ValueError, match=r"x: expected floating-point pixels in \[0, 1\], got values in \[-0.5"
+    ):
         to_pil(torch.full((3, 2, 2), -0.5), "x")
-    with pytest.raises(ValueError, match="img: expected uint8 pixels .* got dtype uint16 with values in \\[0, 4000\\]"):
+    with pytest.raises(
+        ValueError, match="img: expected uint8 pixels .* got dtype uint16 with values in \\[0, 4000\\]"
+    ):
         to_pil(np.array([[[0, 4000, 9]]], np.uint16), "img")
     with pytest.raises(ValueError, match="got dtype int64"):
         to_pil(torch.zeros(3, 2, 2, dtype=torch.int64))

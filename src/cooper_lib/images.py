@@ -118,9 +118,7 @@ def _unit_floats(array: np.ndarray, name: str) -> np.ndarray:
     values = array.astype(np.float64)
     finite = np.isfinite(values)
     if not finite.all():
-        raise ValueError(
-            f"{name}: expected finite pixels, got {int((~finite).sum())} NaN or infinite values"
-        )
+        raise ValueError(f"{name}: expected finite pixels, got {int((~finite).sum())} NaN or infinite values")
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if low < -PIXEL_TOLERANCE or high > 1.0 + PIXEL_TOLERANCE:
         hint = "; it looks like the 0..255 scale: divide by 255 or pass uint8" if high > 1.5 else ""
