@@ -98,10 +98,10 @@ def _model(args: argparse.Namespace):
             )
         backbone, processor = load_backbone(args.backbone)
         return SpatialModel.from_pretrained(backbone, args.model, processor)
+    import torch
+
     from cooper_lib.attach import add_spatial_heads
     from cooper_lib.backbones.tiny import build_tiny_backbone
-
-    import torch
 
     backbone, processor = build_tiny_backbone(args.family)
     torch.manual_seed(0)  # the same fresh heads every run, so a rerun resumes its own cache
