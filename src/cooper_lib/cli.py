@@ -4,7 +4,7 @@ A package that offers a command has a `cli` module with `register(subparsers)`; 
 sets `func` to the function that runs it. Those modules are imported lazily, when the CLI starts.
 
 User errors (`USER_ERRORS`: a bad value or type, a missing or existing file, an unsupported
-backbone) print as one ``error: ...`` line on stderr with exit status 2, like argparse's own usage
+backbone, a non-finite training loss) print as one ``error: ...`` line on stderr with exit status 2, like argparse's own usage
 errors; ``--debug`` (anywhere on the command line) shows the traceback instead. A hint to pass a
 keyword (``pass overwrite=True``) is printed as the flag (``pass --overwrite``).
 """
@@ -28,6 +28,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     NotADirectoryError,
     IsADirectoryError,
     PermissionError,
+    FloatingPointError,
 )
 
 
