@@ -6,10 +6,16 @@ silently). Types understood: bool, int (integral numbers only), float (ints acce
 `Literal[...]`, `X | None`, unions (first arm that accepts the value), `tuple[...]` (fixed or
 `...`), `list[X]`, `dict[str, X]`, `Any`, and nested dataclasses (built from a mapping). Tuples
 are written as lists and read back as tuples.
+
+The same type rule holds for configs built in Python: `check_fields` runs it on a dataclass
+instance (``SpatialConfig.__post_init__`` calls it), and `check_value` on one value (head options
+against their defaults' types). So ``query_grid=(2.5, 2)``, ``num_classes="7"`` and
+``query_grid="2x2"`` are TypeErrors naming the field, never silently converted.
 """
 
 from __future__ import annotations
 
+import numbers
 import types
 import typing
 from dataclasses import asdict, fields, is_dataclass
@@ -17,7 +23,16 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["check_known_fields", "field_types", "from_dict", "plain", "strip_optional", "to_dict"]
+__all__ = [
+    "check_fields",
+    "check_known_fields",
+    "check_value",
+    "field_types",
+    "from_dict",
+    "plain",
+    "strip_optional",
+    "to_dict",
+]
 
 
 def plain(value: Any) -> Any:
@@ -88,6 +103,36 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     return cls(**kwargs)
 
 
+def check_value(tp: Any, value: Any, where: str) -> Any:
+    """`value` checked against the type `tp` by the module's rule (lists -> tuples, integral
+    numbers -> int, ints -> float); TypeError / ValueError starting with `where` otherwise."""
+    return _coerce(tp, value, where)
+
+
+def check_fields(obj: Any, where: str | None = None) -> None:
+    """Check every field of the dataclass instance `obj` against its declared type (the rule of
+    `from_dict`) and store the normalised value (lists -> tuples, ...).
+
+    Args:
+        obj: a (non-frozen) dataclass instance.
+        where: the prefix of error names (``where.field``); None names the bare field.
+    """
+    hints = field_types(type(obj))
+    for f in fields(obj):
+        name = f.name if where is None else f"{where}.{f.name}"
+        setattr(obj, f.name, _coerce(hints[f.name], getattr(obj, f.name), name))
+
+
+def _container(tp: Any) -> type | tuple[type, ...] | None:
+    """The Python container a mapping / sequence type is read from, else None."""
+    origin = typing.get_origin(tp)
+    if origin is dict or is_dataclass(tp):
+        return dict
+    if origin in (tuple, list):
+        return (list, tuple)
+    return None
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the field type `tp` (ints accepted for floats, lists for tuples)."""
     if tp is Any:
@@ -110,11 +155,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected one of {list(choices)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
+        errors = []
         for arm in typing.get_args(inner):
             try:
                 return _coerce(arm, value, where)
-            except (TypeError, ValueError):
-                continue
+            except (TypeError, ValueError) as err:
+                errors.append((arm, err))
+        fitting = [
+            err for arm, err in errors if _container(arm) is not None and isinstance(value, _container(arm))
+        ]
+        if len(fitting) == 1:  # the value is the arm's kind of container: that arm's error is the useful one
+            raise fitting[0]
         raise TypeError(f"{where}: expected {inner}, got {value!r}")
     if inner is bool:
         if not isinstance(value, bool):
@@ -123,7 +174,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if inner in (int, float):
         if (
             isinstance(value, bool)
-            or not isinstance(value, (int, float))
+            or not isinstance(value, numbers.Real)
             or (inner is int and not float(value).is_integer())
         ):
             raise TypeError(f"{where}: expected {inner.__name__}, got {value!r}")
