@@ -30,3 +30,6 @@ def test_qa_records(synthetic, tmp_path):
                 )
             ]
         )
+    blank = {"image": "a", "question": "q", "answer": "  ", "answer_type": "yes_no", "cpr": "positive"}
+    with pytest.raises(ValueError, match=r"q2.jsonl:1: answer: expected a non-empty reference answer"):
+        load_qa_records([write(tmp_path / "q2.jsonl", [blank])])
