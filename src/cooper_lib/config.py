@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cooper_lib.modalities import Modality, available_modalities, get_modality, tags_only_modality
-from cooper_lib.serialization import check_fields, from_dict, to_dict
+from cooper_lib.serialization import check_fields, from_dict, read_json, to_dict
 
 CONFIG_NAME = "cooper_config.json"
 
@@ -177,8 +177,4 @@ class SpatialConfig:
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected a folder written by save_pretrained")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: not a readable JSON config ({err})") from err
-        return from_dict(cls, data, where=f"{path}: SpatialConfig")
+        return from_dict(cls, read_json(path), where=f"{path}: SpatialConfig")

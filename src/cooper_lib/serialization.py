@@ -11,14 +11,22 @@ The same type rule holds for configs built in Python: `check_fields` runs it on 
 instance (``SpatialConfig.__post_init__`` calls it), and `check_value` on one value (head options
 against their defaults' types). So ``query_grid=(2.5, 2)``, ``num_classes="7"`` and
 ``query_grid="2x2"`` are TypeErrors naming the field, never silently converted.
+
+One reader per file format, each naming the file and the cause of a failure: `read_text`
+(UTF-8), `read_json`, `read_yaml` (``yaml.safe_load``) and `read_safetensors` (a truncated or
+corrupt file is a ValueError naming it; a NaN or infinite value one naming the tensor). A missing
+file is FileNotFoundError.
 """
 
 from __future__ import annotations
 
+import json
 import numbers
+import os
 import types
 import typing
 from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -30,6 +38,10 @@ __all__ = [
     "field_types",
     "from_dict",
     "plain",
+    "read_json",
+    "read_safetensors",
+    "read_text",
+    "read_yaml",
     "strip_optional",
     "to_dict",
 ]
@@ -200,3 +212,71 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         _, value_type = typing.get_args(inner)
         return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
     raise TypeError(f"{where}: unsupported field type {inner}")
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of `path`; FileNotFoundError when missing, ValueError naming the file and
+    the byte offset when it is not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """The JSON value in `path`, errors naming the file, line and column (see `read_text`)."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg})"
+        ) from err
+
+
+def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:
+    """The value of the YAML file `path` (``yaml.safe_load``), errors naming the file and line."""
+    import yaml
+
+    text = read_text(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{at} ({problem})") from err
+
+
+def read_safetensors(path: str | os.PathLike, *, finite: bool = True) -> dict[str, Any]:
+    """The tensors of a safetensors file.
+
+    Args:
+        path: the file.
+        finite: check every floating-point tensor holds only finite values.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: a truncated or corrupt file (naming it and the cause), or a NaN / infinite
+            value (naming the tensor and the count).
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: safetensors file not found")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err}); it may be truncated") from err
+    if finite:
+        for name, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite values")
+    return tensors

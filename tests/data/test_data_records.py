@@ -187,3 +187,11 @@ def test_unknown_keys_name_the_key_and_the_accepted_ones(tmp_path):
         load_stage1_records(
             [write(tmp_path / "s.jsonl", [{"image": "a", "modality": "sonar", "target": "b"}])]
         )
+
+
+def test_a_non_utf8_jsonl_line_is_named(tmp_path):
+    from cooper_lib.data.records import read_jsonl
+
+    (tmp_path / "rows.jsonl").write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl:2: not UTF-8 text"):
+        list(read_jsonl(tmp_path / "rows.jsonl"))
