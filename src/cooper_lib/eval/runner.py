@@ -203,7 +203,7 @@ def _run_identity(runner: Any, depth: SpatialModel | None) -> tuple[dict[str, An
     settings = {
         "max_new_tokens": getattr(runner, "max_new_tokens_per_turn", None),
         "max_turns": getattr(runner, "max_turns", None),
-        "sampling": {k: v for k, v in vars(sampling).items()} if sampling is not None else None,
+        "sampling": dict(vars(sampling)) if sampling is not None else None,
     }
     return identity, json.loads(json.dumps(settings, default=str))
 
