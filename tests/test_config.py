@@ -51,6 +51,38 @@ def test_bad_config_is_named(kwargs, message):
         SpatialConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query_grid": (2.5, 2)}, r"query_grid\[0\]: expected int, got 2.5"),
+        ({"query_grid": "2x2"}, "query_grid: expected a list, got '2x2'"),
+        ({"num_classes": "7"}, "num_classes: expected int, got '7'"),
+        ({"head_width": True}, "head_width: expected int, got True"),
+        ({"aux_loss_weights": {"depth": "high"}}, "aux_loss_weights.depth: expected float, got 'high'"),
+    ],
+)
+def test_wrong_types_are_rejected_not_converted(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        SpatialConfig(**kwargs)
+    with pytest.raises(TypeError, match="SpatialConfig." + message):  # the same rule for files
+        SpatialConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()})
+    assert SpatialConfig(query_grid=[2.0, 3]).query_grid == (2, 3)  # integral numbers are ints
+
+
+def test_corrupt_config_file_is_named(tmp_path):
+    (tmp_path / "cooper_config.json").write_text('{"query_grid": [2, ')
+    with pytest.raises(ValueError, match=r"cooper_config.json: not valid JSON at line 1, column 20"):
+        SpatialConfig.load(tmp_path)
+    (tmp_path / "cooper_config.json").write_bytes(b'{"depth_mode": "\xff"}')
+    with pytest.raises(ValueError, match="cooper_config.json: not UTF-8 text \\(byte 16"):
+        SpatialConfig.load(tmp_path)
+    (tmp_path / "cooper_config.json").write_text('{"num_classes": "7"}')
+    with pytest.raises(
+        TypeError, match="cooper_config.json: SpatialConfig.num_classes: expected int, got '7'"
+    ):
+        SpatialConfig.load(tmp_path)
+
+
 def test_unknown_head_is_named_when_built():
     config = SpatialConfig(head="magic")
     with pytest.raises(ValueError, match="head: expected one of .*, got 'magic'"):

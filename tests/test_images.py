@@ -38,7 +38,7 @@ def test_paths_base64_bytes_arrays_and_tensors_give_the_same_image(png):
 
 
 def test_pixel_rules():
-    floats = np.array([[[-0.5, 0.5, 2.0]]], dtype=np.float32)  # clipped to [0, 1], rounded
+    floats = np.array([[[-0.0005, 0.5, 1.0005]]], dtype=np.float32)  # rounding slack clipped, rounded
     assert rgb_pixels(floats).tolist() == [[[0, 128, 255]]]
     grey = torch.tensor([[[0.0, 1.0]]])  # [1, 1, 2]: one grey channel, channel-first
     assert np.asarray(to_pil(grey)).tolist() == [[[0, 0, 0], [255, 255, 255]]]
@@ -57,6 +57,8 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="RGB array"):
         to_pil(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="neither an existing file nor a base64"):
+        to_pil("not an image")
+    with pytest.raises(FileNotFoundError, match="no image file at missing.png"):
         to_pil("missing.png")
     with pytest.raises(FileNotFoundError, match="img: no image file"):
         to_pil(Path("/nonexistent/dir/x.png"), "img")
@@ -74,3 +76,30 @@ def test_encoded_images_decode_to_rgb():
     buffer = io.BytesIO()
     Image.new("RGBA", (2, 2), (1, 2, 3, 4)).save(buffer, format="PNG")
     assert image_from_bytes(buffer.getvalue()).getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_out_of_range_dtypes_and_non_finite_pixels_are_errors(tmp_path):
+    pixels = np.full((4, 4, 3), 200.0, np.float32)  # a float image on the 0..255 scale
+    with pytest.raises(
+        ValueError,
+        match=r"photo: expected floating-point pixels in \[0, 1\], got values in \[200, 200\].*255",
+    ):
+        to_pil(pixels, "photo")
+    with pytest.raises(
+        ValueError, match=r"x: expected floating-point pixels in \[0, 1\], got values in \[-0.5"
+    ):
+        to_pil(torch.full((3, 2, 2), -0.5), "x")
+    with pytest.raises(
+        ValueError, match="img: expected uint8 pixels .* got dtype uint16 with values in \\[0, 4000\\]"
+    ):
+        to_pil(np.array([[[0, 4000, 9]]], np.uint16), "img")
+    with pytest.raises(ValueError, match="got dtype int64"):
+        to_pil(torch.zeros(3, 2, 2, dtype=torch.int64))
+    for bad in (float("nan"), float("inf")):
+        array = np.zeros((2, 2, 3), np.float32)
+        array[0, 0, 0] = bad
+        with pytest.raises(ValueError, match="image: expected finite pixels, got 1 NaN or infinite"):
+            to_pil(array)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match="broken.png is not a readable image"):
+        to_pil(tmp_path / "broken.png")

@@ -95,3 +95,32 @@ def test_mapping_and_instance_are_required():
 
 def test_plain_turns_tuples_into_lists_recursively():
     assert plain({"a": (1, (2, 3)), "b": [(4,)]}) == {"a": [1, [2, 3]], "b": [[4]]}
+
+
+def test_each_reader_names_the_file_and_the_cause(tmp_path):
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+
+    from cooper_lib.serialization import read_json, read_safetensors, read_text, read_yaml
+
+    with pytest.raises(FileNotFoundError, match="missing.json: JSON file not found"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(ValueError, match=r"latin.txt: not UTF-8 text \(byte 3"):
+        read_text(tmp_path / "latin.txt")
+    (tmp_path / "bad.json").write_text('{"a": 1,\n "b": }')
+    with pytest.raises(ValueError, match="bad.json: not valid JSON at line 2, column 7"):
+        read_json(tmp_path / "bad.json")
+    (tmp_path / "bad.yaml").write_text("run:\n  lr: [1, 2\n")
+    with pytest.raises(ValueError, match="bad.yaml: not valid YAML at line 3"):
+        read_yaml(tmp_path / "bad.yaml")
+    save_file({"w": torch.ones(64), "b": torch.zeros(2)}, str(tmp_path / "ok.safetensors"))
+    assert read_safetensors(tmp_path / "ok.safetensors")["w"].sum() == 64
+    data = (tmp_path / "ok.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.safetensors: not a readable safetensors file .*truncated"):
+        read_safetensors(tmp_path / "cut.safetensors")
+    save_file({"w": torch.tensor([1.0, float("nan"), float("inf")])}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(ValueError, match="nan.safetensors: tensor 'w' holds 2 NaN or infinite values"):
+        read_safetensors(tmp_path / "nan.safetensors")

@@ -2,17 +2,34 @@
 
 A package that offers a command has a `cli` module with `register(subparsers)`; the parser it adds
 sets `func` to the function that runs it. Those modules are imported lazily, when the CLI starts.
+
+User errors (`USER_ERRORS`: a bad value or type, a missing or existing file, an unsupported
+backbone, a non-finite training loss) print as one ``error: ...`` line on stderr with exit status 2, like argparse's own usage
+errors; ``--debug`` (anywhere on the command line) shows the traceback instead. A hint to pass a
+keyword (``pass overwrite=True``) is printed as the flag (``pass --overwrite``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
 #: Modules whose `register(subparsers)` adds subcommands, in the order `--help` lists them.
 COMMAND_MODULES = ("cooper_lib.demo", "cooper_lib.data.cli", "cooper_lib.training.cli", "cooper_lib.eval.cli")
+#: Errors that are the user's to fix: printed as one line, not a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    FloatingPointError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="COOPER's auxiliary-modality generation and interleaved reasoning for any HF MLLM.",
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
@@ -29,10 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `cooper-lib` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
-    result = args.func(args)
+    args = parser.parse_args([arg for arg in argv if arg != "--debug"])
+    try:
+        result = args.func(args)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def error_line(err: BaseException) -> str:
+    """`err` as the one line the CLI prints: its message on one line, keyword hints as flags."""
+    message = " ".join(str(err).split()) or type(err).__name__
+    return re.sub(r"\b(\w+)=True\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
 def _version() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cooper_lib.modalities import Modality, available_modalities, get_modality, tags_only_modality
-from cooper_lib.serialization import from_dict, to_dict
+from cooper_lib.serialization import check_fields, from_dict, read_json, to_dict
 
 CONFIG_NAME = "cooper_config.json"
 
@@ -71,12 +71,7 @@ class SpatialConfig:
     added_tokens: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.modalities = tuple(self.modalities)
-        if isinstance(self.head, dict):
-            self.head = dict(self.head)
-        self.query_grid = tuple(int(v) for v in self.query_grid)
-        self.output_size = tuple(int(v) for v in self.output_size)
-        self.tags = {k: v if isinstance(v, ModalitySpec) else ModalitySpec(**v) for k, v in self.tags.items()}
+        check_fields(self)  # the types of `cooper_lib.serialization`: (2.5, 2) is no query_grid
         self.validate()
 
     @property
@@ -176,8 +171,10 @@ class SpatialConfig:
 
     @classmethod
     def load(cls, directory: str | Path) -> SpatialConfig:
-        """Read the `cooper_config.json` of a folder written by `save` / `save_pretrained`."""
+        """Read the `cooper_config.json` of a folder written by `save` / `save_pretrained`; a
+        missing file is FileNotFoundError, a corrupt one or a bad value a ValueError / TypeError
+        naming the file (and the field)."""
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no {CONFIG_NAME}; expected a folder written by save_pretrained")
-        return cls.from_dict(json.loads(path.read_text()))
+        return from_dict(cls, read_json(path), where=f"{path}: SpatialConfig")

@@ -11,11 +11,21 @@ benchmark loaders and the synthetic world call on an image they are given. It ac
 - a numpy array or a torch tensor holding one image: ``[H, W, C]`` or ``[C, H, W]`` with
   ``C`` 1 (grey) or 3 (RGB), after dropping leading axes of size 1. Tensors are read
   channel-first and arrays channel-last (the layout rule of `cooper_lib.modalities`); the other
-  layout is used when only it fits. ``uint8`` pixels are taken as they are; other dtypes are
-  read on the 0..1 scale, clipped to it and rounded to 8 bits.
+  layout is used when only it fits.
 
-`rgb_pixels` holds the pixel rules (layout, dtype and range), so a stricter check of image inputs
-is a change to that one function.
+The pixel rules (dtype and range), checked by `rgb_pixels` for every array and tensor:
+
+- ``uint8``: 0..255, taken as it is.
+- floating point (float16, bfloat16, float32, float64): the 0..1 scale. Every value must be finite
+  and within ``[-PIXEL_TOLERANCE, 1 + PIXEL_TOLERANCE]`` (rounding slack); values are clipped to
+  [0, 1] and rounded to 8 bits. A float image on the 0..255 scale is a ValueError naming the
+  argument and the range found (divide it by 255, or pass it as ``uint8``) -- never clipped to white.
+- any other dtype (``uint16``, ``int32``, ``int64``, ``bool``, ...) is a ValueError: 16-bit images
+  have no single 8-bit reading, so convert them first (e.g. ``(x / 65535).astype(np.float32)``).
+
+A string that is not valid base64 and names no existing file is FileNotFoundError when it looks
+like a path (it ends with an image suffix such as ``.png``), else ValueError. A file that is not a
+readable image is a ValueError naming the file and the decoder's reason.
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ from PIL import Image
 __all__ = ["image_from_base64", "image_from_bytes", "open_image", "rgb_pixels", "to_pil"]
 
 _MAX_PATH = 4096  # longer strings are never paths (they may be base64 images)
+PIXEL_TOLERANCE = 1e-3
+"""How far outside [0, 1] a float pixel may be (rounding slack) before it is an error."""
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def open_image(path: str | os.PathLike, name: str = "image") -> Image.Image:
@@ -41,8 +54,11 @@ def open_image(path: str | os.PathLike, name: str = "image") -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{name}: no image file at {path}")
-    with Image.open(path) as image:
-        return image.convert("RGB")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as err:  # PIL's UnidentifiedImageError and truncated files
+        raise ValueError(f"{name}: {path} is not a readable image ({err})") from err
 
 
 def image_from_bytes(data: bytes, name: str = "image") -> Image.Image:
@@ -84,10 +100,32 @@ def rgb_pixels(array: np.ndarray, name: str = "image", *, channels_first: bool =
     if first and (channels_first or not last):
         array = np.moveaxis(array, 0, -1)
     if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float64), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        array = (np.clip(_unit_floats(array, name), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
     return np.ascontiguousarray(array)
+
+
+def _unit_floats(array: np.ndarray, name: str) -> np.ndarray:
+    """`array` as float64 after checking the float rule (finite, within [0, 1] up to the tolerance)."""
+    if not np.issubdtype(array.dtype, np.floating):
+        low, high = (array.min(), array.max()) if array.size else (0, 0)
+        raise ValueError(
+            f"{name}: expected uint8 pixels (0..255) or floating-point pixels in [0, 1], got dtype "
+            f"{array.dtype} with values in [{low}, {high}]; convert it first (e.g. x / 65535 for "
+            "16-bit images, or x.astype(np.uint8) for 8-bit values held in a wider type)"
+        )
+    values = array.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise ValueError(f"{name}: expected finite pixels, got {int((~finite).sum())} NaN or infinite values")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low < -PIXEL_TOLERANCE or high > 1.0 + PIXEL_TOLERANCE:
+        hint = "; it looks like the 0..255 scale: divide by 255 or pass uint8" if high > 1.5 else ""
+        raise ValueError(
+            f"{name}: expected floating-point pixels in [0, 1], got values in [{low:.4g}, {high:.4g}]{hint}"
+        )
+    return values
 
 
 def to_pil(image: Any, name: str = "image", *, base_dir: str | os.PathLike | None = None) -> Image.Image:
@@ -113,6 +151,8 @@ def to_pil(image: Any, name: str = "image", *, base_dir: str | os.PathLike | Non
         try:
             return image_from_base64(image, name)
         except ValueError:
+            if path is not None and image.lower().endswith(_IMAGE_SUFFIXES):
+                raise FileNotFoundError(f"{name}: no image file at {path}") from None
             raise ValueError(
                 f"{name}: {image[:80]!r} is neither an existing file nor a base64-encoded image"
             ) from None

@@ -11,6 +11,8 @@ training and evaluation both read them through this module, which sits just abov
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +26,54 @@ BACKBONE_WEIGHTS = "backbone.safetensors"
 TRAINABLE_NAME = "trainable.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _LORA = "_cooper_lora"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def looks_local(path: str | os.PathLike) -> bool:
+    """Whether `path` names a local folder rather than a hub id: a path object, an existing path,
+    or a string no hub id could be (absolute, ``./``, ``../``, ``~``, a backslash, two or more
+    slashes, ...). A name that looks local but does not exist must be FileNotFoundError, never a
+    hub lookup."""
+    if isinstance(path, os.PathLike) or Path(str(path)).expanduser().exists():
+        return True
+    return not _HUB_ID.match(str(path))
+
+
+def require_local(path: str | os.PathLike, name: str) -> None:
+    """FileNotFoundError naming the argument `name` when `path` looks local but does not exist."""
+    if looks_local(path) and not Path(str(path)).expanduser().exists():
+        raise FileNotFoundError(f"{name}: no local folder or file at {path} (and it is no hub id)")
 
 
 def load_backbone(name: str, dtype: str = "float32") -> tuple[nn.Module, Any]:
     """A backbone and its processor: ``tiny:<family>[?key=value&...]`` builds an offline tiny model
     (`cooper_lib.backbones.tiny.parse_tiny_spec`; weights seeded by its ``seed``, default 0),
-    anything else (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`."""
+    anything else (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`.
+    A local-looking name (`looks_local`) that does not exist, or a hub id the hub cannot provide
+    (not found, offline), is FileNotFoundError naming it."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
-    if name.startswith("tiny:"):
+    if isinstance(name, str) and name.startswith("tiny:"):
         from cooper_lib.backbones.tiny import build_from_spec
 
         backbone, processor = build_from_spec(name)
         return backbone.to(DTYPES[dtype]), processor
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(
+            f"name: expected a hub id, a local folder or tiny:<family>, got {type(name).__name__}"
+        )
+    require_local(name, "name")
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=DTYPES[dtype])
+    try:
+        backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=DTYPES[dtype])
+    except OSError as err:  # huggingface_hub's not-found / offline errors
+        if looks_local(name):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FileNotFoundError(
+            f"name: {name!r} is no local folder, and the hub could not provide it ({first})"
+        ) from err
     return backbone, AutoProcessor.from_pretrained(name)
 
 

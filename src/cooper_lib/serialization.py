@@ -6,18 +6,45 @@ silently). Types understood: bool, int (integral numbers only), float (ints acce
 `Literal[...]`, `X | None`, unions (first arm that accepts the value), `tuple[...]` (fixed or
 `...`), `list[X]`, `dict[str, X]`, `Any`, and nested dataclasses (built from a mapping). Tuples
 are written as lists and read back as tuples.
+
+The same type rule holds for configs built in Python: `check_fields` runs it on a dataclass
+instance (``SpatialConfig.__post_init__`` calls it), and `check_value` on one value (head options
+against their defaults' types). So ``query_grid=(2.5, 2)``, ``num_classes="7"`` and
+``query_grid="2x2"`` are TypeErrors naming the field, never silently converted.
+
+One reader per file format, each naming the file and the cause of a failure: `read_text`
+(UTF-8), `read_json`, `read_yaml` (``yaml.safe_load``) and `read_safetensors` (a truncated or
+corrupt file is a ValueError naming it; a NaN or infinite value one naming the tensor). A missing
+file is FileNotFoundError.
 """
 
 from __future__ import annotations
 
+import json
+import numbers
+import os
 import types
 import typing
 from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["check_known_fields", "field_types", "from_dict", "plain", "strip_optional", "to_dict"]
+__all__ = [
+    "check_fields",
+    "check_known_fields",
+    "check_value",
+    "field_types",
+    "from_dict",
+    "plain",
+    "read_json",
+    "read_safetensors",
+    "read_text",
+    "read_yaml",
+    "strip_optional",
+    "to_dict",
+]
 
 
 def plain(value: Any) -> Any:
@@ -88,6 +115,36 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str | None = None) -> T
     return cls(**kwargs)
 
 
+def check_value(tp: Any, value: Any, where: str) -> Any:
+    """`value` checked against the type `tp` by the module's rule (lists -> tuples, integral
+    numbers -> int, ints -> float); TypeError / ValueError starting with `where` otherwise."""
+    return _coerce(tp, value, where)
+
+
+def check_fields(obj: Any, where: str | None = None) -> None:
+    """Check every field of the dataclass instance `obj` against its declared type (the rule of
+    `from_dict`) and store the normalised value (lists -> tuples, ...).
+
+    Args:
+        obj: a (non-frozen) dataclass instance.
+        where: the prefix of error names (``where.field``); None names the bare field.
+    """
+    hints = field_types(type(obj))
+    for f in fields(obj):
+        name = f.name if where is None else f"{where}.{f.name}"
+        setattr(obj, f.name, _coerce(hints[f.name], getattr(obj, f.name), name))
+
+
+def _container(tp: Any) -> type | tuple[type, ...] | None:
+    """The Python container a mapping / sequence type is read from, else None."""
+    origin = typing.get_origin(tp)
+    if origin is dict or is_dataclass(tp):
+        return dict
+    if origin in (tuple, list):
+        return (list, tuple)
+    return None
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the field type `tp` (ints accepted for floats, lists for tuples)."""
     if tp is Any:
@@ -110,11 +167,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected one of {list(choices)}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
+        errors = []
         for arm in typing.get_args(inner):
             try:
                 return _coerce(arm, value, where)
-            except (TypeError, ValueError):
-                continue
+            except (TypeError, ValueError) as err:
+                errors.append((arm, err))
+        fitting = [
+            err for arm, err in errors if _container(arm) is not None and isinstance(value, _container(arm))
+        ]
+        if len(fitting) == 1:  # the value is the arm's kind of container: that arm's error is the useful one
+            raise fitting[0]
         raise TypeError(f"{where}: expected {inner}, got {value!r}")
     if inner is bool:
         if not isinstance(value, bool):
@@ -123,7 +186,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if inner in (int, float):
         if (
             isinstance(value, bool)
-            or not isinstance(value, (int, float))
+            or not isinstance(value, numbers.Real)
             or (inner is int and not float(value).is_integer())
         ):
             raise TypeError(f"{where}: expected {inner.__name__}, got {value!r}")
@@ -149,3 +212,71 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         _, value_type = typing.get_args(inner)
         return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
     raise TypeError(f"{where}: unsupported field type {inner}")
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """The UTF-8 text of `path`; FileNotFoundError when missing, ValueError naming the file and
+    the byte offset when it is not UTF-8."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """The JSON value in `path`, errors naming the file, line and column (see `read_text`)."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"{path}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg})"
+        ) from err
+
+
+def read_yaml(path: str | os.PathLike, what: str = "YAML file") -> Any:
+    """The value of the YAML file `path` (``yaml.safe_load``), errors naming the file and line."""
+    import yaml
+
+    text = read_text(path, what)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{at} ({problem})") from err
+
+
+def read_safetensors(path: str | os.PathLike, *, finite: bool = True) -> dict[str, Any]:
+    """The tensors of a safetensors file.
+
+    Args:
+        path: the file.
+        finite: check every floating-point tensor holds only finite values.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: a truncated or corrupt file (naming it and the cause), or a NaN / infinite
+            value (naming the tensor and the count).
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: safetensors file not found")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({err}); it may be truncated") from err
+    if finite:
+        for name, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN or infinite values")
+    return tensors

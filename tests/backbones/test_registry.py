@@ -75,6 +75,18 @@ def test_object_without_any_part_is_rejected_with_everything_named():
     _assert_names_supported_families(message)
 
 
+def test_a_module_that_is_no_transformers_model_is_not_supported():
+    from cooper_lib import add_spatial_heads
+
+    with pytest.raises(
+        BackboneNotSupportedError, match="model: expected a transformers MLLM .*got Linear"
+    ) as info:
+        add_spatial_heads(nn.Linear(2, 2), None)
+    _assert_names_supported_families(str(info.value))
+    with pytest.raises(TypeError, match="model: expected a transformers MLLM .*got str"):
+        adapter_for("Qwen/Qwen2-VL-2B-Instruct")
+
+
 def test_text_only_model_is_rejected_for_its_missing_image_token():
     config = LlamaConfig(
         vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2

@@ -87,4 +87,9 @@ def test_keys_validate():
         AnswerKey(1.0, "number", unit="parsecs")
     with pytest.raises(TypeError, match="text"):
         grade(None, AnswerKey("A", "choice"))
+    for blank in ("", "  "):
+        with pytest.raises(
+            ValueError, match="answer: expected a non-empty reference answer for a 'choice' key"
+        ):
+            AnswerKey(blank, "choice")
     assert option_letters(()) == "ABCDEF" and option_letters(("a", "b", "c")) == "ABC"

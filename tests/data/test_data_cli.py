@@ -28,3 +28,17 @@ def test_data_synth_writes_a_dataset(tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert (manifest["stage"], manifest["n"], manifest["config"]["width"]) == ("grpo", 3, 32)
     assert "wrote 3 train scenes" in capsys.readouterr().out
+
+
+def test_an_existing_dataset_is_one_error_line_naming_the_flag(tmp_path, capsys):
+    from cooper_lib.cli import main
+
+    argv = ["data", "synth", "--out", str(tmp_path / "ds"), "--n", "1", "--size", "16", "--questions", "1"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        len(err) == 1 and err[0].startswith("error: ") and err[0].endswith("pass --overwrite to replace it")
+    )
+    assert main([*argv, "--overwrite"]) == 0

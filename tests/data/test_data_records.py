@@ -143,7 +143,7 @@ def test_images_from_paths_base64_arrays_and_tensors(files):
     ):
         image = to_pil(value, base_dir=files)
         assert image.size == (8, 6) and image.getpixel((0, 0)) == (100, 100, 100)
-    with pytest.raises(ValueError, match="neither an existing file nor a base64"):
+    with pytest.raises(FileNotFoundError, match="no image file at"):
         to_pil("missing.png", base_dir=files)
     with pytest.raises(ValueError, match="RGB array"):
         to_pil(np.zeros((4, 4)), base_dir=files)
@@ -234,3 +234,11 @@ def test_inside_paths_and_base64_images_are_not_confined(tmp_path):
     assert confine(str(root / "rgb" / "0.png"), root, "x") == root / "rgb" / "0.png"
     confine_image("/9j/4AAQSkZJRgABAQ==", root, "x")  # base64 of a JPEG starts with a slash
     confine_image("../missing.png", root, "x")  # no such file: left to the image reader's error
+
+
+def test_a_non_utf8_jsonl_line_is_named(tmp_path):
+    from cooper_lib.data.records import read_jsonl
+
+    (tmp_path / "rows.jsonl").write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl:2: not UTF-8 text"):
+        list(read_jsonl(tmp_path / "rows.jsonl"))

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from cooper_lib.eval.cli import register
+from cooper_lib.cli import main
+from cooper_lib.eval.cli import model_label, register
 from cooper_lib.eval.runner import read_cache
 
 
@@ -18,8 +19,9 @@ def _run(*argv):
 FAST = ("--n", "1", "--limit", "2", "--max-new-tokens", "4", "--batch-size", "2")
 
 
-def test_eval_run_resumes_and_report_compares_runs(tmp_path, capsys):
-    adaptive, text = tmp_path / "adaptive.jsonl", tmp_path / "text.jsonl"
+def test_eval_run_resumes_and_report_compares_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output goes to the working folder
+    adaptive, text = tmp_path / "adaptive.jsonl", tmp_path / "synthetic-text_only-tiny-qwen2_vl.jsonl"
     assert _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--output", str(adaptive),
                 "--json", str(tmp_path / "m.json"), *FAST) == 0  # fmt: skip
     out = capsys.readouterr().out
@@ -27,13 +29,12 @@ def test_eval_run_resumes_and_report_compares_runs(tmp_path, capsys):
     assert json.loads((tmp_path / "m.json").read_text())["metrics"]["n"] == 2
     _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--output", str(adaptive), *FAST)
     assert "0 items done now" in capsys.readouterr().out
-    _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--policy", "text_only",
-         "--output", str(text), *FAST)  # fmt: skip
+    _run("eval", "run", "--benchmark", "synthetic", "--family", "qwen2_vl", "--policy", "text_only", *FAST)
     assert _run("eval", "report", str(adaptive), str(text), "--out", str(tmp_path / "report")) == 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert (
         "| adaptive | synthetic | adaptive | 2 |" in report
-        and "| text | synthetic | text_only | 2 |" in report
+        and f"| {text.stem} | synthetic | text_only | 2 |" in report
     )
     assert (tmp_path / "report" / "scores.png").is_file()
 
@@ -76,8 +77,10 @@ def test_eval_run_loads_a_trained_model_folder(tmp_path, capsys):
 
 
 def test_eval_run_needs_data_for_file_benchmarks(tmp_path):
-    with pytest.raises(SystemExit, match="--data is required"):
+    with pytest.raises(ValueError, match="--data is required"):
         _run("eval", "run", "--benchmark", "cvbench", "--family", "qwen2_vl")
+    with pytest.raises(FileNotFoundError, match="--model: no model folder at .*missing"):
+        _run("eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="holds neither trainable.json .* nor cooper_config.json"):
         _run("eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path))
 
@@ -90,7 +93,23 @@ def test_eval_run_loads_a_save_pretrained_folder_with_its_backbone(tmp_path, cap
     add_spatial_heads(backbone, processor).save_pretrained(tmp_path / "heads")
     args = ("eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path / "heads"), "--n", "1",
             "--limit", "1", "--max-new-tokens", "2", "--output", str(tmp_path / "run.jsonl"))  # fmt: skip
-    with pytest.raises(SystemExit, match="--backbone is required"):
+    with pytest.raises(ValueError, match="--backbone is required"):
         _run(*args)
     assert _run(*args, "--backbone", "tiny:qwen2_vl") == 0
     assert "1 items done now" in capsys.readouterr().out
+
+
+def test_the_default_output_names_the_model(tmp_path):
+    first, second = tmp_path / "run1" / "final", tmp_path / "run2" / "final"
+    labels = {model_label(argparse.Namespace(model=folder, family=None)) for folder in (first, second)}
+    assert len(labels) == 2 and all(label.startswith("final-") for label in labels)
+    assert model_label(argparse.Namespace(model=None, family="llava")) == "tiny-llava"
+
+
+def test_user_errors_are_one_line_with_status_2_and_a_traceback_with_debug(tmp_path, capsys):
+    argv = ["eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path / "missing")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --model: no model folder at {tmp_path / 'missing'}\n"
+    with pytest.raises(FileNotFoundError, match="--model: no model folder"):
+        main(["--debug", *argv])

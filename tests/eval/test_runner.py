@@ -217,8 +217,12 @@ def test_evaluates_fixture_copies_of_loader_formats(model, tmp_path, write_image
 def test_rejects_bad_arguments(model, bench, tmp_path):
     out = tmp_path / "run.jsonl"
     evaluate(Scripted({bench[0].question: ("A", [])}), bench, output=out, limit=1, progress=False)
-    with pytest.raises(ValueError, match="caches policy 'custom'"):
+    with pytest.raises(
+        ValueError, match="caches another run \\(policy, model, settings differ: policy 'custom' there"
+    ):
         evaluate(model, bench, output=out, progress=False)
+    with pytest.raises(ValueError, match="max_new_tokens, max_turns: set them on the reasoner"):
+        evaluate(_reasoner(model), bench, max_new_tokens=8)
     with pytest.raises(ValueError, match="batch_size"):
         evaluate(model, bench, batch_size=0)
     with pytest.raises(ValueError, match="policy: expected one of"):
@@ -237,6 +241,27 @@ def test_rejects_bad_arguments(model, bench, tmp_path):
     (tmp_path / "other.jsonl").write_text('{"hello": 1}\n')
     with pytest.raises(ValueError, match="not a cooper-lib eval cache"):
         evaluate(model, bench, output=tmp_path / "other.jsonl")
+
+
+def test_a_cache_is_never_resumed_by_another_model_or_setting(model, bench, tmp_path):
+    out = tmp_path / "run.jsonl"
+    evaluate(model, bench, output=out, limit=1, max_new_tokens=4, max_turns=1, progress=False)
+    header, _ = read_cache(out)
+    assert header["model"]["backbone"].startswith("Qwen2VL") and len(header["model"]["weights"]) == 64
+    assert header["settings"]["max_new_tokens"] == 4 and header["settings"]["sampling"]["temperature"] == 0
+    backbone, processor = build_tiny_backbone("qwen2_vl", seed=1)  # same architecture, other weights
+    other = add_spatial_heads(backbone, processor)
+    with pytest.raises(ValueError, match="caches another run \\(model differ"):
+        evaluate(other, bench, output=out, max_new_tokens=4, max_turns=1, progress=False)
+    with pytest.raises(ValueError, match="settings differ: .*'max_new_tokens': 4.*'max_new_tokens': 5"):
+        evaluate(model, bench, output=out, max_new_tokens=5, max_turns=1, progress=False)
+    sampled = InterleavedReasoner(
+        model, max_new_tokens_per_turn=4, max_turns=1, generation_kwargs={"seed": 7}
+    )
+    with pytest.raises(ValueError, match="settings differ"):
+        evaluate(sampled, bench, output=out, progress=False)
+    again = evaluate(model, bench, output=out, limit=1, max_new_tokens=4, max_turns=1, progress=False)
+    assert again.computed == 0  # the same model and settings resume
 
 
 def _nyu_folder(root, frames=3):

@@ -27,8 +27,13 @@ def test_unknown_and_malformed_options_are_named():
         resolve_options(_config({"stpes": 3}), "depth", "flow", {"steps": 50})
     with pytest.raises(TypeError, match=r"head_options\['depth'\]: expected a dict"):
         modality_options(_config({"depth": 4}), "depth")
-    with pytest.raises(TypeError, match="head_options: expected a dict"):
+    with pytest.raises(TypeError, match="head_options: expected a mapping"):
         SpatialConfig(head_options=[("steps", 3)])
+    with pytest.raises(TypeError, match=r"head_options\['depth'\]\['steps'\]: expected int, got '3'"):
+        resolve_options(_config({"depth": {"steps": "3"}}), "depth", "flow", {"steps": 50})
+    with pytest.raises(TypeError, match=r"head_options\['steps'\]: expected int, got 2.5"):
+        resolve_options(_config({"steps": 2.5}), "depth", "flow", {"steps": 50})
+    assert resolve_options(_config({"lr": 1}), "depth", "flow", {"lr": 0.5})["lr"] == 1.0
 
 
 def test_record_option_keeps_other_entries_and_round_trips(tmp_path):
@@ -83,8 +88,8 @@ def test_head_per_modality():
     [
         ({"depth": "flow"}, ValueError, r"must name one head for each of \['depth', 'segmentation'\]"),
         ({"depth": "flow", "segmentation": "dense", "normals": "flow"}, ValueError, "must name one head"),
-        ({"depth": "flow", "segmentation": 3}, TypeError, "head: expected a head name for 'segmentation'"),
-        (3, TypeError, "head: expected a head name or a dict"),
+        ({"depth": "flow", "segmentation": 3}, TypeError, "head.segmentation: expected a string, got 3"),
+        (3, TypeError, r"head: expected str \| dict\[str, str\], got 3"),
     ],
 )
 def test_bad_per_modality_head_is_named(head, error, message):

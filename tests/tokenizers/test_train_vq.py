@@ -111,3 +111,29 @@ def test_bad_arguments():
         train_vq_tokenizer(_tiny(), torch.rand(4, 3, 8, 8), steps=2, checkpoint_every=1)
     with pytest.raises(ValueError, match=r"images_or_iterable: expected a \(N, C, H, W\) tensor"):
         train_vq_tokenizer(_tiny(), torch.rand(3, 8, 8), steps=2, progress=False)
+
+
+def test_non_finite_batches_and_losses_stop_training(tmp_path):
+    batches = [torch.rand(4, 3, 8, 8) for _ in range(3)]
+    batches[2][0, 0, 0, 0] = float("nan")
+    tokenizer = _tiny()
+    with pytest.raises(ValueError, match="the batch of step 3 holds NaN or inf"):
+        train_vq_tokenizer(tokenizer, batches, steps=4, progress=False)
+    assert all(torch.isfinite(p).all() for p in tokenizer.parameters())
+
+    tokenizer = _tiny()
+    render = tokenizer._render
+    calls = []
+
+    def poisoned(quantized):  # the decoder diverges on the third step
+        calls.append(1)
+        out = render(quantized)
+        return out * float("inf") if len(calls) == 3 else out
+
+    tokenizer._render = poisoned
+    with pytest.raises(
+        FloatingPointError, match=r"loss: expected a finite value, got (nan|inf) at step 3 \(reconstruction"
+    ):
+        train_vq_tokenizer(tokenizer, batches[:2], steps=4, checkpoint_dir=tmp_path, progress=False)
+    assert all(torch.isfinite(p).all() for p in tokenizer.parameters())
+    assert not (tmp_path / "final").exists()

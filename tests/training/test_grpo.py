@@ -209,3 +209,21 @@ def test_policy_logprobs_use_the_tempered_logits(synthetic, tmp_path):
             assert (got[:4] == 0).all()
     with pytest.raises(ValueError, match="temperature"):
         PolicyScorer(model, 0.0)
+
+
+def test_a_non_finite_policy_loss_stops_training_before_the_update(synthetic, tmp_path):
+    torch.manual_seed(0)
+    config = make_config(synthetic, tmp_path, num_generations=2, max_new_tokens=1, max_turns=1)
+    trainer = SpatialGRPOTrainer(build_model(config.model), config, reward_fn=low_half_reward(1))
+    policy_loss = trainer.policy_loss
+
+    def injected(batch):
+        loss, metrics = policy_loss(batch)
+        return loss * float("inf"), metrics
+
+    trainer.policy_loss = injected
+    with pytest.raises(
+        FloatingPointError, match=r"loss: expected a finite value, got (nan|inf|-inf) at step 1"
+    ):
+        trainer.train()
+    assert trainer.step == 0 and all(torch.isfinite(p).all() for p in trainer.spatial.parameters())

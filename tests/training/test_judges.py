@@ -46,6 +46,11 @@ def test_reference_from_qa_record_and_validation():
         Reference("x", "essay")
     with pytest.raises(ValueError, match="numeric"):
         Reference("many", "count")
+    for blank in ("", " ", None):  # no answer: every rollout would score 0
+        with pytest.raises(ValueError, match="answer: expected a non-empty reference answer"):
+            Reference.from_record(
+                {**record.to_dict(), "answer": blank, "answer_type": "yes_no", "value": None}
+            )
 
 
 class _Handler(BaseHTTPRequestHandler):

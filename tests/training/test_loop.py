@@ -8,6 +8,8 @@ from training_setup import model_config, optim_config, run_config
 
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.config import Stage1Config
+from cooper_lib.training.grpo import SpatialGRPOTrainer
+from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
 from cooper_lib.training.weights import build_model
 
@@ -114,6 +116,8 @@ import os, signal, sys
 import torch
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.config import Stage1Config
+from cooper_lib.training.grpo import SpatialGRPOTrainer
+from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
 from cooper_lib.training.weights import build_model
 
@@ -211,3 +215,51 @@ def test_a_trainer_finishes_a_final_swap_killed_between_renames(synthetic, tmp_p
     trainer_for(make_config(synthetic, tmp_path, max_steps=2), seed=0)
     assert (final / "v.txt").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_a_non_finite_loss_or_gradient_stops_training_before_the_update(synthetic, tmp_path):
+    config = make_config(synthetic, tmp_path / "nan", max_steps=3, save_every=1)
+    config.model = model_config()  # no LoRA: quicker
+    trainer = Stage1Trainer(build_model(config.model), config)
+    compute_loss = trainer.compute_loss
+
+    def injected(batch):  # the second step's loss is NaN
+        loss, metrics = compute_loss(batch)
+        return (loss * float("nan") if trainer.step == 1 else loss), metrics
+
+    trainer.compute_loss = injected
+    with pytest.raises(
+        FloatingPointError, match=r"loss: expected a finite value, got nan at step 2 .*aux/segmentation="
+    ):
+        trainer.train()
+    assert trainer.step == 1 and not (tmp_path / "nan" / "final").exists()
+    assert all(torch.isfinite(p).all() for p in trainer.spatial.parameters())
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "nan")] == ["step-00000001"]  # to resume from
+
+    def infinite_gradient(batch):  # a finite loss whose gradient is NaN (d sqrt(u)/du at u = 0)
+        loss, metrics = compute_loss(batch)
+        head = next(p for p in trainer.spatial.heads.parameters() if p.requires_grad)
+        return loss + torch.sqrt(head.sum() * 0.0), metrics
+
+    trainer.compute_loss = infinite_gradient
+    with pytest.raises(
+        FloatingPointError, match="grad_norm: expected a finite gradient norm, got nan at step 2"
+    ):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in trainer.spatial.parameters())
+
+
+def test_a_trainer_needs_a_spatial_model(synthetic, tmp_path):
+    from cooper_lib.backbones.tiny import build_tiny_backbone
+
+    backbone, _ = build_tiny_backbone("qwen2_vl")
+    config = make_config(synthetic, tmp_path / "raw")
+    for trainer, stage_config in (
+        (Stage1Trainer, config),
+        (InterleavedSFTTrainer, None),
+        (SpatialGRPOTrainer, None),
+    ):
+        with pytest.raises(
+            TypeError, match="model: expected a SpatialModel, got Qwen2VLForConditionalGeneration"
+        ):
+            trainer(backbone, stage_config)

@@ -81,3 +81,27 @@ def test_train_stage1_from_the_command_line(synthetic, tmp_path, capsys):
 
     loaded = load_trained_model(tmp_path / "run" / "final", *build_tiny_backbone("qwen2_vl"))
     assert loaded.config.num_classes == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("run:\n  max_steps: [1\n", r"c.yaml: not valid YAML at line 3"),
+        ("model:\n  spatial:\n    query_grid: 2x2\n", r"query_grid: expected a list, got '2x2'"),
+        ("model:\n  spatial:\n    num_classes: '7'\n", r"num_classes: expected int, got '7'"),
+        ("run:\n  max_stepz: 3\n", r"unknown fields \['max_stepz'\]; expected a subset of \[.*'max_steps'"),
+        (
+            "model:\n  backbone: ./no-such-folder\n  spatial: {}\n",
+            r"name: no local folder or file at ./no-such-folder",
+        ),
+    ],
+)
+def test_config_file_errors_are_one_line_naming_the_file_or_key(tmp_path, capsys, text, message):
+    from cooper_lib.cli import main
+
+    (tmp_path / "c.yaml").write_text(text)
+    out = str(tmp_path / "run")
+    assert main(["train", "stage1", "--config", str(tmp_path / "c.yaml"), "--run.output_dir", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert __import__("re").search(message, err), err

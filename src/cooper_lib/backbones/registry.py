@@ -27,15 +27,26 @@ def adapter_for(model: nn.Module) -> BackboneAdapter:
     """The adapter for `model`: its family's, or the generic one when the generic accessors work.
 
     Raises:
-        BackboneNotSupportedError: naming the model type, what was missing and the supported families.
+        TypeError: `model` is not a torch module.
+        BackboneNotSupportedError: naming the model type, what was missing and the supported
+            families; also for a module that is no transformers model (no ``config``).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model: expected a transformers MLLM (a torch.nn.Module), got {type(model).__name__}"
+        )
     base = unwrap_model(model)
-    model_type = getattr(getattr(base, "config", None), "model_type", None)
+    families = ", ".join(f for f, _ in supported_families())
+    if getattr(base, "config", None) is None:
+        raise BackboneNotSupportedError(
+            f"model: expected a transformers MLLM (*ForConditionalGeneration / AutoModelForImageTextToText), "
+            f"got {type(base).__name__}, which has no transformers config. Supported families: {families}."
+        )
+    model_type = getattr(base.config, "model_type", None)
     cls = _ADAPTERS.get(model_type, BackboneAdapter)
     try:
         return cls(base)
     except BackboneNotSupportedError as error:
-        families = ", ".join(f for f, _ in supported_families())
         raise BackboneNotSupportedError(f"{error} Supported families: {families}.") from None
 
 

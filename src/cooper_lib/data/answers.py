@@ -122,6 +122,11 @@ class AnswerKey:
     def __post_init__(self) -> None:
         object.__setattr__(self, "answer_type", answer_type(self.answer_type))
         object.__setattr__(self, "choices", tuple(self.choices))
+        if isinstance(self.answer, str) and not self.answer.strip():
+            raise ValueError(
+                f"answer: expected a non-empty reference answer for a {self.answer_type!r} key, got "
+                f"{self.answer!r} (every prediction would be graded wrong)"
+            )
         if self.unit is not None:
             normalize_unit(self.unit)
         if self.answer_type in ("integer", "number", "quantity"):

@@ -387,8 +387,14 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file (blank lines skipped)."""
-    with Path(path).open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with Path(path).open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}:{number}: not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from err
             if line.strip():
                 try:
                     yield json.loads(line)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         help="model folder written by a cooper-lib trainer, or by SpatialModel.save_pretrained (with --backbone)",
     )
-    source.add_argument("--family", help="tiny random backbone family with fresh heads (for smoke tests)")
+    source.add_argument(
+        "--family", help="tiny random backbone family with fresh heads, seeded (for smoke tests)"
+    )
     run.add_argument(
         "--backbone",
         default=None,
@@ -48,7 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tool policy (default adaptive; nyuv2 scores the depth head's maps and takes none)",
     )
     run.add_argument(
-        "--output", type=Path, default=None, help="JSONL cache (default ./<benchmark>-<policy>.jsonl)"
+        "--output",
+        type=Path,
+        default=None,
+        help="JSONL cache (default ./<benchmark>-<policy>-<model>.jsonl, <model> the --model folder's "
+        "name and a digest of its path, or tiny-<family>)",
     )
     run.add_argument("--limit", type=int, default=None, help="evaluate only the first N items")
     run.add_argument("--batch-size", type=int, default=8, help="items per batch (default 8)")
@@ -76,6 +83,8 @@ def _model(args: argparse.Namespace):
         from cooper_lib.loading import TRAINABLE_NAME, load_backbone, load_trained_folder
         from cooper_lib.model import SpatialModel
 
+        if not args.model.is_dir():
+            raise FileNotFoundError(f"--model: no model folder at {args.model}")
         if (args.model / TRAINABLE_NAME).is_file():
             return load_trained_folder(args.model)
         if not (args.model / CONFIG_NAME).is_file():
@@ -84,16 +93,28 @@ def _model(args: argparse.Namespace):
                 "(a save_pretrained folder)"
             )
         if args.backbone is None:
-            raise SystemExit(
+            raise ValueError(
                 f"--backbone is required: {args.model} is a save_pretrained folder of heads only"
             )
         backbone, processor = load_backbone(args.backbone)
         return SpatialModel.from_pretrained(backbone, args.model, processor)
+    import torch
+
     from cooper_lib.attach import add_spatial_heads
     from cooper_lib.backbones.tiny import build_tiny_backbone
 
     backbone, processor = build_tiny_backbone(args.family)
+    torch.manual_seed(0)  # the same fresh heads every run, so a rerun resumes its own cache
     return add_spatial_heads(backbone, processor)
+
+
+def model_label(args: argparse.Namespace) -> str:
+    """The model part of the default output name: ``tiny-<family>``, or the --model folder's name
+    and the first 8 hex digits of the SHA-1 of its resolved path (two runs' ``final`` folders differ)."""
+    if args.model is None:
+        return f"tiny-{args.family}"
+    folder = args.model.resolve()
+    return f"{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -102,11 +123,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from cooper_lib.eval.runner import evaluate
 
     if args.data is None and args.benchmark != "synthetic":
-        raise SystemExit(f"--data is required for --benchmark {args.benchmark}")
+        raise ValueError(f"--data is required for --benchmark {args.benchmark}")
     kwargs = {"n": args.n, "seed": args.seed} if args.benchmark == "synthetic" and args.data is None else {}
     benchmark = load_benchmark(args.benchmark, args.data, **kwargs)
     policy = args.policy or (None if args.benchmark == "nyuv2" else "adaptive")
-    output = args.output or Path(f"{args.benchmark}-{policy or DEPTH_MAP_POLICY}.jsonl")
+    output = args.output or Path(f"{args.benchmark}-{policy or DEPTH_MAP_POLICY}-{model_label(args)}.jsonl")
     result = evaluate(
         _model(args),
         benchmark,

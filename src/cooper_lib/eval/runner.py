@@ -2,13 +2,17 @@
 
 Every finished item is appended to a JSONL cache and flushed at once, so a crash loses at most
 the batch in flight; a rerun with the same ``output`` reads the cache and asks the model only
-about items it lacks. The first line of the cache is a header naming the benchmark and policy,
-so a cache cannot silently be resumed against another benchmark or policy. Each record holds the
+about items it lacks. The first line of the cache is a header recording everything that
+determines the answers: the benchmark, the policy, the model's identity (`model_fingerprint`: its
+spatial config, its backbone's name and a digest of every weight) and the reasoner's settings (max
+new tokens, max turns, sampling with its seed). Resuming a cache whose header differs is a
+ValueError naming the fields that differ, so one model's answers are never reported as another's. Each record holds the
 prediction, its score (``benchmark.score``), the tools the trace called and the stop reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import defaultdict
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from tqdm.auto import tqdm
 
 from cooper_lib.config import SpatialConfig
@@ -33,6 +38,8 @@ TOOL_COLUMNS: tuple[str, ...] = (*BASE_TOOLS, "text_only")
 """The columns of a run that calls only `BASE_TOOLS`; other tools (any modality) add their own."""
 """Tool-use columns: items that called the depth tool, the segmentation tool, or no tool."""
 CACHE_FORMAT = "cooper-lib/eval-run"
+RUN_KEYS: tuple[str, ...] = ("benchmark", "policy", "model", "settings")
+"""The header fields a resumed cache must match."""
 
 
 @runtime_checkable
@@ -167,6 +174,40 @@ def read_cache(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return header, parsed[1:]
 
 
+def model_fingerprint(model: SpatialModel) -> dict[str, str]:
+    """What identifies a model's answers: its backbone's name, and a SHA-256 digest of its spatial
+    config and of every parameter and buffer (name, shape, dtype, and the float64 sum and absolute
+    sum of its values, to 10 significant digits so CPU and GPU agree)."""
+    digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            values = tensor.detach()
+            if not (values.is_floating_point() or values.is_complex()):
+                values = values.double()
+            total = float(values.sum(dtype=torch.float64))
+            size = float(values.abs().sum(dtype=torch.float64))
+            digest.update(f"{name}|{tuple(values.shape)}|{tensor.dtype}|{total:.9e}|{size:.9e};".encode())
+    backbone = getattr(getattr(model.backbone, "config", None), "_name_or_path", "") or ""
+    return {"backbone": f"{type(model.backbone).__name__}:{backbone}", "weights": digest.hexdigest()}
+
+
+def _run_identity(runner: Any, depth: SpatialModel | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model, settings) header fields of a run: the depth model's, or the reasoner's."""
+    if depth is not None:
+        return model_fingerprint(depth), {}
+    model = getattr(runner, "model", None)
+    identity = (
+        model_fingerprint(model) if isinstance(model, SpatialModel) else {"reasoner": type(runner).__name__}
+    )
+    sampling = getattr(runner, "sampling", None)
+    settings = {
+        "max_new_tokens": getattr(runner, "max_new_tokens_per_turn", None),
+        "max_turns": getattr(runner, "max_turns", None),
+        "sampling": dict(vars(sampling)) if sampling is not None else None,
+    }
+    return identity, json.loads(json.dumps(settings, default=str))
+
+
 class _Cache:
     """The JSONL cache: reads finished records, appends new ones with a flush (and fsync) each."""
 
@@ -175,12 +216,13 @@ class _Cache:
         self.records: dict[str, dict[str, Any]] = {}
         if path.exists() and path.stat().st_size:
             found, records = read_cache(path)
-            for key in ("benchmark", "policy"):
-                if found.get(key) != header[key]:
-                    raise ValueError(
-                        f"output: {path} caches {key} {found.get(key)!r}, this run is {header[key]!r}; "
-                        "use another output file"
-                    )
+            differ = [key for key in RUN_KEYS if found.get(key) != header[key]]
+            if differ:
+                details = "; ".join(f"{key} {found.get(key)!r} there, {header[key]!r} now" for key in differ)
+                raise ValueError(
+                    f"output: {path} caches another run ({', '.join(differ)} differ: {details}); "
+                    "use another output file, or delete this one to start over"
+                )
             self.records = {r["id"]: r for r in records}
             self._rewrite(found, records)
         else:
@@ -212,17 +254,25 @@ def _batches(items: list[BenchmarkItem], size: int) -> Iterator[list[BenchmarkIt
 
 
 def _reasoner(
-    model_or_reasoner: Any, policy: str | None, max_new_tokens: int, max_turns: int
+    model_or_reasoner: Any, policy: str | None, max_new_tokens: int | None, max_turns: int | None
 ) -> tuple[Any, str]:
     if isinstance(model_or_reasoner, SpatialModel):
         policy = policy or "adaptive"
         if policy not in POLICIES:
             raise ValueError(f"policy: expected one of {POLICIES}, got {policy!r}")
         reasoner = InterleavedReasoner(
-            model_or_reasoner, policy=policy, max_new_tokens_per_turn=max_new_tokens, max_turns=max_turns
+            model_or_reasoner,
+            policy=policy,
+            max_new_tokens_per_turn=512 if max_new_tokens is None else max_new_tokens,
+            max_turns=3 if max_turns is None else max_turns,
         )
         return reasoner, policy
     if isinstance(model_or_reasoner, Reasoner):
+        if max_new_tokens is not None or max_turns is not None:
+            raise ValueError(
+                "max_new_tokens, max_turns: set them on the reasoner; they apply only to a reasoner "
+                f"evaluate builds for a model, got max_new_tokens={max_new_tokens}, max_turns={max_turns}"
+            )
         own = getattr(getattr(model_or_reasoner, "policy", None), "name", None)
         if policy is not None and own is not None and policy != own:
             raise ValueError(f"policy: the reasoner runs {own!r}, got policy={policy!r}; leave policy unset")
@@ -261,8 +311,8 @@ def evaluate(
     batch_size: int = 8,
     policy: str | None = None,
     limit: int | None = None,
-    max_new_tokens: int = 512,
-    max_turns: int = 3,
+    max_new_tokens: int | None = None,
+    max_turns: int | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Answer every item of ``benchmark`` with interleaved reasoning and score the answers.
@@ -275,13 +325,16 @@ def evaluate(
             interleaved reasoning; a depth-map benchmark (NYU v2) is scored on the maps the model's
             depth head generates for each image (``SpatialModel.perceive``), with the
             benchmark's protocol, and records the policy ``"depth_map"``.
-        output: JSONL cache; items already in it are not asked again (resume after a crash).
+        output: JSONL cache; items already in it are not asked again (resume after a crash). A
+            cache written by another model, policy or reasoner setting is a ValueError.
         batch_size: items per ``run_batch`` call.
         policy: ``"adaptive"`` (default for a model), ``"perceive_first"`` or ``"text_only"``; for
             a reasoner leave it unset (or give the reasoner's own).
         limit: evaluate only the first ``limit`` items.
-        max_new_tokens: per-turn token budget of the reasoner built for a model.
-        max_turns: most turns of the reasoner built for a model.
+        max_new_tokens: per-turn token budget of the reasoner built for a model (default 512);
+            for a reasoner leave it unset (set it on the reasoner).
+        max_turns: most turns of the reasoner built for a model (default 3); for a reasoner
+            leave it unset.
         progress: show a tqdm progress bar.
     """
     if not isinstance(benchmark, Benchmark):
@@ -300,18 +353,29 @@ def evaluate(
     if depth_items:
         model = depth_model(model_or_reasoner, policy)
         policy_name = DEPTH_MAP_POLICY
+        runner: Any = None
 
         def answer(batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
             return depth_records(model, benchmark, batch)
 
     else:
         reasoner, policy_name = _reasoner(model_or_reasoner, policy, max_new_tokens, max_turns)
+        model, runner = None, reasoner
 
         def answer(batch: list[BenchmarkItem]) -> list[dict[str, Any]]:
             return _answer_records(reasoner, benchmark, batch)
 
-    header = {"format": CACHE_FORMAT, "benchmark": benchmark.name, "policy": policy_name}
-    cache = _Cache(Path(output), header) if output is not None else None
+    cache = None
+    if output is not None:
+        identity, settings = _run_identity(runner, model)
+        header = {
+            "format": CACHE_FORMAT,
+            "benchmark": benchmark.name,
+            "policy": policy_name,
+            "model": identity,
+            "settings": settings,
+        }
+        cache = _Cache(Path(output), header)
     done: dict[str, dict[str, Any]] = dict(cache.records) if cache is not None else {}
     todo = [item for item in items if item.id not in done]
     computed = 0

@@ -7,7 +7,8 @@ Per-modality entries win over shared ones::
     head_options = {"steps": 25, "segmentation": {"tokenizer": "vq-seg/"}}
 
 Each head declares its options and their defaults; an option it does not know is an error, so a
-typo never passes silently. With different heads per modality, put head-specific options under
+typo never passes silently, and a value of another type than its default's (bool, int, float or
+str; None is accepted) is a TypeError by the rule of `cooper_lib.serialization`. With different heads per modality, put head-specific options under
 the modality's name.
 """
 
@@ -17,6 +18,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from cooper_lib.serialization import check_value
 from cooper_lib.tokenizers import PatchTokenizer, VQTokenizer, build_tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
@@ -43,6 +45,12 @@ def resolve_options(
             f"head_options: unknown option(s) {unknown} for the {head!r} head of {modality!r}; "
             f"expected some of {sorted(defaults)}"
         )
+    own = config.head_options.get(modality, {})
+    for key, value in given.items():  # the type of the default, by the rule of cooper_lib.serialization
+        default = defaults[key]
+        if type(default) in (bool, int, float, str):
+            where = f"head_options[{modality!r}][{key!r}]" if key in own else f"head_options[{key!r}]"
+            given[key] = check_value(type(default) | None, value, where)  # None: the head's own default
     return {**defaults, **given}
 
 

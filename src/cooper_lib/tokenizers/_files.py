@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from cooper_lib.serialization import read_json, read_safetensors
 
 CONFIG_NAME = "tokenizer_config.json"
 WEIGHTS_NAME = "tokenizer.safetensors"
@@ -30,7 +32,7 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"directory: no {CONFIG_NAME} in {directory}")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def load_files(
@@ -44,4 +46,4 @@ def load_files(
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"directory: no {WEIGHTS_NAME} in {directory}")
-    return config, load_file(str(weights))
+    return config, read_safetensors(weights)

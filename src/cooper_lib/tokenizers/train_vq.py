@@ -80,6 +80,12 @@ def train_vq_tokenizer(
         device: where to train; default: the tokenizer's device.
         generator: random generator for minibatch sampling.
         progress: show a tqdm progress bar.
+
+    Raises:
+        ValueError: a batch holding NaN or infinite pixels, before the tokenizer sees it.
+        FloatingPointError: a NaN or infinite loss (or gradient norm), before the optimiser update
+            it would make, so the checkpoints written so far stay good; lower ``lr`` or keep
+            ``grad_clip``.
     """
     if steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps}")
@@ -103,13 +109,19 @@ def train_vq_tokenizer(
         if batch is None:
             warnings.warn(f"images_or_iterable ran out after {step - 1} of {steps} steps", stacklevel=2)
             break
+        if not bool(torch.isfinite(batch).all()):
+            raise ValueError(
+                f"images_or_iterable: expected finite pixels, the batch of step {step} holds NaN or inf"
+            )
         out = tokenizer(batch.to(device))
         reconstruction = F.mse_loss(out.reconstruction, batch.to(device))
         loss = reconstruction + out.vq_loss
+        _check_finite("loss", loss, step, reconstruction=reconstruction, vq_loss=out.vq_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), grad_clip)
+            _check_finite("grad_norm", norm, step)
         optimizer.step()
         schedule.step()
         result.steps = step
@@ -126,6 +138,17 @@ def train_vq_tokenizer(
     if checkpoint_dir is not None:
         result.checkpoints.append(_save(tokenizer, Path(checkpoint_dir) / "final"))
     return result
+
+
+def _check_finite(name: str, value: torch.Tensor, step: int, **parts: torch.Tensor) -> None:
+    """Raise FloatingPointError naming `name`, the step and the loss's parts when `value` is not finite."""
+    if not bool(torch.isfinite(value.detach()).all()):
+        detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
+        raise FloatingPointError(
+            f"{name}: expected a finite value, got {float(value.detach())} at step {step}"
+            f"{f' ({detail})' if detail else ''}; training stopped before the update (the "
+            "checkpoints written so far are good). Lower lr or keep grad_clip"
+        )
 
 
 def _save(tokenizer: VQTokenizer, path: Path) -> Path:

@@ -21,7 +21,7 @@ _HELP = {
     "sft": "stage 2a: supervised fine-tuning on interleaved reasoning traces",
     "grpo": "stage 2b: GRPO with COOPER's CPR reward on interleaved rollouts",
 }
-_OWN = ("config", "print_config", "func", "command", "stage")
+_OWN = ("config", "print_config", "func", "command", "stage", "debug")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

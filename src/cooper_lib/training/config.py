@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cooper_lib.heads.sampler import SAMPLING_PRESETS
-from cooper_lib.serialization import field_types, from_dict, plain, strip_optional, to_dict
+from cooper_lib.serialization import (
+    field_types,
+    from_dict,
+    plain,
+    read_json,
+    read_yaml,
+    strip_optional,
+    to_dict,
+)
 from cooper_lib.training.judges import check_api_key_env
 
 T = TypeVar("T")
@@ -355,8 +363,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
-    text = path.read_text()
-    data = _yaml().safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    data = read_yaml(path) if path.suffix in (".yaml", ".yml") else read_json(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

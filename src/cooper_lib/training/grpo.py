@@ -33,7 +33,7 @@ from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
 from cooper_lib.training.config import GRPOConfig
 from cooper_lib.training.judges import Judge, judge_from_config
-from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes
+from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes, require_spatial_model
 from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
 from cooper_lib.training.records import QAExample, load_qa_records
 from cooper_lib.training.rewards import REWARD_PARTS, CPRRewards, cpr_reward, used_tool
@@ -144,6 +144,7 @@ class SpatialGRPOTrainer(Trainer):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:
+        require_spatial_model(model)
         if not isinstance(config, GRPOConfig):
             raise TypeError(f"config: expected a GRPOConfig, got {type(config).__name__}")
         self.records = load_qa_records(config.data, config.image_root) if records is None else list(records)
@@ -267,6 +268,7 @@ class SpatialGRPOTrainer(Trainer):
             for batch in batches:
                 with self.accelerator.accumulate(self.model):
                     loss, metrics = self.policy_loss(batch)
+                    self.check_finite_loss(loss, metrics)
                     self.accelerator.backward(loss)
                     if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
                         norm = self.accelerator.clip_grad_norm_(
@@ -274,6 +276,7 @@ class SpatialGRPOTrainer(Trainer):
                         )
                         if norm is not None:
                             metrics["grad_norm"] = float(norm)
+                            self.check_finite_grad_norm(float(norm))
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 add({"loss": float(loss.detach()), **metrics})

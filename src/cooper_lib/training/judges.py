@@ -66,8 +66,9 @@ class Reference:
     def from_record(cls, record: Any) -> Reference:
         """From a `cooper_lib.data.records.QARecord` (or any object / mapping with its fields)."""
         get = record.get if isinstance(record, dict) else lambda k, d=None: getattr(record, k, d)
+        answer = get("answer")
         return cls(
-            answer=str(get("answer")),
+            answer="" if answer is None else str(answer),  # None is no answer: AnswerKey rejects it
             answer_type=get("answer_type"),
             question=get("question", "") or "",
             choices=tuple(get("choices", ()) or ()),

@@ -11,7 +11,14 @@ would be overrides of most of `Trainer` anyway.
 One optimiser step: the stage draws this process's micro-batches (`micro_batches`), each goes
 through `compute_loss` and `Accelerator.backward` inside `Accelerator.accumulate` (DDP syncs on the
 last), then gradient clipping, the optimiser, the scheduler and the EMA step. Metrics are averaged
-over micro-batches and processes. Checkpoints (`cooper_lib.training.checkpoint`) hold everything a
+over micro-batches and processes.
+
+Non-finite values stop training (`check_finite_loss`, `check_finite_grad_norm`): a NaN or infinite
+loss on any process raises FloatingPointError before its backward pass, and a non-finite gradient
+norm (with ``optim.grad_clip``) before the optimiser step, so the weights never take a NaN update
+and the last checkpoint stays good to resume from (with a lower learning rate, a gradient clip, or
+the offending data fixed). Under ``mixed_precision: fp16`` the gradient scaler's own policy holds
+instead for gradients: it skips the step and lowers the scale. Checkpoints (`cooper_lib.training.checkpoint`) hold everything a
 resumed run needs to continue the same trajectory.
 
 Resuming (``run.resume``) is announced with the step and checkpoint; a config that differs from
@@ -87,8 +94,7 @@ class Trainer(abc.ABC):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Accelerator | None = None,
     ) -> None:
-        if not isinstance(model, SpatialModel):
-            raise TypeError(f"model: expected a SpatialModel, got {type(model).__name__}")
+        require_spatial_model(model)
         config.validate()
         self.config = config
         self.run = config.run
@@ -232,6 +238,7 @@ class Trainer(abc.ABC):
         for batch in self.micro_batches():
             with self.accelerator.accumulate(self.model):
                 loss, metrics = self.compute_loss(batch)
+                self.check_finite_loss(loss, metrics)
                 self.accelerator.backward(loss)
                 if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
                     norm = self.accelerator.clip_grad_norm_(
@@ -239,6 +246,7 @@ class Trainer(abc.ABC):
                     )
                     if norm is not None:
                         metrics = {**metrics, "grad_norm": float(norm)}
+                        self.check_finite_grad_norm(float(norm))
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
             for key, value in {"loss": float(loss.detach()), **metrics}.items():
@@ -248,6 +256,31 @@ class Trainer(abc.ABC):
         if self.ema is not None:
             self.ema.update()
         return self.reduce_metrics(sums, counts)
+
+    def check_finite_loss(self, loss: torch.Tensor, metrics: dict[str, float]) -> None:
+        """Raise FloatingPointError when `loss` is NaN or infinite on any process (every process
+        raises together, so none waits in a collective), naming the step and the metrics."""
+        bad = torch.tensor(0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0, device=loss.device)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, "sum")
+        if float(bad) > 0:
+            parts = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+            raise FloatingPointError(
+                f"loss: expected a finite value, got {float(loss.detach())} at step {self.step + 1} "
+                f"on {int(bad)} process(es) ({parts or 'no other metrics'}); training stopped before "
+                f"the update, so the last checkpoint in {self.output_dir} is intact. Lower optim.lr, "
+                "set optim.grad_clip, or check the batch's data"
+            )
+
+    def check_finite_grad_norm(self, norm: float) -> None:
+        """Raise FloatingPointError on a non-finite gradient norm, except under fp16 mixed precision
+        (where the gradient scaler skips the step itself)."""
+        if not math.isfinite(norm) and self.run.mixed_precision != "fp16":
+            raise FloatingPointError(
+                f"grad_norm: expected a finite gradient norm, got {norm} at step {self.step + 1}; training "
+                f"stopped before the update, so the last checkpoint in {self.output_dir} is intact. "
+                "Lower optim.lr or check the batch's data"
+            )
 
     def metric_names(self) -> list[str]:
         """Every metric name `compute_loss` may return (processes reduce them in this order)."""
@@ -371,6 +404,13 @@ def trim_log(path: Path, step: int) -> int:
         tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
         os.replace(tmp, path)
     return dropped
+
+
+def require_spatial_model(model: Any) -> None:
+    """The type check every trainer runs first: TypeError unless `model` is a `SpatialModel`."""
+    if not isinstance(model, SpatialModel):
+        hint = " (wrap a backbone with add_spatial_heads first)" if isinstance(model, torch.nn.Module) else ""
+        raise TypeError(f"model: expected a SpatialModel, got {type(model).__name__}{hint}")
 
 
 def mean_over_processes(

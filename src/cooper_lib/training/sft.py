@@ -15,7 +15,7 @@ from cooper_lib.data.records import SFTRecord, load_sft_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import SFTConfig
-from cooper_lib.training.loop import EvalHook
+from cooper_lib.training.loop import EvalHook, require_spatial_model
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
@@ -41,6 +41,7 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:
+        require_spatial_model(model)
         if not isinstance(config, SFTConfig):
             raise TypeError(f"config: expected an SFTConfig, got {type(config).__name__}")
         records = load_sft_records(config.data) if records is None else list(records)

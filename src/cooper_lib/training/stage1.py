@@ -19,7 +19,7 @@ from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
 from cooper_lib.training.config import Stage1Config
-from cooper_lib.training.loop import EvalHook
+from cooper_lib.training.loop import EvalHook, require_spatial_model
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
@@ -47,6 +47,7 @@ class Stage1Trainer(SupervisedTrainer):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:
+        require_spatial_model(model)
         if not isinstance(config, Stage1Config):
             raise TypeError(f"config: expected a Stage1Config, got {type(config).__name__}")
         records = load_stage1_records(config.data) if records is None else list(records)
