@@ -345,8 +345,11 @@ class SpatialModel(nn.Module):
             name: param.detach()
             for name, param in self.backbone.named_parameters()
             if "lora_" not in name
-            and id(param) not in masked
-            and (self._backbone_trained or param.requires_grad or name in self._loaded_names)
+            and (
+                self._backbone_trained
+                or name in self._loaded_names
+                or (param.requires_grad and id(param) not in masked)
+            )
         }
 
     def has_lora(self) -> bool:
