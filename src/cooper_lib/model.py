@@ -403,6 +403,8 @@ class SpatialModel(nn.Module):
 
     def set_extra_state(self, state: Any) -> None:
         """Check that a loaded state dict was saved for this model's config."""
+        if type(state).__name__ == "_EXTRA_STATE":  # torch.distributed.checkpoint's placeholder: none given
+            return
         saved = extra_state_record(state)["config"]
         if saved != self.config.to_dict():
             raise ValueError(
