@@ -76,6 +76,27 @@ def test_trained_backbone_is_saved_and_reloaded_exactly(tmp_path):
     assert torch.equal(_depth(loaded), _depth(model))
 
 
+def test_weight_decay_on_the_row_masked_embeddings_is_not_lost(tmp_path):
+    """AdamW's default weight decay shrinks every row of a row-masked matrix: the save notices."""
+    model = _spatial()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    inputs = model.perception_inputs(images(2), "depth")
+    model(**inputs, aux_targets={"depth": torch.rand(2, 16, 16) + 1}).loss.backward()
+    optimizer.step()
+    model.save_pretrained(tmp_path)
+    assert "model.language_model.embed_tokens.weight" in load_file(str(tmp_path / "backbone.safetensors"))
+    _assert_same_weights(model, SpatialModel.from_pretrained(tmp_path))
+
+    fresh = _spatial()
+    optimizer = torch.optim.AdamW(
+        [p for p in fresh.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0
+    )
+    fresh(**inputs, aux_targets={"depth": torch.rand(2, 16, 16) + 1}).loss.backward()
+    optimizer.step()
+    fresh.save_pretrained(tmp_path / "no_decay")
+    assert not (tmp_path / "no_decay" / "backbone.safetensors").exists()
+
+
 def test_lora_is_saved_as_a_peft_adapter_that_peft_itself_loads(tmp_path):
     peft = pytest.importorskip("peft")
     model = _spatial()

@@ -115,6 +115,7 @@ class SpatialModel(nn.Module):
         self._row_masks: list[torch.utils.hooks.RemovableHandle] = []
         self._backbone_trained = False
         self._loaded_names: set[str] = set()
+        self._frozen_rows: dict[int, tuple[float, float]] = {}
         self.register_state_dict_post_hook(_drop_tied_aliases)
         self.register_load_state_dict_pre_hook(_restore_tied_aliases)
 
@@ -323,6 +324,16 @@ class SpatialModel(nn.Module):
             keep[self.added_token_ids.to(weight.device)] = 1
             weight.requires_grad_(True)
             self._row_masks.append(weight.register_hook(lambda grad, keep=keep: grad * keep.to(grad.dtype)))
+        self._frozen_rows = {id(w): self._other_rows_fingerprint(w) for w in self.embedding_matrices()}
+
+    def _other_rows_fingerprint(self, weight: torch.Tensor) -> tuple[float, float]:
+        """Sum and sum of squares (float64) of every row but the added tokens': a change shows there
+        (weight decay on a row-masked matrix shrinks all of its rows)."""
+        others = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+        others[self.added_token_ids.to(weight.device)] = False
+        with torch.no_grad():
+            rows = weight.detach()[others].double()
+            return float(rows.sum()), float((rows * rows).sum())
 
     def embedding_matrices(self) -> list[nn.Parameter]:
         """The input embedding matrix, and the output one when it is not tied to it."""
@@ -338,9 +349,13 @@ class SpatialModel(nn.Module):
     def changed_backbone_state(self) -> dict[str, torch.Tensor]:
         """Backbone weights that training may have changed, outside LoRA, keyed by their names in the
         backbone: all of them once the backbone was made trainable, else those that require grad
-        (the row-masked embedding matrices excepted: their added rows are part of the additions),
-        and those a loaded folder held."""
-        masked = {id(w) for w in self.row_masked()}
+        (the row-masked embedding matrices excepted, while only their added rows changed: those rows
+        are part of the additions), and those a loaded folder held."""
+        masked = {
+            id(w)
+            for w in self.row_masked()
+            if self._other_rows_fingerprint(w) == self._frozen_rows.get(id(w))
+        }  # a masked matrix whose other rows changed anyway (weight decay) is saved in full
         return {
             name: param.detach()
             for name, param in self.backbone.named_parameters()
