@@ -331,9 +331,12 @@ class SpatialModel(nn.Module):
         (weight decay on a row-masked matrix shrinks all of its rows)."""
         others = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
         others[self.added_token_ids.to(weight.device)] = False
+        total, squares = 0.0, 0.0
         with torch.no_grad():
-            rows = weight.detach()[others].double()
-            return float(rows.sum()), float((rows * rows).sum())
+            for start in range(0, weight.shape[0], 4096):  # in chunks: a 7B vocabulary in float64 is GBs
+                rows = weight.detach()[start : start + 4096][others[start : start + 4096]].double()
+                total, squares = total + float(rows.sum()), squares + float((rows * rows).sum())
+        return total, squares
 
     def embedding_matrices(self) -> list[nn.Parameter]:
         """The input embedding matrix, and the output one when it is not tied to it."""
