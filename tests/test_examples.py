@@ -25,6 +25,16 @@ def test_quickstart_trains_saves_and_reloads(tmp_path):
     assert (tmp_path / "out" / "depth.png").stat().st_size > 0
 
 
+@pytest.mark.slow
+def test_hf_trainer_example_trains_saves_and_reloads(tmp_path):
+    """examples/hf_trainer.py as documented in docs/trainer.md (the in-process twin is tests/test_model_trainer.py)."""
+    out = _run(sys.executable, str(EXAMPLES / "hf_trainer.py"), "--steps", "10", "--out", "out", cwd=tmp_path)
+    first, last = (float(x.split(" at")[0]) for x in out.split("loss: ")[1].split(", "))
+    assert last < first
+    assert "reloaded depth identical: True" in out
+    assert (tmp_path / "out" / "final" / "model.safetensors").is_file()
+
+
 def test_interleaved_reasoning_writes_a_trace(tmp_path):
     out = _run(sys.executable, str(EXAMPLES / "interleaved_reasoning.py"), "--out", "t.html", cwd=tmp_path)
     assert "tool_call: Estimate the depth." in out and "answer: 'A' (answer)" in out

@@ -12,7 +12,7 @@ from cooper_lib.loading import (
 def test_a_folder_without_trainable_json_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=TRAINABLE_NAME):
         trained_folder_info(tmp_path)
-    with pytest.raises(FileNotFoundError, match="written by a cooper-lib trainer"):
+    with pytest.raises(FileNotFoundError, match="expected a model folder written by"):
         load_trained_folder(tmp_path)
 
 

@@ -14,7 +14,7 @@ def _grad_norm(params) -> float:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_forward_backward_reaches_queries_heads_and_backbone(family):
-    spatial = tiny_spatial(family)
+    spatial = tiny_spatial(family, train_backbone=True)
     spatial.train()
     depth_inputs = spatial.perception_inputs(images(2), "depth")
     seg_inputs = spatial.perception_inputs(images(2), "segmentation")
@@ -45,7 +45,9 @@ def test_save_load_round_trip_is_exact(family, tmp_path):
     inputs = spatial.perception_inputs(images(2), "depth")
     expected = spatial(**inputs, return_maps=True).maps["depth"]
     spatial.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cooper_config.json", "spatial_heads.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "base_model.json", "cooper_config.json", "spatial_heads.safetensors",
+    ]  # fmt: skip
 
     backbone, processor = build_tiny_backbone(family)
     loaded = SpatialModel.from_pretrained(backbone, tmp_path, processor)

@@ -184,6 +184,6 @@ def test_from_pretrained_downloads_a_repo_id_through_snapshot_download(spatial, 
         "repo_id": "me/heads",
         "revision": "v1",
         "token": "t",
-        "allow_patterns": ["cooper_config.json", "spatial_heads.safetensors"],
+        "allow_patterns": ["cooper_config.json", "*.safetensors", "*.json"],
     }
     assert torch.equal(loaded.queries["depth"], spatial.queries["depth"])

@@ -28,6 +28,7 @@ def add_spatial_heads(
     depth_mode: str = "metric",
     tags: dict[str, ModalitySpec | dict[str, str]] | None = None,
     aux_tokenizer: str | os.PathLike | dict[str, str | os.PathLike] | None = None,
+    train_backbone: bool = False,
     **config_kwargs: Any,
 ) -> SpatialModel:
     """Attach perception queries and one generation head per modality to `model`.
@@ -48,10 +49,18 @@ def add_spatial_heads(
         aux_tokenizer: folder of a saved map tokenizer (`VQTokenizer` for `"discrete"`,
             `PatchTokenizer` for `"flow"`) for every modality, or a dict of folders per modality;
             it becomes the `"tokenizer"` head option.
+        train_backbone: leave every backbone weight trainable. By default the backbone is frozen
+            (as PEFT freezes its base model) except the added tokens' embedding rows;
+            `SpatialModel.set_backbone_trainable` switches later. A backbone that trained is saved
+            by `save_pretrained` with the heads.
         config_kwargs: further `SpatialConfig` fields (head_width, loss weights, query_token, ...).
 
     Returns:
         the `SpatialModel`; the backbone is shared, not copied.
+
+    Example:
+        >>> model = add_spatial_heads(backbone, processor, ["depth"])  # doctest: +SKIP
+        >>> model.save_pretrained("heads/")  # doctest: +SKIP
     """
     if aux_tokenizer is not None:
         config_kwargs["head_options"] = _with_tokenizer(
@@ -67,7 +76,10 @@ def add_spatial_heads(
         tags=dict(tags or {}),
         **config_kwargs,
     )
-    return SpatialModel.from_config(model, processor, config)
+    spatial = SpatialModel.from_config(model, processor, config)
+    if train_backbone:
+        spatial.set_backbone_trainable(True)
+    return spatial
 
 
 def _with_tokenizer(

@@ -1,106 +1,66 @@
 """Loading a trained model folder: the backbone it names, its heads, and the backbone weights that trained.
 
-A trainer's model folder holds what `SpatialModel.save_pretrained` writes (``cooper_config.json``,
-``spatial_heads.safetensors``), plus ``backbone.safetensors`` (the backbone weights that trained:
-the full language model, or LoRA's matrices) and ``trainable.json`` (llm mode, LoRA settings, the
-backbone it was trained on). Training writes such folders (`cooper_lib.training.weights`);
-training and evaluation both read them through this module, which sits just above
-`cooper_lib.model` so neither has to import the other.
+A model folder is what `SpatialModel.save_pretrained` writes (`cooper_lib.folder` lists the
+files); cooper-lib's trainers write the same folders (`cooper_lib.training.weights`). Training and
+evaluation both read them through this module, which sits just above `cooper_lib.model` so neither
+has to import the other; the reading itself is `SpatialModel.from_pretrained`'s, one path for all.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file
 from torch import nn
 
+from cooper_lib import folder
+from cooper_lib.folder import (
+    BACKBONE_WEIGHTS,
+    DTYPES,
+    TRAINABLE_NAME,
+    load_backbone,
+    looks_local,
+    require_local,
+)
 from cooper_lib.model import SpatialModel
 
-BACKBONE_WEIGHTS = "backbone.safetensors"
-TRAINABLE_NAME = "trainable.json"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_LORA = "_cooper_lora"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-
-
-def looks_local(path: str | os.PathLike) -> bool:
-    """Whether `path` names a local folder rather than a hub id: a path object, an existing path,
-    or a string no hub id could be (absolute, ``./``, ``../``, ``~``, a backslash, two or more
-    slashes, ...). A name that looks local but does not exist must be FileNotFoundError, never a
-    hub lookup."""
-    if isinstance(path, os.PathLike) or Path(str(path)).expanduser().exists():
-        return True
-    return not _HUB_ID.match(str(path))
-
-
-def require_local(path: str | os.PathLike, name: str) -> None:
-    """FileNotFoundError naming the argument `name` when `path` looks local but does not exist."""
-    if looks_local(path) and not Path(str(path)).expanduser().exists():
-        raise FileNotFoundError(f"{name}: no local folder or file at {path} (and it is no hub id)")
-
-
-def load_backbone(name: str, dtype: str = "float32") -> tuple[nn.Module, Any]:
-    """A backbone and its processor: ``tiny:<family>[?key=value&...]`` builds an offline tiny model
-    (`cooper_lib.backbones.tiny.parse_tiny_spec`; weights seeded by its ``seed``, default 0),
-    anything else (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`.
-    A local-looking name (`looks_local`) that does not exist, or a hub id the hub cannot provide
-    (not found, offline), is FileNotFoundError naming it."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
-    if isinstance(name, str) and name.startswith("tiny:"):
-        from cooper_lib.backbones.tiny import build_from_spec
-
-        backbone, processor = build_from_spec(name)
-        return backbone.to(DTYPES[dtype]), processor
-    if not isinstance(name, (str, os.PathLike)):
-        raise TypeError(
-            f"name: expected a hub id, a local folder or tiny:<family>, got {type(name).__name__}"
-        )
-    require_local(name, "name")
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    try:
-        backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=DTYPES[dtype])
-    except OSError as err:  # huggingface_hub's not-found / offline errors
-        if looks_local(name):
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(
-            f"name: {name!r} is no local folder, and the hub could not provide it ({first})"
-        ) from err
-    return backbone, AutoProcessor.from_pretrained(name)
+__all__ = [
+    "BACKBONE_WEIGHTS",
+    "DTYPES",
+    "TRAINABLE_NAME",
+    "inject_lora",
+    "load_backbone",
+    "looks_local",
+    "require_local",
+    "load_trained_folder",
+    "load_trained_model",
+    "merge_lora",
+    "trained_folder_info",
+]
 
 
 def inject_lora(model: SpatialModel, settings: dict[str, Any]) -> Any:
     """Add LoRA adapters (PEFT) to the backbone in place; returns PEFT's `LoraModel` handle."""
-    from peft import LoraConfig, LoraModel
-
-    root = model.adapter.model
-    if getattr(root, _LORA, None) is not None:
-        raise ValueError("model: LoRA adapters are already injected into this backbone")
-    lora = LoraModel(root, LoraConfig(**settings), "default")
-    object.__setattr__(root, _LORA, lora)
-    return lora
+    return folder.inject_lora(model.adapter.model, settings)
 
 
 def merge_lora(model: SpatialModel) -> None:
-    """Fold injected LoRA weights into the base layers and remove the adapters (PEFT's merge)."""
-    root = model.adapter.model
-    lora = getattr(root, _LORA, None)
-    if lora is None:
-        raise ValueError("model: no LoRA adapters to merge")
-    lora.merge_and_unload()
-    object.__setattr__(root, _LORA, None)
+    """Fold injected LoRA weights into the base layers and remove the adapters (PEFT's merge).
+
+    The merged weights then count as trained backbone weights: `save_pretrained` writes them."""
+    names = {n for n, p in model.backbone.named_parameters() if "lora_" in n}
+    folder.merge_lora(model.adapter.model)
+    model._loaded_names |= _base_layers(names)
+
+
+def _base_layers(lora_names: set[str]) -> set[str]:
+    """The weight names of the layers LoRA was merged into (``...q_proj.lora_A.default.weight`` -> ``...q_proj.weight``)."""
+    return {name.split(".lora_")[0] + ".weight" for name in lora_names}
 
 
 def trained_folder_info(directory: str | Path) -> dict[str, Any]:
-    """The ``trainable.json`` of a model folder (backbone, dtype, llm mode, LoRA settings)."""
+    """The ``trainable.json`` of a trainer's model folder (backbone, dtype, llm mode, LoRA settings)."""
     info_path = Path(directory) / TRAINABLE_NAME
     if not info_path.is_file():
         raise FileNotFoundError(
@@ -115,21 +75,14 @@ def load_trained_model(
     """Re-attach a model folder's heads to `backbone` and load its trained weights.
 
     Args:
-        directory: a model folder written by a trainer (a checkpoint's ``model/`` or ``final/``).
+        directory: a model folder (a trainer checkpoint's ``model/`` or ``final/``, or any
+            `save_pretrained` folder).
         backbone: the backbone the folder was trained on.
         processor: its processor.
         merge: fold LoRA weights into the base layers (what a following stage starts from).
     """
-    path = Path(directory)
-    info = trained_folder_info(path)
-    spatial = SpatialModel.from_pretrained(backbone, path, processor)
-    if info.get("lora"):
-        inject_lora(spatial, info["lora"])
-    weights = load_file(str(path / BACKBONE_WEIGHTS))
-    _, unexpected = spatial.backbone.load_state_dict(weights, strict=False)
-    if unexpected:
-        raise ValueError(f"{path / BACKBONE_WEIGHTS}: weights {unexpected[:5]} do not exist in this backbone")
-    if merge and info.get("lora"):
+    spatial = SpatialModel.from_pretrained(backbone, directory, processor)
+    if merge and spatial.has_lora():
         merge_lora(spatial)
     return spatial
 
@@ -137,6 +90,7 @@ def load_trained_model(
 def load_trained_folder(directory: str | Path) -> SpatialModel:
     """A model folder rebuilt on the backbone it records (LoRA folded in): what evaluation and a
     following training stage start from."""
-    info = trained_folder_info(directory)
-    backbone, processor = load_backbone(info["backbone"], info["dtype"])
-    return load_trained_model(directory, backbone, processor, merge=True)
+    spatial = SpatialModel.from_pretrained(directory)
+    if spatial.has_lora():
+        merge_lora(spatial)
+    return spatial

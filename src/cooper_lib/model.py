@@ -4,36 +4,49 @@ The backbone stays a plain transformers model underneath (PEFT's pattern): the m
 own forward, `generate` and weights; cooper-lib adds K learned queries per modality that replace
 the embeddings of the query token (through a forward hook on the input embeddings), one head per
 modality that decodes the queries' last hidden states into a map, and the added rows of the
-embedding matrix. `save_pretrained` writes only those additions.
+embedding matrix. The backbone is frozen by default (as PEFT freezes its base model), except the
+added tokens' embedding rows (a gradient mask); `set_backbone_trainable(True)` trains all of it.
+`save_pretrained` writes the additions, plus whatever of the backbone trained (LoRA as a PEFT
+adapter, other weights as safetensors), atomically, into one folder (`cooper_lib.folder`).
+
+It keeps the Hugging Face model contract where a trainer relies on it: `forward` returns a
+`transformers.utils.ModelOutput` (loss first), so a plain `transformers.Trainer` trains it; its
+`state_dict` leaves out tied aliases (safetensors refuses shared tensors) and carries the config as
+extra state, so the ``model.safetensors`` a Trainer checkpoint writes is a complete model folder.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers.utils import ModelOutput
 
-from cooper_lib import ops
+from cooper_lib import folder, ops
 from cooper_lib.backbones import BackboneAdapter
 from cooper_lib.config import CONFIG_NAME, SpatialConfig
+from cooper_lib.folder import WEIGHTS_NAME
 from cooper_lib.graft import check_addition_state, graft
 from cooper_lib.heads import build_head
 from cooper_lib.images import to_pil
 from cooper_lib.layout import PerceptionLayout, QueryPositions
 
-WEIGHTS_NAME = "spatial_heads.safetensors"
 IGNORE_INDEX = -100
+TRAINER_WEIGHTS = "model.safetensors"
+"""The file a plain `transformers.Trainer` writes for a model that is not a `PreTrainedModel`."""
+_EXTRA_STATE = "_extra_state"
 
 
 @dataclass
-class SpatialOutput:
-    """What `SpatialModel.forward` returns.
+class SpatialOutput(ModelOutput):
+    """What `SpatialModel.forward` returns (a `transformers.utils.ModelOutput`: attributes, keys,
+    or tuple indices; ``output[0]`` is the loss when there is one).
 
     Attributes:
         loss: weighted sum of the LM loss and the auxiliary losses (None without labels or targets).
@@ -47,13 +60,14 @@ class SpatialOutput:
 
     loss: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
-    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
-    query_states: dict[str, torch.Tensor] = field(default_factory=dict)
-    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    aux_losses: dict[str, torch.Tensor] | None = None
+    query_states: dict[str, torch.Tensor] | None = None
+    maps: dict[str, torch.Tensor] | None = None
 
 
 class SpatialModel(nn.Module):
-    """A backbone with perception queries and heads. Build it with `add_spatial_heads`.
+    """A backbone with perception queries and heads. Build it with `add_spatial_heads`, or load a
+    saved one with `SpatialModel.from_pretrained`.
 
     Attributes:
         backbone: the model passed in (possibly PEFT-wrapped), unchanged except for added token rows.
@@ -63,6 +77,10 @@ class SpatialModel(nn.Module):
         queries: per modality, K learned query embeddings [K, H].
         heads: per modality, the generation head.
     """
+
+    main_input_name = "input_ids"
+    accepts_loss_kwargs = False  # a Trainer must not pass num_items_in_batch into forward
+    supports_gradient_checkpointing = True
 
     def __init__(
         self,
@@ -94,6 +112,12 @@ class SpatialModel(nn.Module):
             persistent=False,
         )
         self._hook = adapter.input_embeddings().register_forward_hook(self._substitute_queries)
+        self._row_masks: list[torch.utils.hooks.RemovableHandle] = []
+        self._backbone_trained = False
+        self._loaded_names: set[str] = set()
+        self._frozen_rows: dict[int, tuple[float, float]] = {}
+        self.register_state_dict_post_hook(_drop_tied_aliases)
+        self.register_load_state_dict_pre_hook(_restore_tied_aliases)
 
     # ------------------------------------------------------------------ queries
     def _substitute_queries(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -138,21 +162,23 @@ class SpatialModel(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, **model_inputs
         )
         positions = self.layout.locate(input_ids)
-        out = SpatialOutput(query_states=self._query_states(hidden, positions))
-        total: torch.Tensor | None = None
+        states = self._query_states(hidden, positions)
+        lm_loss, total = None, None
         if labels is not None:
-            out.lm_loss = self.lm_loss(hidden, labels, input_ids, positions.mask)
-            total = self.config.lm_loss_weight * out.lm_loss
-        for name, target in _check_targets(aux_targets, out.query_states, self.config).items():
-            loss = self.heads[name].loss(out.query_states[name], target)
-            out.aux_losses[name] = loss
-            weighted = self.config.aux_weight(name) * loss
+            lm_loss = self.lm_loss(hidden, labels, input_ids, positions.mask)
+            total = self.config.lm_loss_weight * lm_loss
+        aux_losses = {}
+        for name, target in _check_targets(aux_targets, states, self.config).items():
+            aux_losses[name] = self.heads[name].loss(states[name], target)
+            weighted = self.config.aux_weight(name) * aux_losses[name]
             total = weighted if total is None else total + weighted
-        out.loss = total
+        maps = {}
         if return_maps:
             with torch.no_grad():
-                out.maps = {name: self.heads[name].generate(q) for name, q in out.query_states.items()}
-        return out
+                maps = {name: self.heads[name].generate(q) for name, q in states.items()}
+        return SpatialOutput(
+            loss=total, lm_loss=lm_loss, aux_losses=aux_losses, query_states=states, maps=maps
+        )
 
     def _query_states(self, hidden: torch.Tensor, positions: QueryPositions) -> dict[str, torch.Tensor]:
         states = {}
@@ -275,47 +301,233 @@ class SpatialModel(nn.Module):
                 head = self.adapter.output_embeddings().weight
                 head[self.added_token_ids.to(head.device)] = state["lm_head.rows"].to(head)
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `cooper_config.json` and `spatial_heads.safetensors` (additions only) into `directory`."""
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        self.config.save(path)
-        save_file(self.addition_state_dict(), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
-        return path
+    # ------------------------------------------------------------------ trainability
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        """Train the whole backbone (`True`), or freeze it but the added tokens' embedding rows (`False`).
+
+        Frozen is the default after `add_spatial_heads`: LoRA adapters (PEFT's, already in the
+        backbone) stay trainable, and the embedding matrices stay trainable under
+        a gradient mask that zeroes every row but the added ones (AdamW without weight decay on them
+        then leaves the other rows exactly as they were). Once trained, `save_pretrained` writes the
+        backbone's weights with the heads, even if it is frozen again later.
+        """
+        for handle in self._row_masks:
+            handle.remove()
+        self._row_masks = []
+        for name, param in self.backbone.named_parameters():
+            param.requires_grad_(trainable or "lora_" in name)
+        if trainable:
+            self._backbone_trained = True
+            return
+        for weight in self.embedding_matrices():
+            keep = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+            keep[self.added_token_ids.to(weight.device)] = 1
+            weight.requires_grad_(True)
+            self._row_masks.append(weight.register_hook(lambda grad, keep=keep: grad * keep.to(grad.dtype)))
+        self._frozen_rows = {id(w): self._other_rows_fingerprint(w) for w in self.embedding_matrices()}
+
+    def _other_rows_fingerprint(self, weight: torch.Tensor) -> tuple[float, float]:
+        """Sum and sum of squares (float64) of every row but the added tokens': a change shows there
+        (weight decay on a row-masked matrix shrinks all of its rows)."""
+        others = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+        others[self.added_token_ids.to(weight.device)] = False
+        total, squares = 0.0, 0.0
+        with torch.no_grad():
+            for start in range(0, weight.shape[0], 4096):  # in chunks: a 7B vocabulary in float64 is GBs
+                rows = weight.detach()[start : start + 4096][others[start : start + 4096]].double()
+                total, squares = total + float(rows.sum()), squares + float((rows * rows).sum())
+        return total, squares
+
+    def embedding_matrices(self) -> list[nn.Parameter]:
+        """The input embedding matrix, and the output one when it is not tied to it."""
+        weights = [self.adapter.input_embeddings().weight]
+        if not self.adapter.tied_embeddings:
+            weights.append(self.adapter.output_embeddings().weight)
+        return weights
+
+    def row_masked(self) -> list[nn.Parameter]:
+        """The embedding matrices of which only the added tokens' rows train (empty when none)."""
+        return self.embedding_matrices() if self._row_masks else []
+
+    def changed_backbone_state(self) -> dict[str, torch.Tensor]:
+        """Backbone weights that training may have changed, outside LoRA, keyed by their names in the
+        backbone: all of them once the backbone was made trainable, else those that require grad
+        (the row-masked embedding matrices excepted, while only their added rows changed: those rows
+        are part of the additions), and those a loaded folder held."""
+        masked = {
+            id(w)
+            for w in self.row_masked()
+            if self._other_rows_fingerprint(w) == self._frozen_rows.get(id(w))
+        }  # a masked matrix whose other rows changed anyway (weight decay) is saved in full
+        return {
+            name: param.detach()
+            for name, param in self.backbone.named_parameters()
+            if "lora_" not in name
+            and (
+                self._backbone_trained
+                or name in self._loaded_names
+                or (param.requires_grad and id(param) not in masked)
+            )
+        }
+
+    def has_lora(self) -> bool:
+        """Whether the backbone carries LoRA adapters (a `peft.PeftModel`, or injected in place)."""
+        return (
+            folder.injected_lora(self.adapter.model) is not None
+            or type(self.backbone).__name__ == "PeftModel"
+        )
+
+    # ------------------------------------------------------------------ HF model contract
+    def get_text_config(self, *args: Any, **kwargs: Any) -> Any:
+        """The backbone's text config (what HF tools read for vocab and hidden sizes)."""
+        return self.backbone.config.get_text_config(*args, **kwargs)
+
+    @property
+    def name_or_path(self) -> str:
+        """The backbone's hub id, folder or ``tiny:`` spec ("" when unknown)."""
+        return getattr(self.backbone.config, "_name_or_path", "") or ""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters are."""
+        return self.query_pos.device
+
+    def can_generate(self) -> bool:
+        """Whether `generate` works (the backbone's own answer)."""
+        check = getattr(self.backbone, "can_generate", None)
+        return bool(check()) if callable(check) else hasattr(self.backbone, "generate")
+
+    def activation_checkpointing_enable(self, *args: Any, **kwargs: Any) -> None:
+        """Recompute the backbone's activations in the backward pass (transformers' switch)."""
+        self.backbone.activation_checkpointing_enable(*args, **kwargs)
+
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict | None = None, **kwargs: Any
+    ) -> None:
+        """The backbone's gradient checkpointing (the older name of `activation_checkpointing_enable`)."""
+        self.backbone.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
+        )
+
+    def gradient_checkpointing_disable(self) -> None:
+        """Switch the backbone's gradient checkpointing off."""
+        self.backbone.gradient_checkpointing_disable()
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The config and base model as UTF-8 JSON bytes, so a state dict alone rebuilds the model."""
+        dtype = str(self.adapter.input_embeddings().weight.dtype).removeprefix("torch.")
+        record = {"config": self.config.to_dict(), "base_model": self.name_or_path or None, "dtype": dtype}
+        return torch.tensor(list(json.dumps(record).encode()), dtype=torch.uint8)
+
+    def set_extra_state(self, state: Any) -> None:
+        """Check that a loaded state dict was saved for this model's config."""
+        if type(state).__name__ == "_EXTRA_STATE":  # torch.distributed.checkpoint's placeholder: none given
+            return
+        saved = extra_state_record(state)["config"]
+        if saved != self.config.to_dict():
+            raise ValueError(
+                "state: saved for another SpatialModel config (modalities, heads or token ids differ); "
+                "load it with SpatialModel.from_pretrained"
+            )
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | Path, **_hf_kwargs: Any) -> Path:
+        """Write the model folder (`cooper_lib.folder`): config, additions, base model record, and the
+        backbone weights that trained (LoRA as a PEFT adapter, others as ``backbone.safetensors``).
+
+        The folder is written beside `directory` and renamed into place, so an interrupted save
+        leaves an earlier save in `directory` loadable. Keyword arguments transformers passes
+        (``state_dict``, ``is_main_process``, ...) are accepted and ignored.
+        """
+        with folder.atomic_folder(directory) as tmp:
+            self.config.save(tmp)
+            folder.save_tensors(self.addition_state_dict(), tmp / WEIGHTS_NAME)
+            folder.write_base(tmp, self.backbone)
+            if self.has_lora():
+                folder.save_lora(self.adapter.model, self.backbone, tmp, self.name_or_path or None)
+            changed = self.changed_backbone_state()
+            if changed:
+                folder.save_tensors(changed, tmp / folder.BACKBONE_WEIGHTS)
+        return Path(directory)
 
     @classmethod
     def from_pretrained(
         cls,
-        backbone: nn.Module,
-        directory_or_repo: str | Path,
-        processor: Any,
+        backbone: nn.Module | str | Path,
+        directory_or_repo: str | Path | None = None,
+        processor: Any = None,
         *,
         revision: str | None = None,
         token: str | None = None,
+        dtype: str | None = None,
     ) -> SpatialModel:
-        """Re-attach saved additions to `backbone` (a local folder, or a hub repo id through huggingface_hub).
+        """Load a model folder (local, or a hub repo id through huggingface_hub) in one call.
+
+        ``SpatialModel.from_pretrained("org/repo")`` builds the backbone the folder records
+        (``base_model.json``) and applies everything saved: heads, LoRA adapter, trained backbone
+        weights. ``SpatialModel.from_pretrained(backbone, "org/repo", processor)`` uses a backbone
+        you loaded (needed for folders that record none, written before cooper-lib recorded it).
+        Folders a plain `transformers.Trainer` wrote (``model.safetensors``) load the same way.
+
+        Args:
+            backbone: the folder / repo id (one-call form), or a transformers backbone.
+            directory_or_repo: the folder / repo id when `backbone` is a model.
+            processor: the backbone's processor (with a backbone passed in).
+            revision, token: hub download options.
+            dtype: the backbone dtype in the one-call form (default: the one the folder records).
 
         Raises:
-            ValueError: when the folder was saved for a backbone of another hidden size or type.
+            ValueError: the folder was saved for a backbone of another hidden size or type, or a
+                weights file holds NaN/inf.
         """
-        path = Path(directory_or_repo)
-        if not path.is_dir():
-            from huggingface_hub import snapshot_download
-
-            path = Path(
-                snapshot_download(
-                    str(directory_or_repo),
-                    revision=revision,
-                    token=token,
-                    allow_patterns=[CONFIG_NAME, WEIGHTS_NAME],
+        if isinstance(backbone, (str, Path)):
+            if directory_or_repo is not None or processor is not None:
+                raise TypeError(
+                    "from_pretrained: expected (folder_or_repo) or (backbone, folder_or_repo, processor), "
+                    f"got a path first and then {type(directory_or_repo).__name__}"
                 )
+            path = _resolve(backbone, revision, token)
+            if not (path / CONFIG_NAME).is_file() and not (path / TRAINER_WEIGHTS).is_file():
+                raise FileNotFoundError(
+                    f"{path}: no {CONFIG_NAME} or {TRAINER_WEIGHTS}; expected a model folder written by "
+                    "SpatialModel.save_pretrained, a cooper-lib trainer or transformers.Trainer"
+                )
+            base = folder.read_base(path) or _trainer_record(path).get("base") or {}
+            if not base.get("base_model"):
+                raise ValueError(
+                    f"{path}: records no base model (saved before cooper-lib recorded it); "
+                    "call SpatialModel.from_pretrained(backbone, folder, processor)"
+                )
+            backbone, processor = folder.load_backbone(
+                base["base_model"], dtype or base.get("dtype") or "float32", base.get("revision")
             )
+        elif processor is None or directory_or_repo is None:
+            raise TypeError(
+                "from_pretrained: with a backbone, pass the folder or repo id and the processor too"
+            )
+        else:
+            path = _resolve(directory_or_repo, revision, token)
+        return cls._load_folder(backbone, processor, path)
+
+    @classmethod
+    def _load_folder(cls, backbone: nn.Module, processor: Any, path: Path) -> SpatialModel:
+        if not (path / CONFIG_NAME).is_file() and (path / TRAINER_WEIGHTS).is_file():
+            record = _trainer_record(path)
+            spatial = cls.from_config(backbone, processor, SpatialConfig.from_dict(record["config"]))
+            spatial.load_state_dict(record["state"])
+            return spatial
         config = SpatialConfig.load(path)
-        weights = path / WEIGHTS_NAME
-        if not weights.is_file():
-            raise FileNotFoundError(f"{weights}: missing; expected a folder written by save_pretrained")
         # The weights are checked inside the attach, before the backbone changes.
-        return cls.from_config(backbone, processor, config, state=load_file(str(weights)))
+        spatial = cls.from_config(backbone, processor, config, state=folder.load_tensors(path / WEIGHTS_NAME))
+        if (path / folder.ADAPTER_CONFIG).is_file():
+            folder.load_lora(spatial.adapter.model, path)
+        elif lora := _old_lora_settings(path):  # an old trainer folder: LoRA in backbone.safetensors
+            folder.inject_lora(spatial.adapter.model, lora)
+        if (path / folder.BACKBONE_WEIGHTS).is_file():
+            spatial._loaded_names |= folder.load_backbone_weights(
+                spatial.backbone, path / folder.BACKBONE_WEIGHTS
+            )
+        return spatial
 
     @classmethod
     def from_config(
@@ -327,7 +539,8 @@ class SpatialModel(nn.Module):
         state: Mapping[str, torch.Tensor] | None = None,
     ) -> SpatialModel:
         """Attach what `config` describes to `backbone` (checks first, see `cooper_lib.graft`), then
-        load `state` (saved additions, as `addition_state_dict` gives them) when given."""
+        load `state` (saved additions, as `addition_state_dict` gives them) when given. The backbone
+        comes back frozen but the added tokens' rows (`set_backbone_trainable`)."""
         if isinstance(backbone, SpatialModel):
             raise TypeError(
                 "model: expected a transformers model, got a SpatialModel (it already has spatial heads)"
@@ -345,18 +558,21 @@ class SpatialModel(nn.Module):
         )
         if state is not None:
             spatial.load_addition_state_dict(state)
+        spatial.set_backbone_trainable(False)
         return spatial
 
     def push_to_hub(
         self, repo_id: str, *, private: bool | None = None, token: str | None = None, commit_message: str = ""
     ) -> str:
-        """Upload the additions (as `save_pretrained` writes them) to a hub repo; returns the commit URL."""
+        """Upload the model folder (as `save_pretrained` writes it) with a model card (``README.md``:
+        base model, ``library_name: cooper-lib``, tags, how to load) to a hub repo; returns the commit URL."""
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
+            folder.write_card(Path(tmp), repo_id, list(self.config.modalities))
             info = api.upload_folder(
                 repo_id=repo_id,
                 folder_path=tmp,
@@ -384,3 +600,74 @@ def _check_targets(
             )
         checked[name] = target.to(states[name].device)
     return checked
+
+
+def extra_state_record(state: Any) -> dict[str, Any]:
+    """The record `SpatialModel.get_extra_state` encoded (config, base model, dtype)."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+        raise ValueError(
+            f"state[{_EXTRA_STATE!r}]: expected a uint8 tensor of JSON bytes, got {type(state).__name__}"
+        )
+    return json.loads(bytes(state.tolist()).decode())
+
+
+def _tied_aliases(module: nn.Module) -> dict[str, str]:
+    """{alias: kept} for parameters reachable under several names (tied embeddings): the first name is kept."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            aliases[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return aliases
+
+
+def _drop_tied_aliases(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """State-dict post hook: keep one name per shared tensor (safetensors refuses shared storage)."""
+    for alias in _tied_aliases(module):
+        state.pop(prefix + alias, None)
+
+
+def _restore_tied_aliases(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre hook: fill a dropped alias from the name kept, so strict loading works."""
+    for alias, kept in _tied_aliases(module).items():
+        if prefix + alias not in state and prefix + kept in state:
+            state[prefix + alias] = state[prefix + kept]
+
+
+def _resolve(directory_or_repo: str | Path, revision: str | None, token: str | None) -> Path:
+    """A local folder as it is; anything else is a hub repo id, downloaded with `snapshot_download`."""
+    path = Path(directory_or_repo)
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            str(directory_or_repo),
+            revision=revision,
+            token=token,
+            allow_patterns=[CONFIG_NAME, "*.safetensors", "*.json"],
+        )
+    )
+
+
+def _trainer_record(path: Path) -> dict[str, Any]:
+    """From a plain Trainer's ``model.safetensors``: config, base model record and state ({} without one)."""
+    if not (path / TRAINER_WEIGHTS).is_file():
+        return {}
+    state = folder.load_tensors(path / TRAINER_WEIGHTS)
+    if _EXTRA_STATE not in state:
+        raise ValueError(
+            f"{path / TRAINER_WEIGHTS}: no {_EXTRA_STATE!r} tensor; expected the state dict of a SpatialModel"
+        )
+    record = extra_state_record(state[_EXTRA_STATE])
+    base = {"base_model": record.get("base_model"), "revision": None, "dtype": record.get("dtype")}
+    return {"config": record["config"], "base": base, "state": state}
+
+
+def _old_lora_settings(path: Path) -> dict[str, Any] | None:
+    """The LoRA settings an old trainer folder's ``trainable.json`` records (None without)."""
+    info = path / folder.TRAINABLE_NAME
+    return json.loads(info.read_text()).get("lora") if info.is_file() else None

@@ -44,9 +44,10 @@ def test_resume_continues_the_same_trajectory(synthetic, tmp_path):
     a = load_file(straight.final_dir / "spatial_heads.safetensors")
     b = load_file(resumed.final_dir / "spatial_heads.safetensors")
     assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-7) for k in a)
-    a = load_file(straight.final_dir / "backbone.safetensors")
-    b = load_file(resumed.final_dir / "backbone.safetensors")
-    assert a.keys() == b.keys() and all("lora_" in k for k in a)
+    assert not (straight.final_dir / "backbone.safetensors").exists()  # LoRA only: a PEFT adapter
+    a = load_file(straight.final_dir / "adapter_model.safetensors")
+    b = load_file(resumed.final_dir / "adapter_model.safetensors")
+    assert a and a.keys() == b.keys() and all("lora_" in k for k in a)
     assert all(torch.allclose(a[k], b[k], rtol=1e-6, atol=1e-7) for k in a)
 
 

@@ -41,7 +41,8 @@ def test_stage1_writes_a_loadable_final_model_with_ema_weights(synthetic, tmp_pa
     trainer = Stage1Trainer(model, config)
     result = trainer.train()
     assert sorted(p.name for p in result.final_dir.iterdir()) == [
-        "backbone.safetensors", "cooper_config.json", "spatial_heads.safetensors", "trainable.json",
+        "backbone.safetensors", "base_model.json", "cooper_config.json", "spatial_heads.safetensors",
+        "trainable.json",
     ]  # fmt: skip
     backbone, processor = _fresh_backbone()
     loaded = load_trained_model(result.final_dir, backbone, processor)

@@ -78,3 +78,33 @@ def test_run_seed_changes_the_tiny_backbones_initial_weights():
     assert all(torch.equal(first[k], again[k]) for k in first)
     changed = [k for k in first if not torch.equal(first[k], other[k])]
     assert any("visual" in k for k in changed) and any("layers" in k for k in changed)
+
+
+def test_a_full_trainer_folder_is_the_save_pretrained_folder(tmp_path):
+    """One way to save: the trainer's folder (from a gathered state) and save_pretrained's (from the
+    live model) hold the same files and tensors, and both reload in one call."""
+    from safetensors.torch import load_file
+
+    from cooper_lib import SpatialModel
+
+    torch.manual_seed(0)
+    config = model_config(llm="full", freeze_vision=True, backbone="tiny:qwen2_5_vl")
+    model = build_model(config)
+    configure_trainable(model, config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.01)
+    save_model(tmp_path / "trainer", model, gather_trainable_state(model, model), config)
+    model.save_pretrained(tmp_path / "model")
+    names = {p.name for p in (tmp_path / "trainer").iterdir()}
+    assert names - {p.name for p in (tmp_path / "model").iterdir()} == {"trainable.json"}
+    ours = load_file(str(tmp_path / "trainer" / "backbone.safetensors"))
+    full = load_file(str(tmp_path / "model" / "backbone.safetensors"))
+    assert ours and all(
+        torch.equal(ours[k], full[k]) for k in ours
+    )  # the trainer leaves out the frozen vision
+    for folder in ("trainer", "model"):
+        loaded = SpatialModel.from_pretrained(tmp_path / folder)
+        theirs = dict(loaded.named_parameters())
+        assert all(torch.equal(p, theirs[n]) for n, p in model.named_parameters())

@@ -2,9 +2,8 @@
 
 The spatial additions (queries, heads) always train. The embedding rows of the added tokens (tags,
 query token) must train too, or the model could never emit a tag: when the language model is not
-trained in full, the embedding matrices stay trainable under a gradient mask that zeroes every row
-but the added ones (hand-written: a tensor hook; AdamW then leaves the other rows exactly as they
-were, since their moments stay zero and they get no weight decay). LoRA is PEFT's `LoraModel`,
+trained in full, the embedding matrices stay trainable under `SpatialModel.set_backbone_trainable`'s
+gradient mask (the same one `add_spatial_heads` sets by default). LoRA is PEFT's `LoraModel`,
 injected in place into the language model's linear layers, so `SpatialModel` keeps working on the
 same module tree.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from cooper_lib.loading import inject_lora
@@ -71,27 +69,23 @@ def configure_trainable(model: SpatialModel, config: ModelConfig) -> TrainableSu
         raise ValueError("model: configure_trainable was already applied to this model")
     config.validate()
     backbone = model.backbone
-    backbone.requires_grad_(False)
+    model.set_backbone_trainable(config.llm == "full")
     vision = model.adapter.vision_tower()
     lora = None
-    if config.llm == "full":
-        backbone.requires_grad_(True)
-    elif config.llm == "lora":
+    if config.llm == "lora":
         lora = lora_config_dict(config, model)
         inject_lora(model, lora)
         for name, param in backbone.named_parameters():
             param.requires_grad_("lora_" in name)
+        for weight in model.row_masked():
+            weight.requires_grad_(True)
     if vision is not None:
         vision.requires_grad_(not config.freeze_vision)
     model.queries.requires_grad_(True)
     model.heads.requires_grad_(True)
-    masked = []
-    for module in _embedding_modules(model):
-        if not module.weight.requires_grad:
-            _mask_rows(module.weight, model.added_token_ids)
-            masked.append(module)
+    masked = model.row_masked()
     names = {id(p): n for n, p in model.named_parameters()}
-    row_masked = tuple(names[id(m.weight)] for m in masked)
+    row_masked = tuple(names[id(w)] for w in masked)
     object.__setattr__(model, _ROW_MASKED, row_masked)
     params = list(model.parameters())
     return TrainableSummary(
@@ -107,23 +101,9 @@ def row_masked_names(model: SpatialModel) -> tuple[str, ...]:
     return getattr(model, _ROW_MASKED, None) or ()
 
 
-def _embedding_modules(model: SpatialModel) -> list[nn.Module]:
-    modules = [model.adapter.input_embeddings()]
-    if not model.adapter.tied_embeddings:
-        modules.append(model.adapter.output_embeddings())
-    return modules
-
-
-def _mask_rows(weight: nn.Parameter, rows: torch.Tensor) -> None:
-    keep = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    keep[rows.to(weight.device)] = 1
-    weight.requires_grad_(True)
-    weight.register_hook(lambda grad: grad * keep.to(grad.dtype))
-
-
 def parameter_groups(model: SpatialModel, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on trainable matrices, none on biases, norms, embeddings and queries."""
-    no_decay_ids = {id(m.weight) for m in _embedding_modules(model)}
+    no_decay_ids = {id(w) for w in model.embedding_matrices()}
     no_decay_ids |= {id(p) for p in model.queries.parameters()}
     decay, no_decay = [], []
     for param in model.parameters():

@@ -1,11 +1,11 @@
 """Trained model folders: building the model a config names, saving and loading what training changed.
 
-A model folder holds what `SpatialModel.save_pretrained` writes (``cooper_config.json``,
-``spatial_heads.safetensors``: queries, heads, added token rows), plus ``backbone.safetensors``
-(the backbone weights that trained: the full language model, or LoRA's matrices) and
-``trainable.json`` (how: llm mode, LoRA settings, the backbone it was trained on). Loading needs
-the same backbone; `cooper_lib.loading.load_trained_model` re-attaches the heads, re-injects LoRA
-and loads the rest.
+A trainer's model folder is the folder `SpatialModel.save_pretrained` writes (`cooper_lib.folder`:
+config, additions, base model record, LoRA as a PEFT adapter, other trained backbone weights as
+``backbone.safetensors``), written from a gathered state instead of the live parameters, plus
+``trainable.json`` (llm mode, vision freezing, LoRA settings, the backbone spec) for resuming and
+for a following stage. `SpatialModel.from_pretrained` (or `cooper_lib.loading.load_trained_model`)
+reads it back.
 
 The weights are gathered with `torch.distributed.checkpoint.state_dict` (full state, CPU, only
 trainable parameters), which unwraps DDP and gathers FSDP shards, so one code path writes a model
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -27,6 +26,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
 )
 
+from cooper_lib import folder
 from cooper_lib.loading import BACKBONE_WEIGHTS, TRAINABLE_NAME, load_backbone, load_trained_model
 from cooper_lib.model import WEIGHTS_NAME, SpatialModel
 from cooper_lib.training.config import ModelConfig
@@ -123,28 +123,33 @@ def save_model(
     config: ModelConfig,
     lora: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model folder (see the module docstring) from a gathered trainable `state`."""
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    model.config.save(path)
-    save_file(additions_from_state(model, state), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+    """Write a model folder (see the module docstring) from a gathered trainable `state`, atomically."""
     masked = set(row_masked_names(model))
     backbone = {
-        name.removeprefix("backbone."): t.contiguous()
+        name.removeprefix("backbone."): t
         for name, t in state.items()
         if name.startswith("backbone.") and name not in masked
     }
-    save_file(backbone, str(path / BACKBONE_WEIGHTS), metadata={"format": "pt"})
+    adapter = {k: v for k, v in backbone.items() if "lora_" in k}
+    others = {k: v for k, v in backbone.items() if "lora_" not in k}
     info = {
-        "format": 1,
+        "format": 2,
         "backbone": config.backbone,
         "dtype": config.dtype,
         "llm": config.llm,
         "freeze_vision": config.freeze_vision,
         "lora": lora if config.llm == "lora" else None,
     }
-    (path / TRAINABLE_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    return path
+    with folder.atomic_folder(directory) as tmp:
+        model.config.save(tmp)
+        folder.save_tensors(additions_from_state(model, state), tmp / WEIGHTS_NAME)
+        folder.write_base(tmp, model.backbone, name=config.backbone, dtype=config.dtype)
+        if adapter:
+            folder.save_lora_state(tmp, lora or {}, adapter, config.backbone)
+        if others:
+            folder.save_tensors(others, tmp / BACKBONE_WEIGHTS)
+        (tmp / TRAINABLE_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    return Path(directory)
 
 
 def state_from_folder(
@@ -152,8 +157,10 @@ def state_from_folder(
 ) -> dict[str, torch.Tensor]:
     """The trainable state of a model folder, keyed like `gather_trainable_state` (for resuming)."""
     path = Path(directory)
-    additions = load_file(str(path / WEIGHTS_NAME))
-    backbone = load_file(str(path / BACKBONE_WEIGHTS))
+    additions = folder.load_tensors(path / WEIGHTS_NAME)
+    backbone = folder.load_tensors(path / BACKBONE_WEIGHTS) if (path / BACKBONE_WEIGHTS).is_file() else {}
+    if (path / folder.ADAPTER_WEIGHTS).is_file():
+        backbone.update(folder.lora_state_from_peft(folder.load_tensors(path / folder.ADAPTER_WEIGHTS)))
     state = {f"backbone.{k}": v for k, v in backbone.items()}
     state.update({k: v for k, v in additions.items() if k.startswith(("queries.", "heads."))})
     masked = row_masked_names(spatial)
