@@ -100,7 +100,9 @@ def main() -> None:
     from cooper_lib.data.synthetic import SceneConfig, write_dataset
 
     with tempfile.TemporaryDirectory() as root:
-        data = write_dataset(Path(root) / "stage1", 12, seed=0, stage="stage1", config=SceneConfig(width=48, height=48))
+        data = write_dataset(
+            Path(root) / "stage1", 12, seed=0, stage="stage1", config=SceneConfig(width=48, height=48)
+        )
         rows = []
         for recipe in RECIPES:
             command = [sys.executable, __file__, "--recipe", recipe, "--data", str(data)]

@@ -48,7 +48,11 @@ SETTINGS = {
 
 #: stage -> tokens per GPU micro-batch (docs' batch sizes; ~512 tokens a sample with one 448px image)
 #: and extra KV-cache tokens (GRPO: 8 rollouts of up to 1024 tokens kept for generation).
-STAGES = {"stage 1 (batch 8)": (8 * 512, 0), "SFT (batch 4)": (4 * 1024, 0), "GRPO (2 questions x 8 rollouts)": (16 * 1024, 16 * 1024)}
+STAGES = {
+    "stage 1 (batch 8)": (8 * 512, 0),
+    "SFT (batch 4)": (4 * 1024, 0),
+    "GRPO (2 questions x 8 rollouts)": (16 * 1024, 16 * 1024),
+}
 
 
 def plan_gib(backbone: Backbone, setting: str, tokens: int, kv_tokens: int) -> float:
@@ -86,17 +90,35 @@ def print_measured(hidden: int, layers: int, tokens: int) -> None:
     from cooper_lib.backbones.tiny import build_tiny_backbone
     from cooper_lib.training.precision import enable_gradient_checkpointing
 
-    print(f"\ntiny qwen2_vl, hidden {hidden}, {layers} layers, {tokens} text tokens, CPU fp32, one AdamW step\n")
+    print(
+        f"\ntiny qwen2_vl, hidden {hidden}, {layers} layers, {tokens} text tokens, CPU fp32, one AdamW step\n"
+    )
     print("| setting | trainable params | computed MiB | measured peak MiB |")
     print("| --- | --- | --- | --- |")
     for setting in ("full", "full + grad. checkpointing", "LoRA r=16"):
         torch.manual_seed(0)
-        model, _ = build_tiny_backbone("qwen2_vl", hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden)
+        model, _ = build_tiny_backbone(
+            "qwen2_vl", hidden_size=hidden, num_hidden_layers=layers, intermediate_size=4 * hidden
+        )
         model.train()
         if setting.startswith("LoRA"):
             from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(r=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+            model = get_peft_model(
+                model,
+                LoraConfig(
+                    r=16,
+                    target_modules=[
+                        "q_proj",
+                        "k_proj",
+                        "v_proj",
+                        "o_proj",
+                        "gate_proj",
+                        "up_proj",
+                        "down_proj",
+                    ],
+                ),
+            )
         if "checkpointing" in setting:
             enable_gradient_checkpointing(model)
         trainable = [p for p in model.parameters() if p.requires_grad]

@@ -22,14 +22,26 @@ CASES = (
     ("python (no imports)", "pass", None),
     ("import torch, transformers", "import torch, transformers", None),
     ("import cooper_lib", "import cooper_lib", "import torch, transformers"),
-    ("from cooper_lib import SpatialModel", "from cooper_lib import SpatialModel", "import torch, transformers"),
+    (
+        "from cooper_lib import SpatialModel",
+        "from cooper_lib import SpatialModel",
+        "import torch, transformers",
+    ),
     (
         "from cooper_lib import add_spatial_heads, Stage1Trainer",
         "from cooper_lib import add_spatial_heads, Stage1Trainer",
         "import torch, transformers",
     ),
-    ("cooper-lib --help", "import sys; from cooper_lib.cli import main; sys.argv[1:] = ['--help']; main()", "python (no imports)"),
-    ("cooper-lib train --help", "import sys; from cooper_lib.cli import main; main(['train', '--help'])", "python (no imports)"),
+    (
+        "cooper-lib --help",
+        "import sys; from cooper_lib.cli import main; sys.argv[1:] = ['--help']; main()",
+        "python (no imports)",
+    ),
+    (
+        "cooper-lib train --help",
+        "import sys; from cooper_lib.cli import main; main(['train', '--help'])",
+        "python (no imports)",
+    ),
 )
 
 

@@ -9,7 +9,12 @@ CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "accelerate"
 
 @pytest.mark.parametrize(
     ("name", "kind", "zero_stage"),
-    [("ddp", "MULTI_GPU", None), ("fsdp2", "FSDP", None), ("zero2", "DEEPSPEED", 2), ("zero3", "DEEPSPEED", 3)],
+    [
+        ("ddp", "MULTI_GPU", None),
+        ("fsdp2", "FSDP", None),
+        ("zero2", "DEEPSPEED", 2),
+        ("zero3", "DEEPSPEED", 3),
+    ],
 )
 def test_shipped_accelerate_configs_load_in_accelerate(name, kind, zero_stage):
     config = config_args.load_config_from_file(str(CONFIGS / f"{name}.yaml"))

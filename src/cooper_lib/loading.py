@@ -45,7 +45,9 @@ def load_backbone(
         raise ValueError(f"quantization: expected 'none' or '4bit', got {quantization!r}")
     if name.startswith("tiny:"):
         if quantization != "none":
-            raise ValueError(f"quantization: tiny backbones are built in memory, not quantized; got {quantization!r}")
+            raise ValueError(
+                f"quantization: tiny backbones are built in memory, not quantized; got {quantization!r}"
+            )
         from cooper_lib.backbones.tiny import build_from_spec
 
         backbone, processor = build_from_spec(name)

@@ -18,7 +18,9 @@ def _checkpointing(backbone) -> bool:
 
 def test_bf16_weights_with_a_small_lr_warn_and_fp32_weights_do_not():
     bf16 = nn.Linear(4, 4).to(torch.bfloat16)
-    with pytest.warns(UserWarning, match=r"optim.lr=5e-06 with trainable weights in low precision \(20 bfloat16"):
+    with pytest.warns(
+        UserWarning, match=r"optim.lr=5e-06 with trainable weights in low precision \(20 bfloat16"
+    ):
         assert warn_low_precision(bf16, 5e-6) == ["bfloat16"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

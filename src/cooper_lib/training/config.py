@@ -62,7 +62,9 @@ class ModelConfig:
     attn_implementation: str | None = _opt(
         None, "transformers attention kernel: eager, sdpa, flash_attention_2 (none: transformers' choice)"
     )
-    quantization: str = _opt("none", "none, or 4bit: QLoRA (NF4 weights through bitsandbytes; needs llm=lora)")
+    quantization: str = _opt(
+        "none", "none, or 4bit: QLoRA (NF4 weights through bitsandbytes; needs llm=lora)"
+    )
     gradient_checkpointing: bool = _opt(False, "recompute the backbone's activations in backward")
     init_from: str | None = _opt(
         None,
