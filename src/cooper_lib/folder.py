@@ -146,16 +146,31 @@ def require_local(path: str | os.PathLike, name: str) -> None:
         raise FileNotFoundError(f"{name}: no local folder or file at {path} (and it is no hub id)")
 
 
-def load_backbone(name: str, dtype: str = "float32", revision: str | None = None) -> tuple[nn.Module, Any]:
+def load_backbone(
+    name: str,
+    dtype: str = "float32",
+    revision: str | None = None,
+    *,
+    attn_implementation: str | None = None,
+    quantization: str = "none",
+) -> tuple[nn.Module, Any]:
     """A backbone and its processor: ``tiny:<family>[?key=value&...]`` builds an offline tiny model
     (`cooper_lib.backbones.tiny.parse_tiny_spec`; weights seeded by its ``seed``, default 0),
     anything else (a hub id or a local folder) loads `AutoModelForImageTextToText` and `AutoProcessor`
-    at `revision`. The name is kept in ``config._name_or_path``, which `save_pretrained` records.
-    A local-looking name (`looks_local`) that does not exist, or a hub id the hub cannot provide
-    (not found, offline), is FileNotFoundError naming it."""
+    at `revision`, with `attn_implementation`, and with ``quantization="4bit"`` as NF4 weights through
+    bitsandbytes (QLoRA; needs CUDA and the ``qlora`` extra). The name is kept in
+    ``config._name_or_path``, which `save_pretrained` records. A local-looking name (`looks_local`)
+    that does not exist, or a hub id the hub cannot provide (not found, offline), is
+    FileNotFoundError naming it."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
+    if quantization not in ("none", "4bit"):
+        raise ValueError(f"quantization: expected 'none' or '4bit', got {quantization!r}")
     if isinstance(name, str) and name.startswith("tiny:"):
+        if quantization != "none":
+            raise ValueError(
+                f"quantization: tiny backbones are built in memory, not quantized; got {quantization!r}"
+            )
         from cooper_lib.backbones.tiny import build_from_spec
 
         backbone, processor = build_from_spec(name)
@@ -168,8 +183,13 @@ def load_backbone(name: str, dtype: str = "float32", revision: str | None = None
     require_local(name, "name")
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    options: dict[str, Any] = {"revision": revision}
+    if attn_implementation is not None:
+        options["attn_implementation"] = attn_implementation
+    if quantization == "4bit":
+        options["quantization_config"] = _four_bit_config(DTYPES[dtype])
     try:
-        backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=DTYPES[dtype], revision=revision)
+        backbone = AutoModelForImageTextToText.from_pretrained(name, dtype=DTYPES[dtype], **options)
     except OSError as err:  # huggingface_hub's not-found / offline errors
         if looks_local(name):
             raise
@@ -178,6 +198,26 @@ def load_backbone(name: str, dtype: str = "float32", revision: str | None = None
             f"name: {name!r} is no local folder, and the hub could not provide it ({first})"
         ) from err
     return backbone, AutoProcessor.from_pretrained(name, revision=revision)
+
+
+def _four_bit_config(compute_dtype: torch.dtype) -> Any:
+    """transformers' `BitsAndBytesConfig` for QLoRA (NF4, double quantization), or a clear error."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError(
+            "quantization='4bit' needs bitsandbytes: pip install 'cooper-lib[qlora]' (CUDA GPUs only)"
+        )
+    if not torch.cuda.is_available():
+        raise ValueError("quantization: '4bit' (bitsandbytes NF4) needs a CUDA GPU; none is available")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if compute_dtype == torch.float32 else compute_dtype,
+    )
 
 
 # ---------------------------------------------------------------------------- LoRA

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from timm.layers import build_sincos2d_pos_embed
 from tokenizers import AddedToken
 from torch import nn
 
@@ -181,6 +180,8 @@ def _query_tensors(
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn(k, hidden, generator=generator).to(weight.device)
     query_init = (mean + 0.02 * std * noise).to(weight.dtype)
+    from timm.layers import build_sincos2d_pos_embed  # timm is imported when queries are built
+
     pos_dim = hidden - hidden % 4
     pos = torch.zeros(k, hidden)
     if pos_dim:

@@ -12,10 +12,6 @@ import math
 from typing import Any
 
 import torch
-from transformers.models.llava_onevision.modeling_llava_onevision import (
-    get_anyres_image_grid_shape,
-    unpad_image,
-)
 
 from cooper_lib.backbones.base import BackboneAdapter, VisualLayout
 from cooper_lib.backbones.registry import register_adapter
@@ -84,6 +80,11 @@ class LlavaOnevisionAdapter(BackboneAdapter):
                 f"processor: vision_feature_select_strategy is {processor.vision_feature_select_strategy!r}; "
                 "LLaVA-OneVision's base view is a full patch grid only with 'full'"
             )
+        from transformers.models.llava_onevision.modeling_llava_onevision import (
+            get_anyres_image_grid_shape,
+            unpad_image,
+        )
+
         batch = self._single_image_inputs(processor, image_size)
         original = batch["image_sizes"][0].tolist()
         vision = self.config.vision_config

@@ -34,11 +34,6 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
-from transformers.models.mllama.image_processing_mllama import get_all_supported_aspect_ratios
-from transformers.models.mllama.processing_mllama import (
-    convert_sparse_cross_attention_mask_to_dense,
-    get_cross_attention_token_mask,
-)
 
 from cooper_lib.backbones.base import BackboneAdapter, BackboneNotSupportedError, VisualLayout
 from cooper_lib.backbones.continuation import ContinuationState, Inputs
@@ -96,6 +91,11 @@ class MllamaAdapter(BackboneAdapter):
 
     def context_inputs(self, input_ids: torch.Tensor, segments: Sequence[Inputs]) -> dict[str, Any]:
         """The processor's mask for the whole context: each image is seen from its token to the next image's."""
+        from transformers.models.mllama.processing_mllama import (
+            convert_sparse_cross_attention_mask_to_dense,
+            get_cross_attention_token_mask,
+        )
+
         ranges = get_cross_attention_token_mask(input_ids[0].tolist(), self.image_token_id)
         tiles = [
             int(mask.sum())
@@ -125,6 +125,8 @@ class MllamaAdapter(BackboneAdapter):
         height, width = image_size
         if height < 1 or width < 1:
             raise ValueError(f"image_size: expected positive (height, width), got {image_size!r}")
+        from transformers.models.mllama.image_processing_mllama import get_all_supported_aspect_ratios
+
         image_processor = processor.image_processor
         image = Image.new("RGB", (width, height), (127, 127, 127))
         ratio_id = int(image_processor(images=[[image]], return_tensors="pt")["aspect_ratio_ids"][0, 0])

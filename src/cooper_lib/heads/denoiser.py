@@ -23,7 +23,6 @@ import math
 from functools import partial
 
 import torch
-from timm.layers import Attention, Mlp, build_sincos2d_pos_embed
 from torch import nn
 
 TIME_FEATURES = 256
@@ -45,6 +44,8 @@ class AdaLNBlock(nn.Module):
     """Pre-norm transformer block whose norms and residual gates are set by a conditioning vector."""
 
     def __init__(self, width: int, num_heads: int, mlp_ratio: float) -> None:
+        from timm.layers import Attention, Mlp  # timm is imported when a head is built, not at import
+
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(width, num_heads=num_heads, qkv_bias=True)
@@ -94,6 +95,8 @@ class FlowDenoiser(nn.Module):
         self.grid = tuple(grid)
         self.num_cond = num_cond
         self.token_in = nn.Linear(token_dim, width)
+        from timm.layers import Mlp, build_sincos2d_pos_embed  # timm is imported when a head is built
+
         self.register_buffer(
             "token_pos", build_sincos2d_pos_embed(list(self.grid), dim=width)[None], persistent=False
         )

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from timm.layers import ConvNormAct
 from torch import nn
 
 from cooper_lib.heads.base import PerceptionHead, register_head
@@ -69,6 +68,8 @@ class DenseHead(PerceptionHead):
         ups = max(
             0, math.ceil(math.log2(max(output_size[0] / query_grid[0], output_size[1] / query_grid[1])))
         )
+        from timm.layers import ConvNormAct  # timm is imported when a head is built, not at import
+
         blocks: list[nn.Module] = []
         channels = width
         for _ in range(ups):

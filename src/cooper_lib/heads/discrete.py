@@ -44,8 +44,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from einops import rearrange
-from timm.layers import build_sincos2d_pos_embed
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from cooper_lib import ops
@@ -136,6 +134,9 @@ class DiscreteHead(PerceptionHead):
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.norm = nn.LayerNorm(hidden_size)
         self.expand = nn.Linear(hidden_size, self.block[0] * self.block[1] * width)
+        from timm.layers import build_sincos2d_pos_embed  # timm is imported when a head is built
+        from timm.models.vision_transformer import Block
+
         self.register_buffer(
             "code_pos", build_sincos2d_pos_embed([rows, cols], dim=width)[None], persistent=False
         )

@@ -32,6 +32,7 @@ T = TypeVar("T")
 LLM_MODES = ("frozen", "lora", "full")
 SCHEDULERS = ("constant", "cosine", "linear")
 PRECISIONS = ("no", "bf16", "fp16")
+QUANTIZATIONS = ("none", "4bit")
 JUDGES = ("rule", "openai")
 
 
@@ -62,7 +63,19 @@ class ModelConfig:
         "tiny:qwen2_vl",
         "backbone: a hub id or local folder of a transformers MLLM, or tiny:<family> (offline test model)",
     )
-    dtype: str = _opt("float32", "dtype the backbone is loaded in: float32, bfloat16 or float16")
+    dtype: str = _opt(
+        "float32",
+        "dtype the backbone is loaded in: float32 (master weights; pair with run.mixed_precision bf16 on "
+        "GPU), bfloat16 or float16 (pure low-precision AdamW loses small updates)",
+    )
+    revision: str | None = _opt(None, "hub revision (branch, tag or commit) of the backbone")
+    attn_implementation: str | None = _opt(
+        None, "transformers attention kernel: eager, sdpa, flash_attention_2 (none: transformers' choice)"
+    )
+    quantization: str = _opt(
+        "none", "none, or 4bit: QLoRA (NF4 weights through bitsandbytes; needs llm=lora)"
+    )
+    gradient_checkpointing: bool = _opt(False, "recompute the backbone's activations in backward")
     init_from: str | None = _opt(
         None,
         "model folder written by an earlier stage (spatial additions + trained backbone weights) to start from",
@@ -83,6 +96,12 @@ class ModelConfig:
     def validate(self) -> None:
         _check_choice("model.llm", self.llm, LLM_MODES)
         _check_choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
+        _check_choice("model.quantization", self.quantization, QUANTIZATIONS)
+        if self.quantization != "none" and self.llm != "lora":
+            raise ValueError(
+                f"model.quantization: {self.quantization} weights cannot be trained directly; "
+                f"set model.llm to lora (QLoRA), got llm={self.llm!r}"
+            )
         _check_positive("model.lora_r", self.lora_r)
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"model.lora_dropout: expected a value in [0, 1), got {self.lora_dropout}")
@@ -121,7 +140,11 @@ class RunConfig:
     max_steps: int = _opt(1000, "optimiser steps to train for")
     batch_size: int = _opt(1, "samples (GRPO: prompts) per process and micro-batch")
     grad_accum_steps: int = _opt(1, "micro-batches per optimiser step")
-    mixed_precision: str = _opt("no", "autocast precision: no, bf16 or fp16")
+    mixed_precision: str | None = _opt(
+        None,
+        "autocast precision: no, bf16 or fp16; none takes the launcher's (accelerate launch "
+        "--mixed_precision / accelerate config, else no)",
+    )
     cpu: bool = _opt(False, "train on the CPU even when an accelerator is present (always on without one)")
     ema_decay: float | None = _opt(None, "EMA decay of the trainable weights (none to disable)")
     save_every: int = _opt(500, "write a checkpoint every N steps (0: only at the end)")
@@ -142,7 +165,8 @@ class RunConfig:
             _check_positive(f"run.{name}", getattr(self, name))
         for name in ("save_every", "eval_every"):
             _check_positive(f"run.{name}", getattr(self, name), allow_zero=True)
-        _check_choice("run.mixed_precision", self.mixed_precision, PRECISIONS)
+        if self.mixed_precision is not None:
+            _check_choice("run.mixed_precision", self.mixed_precision, PRECISIONS)
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"run.ema_decay: expected a value in (0, 1) or none, got {self.ema_decay}")
 

@@ -51,6 +51,7 @@ from transformers import get_scheduler
 from cooper_lib.model import SpatialModel
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
+from cooper_lib.training.precision import enable_gradient_checkpointing, warn_low_precision
 from cooper_lib.training.trainable import configure_trainable, parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -116,6 +117,9 @@ class Trainer(abc.ABC):
         self.summary = configure_trainable(model, config.model)
         self.lora = self.summary.lora
         optim = config.optim
+        warn_low_precision(model, optim.lr)
+        if config.model.gradient_checkpointing:
+            enable_gradient_checkpointing(model.backbone)
         optimizer = torch.optim.AdamW(
             parameter_groups(model, optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps
         )

@@ -44,7 +44,13 @@ def build_model(config: ModelConfig) -> SpatialModel:
     from cooper_lib.attach import add_spatial_heads
 
     config.validate()
-    backbone, processor = load_backbone(config.backbone, config.dtype)
+    backbone, processor = load_backbone(
+        config.backbone,
+        config.dtype,
+        revision=config.revision,
+        attn_implementation=config.attn_implementation,
+        quantization=config.quantization,
+    )
     if config.init_from:
         return load_trained_model(config.init_from, backbone, processor, merge=True)
     return add_spatial_heads(backbone, processor, **config.spatial)
