@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from transformers import SuppressTokensLogitsProcessor
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
 from cooper_lib.training.config import GRPOConfig
@@ -111,12 +112,14 @@ class SpatialGRPOTrainer(Trainer):
     ) -> None:
         if not isinstance(config, GRPOConfig):
             raise TypeError(f"config: expected a GRPOConfig, got {type(config).__name__}")
-        self.records = load_qa_records(config.data) if records is None else list(records)
+        self.records = (
+            load_qa_records(config.data) if records is None else as_records(records, load_qa_records)
+        )
         if not self.records:
             raise ValueError("records: expected at least one question, got none")
         if eval_records is None:
             eval_records = load_qa_records(config.eval_data) if config.eval_data else []
-        self.eval_records = list(eval_records)
+        self.eval_records = as_records(eval_records, load_qa_records)
         self.sampler = MixtureSampler(["qa"] * len(self.records), {"qa": 1.0}, seed=config.run.seed)
         self.judge = judge or judge_from_config(
             config.judge,

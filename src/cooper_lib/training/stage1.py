@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
@@ -49,9 +50,13 @@ class Stage1Trainer(SupervisedTrainer):
     ) -> None:
         if not isinstance(config, Stage1Config):
             raise TypeError(f"config: expected a Stage1Config, got {type(config).__name__}")
-        records = load_stage1_records(config.data) if records is None else list(records)
+        records = (
+            load_stage1_records(config.data) if records is None else as_records(records, load_stage1_records)
+        )
         if eval_records is None:
             eval_records = load_stage1_records(config.eval_data) if config.eval_data else []
+        else:
+            eval_records = as_records(eval_records, load_stage1_records)
         headless = sorted({r.modality for r in [*records, *eval_records]} - set(model.config.modalities))
         if headless:
             raise ValueError(
