@@ -27,7 +27,9 @@ def cache(tmp_path, monkeypatch):
 
 
 def _same_stage1(a, b):
-    assert [r.modality for r in a] == [r.modality for r in b] and [r.source for r in a] == [r.source for r in b]
+    assert [r.modality for r in a] == [r.modality for r in b] and [r.source for r in a] == [
+        r.source for r in b
+    ]
     for x, y in zip(a, b, strict=True):
         assert np.array_equal(np.array(x.load_image()), np.array(y.load_image()))
         assert torch.equal(x.load_target(), y.load_target())
