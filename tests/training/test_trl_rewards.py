@@ -35,7 +35,7 @@ def test_parts_match_cpr_reward(conversational):
         rollouts = ROLLOUTS
     references = [
         Reference(a, t, choices=c)
-        for a, t, c in zip(COLUMNS["answer"], COLUMNS["answer_type"], COLUMNS["choices"])
+        for a, t, c in zip(COLUMNS["answer"], COLUMNS["answer_type"], COLUMNS["choices"], strict=True)
     ]
     expected = cpr_reward(rollouts, references, COLUMNS["cpr"], prompts, threshold=1, bonus=0.5)
     funcs = cpr_reward_funcs(threshold=1, bonus=0.5)
