@@ -52,6 +52,14 @@ def add_spatial_heads(
 
     Returns:
         the `SpatialModel`; the backbone is shared, not copied.
+
+    Example:
+        >>> from cooper_lib import add_spatial_heads
+        >>> from cooper_lib.backbones.tiny import build_tiny_backbone
+        >>> backbone, processor = build_tiny_backbone("qwen2_vl")  # or any HF MLLM + processor
+        >>> model = add_spatial_heads(backbone, processor, ("depth", "segmentation"), num_classes=7)
+        >>> sorted(model.heads)
+        ['depth', 'segmentation']
     """
     if aux_tokenizer is not None:
         config_kwargs["head_options"] = _with_tokenizer(

@@ -96,6 +96,13 @@ class SpatialGRPOTrainer(Trainer):
         judge: the accuracy judge of the default reward (default: from ``config.judge``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+
+    Example:
+        >>> from cooper_lib import SpatialGRPOTrainer, load_trained_folder
+        >>> from cooper_lib.training import GRPOConfig
+        >>> config = GRPOConfig(data=["data/synth-grpo/records.jsonl"])
+        >>> trainer = SpatialGRPOTrainer(load_trained_folder("runs/sft/final"), config)  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
     """
 
     def __init__(

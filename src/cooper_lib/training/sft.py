@@ -30,6 +30,13 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         eval_records: held-out records (default: read from ``config.eval_data``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+
+    Example:
+        >>> from cooper_lib.training import InterleavedSFTTrainer, SFTConfig
+        >>> from cooper_lib.training.weights import build_model
+        >>> config = SFTConfig(data=["data/synth-sft/records.jsonl"])
+        >>> trainer = InterleavedSFTTrainer(build_model(config.model), config)  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
     """
 
     def __init__(

@@ -34,6 +34,14 @@ class Stage1Trainer(SupervisedTrainer):
         eval_records: held-out records (default: read from ``config.eval_data``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+
+    Example:
+        >>> from cooper_lib.training import Stage1Config, Stage1Trainer
+        >>> from cooper_lib.training.weights import build_model
+        >>> config = Stage1Config(data=["data/synth-stage1/records.jsonl"])  # or hf://org/name
+        >>> trainer = Stage1Trainer(build_model(config.model), config)  # doctest: +SKIP
+        >>> trainer.train().final_dir  # doctest: +SKIP
+        PosixPath('runs/cooper/final')
     """
 
     wants_maps = True
