@@ -36,14 +36,14 @@ def _same_stage1(a, b):
 
 
 def test_stage1_export_is_portable(folders, tmp_path, cache):
-    from_jsonl = load_stage1_records([folders["stage1"] / "records.jsonl"])
     saved = tmp_path / "saved"
     to_hf_dataset(folders["stage1"]).save_to_disk(str(saved))
     moved = tmp_path / "moved"
     shutil.copytree(folders["stage1"], moved)  # the JSONL copy stays readable; the original goes
     shutil.rmtree(folders["stage1"])
     try:
-        _same_stage1(load_stage1_records(saved), from_jsonl := load_stage1_records([moved / "records.jsonl"]))
+        from_jsonl = load_stage1_records([moved / "records.jsonl"])
+        _same_stage1(load_stage1_records(saved), from_jsonl)
         _same_stage1(load_stage1_records(to_hf_dataset(moved)), from_jsonl)
         assert any(cache.iterdir())  # embedded bytes became files every reader opens
     finally:

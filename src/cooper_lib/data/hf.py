@@ -43,7 +43,8 @@ def is_dataset_source(source: Any) -> bool:
         if text.startswith(HUB_PREFIX):
             return True
         path = Path(text)
-        return path.suffix == ".parquet" or (path.is_dir() and (path / "dataset_info.json").is_file())
+        saved = ("dataset_info.json", "dataset_dict.json")  # a Dataset's / a DatasetDict's save_to_disk
+        return path.suffix == ".parquet" or (path.is_dir() and any((path / n).is_file() for n in saved))
     return type(source).__module__.split(".")[0] == "datasets"
 
 
