@@ -14,7 +14,7 @@ if ! "$PY" -c "import torch, torchvision, sys; sys.exit(torch.__version__.split(
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-extras=${COOPER_EXTRAS:-dev,train,triton,anchors,hf}
+extras=${COOPER_EXTRAS:-dev,train,triton,anchors,hf,trl}
 stamp=.venv/.cooper-lib-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$PY" -m pip install -q -e ".[${extras}]" "torch==2.14.1" "torchvision==0.29.1"

@@ -59,8 +59,12 @@ def add_spatial_heads(
         the `SpatialModel`; the backbone is shared, not copied.
 
     Example:
-        >>> model = add_spatial_heads(backbone, processor, ["depth"])  # doctest: +SKIP
-        >>> model.save_pretrained("heads/")  # doctest: +SKIP
+        >>> from cooper_lib import add_spatial_heads
+        >>> from cooper_lib.backbones.tiny import build_tiny_backbone
+        >>> backbone, processor = build_tiny_backbone("qwen2_vl")  # or any HF MLLM + processor
+        >>> model = add_spatial_heads(backbone, processor, ("depth", "segmentation"), num_classes=7)
+        >>> sorted(model.heads)
+        ['depth', 'segmentation']
     """
     if aux_tokenizer is not None:
         config_kwargs["head_options"] = _with_tokenizer(

@@ -76,6 +76,18 @@ class SpatialModel(nn.Module):
         layout: the `PerceptionLayout` (tag and query token ids).
         queries: per modality, K learned query embeddings [K, H].
         heads: per modality, the generation head.
+
+    Example:
+        >>> import torch
+        >>> from cooper_lib import add_spatial_heads
+        >>> from cooper_lib.backbones.tiny import build_tiny_backbone
+        >>> model = add_spatial_heads(*build_tiny_backbone("qwen2_vl"), ("depth",))
+        >>> image = torch.rand(3, 64, 64)
+        >>> inputs = model.perception_inputs([image], "depth")
+        >>> out = model(**inputs, aux_targets={"depth": torch.full((1, 64, 64), 2.0)})
+        >>> out.loss.backward()  # SILog depth loss, through the queries into the backbone
+        >>> model.perceive([image], "depth")[0].ndim  # a depth map in metres
+        2
     """
 
     main_input_name = "input_ids"

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cooper_lib.modalities import DepthCodec, SegmentationCodec, make_grid, to_pil
+from cooper_lib.modalities import DepthCodec, SegmentationCodec, get_codec, make_grid, to_pil
 
 
 def test_to_pil_of_an_image_and_of_a_map():
@@ -38,10 +38,33 @@ def test_depth_grid_has_a_colour_bar_and_exact_cells():
     assert list(np.asarray(without_bar)[22 + 10, x0 + 10]) == colour
 
 
-def test_segmentation_grid_has_no_colour_bar():
-    ids = torch.randint(0, 150, (16, 16))
-    grid = make_grid([(torch.rand(3, 16, 16), ids, ids)], "segmentation", cell_height=32)
-    assert grid.width == 6 * 4 + 3 * 32
+def test_segmentation_grid_has_a_legend_of_the_classes_shown():
+    ids = torch.tensor([[0, 3], [3, 7]]).repeat_interleave(8, 0).repeat_interleave(8, 1)
+    names = [f"class{i}" for i in range(150)]
+    grid = make_grid([(torch.rand(3, 16, 16), ids, ids)], "segmentation", cell_height=64, class_names=names)
+    bare = make_grid([(torch.rand(3, 16, 16), ids, ids)], "segmentation", cell_height=64, legend=False)
+    assert bare.width == 6 * 4 + 3 * 64 and grid.width > bare.width + 40
+    legend = np.asarray(grid)[:, bare.width :]  # pasted after the last column
+    codec = get_codec("segmentation")
+    for k, class_id in enumerate([0, 3, 7]):  # one swatch per class shown, in id order
+        colour = (codec.encode(torch.tensor([[class_id]]))[:, 0, 0] * 255).round().int().tolist()
+        assert list(legend[22 + k * 18 + 6, 6]) == colour
+
+
+def test_depth_grid_by_name_is_drawn_over_its_own_range():
+    target = torch.linspace(2.0, 9.0, 32).expand(24, 32)
+    grid = np.asarray(make_grid([(None, target, None)], "depth", cell_height=24, colorbar=False)).astype(
+        float
+    )
+    default = np.asarray(
+        make_grid([(None, target, None)], "depth", cell_height=24, colorbar=False, max_depth=80)
+    )
+    cells = (
+        grid[22:46, 36:68],
+        default[22:46, 36:68].astype(float),
+    )
+    spread = [c.mean(axis=(0, 2)).max() - c.mean(axis=(0, 2)).min() for c in cells]
+    assert spread[0] > 3 * spread[1]  # 0-9 m uses the grey scale; 0-80 m leaves 2-9 m nearly black
 
 
 def test_grid_errors_name_the_argument():

@@ -83,3 +83,24 @@ def test_stage1_rejects_a_modality_without_a_head(synthetic, tmp_path):
     config.model.spatial = {**config.model.spatial, "modalities": ["depth"]}
     with pytest.raises(ValueError, match=r"modalities \['segmentation'\] have no head"):
         Stage1Trainer(build_model(config.model), config)
+
+
+def test_stage1_trains_from_a_datasets_dataset_in_workers(synthetic, tmp_path, monkeypatch):
+    """A `datasets.Dataset` (every file embedded) trains like its JSONL, collated in a worker."""
+    datasets = pytest.importorskip("datasets")
+    from cooper_lib.data.synthetic import to_hf_dataset
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # embedded images are cached under ~/.cache
+    exported = to_hf_dataset(synthetic["stage1"])
+    assert isinstance(exported, datasets.Dataset)
+    config = make_config(synthetic, tmp_path, max_steps=2, batch_size=2, ema_decay=None)
+    config.num_workers = 1
+    torch.manual_seed(0)
+    from_rows = Stage1Trainer(build_model(config.model), config, records=exported, eval_records=exported)
+    assert len(from_rows.records) == len(load_stage1_records(config.data))
+    losses = [h["loss"] for h in from_rows.train().history]
+    config.num_workers = 0
+    config.run.output_dir = str(tmp_path / "jsonl")
+    torch.manual_seed(0)
+    reference = [h["loss"] for h in Stage1Trainer(build_model(config.model), config).train().history]
+    assert losses == pytest.approx(reference, rel=1e-5)

@@ -1,6 +1,9 @@
-import pytest
+import os
 
-from cooper_lib.training.sampler import MixtureSampler, shard
+import pytest
+import torch
+
+from cooper_lib.training.sampler import MixtureSampler, collate, shard
 
 
 def test_weights_set_the_mixture_and_each_epoch_visits_every_record():
@@ -46,3 +49,21 @@ def test_shard_gives_processes_the_micro_batches_one_process_accumulates():
     assert shard(batch, 2, 1, 2) == [[2, 3], [6, 7]]
     with pytest.raises(ValueError, match="multiple"):
         shard(batch, 3, 0, 1)
+
+
+def _collate_with_pid(records):
+    return {"x": torch.tensor(records), "pid": os.getpid()}
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_collate_in_workers(workers):
+    records = [10 * i for i in range(8)]
+    parts = [[3, 1], [0, 7], [5, 5]]
+    batches = collate(records, parts, _collate_with_pid, workers)
+    assert [b["x"].tolist() for b in batches] == [[30, 10], [0, 70], [50, 50]]
+    assert all((b["pid"] != os.getpid()) == (workers > 0) for b in batches)
+
+
+def test_collate_rejects_bad_workers():
+    with pytest.raises(ValueError, match="num_workers"):
+        collate([1], [[0]], _collate_with_pid, -1)

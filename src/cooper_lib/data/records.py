@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cooper_lib.data.hf import dataset_rows, is_dataset_source
 from cooper_lib.images import to_pil
 from cooper_lib.modalities import get_modality
 
@@ -294,7 +295,8 @@ def parse_sft(
             {k: v for k, v in row.items() if k != "interleaved_reason"},
         )
     elif "items" in row:
-        raw_items, meta = row["items"], dict(row.get("meta") or {})
+        meta = row.get("meta") or {}
+        raw_items, meta = row["items"], json.loads(meta) if isinstance(meta, str) else dict(meta)
     else:
         raise ValueError(f"{where}: expected an 'interleaved_reason' (COOPER) or 'items' (cooper-lib) list")
     if not isinstance(raw_items, list) or not raw_items:
@@ -403,12 +405,16 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 
 def iter_rows(paths: Sequence[str | os.PathLike]) -> Iterable[tuple[dict[str, Any], Path, str]]:
-    """(row, folder of its file, "path:line") for every JSON object of the JSONL files `paths`."""
-    if isinstance(paths, (str, os.PathLike)):
+    """(row, folder of its file, "path:line") for every JSON object of the JSONL files `paths`;
+    an entry may also be a `datasets` source (`cooper_lib.data.hf.dataset_rows`)."""
+    if isinstance(paths, (str, os.PathLike)) or is_dataset_source(paths):
         paths = [paths]
     if not paths:
         raise ValueError("paths: expected at least one JSONL file, got none")
     for path in paths:
+        if is_dataset_source(path):
+            yield from dataset_rows(path)
+            continue
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: JSONL file not found")

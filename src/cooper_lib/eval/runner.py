@@ -336,6 +336,12 @@ def evaluate(
         max_turns: most turns of the reasoner built for a model (default 3); for a reasoner
             leave it unset.
         progress: show a tqdm progress bar.
+
+    Example:
+        >>> from cooper_lib import evaluate, load_benchmark, write_report
+        >>> benchmark = load_benchmark("synthetic", "data/synth-eval")  # doctest: +SKIP
+        >>> result = evaluate(model, benchmark, limit=50)  # doctest: +SKIP
+        >>> write_report([result], "reports/synthetic")  # doctest: +SKIP
     """
     if not isinstance(benchmark, Benchmark):
         raise TypeError(f"benchmark: expected a Benchmark (load_benchmark), got {type(benchmark).__name__}")

@@ -92,7 +92,15 @@ def tags_only_modality(name: str) -> Modality:
 
 
 def get_codec(name: str, **kwargs: Any) -> ModalityCodec:
-    """The codec of modality ``name``, built with ``kwargs`` when registered as a factory."""
+    """The codec of modality ``name``, built with ``kwargs`` when registered as a factory.
+
+    Example:
+        >>> import torch
+        >>> codec = get_codec("depth", preset="nyu")  # COOPER's NYU range, 0.001-10 m
+        >>> image = codec.encode(torch.full((4, 4), 2.5))  # the RGB pseudo-image a model sees
+        >>> tuple(image.shape), round(float(codec.decode(image).value[0, 0]), 2)
+        ((3, 4, 4), 2.5)
+    """
     return get_modality(name).codec(**kwargs)
 
 

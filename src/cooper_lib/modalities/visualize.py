@@ -1,11 +1,14 @@
 """Pictures of auxiliary maps: one map as a PIL image, and input / target / prediction grids.
 
 Maps are drawn through their codec, so a picture shows exactly the pseudo-image a model sees;
-depth grids get a colour bar labelled in the codec's units.
+depth grids get a colour bar labelled in the codec's units, segmentation grids a legend of the
+classes they show. A depth grid asked for by name without a range or preset is drawn over the
+range of its own maps (0 to their largest depth, rounded up to a metre), not the default 0-80 m.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +19,7 @@ from cooper_lib import images
 from cooper_lib.modalities.base import ArrayLike, ModalityCodec
 from cooper_lib.modalities.depth import DepthCodec
 from cooper_lib.modalities.registry import get_codec
+from cooper_lib.modalities.segmentation import SegmentationCodec
 
 __all__ = ["make_grid", "to_pil"]
 
@@ -72,6 +76,43 @@ def _colour_bar(codec: DepthCodec, height: int, font: ImageFont.ImageFont) -> Im
     return canvas
 
 
+def _legend(
+    codec: SegmentationCodec,
+    maps: list[torch.Tensor],
+    names: Sequence[str] | None,
+    height: int,
+    font: ImageFont.ImageFont,
+) -> Image.Image | None:
+    """Colour swatches of the class ids the maps show (at most as many as fit in `height`)."""
+    ids = sorted(
+        {int(i) for m in maps for i in torch.as_tensor(m).long().unique() if 0 <= int(i) < codec.num_classes}
+    )
+    if not ids:
+        return None
+    row, swatch, pad = 18, 12, 4
+    ids = ids[: max(1, height // row)]
+    texts = [f"{i}" + (f" {names[i]}" if names is not None and i < len(names) else "") for i in ids]
+    text_width = max(font.getbbox(text)[2] for text in texts)
+    canvas = Image.new("RGB", (swatch + pad + text_width + pad, len(ids) * row + 8), "white")
+    draw = ImageDraw.Draw(canvas)
+    colours = (codec.encode(torch.tensor([ids])) * 255).round().byte()
+    for k, text in enumerate(texts):
+        y = 8 + k * row
+        draw.rectangle(
+            [(0, y), (swatch - 1, y + swatch - 1)], fill=tuple(colours[:, 0, k].tolist()), outline="black"
+        )
+        draw.text((swatch + pad, y + swatch // 2), text, fill="black", font=font, anchor="lm")
+    return canvas
+
+
+def _fitted_depth_codec(rows: Sequence[GridRow]) -> DepthCodec:
+    """A depth codec over 0 .. the grid maps' largest depth rounded up to a metre."""
+    values = [torch.as_tensor(e).float() for row in rows for e in list(row)[1:] if e is not None]
+    finite = [v[torch.isfinite(v) & (v > 0)] for v in values]
+    largest = max((float(v.max()) for v in finite if v.numel()), default=1.0)
+    return DepthCodec(max_depth=max(1.0, math.ceil(largest)))
+
+
 def make_grid(
     rows: Sequence[GridRow],
     modality: str | ModalityCodec,
@@ -79,6 +120,8 @@ def make_grid(
     titles: Sequence[str] = ("input", "target", "prediction"),
     cell_height: int = 192,
     colorbar: bool = True,
+    legend: bool = True,
+    class_names: Sequence[str] | None = None,
     **codec_kwargs: Any,
 ) -> Image.Image:
     """A grid with one row per example: input RGB, target map, predicted map.
@@ -91,9 +134,22 @@ def make_grid(
         cell_height: every cell is resized to this height, keeping its aspect ratio (maps with
             nearest-neighbour sampling so palette colours stay exact).
         colorbar: add a labelled colour bar on the right for depth codecs.
-        **codec_kwargs: arguments for the codec when ``modality`` is a name.
+        legend: add a legend of the classes shown on the right for segmentation codecs.
+        class_names: names of the class ids, for the legend (default: ids only).
+        **codec_kwargs: arguments for the codec when ``modality`` is a name; ``"depth"`` with
+            none of them is drawn over the maps' own range (see the module docstring).
+
+    Example:
+        >>> import torch
+        >>> depth = torch.full((24, 32), 3.0)
+        >>> grid = make_grid([(torch.rand(3, 24, 32), depth, depth * 1.1)], "depth")
+        >>> grid.size[1] > 192
+        True
     """
-    codec = _codec(modality, codec_kwargs)
+    if modality == "depth" and not codec_kwargs:
+        codec: ModalityCodec = _fitted_depth_codec(rows)
+    else:
+        codec = _codec(modality, codec_kwargs)
     if not rows:
         raise ValueError("rows: expected at least one (rgb, target, prediction) row, got none")
     cells: list[list[Image.Image | None]] = []
@@ -118,6 +174,9 @@ def make_grid(
     ]
     body_height = len(cells) * (cell_height + gap) - gap
     bar = _colour_bar(codec, body_height, font) if colorbar and isinstance(codec, DepthCodec) else None
+    if legend and isinstance(codec, SegmentationCodec):
+        maps = [e for row in rows for e in list(row)[1:] if e is not None]
+        bar = _legend(codec, maps, class_names, body_height, font)
     width = sum(widths) + gap * (len(widths) + 1) + (bar.width + gap if bar else 0)
     canvas = Image.new("RGB", (width, header + body_height + gap), "white")
     draw = ImageDraw.Draw(canvas)

@@ -125,6 +125,14 @@ class InterleavedReasoner:
         logits_processors: transformers `LogitsProcessor`s applied before sampling.
         stream: called with a `StreamEvent` for each text piece, map and inserted image.
         return_inputs: keep each rollout's whole context as model inputs in its trace.
+
+    Example:
+        >>> from cooper_lib import InterleavedReasoner, load_trained_folder
+        >>> model = load_trained_folder("runs/grpo/final")  # doctest: +SKIP
+        >>> reasoner = InterleavedReasoner(model, max_turns=3)  # doctest: +SKIP
+        >>> trace = reasoner.run(image, "Which object is closer to the camera?")  # doctest: +SKIP
+        >>> trace.answer, trace.stop_reason  # doctest: +SKIP
+        ('A', 'answer')
     """
 
     def __init__(

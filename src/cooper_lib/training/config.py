@@ -10,6 +10,7 @@ nested sections as dotted flags such as ``--optim.lr``). Stage defaults follow C
 from __future__ import annotations
 
 import json
+import sys
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -131,6 +132,10 @@ class OptimConfig:
             _check_positive("optim.grad_clip", self.grad_clip)
 
 
+#: Collating workers per process: 2 where workers fork cheaply (Linux), else 0 (in the process).
+DEFAULT_NUM_WORKERS = 2 if sys.platform.startswith("linux") else 0
+
+
 @dataclass
 class RunConfig:
     """The loop: steps, batches, precision, checkpoints, logging and evaluation."""
@@ -224,8 +229,13 @@ class Stage1Config(_Sections):
     run: RunConfig = field(
         default_factory=lambda: RunConfig(max_steps=6000, ema_decay=0.995), metadata={"help": "loop section"}
     )
-    data: list[str] = _opt([], "stage-1 JSONL files (see docs/training-stage1.md)")
+    data: list[str] = _opt(
+        [], "stage-1 JSONL files, save_to_disk folders, .parquet files or hf://<dataset id>[:<split>]"
+    )
     eval_data: list[str] = _opt([], "stage-1 JSONL files for the evaluation hook")
+    num_workers: int = _opt(
+        DEFAULT_NUM_WORKERS, "DataLoader worker processes that collate batches (0: in the training process)"
+    )
     eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
     mixture: dict[str, float] = _opt(
         {"depth": 0.5, "segmentation": 0.5}, "sampling weight per source (a record's source, or its modality)"
@@ -257,8 +267,13 @@ class SFTConfig(_Sections):
     run: RunConfig = field(
         default_factory=lambda: RunConfig(max_steps=600), metadata={"help": "loop section"}
     )
-    data: list[str] = _opt([], "SFT JSONL files: COOPER's interleaved_reason rows or cooper-lib SFT records")
+    data: list[str] = _opt(
+        [], "SFT JSONL files (COOPER rows or cooper-lib records), datasets folders or hf://<dataset id>"
+    )
     eval_data: list[str] = _opt([], "SFT JSONL files for the evaluation hook")
+    num_workers: int = _opt(
+        DEFAULT_NUM_WORKERS, "DataLoader worker processes that collate batches (0: in the training process)"
+    )
     eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
     system_prompt: str | None = _opt(
         None,

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from transformers import SuppressTokensLogitsProcessor
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.heads.flow import FlowHead
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
@@ -130,6 +131,13 @@ class SpatialGRPOTrainer(Trainer):
         judge: the accuracy judge of the default reward (default: from ``config.judge``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+
+    Example:
+        >>> from cooper_lib import SpatialGRPOTrainer, load_trained_folder
+        >>> from cooper_lib.training import GRPOConfig
+        >>> config = GRPOConfig(data=["data/synth-grpo/records.jsonl"])
+        >>> trainer = SpatialGRPOTrainer(load_trained_folder("runs/sft/final"), config)  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
     """
 
     def __init__(
@@ -147,12 +155,16 @@ class SpatialGRPOTrainer(Trainer):
         require_spatial_model(model)
         if not isinstance(config, GRPOConfig):
             raise TypeError(f"config: expected a GRPOConfig, got {type(config).__name__}")
-        self.records = load_qa_records(config.data, config.image_root) if records is None else list(records)
+        self.records = (
+            load_qa_records(config.data, config.image_root)
+            if records is None
+            else as_records(records, load_qa_records)
+        )
         if not self.records:
             raise ValueError("records: expected at least one question, got none")
         if eval_records is None:
             eval_records = load_qa_records(config.eval_data, config.image_root) if config.eval_data else []
-        self.eval_records = list(eval_records)
+        self.eval_records = as_records(eval_records, load_qa_records)
         self.sampler = MixtureSampler(["qa"] * len(self.records), {"qa": 1.0}, seed=config.run.seed)
         self.judge = judge or judge_from_config(
             config.judge,

@@ -174,6 +174,15 @@ def cpr_reward(
         threshold: the exploration rule's count threshold.
         bonus: the exploration rule's bonus / penalty.
         turn_format: the tags turns are read with (default: every registered modality's own).
+
+    Example:
+        >>> from cooper_lib.training.judges import Reference
+        >>> tool = "<think>compare depths</think><depth-estimation>Estimate the depth.</depth-estimation>"
+        >>> answer = "<think>the chair is nearer</think><answer>A</answer>"
+        >>> rewards = cpr_reward([[tool, answer], [answer]], [Reference("A", "choice")] * 2,
+        ...                      ["positive"] * 2, [0, 0])
+        >>> rewards.total
+        (2.2, 2.0)
     """
     n = len(completions)
     if len(references) != n:

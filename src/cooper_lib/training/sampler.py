@@ -15,10 +15,11 @@ once per epoch of its source. The counters of those walks are the data position:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from torch.utils.data import DataLoader
 
 
 class MixtureSampler:
@@ -106,3 +107,23 @@ def shard(batch: Sequence[int], world_size: int, rank: int, micro_batches: int) 
         list(batch[(m * world_size + rank) * per : (m * world_size + rank + 1) * per])
         for m in range(micro_batches)
     ]
+
+
+def collate(
+    records: Sequence[Any],
+    parts: Sequence[Sequence[int]],
+    collator: Callable[[list[Any]], Any],
+    num_workers: int = 0,
+) -> list[Any]:
+    """The batch `collator` makes of each index list of `parts` (in order), collated by a
+    `DataLoader` with `num_workers` worker processes (0: in this process). Workers fork on Linux
+    (nothing is pickled); elsewhere records and the collator must pickle."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
+    workers = min(num_workers, len(parts))
+    if workers == 0:
+        return [collator([records[i] for i in part]) for part in parts]
+    loader = DataLoader(
+        records, batch_sampler=[list(p) for p in parts], collate_fn=collator, num_workers=workers
+    )
+    return list(loader)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.data.records import SFTRecord, load_sft_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.training.collators import SFTCollator
@@ -29,6 +30,13 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         eval_records: held-out records (default: read from ``config.eval_data``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+
+    Example:
+        >>> from cooper_lib.training import InterleavedSFTTrainer, SFTConfig
+        >>> from cooper_lib.training.weights import build_model
+        >>> config = SFTConfig(data=["data/synth-sft/records.jsonl"])
+        >>> trainer = InterleavedSFTTrainer(build_model(config.model), config)  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
     """
 
     def __init__(
@@ -44,9 +52,11 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         require_spatial_model(model)
         if not isinstance(config, SFTConfig):
             raise TypeError(f"config: expected an SFTConfig, got {type(config).__name__}")
-        records = load_sft_records(config.data) if records is None else list(records)
+        records = load_sft_records(config.data) if records is None else as_records(records, load_sft_records)
         if eval_records is None:
             eval_records = load_sft_records(config.eval_data) if config.eval_data else []
+        else:
+            eval_records = as_records(eval_records, load_sft_records)
         collator = SFTCollator(
             model, config.system_prompt, config.supervise_maps, max_length=config.max_length
         )

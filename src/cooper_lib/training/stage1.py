@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
@@ -33,6 +34,14 @@ class Stage1Trainer(SupervisedTrainer):
         eval_records: held-out records (default: read from ``config.eval_data``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+
+    Example:
+        >>> from cooper_lib.training import Stage1Config, Stage1Trainer
+        >>> from cooper_lib.training.weights import build_model
+        >>> config = Stage1Config(data=["data/synth-stage1/records.jsonl"])  # or hf://org/name
+        >>> trainer = Stage1Trainer(build_model(config.model), config)  # doctest: +SKIP
+        >>> trainer.train().final_dir  # doctest: +SKIP
+        PosixPath('runs/cooper/final')
     """
 
     wants_maps = True
@@ -50,9 +59,13 @@ class Stage1Trainer(SupervisedTrainer):
         require_spatial_model(model)
         if not isinstance(config, Stage1Config):
             raise TypeError(f"config: expected a Stage1Config, got {type(config).__name__}")
-        records = load_stage1_records(config.data) if records is None else list(records)
+        records = (
+            load_stage1_records(config.data) if records is None else as_records(records, load_stage1_records)
+        )
         if eval_records is None:
             eval_records = load_stage1_records(config.eval_data) if config.eval_data else []
+        else:
+            eval_records = as_records(eval_records, load_stage1_records)
         headless = sorted({r.modality for r in [*records, *eval_records]} - set(model.config.modalities))
         if headless:
             raise ValueError(

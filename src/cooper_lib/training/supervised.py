@@ -12,7 +12,7 @@ import torch
 
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes
-from cooper_lib.training.sampler import MixtureSampler, shard
+from cooper_lib.training.sampler import MixtureSampler, collate, shard
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -65,7 +65,7 @@ class SupervisedTrainer(Trainer):
     def micro_batches(self) -> list[dict[str, Any]]:
         indices = self.sampler.next_batch(self.global_batch_size)
         mine = shard(indices, self.world_size, self.rank, self.run.grad_accum_steps)
-        return [self.collator([self.records[i] for i in part]) for part in mine]
+        return collate(self.records, mine, self.collator, self.config.num_workers)
 
     def metric_names(self) -> list[str]:
         return ["lm_loss", *(f"aux/{m}" for m in self.spatial.config.modalities)]

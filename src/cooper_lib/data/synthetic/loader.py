@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from cooper_lib.data.records import QARecord, Stage1Record, parse_sft, parse_stage1, read_jsonl
+from cooper_lib.modalities import get_modality
 
 from .files import load_depth, load_ids, load_normals, load_rgb
 from .layout import Camera, Room
@@ -143,13 +145,30 @@ def load_synthetic_dataset(root: str | os.PathLike, stage: str | None = None) ->
     return _DATASETS[written](root)
 
 
-def _absolute(root: Path, record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {**record, **{k: str(root / record[k]) for k in keys if record.get(k) is not None}}
+def _embedded(root: Path, name: str) -> dict[str, Any]:
+    """A file of the folder as ``datasets.Image`` stores it: its bytes and its relative name."""
+    return {"bytes": (root / name).read_bytes(), "path": name}
+
+
+def _portable_item(root: Path, item: dict[str, Any], depth_scale: float | None) -> dict[str, Any]:
+    """An SFT item with its image embedded (a base64 data URI, COOPER's own format) and its target
+    map as ``{"bytes", "path"}`` (with the manifest's depth scale, which does not travel)."""
+    item = dict(item)
+    if item["type"] == "image":
+        data = base64.b64encode((root / item["value"]).read_bytes()).decode("ascii")
+        item["value"] = f"data:image/png;base64,{data}"
+    if item.get("target") is not None:
+        item["target"] = _embedded(root, item["target"])
+        if item.get("target_scale") is None and get_modality(item["modality"]).scaled_png:
+            item["target_scale"] = depth_scale
+    return item
 
 
 def to_hf_dataset(root: str | os.PathLike):
-    """The folder's records as a Hugging Face `datasets.Dataset`, paths made absolute; image
-    columns (stage 1 `image` and `target`, QA `image`) are cast to `datasets.Image`.
+    """The folder's records as a portable Hugging Face `datasets.Dataset`: every file is embedded
+    (stage-1 `image` and `target` and QA `image` as `datasets.Image` columns, SFT images as base64
+    data URIs and SFT target maps as ``{"bytes", "path"}``), so the dataset can be saved, pushed to
+    the hub and trained from anywhere (`cooper_lib.data.hf`).
 
     Raises:
         ImportError: the optional `datasets` package is not installed.
@@ -162,23 +181,22 @@ def to_hf_dataset(root: str | os.PathLike):
             "load_synthetic_dataset() gives torch datasets without it"
         ) from err
     root = Path(root)
-    stage = read_manifest(root)["stage"]
+    manifest = read_manifest(root)
+    stage = manifest["stage"]
     records = list(read_jsonl(root / "records.jsonl"))
     if stage == "sft":
+        scale = manifest.get("depth_scale")
         rows = [
             {
                 **r,
-                "items": [
-                    _absolute(root, i, ("target",) + (("value",) if i["type"] == "image" else ()))
-                    for i in r["items"]
-                ],
+                "items": [_portable_item(root, i, scale) for i in r["items"]],
+                "meta": json.dumps(r["meta"]),  # meta keys vary by question
             }
             for r in records
         ]
-        rows = [{**r, "meta": json.dumps(r["meta"])} for r in rows]  # meta keys vary by question
         return datasets.Dataset.from_list(rows)
     columns = ("image", "target") if stage == "stage1" else ("image",)
-    rows = [_absolute(root, r, columns) for r in records]
+    rows = [{**r, **{k: _embedded(root, r[k]) for k in columns}} for r in records]
     if stage != "stage1":
         rows = [{**r, "meta": json.dumps(r["meta"])} for r in rows]
     dataset = datasets.Dataset.from_list(rows)
