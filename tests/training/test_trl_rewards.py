@@ -37,8 +37,8 @@ def test_parts_match_cpr_reward(conversational):
         Reference(a, t, choices=c)
         for a, t, c in zip(COLUMNS["answer"], COLUMNS["answer_type"], COLUMNS["choices"], strict=True)
     ]
-    expected = cpr_reward(rollouts, references, COLUMNS["cpr"], prompts, threshold=1, bonus=0.5)
-    funcs = cpr_reward_funcs(threshold=1, bonus=0.5)
+    expected = cpr_reward(rollouts, references, COLUMNS["cpr"], prompts, threshold=2, bonus=0.5)
+    funcs = cpr_reward_funcs(threshold=2, bonus=0.5)
     got = {f.__name__: f(prompts=prompts, completions=completions, **COLUMNS) for f in funcs}
     assert got == {
         "accuracy": list(expected.accuracy),

@@ -68,6 +68,12 @@ def _open(source: Any, split: str) -> tuple[Any, Path, str]:
     return source, Path.cwd(), type(source).__name__
 
 
+def default_cache_dir() -> Path:
+    """Where `dataset_rows` writes embedded image bytes by default (``~/.cache/cooper_lib/datasets``).
+    The files are the library's own, so record readers accept paths into it (`records.confine`)."""
+    return Path.home() / ".cache" / "cooper_lib" / "datasets"
+
+
 def dataset_rows(
     source: Any, split: str = "train", cache_dir: str | os.PathLike | None = None
 ) -> Iterator[tuple[dict[str, Any], Path, str]]:
@@ -94,7 +100,7 @@ def dataset_rows(
     for column, feature in features.items():
         if isinstance(feature, datasets.Image) and feature.decode:
             dataset = dataset.cast_column(column, datasets.Image(decode=False))
-    cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "cooper_lib" / "datasets"
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     for index, row in enumerate(dataset):
         yield _plain(row, base, cache), base, f"{name}[{index}]"
 

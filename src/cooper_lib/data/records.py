@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cooper_lib.data.hf import dataset_rows, is_dataset_source
+from cooper_lib.data.hf import dataset_rows, default_cache_dir, is_dataset_source
 from cooper_lib.images import to_pil
 from cooper_lib.modalities import get_modality
 
@@ -434,9 +434,10 @@ def confine(path: str | os.PathLike, root: Path, where: str, *, allow_outside_ro
     """`path` (relative to `root`, or absolute) when it stays inside `root`, the folder of the
     record file that names it: ``..`` steps and absolute paths leading elsewhere are a
     ``ValueError`` naming `where`, unless `allow_outside_root`. The check is on the path as
-    written (symbolic links inside the folder, such as a Hugging Face cache's, are followed)."""
+    written (symbolic links inside the folder, such as a Hugging Face cache's, are followed). Files
+    the library itself extracted from a `datasets` source (`hf.default_cache_dir`) are accepted."""
     resolved = _resolve(path, root)
-    if allow_outside_root or _inside(resolved, root):
+    if allow_outside_root or _inside(resolved, root) or _inside(resolved, default_cache_dir()):
         return resolved
     raise ValueError(
         f"{where}: {str(path)!r} names a file outside the dataset folder {root}; files may only "
@@ -455,7 +456,7 @@ def confine_image(value: Any, root: Path | None, where: str, *, allow_outside_ro
         return
     resolved = _resolve(text, root)
     if not _inside(resolved, root) and os.path.exists(os.path.normpath(resolved)):
-        confine(text, root, where)
+        confine(text, root, where)  # raises unless the file is in the library's dataset cache
 
 
 def _inside(path: Path, root: Path) -> bool:
