@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 #: Modules whose `register(subparsers)` adds subcommands, in the order `--help` lists them.
-COMMAND_MODULES = ("cooper_lib.demo", "cooper_lib.data.cli", "cooper_lib.training.cli", "cooper_lib.eval.cli")
+COMMAND_MODULES = ("cooper_lib.demo", "cooper_lib.data.cli", "cooper_lib.training.cli", "cooper_lib.eval.cli",
+                   "cooper_lib.experiments.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
