@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table1.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
     table1.add_argument("--quick", action="store_true", help="the small CPU preset (Table1Config.quick)")
     table1.add_argument("--out", default="table1", help="experiment folder (default ./table1)")
-    table1.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    table1.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
+    )
     table1.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default all)")
     table1.set_defaults(func=run)
 

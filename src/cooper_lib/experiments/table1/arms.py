@@ -21,7 +21,14 @@ from pathlib import Path
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.loading import TRAINABLE_NAME
 from cooper_lib.reasoning.policy import get_policy
-from cooper_lib.training.config import GRPOConfig, ModelConfig, OptimConfig, RunConfig, SFTConfig, Stage1Config
+from cooper_lib.training.config import (
+    GRPOConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SFTConfig,
+    Stage1Config,
+)
 from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
@@ -67,16 +74,29 @@ ARMS: dict[str, Arm] = {
         Arm("amg_qa", "AMG (stage 1), then QA SFT", "COOPER-AMG", stage1=True),
         Arm("bagel_re", "text-only SFT + GRPO", "BAGEL-RE", grpo=True),
         Arm(
-            "bagel_pe", "AMG + fixed depth, segmentation, answer", "BAGEL-PE",
-            stage1=True, sft="perceive_first", policy="perceive_first",
+            "bagel_pe",
+            "AMG + fixed depth, segmentation, answer",
+            "BAGEL-PE",
+            stage1=True,
+            sft="perceive_first",
+            policy="perceive_first",
         ),
         Arm(
-            "cooper", "AMG + interleaved SFT + GRPO (CPR)", "COOPER",
-            stage1=True, sft="interleaved", grpo=True, policy="adaptive",
+            "cooper",
+            "AMG + interleaved SFT + GRPO (CPR)",
+            "COOPER",
+            stage1=True,
+            sft="interleaved",
+            grpo=True,
+            policy="adaptive",
         ),
         Arm(
-            "true_maps", "true maps given as input", "upper bound",
-            policy="perceive_first", maps="true", model_of="bagel_pe",
+            "true_maps",
+            "true maps given as input",
+            "upper bound",
+            policy="perceive_first",
+            maps="true",
+            model_of="bagel_pe",
         ),
     )
 }
@@ -87,17 +107,29 @@ def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: st
     return {
         "optim": OptimConfig(lr=lr, scheduler="cosine", warmup_steps=max(1, steps // 10), weight_decay=0.0),
         "run": RunConfig(
-            output_dir=str(out), seed=seed, max_steps=steps, batch_size=config.batch_size,
-            cpu=device == "cpu", ema_decay=None, save_every=0, keep_checkpoints=1, log_every=max(1, steps // 5),
-            progress_bar=False, tensorboard=False,
+            output_dir=str(out),
+            seed=seed,
+            max_steps=steps,
+            batch_size=config.batch_size,
+            cpu=device == "cpu",
+            ema_decay=None,
+            save_every=0,
+            keep_checkpoints=1,
+            log_every=max(1, steps // 5),
+            progress_bar=False,
+            tensorboard=False,
         ),
     }
 
 
 def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> ModelConfig:
     model = ModelConfig(
-        backbone=config.backbone, dtype=config.dtype, spatial=dict(config.spatial), llm="full",
-        freeze_vision=False, init_from=str(init_from) if init_from is not None else None,
+        backbone=config.backbone,
+        dtype=config.dtype,
+        spatial=dict(config.spatial),
+        llm="full",
+        freeze_vision=False,
+        init_from=str(init_from) if init_from is not None else None,
     )
     model.backbone = seeded_backbone(model, seed)
     return model
@@ -114,7 +146,9 @@ def train_arm(
     seconds: dict[str, float] = {}
     current: Path | None = None
     sft_steps = config.sft_steps if arm.stage1 else config.supervised_steps
-    stages: list[tuple[str, int]] = [("stage1", config.stage1_steps)] if arm.stage1 and config.stage1_steps else []
+    stages: list[tuple[str, int]] = (
+        [("stage1", config.stage1_steps)] if arm.stage1 and config.stage1_steps else []
+    )
     stages.append(("sft", sft_steps))
     if arm.grpo and config.grpo_steps:
         stages.append(("grpo", config.grpo_steps))
@@ -126,17 +160,28 @@ def train_arm(
             set_seed(seed)
             model_config = _model_config(config, seed, current)
             if stage == "stage1":
-                cfg = Stage1Config(model=model_config, data=[str(data["stage1"])], **_sections(config, seed, steps, out, device, config.lr))
+                cfg = Stage1Config(
+                    model=model_config,
+                    data=[str(data["stage1"])],
+                    **_sections(config, seed, steps, out, device, config.lr),
+                )
                 trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
-                cfg = SFTConfig(model=model_config, data=[str(data[arm.sft])], **_sections(config, seed, steps, out, device, config.lr))
+                cfg = SFTConfig(
+                    model=model_config,
+                    data=[str(data[arm.sft])],
+                    **_sections(config, seed, steps, out, device, config.lr),
+                )
                 trainer = InterleavedSFTTrainer(build_model(model_config), cfg)
             else:
                 sections = _sections(config, seed, steps, out, device, config.grpo_lr)
                 sections["run"].batch_size = config.grpo_batch_size
                 cfg = GRPOConfig(
-                    model=model_config, data=[str(data["grpo"])], num_generations=config.num_generations,
-                    max_new_tokens=config.max_new_tokens, **sections,
+                    model=model_config,
+                    data=[str(data["grpo"])],
+                    num_generations=config.num_generations,
+                    max_new_tokens=config.max_new_tokens,
+                    **sections,
                 )
                 trainer = SpatialGRPOTrainer(build_model(model_config), cfg)
                 # the rollouts follow the arm's policy (BAGEL-RE never calls a tool)

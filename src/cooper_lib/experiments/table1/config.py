@@ -68,8 +68,16 @@ class Table1Config:
 
     def __post_init__(self) -> None:
         for name in (
-            "train_scenes", "grpo_scenes", "test_scenes", "questions_per_scene", "sft_steps",
-            "batch_size", "grpo_batch_size", "max_new_tokens", "eval_batch_size", "map_scenes",
+            "train_scenes",
+            "grpo_scenes",
+            "test_scenes",
+            "questions_per_scene",
+            "sft_steps",
+            "batch_size",
+            "grpo_batch_size",
+            "max_new_tokens",
+            "eval_batch_size",
+            "map_scenes",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -97,8 +105,16 @@ class Table1Config:
     def quick(cls) -> Table1Config:
         """One seed's small run, sized for about 10 minutes on an idle 2-core CPU (see the docs)."""
         return cls(
-            train_scenes=300, grpo_scenes=32, test_scenes=60, stage1_steps=60, sft_steps=180,
-            grpo_steps=4, batch_size=8, grpo_batch_size=2, num_generations=4, map_scenes=16,
+            train_scenes=300,
+            grpo_scenes=32,
+            test_scenes=60,
+            stage1_steps=60,
+            sft_steps=180,
+            grpo_steps=4,
+            batch_size=8,
+            grpo_batch_size=2,
+            num_generations=4,
+            map_scenes=16,
             eval_batch_size=60,
         )
 
@@ -112,9 +128,19 @@ class Table1Config:
         """A seconds-long run for tests: 2 steps a stage, 4 scenes, a 2-layer 32-wide backbone."""
         return cls(
             backbone="tiny:qwen2_vl?hidden_size=32&num_hidden_layers=1",
-            train_scenes=4, grpo_scenes=2, test_scenes=3, questions_per_scene=2, stage1_steps=1,
-            sft_steps=1, grpo_steps=1, batch_size=2, grpo_batch_size=1, num_generations=2,
-            max_new_tokens=4, eval_batch_size=8, map_scenes=2,
+            train_scenes=4,
+            grpo_scenes=2,
+            test_scenes=3,
+            questions_per_scene=2,
+            stage1_steps=1,
+            sft_steps=1,
+            grpo_steps=1,
+            batch_size=2,
+            grpo_batch_size=1,
+            num_generations=2,
+            max_new_tokens=4,
+            eval_batch_size=8,
+            map_scenes=2,
         )
 
     def with_(self, **changes: Any) -> Table1Config:

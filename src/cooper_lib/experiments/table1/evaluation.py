@@ -21,9 +21,9 @@ from cooper_lib.eval.benchmarks import BenchmarkItem
 from cooper_lib.eval.runner import prediction_text, tools_called
 from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
 from cooper_lib.experiments.table1.config import Table1Config
-from cooper_lib.model import SpatialModel
 from cooper_lib.modalities import get_modality
 from cooper_lib.modalities.depth_metrics import depth_metrics
+from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.reasoner import InterleavedReasoner
 from cooper_lib.training.collators import resize_map
 
@@ -50,7 +50,9 @@ def true_map(item: BenchmarkItem, modality: str) -> torch.Tensor:
     return getattr(_scene(int(item.extra["scene_seed"])), _SCENE_MAPS[modality])
 
 
-def _override(condition: str, batch: Sequence[BenchmarkItem], others: Sequence[BenchmarkItem]) -> Callable | None:
+def _override(
+    condition: str, batch: Sequence[BenchmarkItem], others: Sequence[BenchmarkItem]
+) -> Callable | None:
     if condition == "generated":
         return None
     source = batch if condition == "true" else others
@@ -75,7 +77,12 @@ def answer(
         for item, trace in zip(batch, traces, strict=True):
             score = benchmark.score(item, prediction_text(trace))
             records.append(
-                {"id": item.id, "category": item.category, "score": float(score["score"]), "tools": tools_called(trace)}
+                {
+                    "id": item.id,
+                    "category": item.category,
+                    "score": float(score["score"]),
+                    "tools": tools_called(trace),
+                }
             )
     return records
 
@@ -108,11 +115,13 @@ def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Tabl
         out["depth_abs_rel"] = sum(m["abs_rel"] for m in metrics) / len(metrics)
         out["depth_delta1"] = sum(m["delta1"] for m in metrics) / len(metrics)
         seg = model.perceive(images, "segmentation").cpu()
-        gts = torch.stack([resize_map(true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items])
+        gts = torch.stack(
+            [resize_map(true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items]
+        )
         num_classes = model.config.num_classes
-        out["segmentation_miou"] = get_modality("segmentation").map_metrics(seg, gts, num_classes=num_classes)[
-            "segmentation/miou"
-        ]
+        out["segmentation_miou"] = get_modality("segmentation").map_metrics(
+            seg, gts, num_classes=num_classes
+        )["segmentation/miou"]
     return out
 
 
@@ -127,7 +136,9 @@ def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:
     out, totals = {}, {"chance": 0.0, "best_fixed": 0.0}
     for category, items in sorted(by_category.items()):
         candidates = _candidates(items)
-        table = [[float(benchmark.score(item, f"\\boxed{{{c}}}")["score"]) for c in candidates] for item in items]
+        table = [
+            [float(benchmark.score(item, f"\\boxed{{{c}}}")["score"]) for c in candidates] for item in items
+        ]
         valid = [_valid(item, candidates) for item in items]
         chance = sum(
             sum(r for r, ok in zip(row, mask, strict=True) if ok) / sum(mask)
@@ -138,7 +149,11 @@ def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:
         totals["chance"] += chance * len(items)
         totals["best_fixed"] += best * len(items)
     n = len(benchmark.items)
-    out["overall"] = {"n": n, "chance": 100 * totals["chance"] / n, "best_fixed": 100 * totals["best_fixed"] / n}
+    out["overall"] = {
+        "n": n,
+        "chance": 100 * totals["chance"] / n,
+        "best_fixed": 100 * totals["best_fixed"] / n,
+    }
     return out
 
 

@@ -11,9 +11,36 @@ from PIL import Image, ImageDraw
 
 # Two-sided 95 % quantiles of Student's t, t_{0.975}(df) for df = 1..30 (standard tables).
 _T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
 )
 
 
@@ -67,7 +94,9 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Per arm, per seed figures gathered from the arms' ``results.json`` contents."""
     arms: dict[str, dict[str, Any]] = {}
     for res in results:
-        arm = arms.setdefault(res["arm"], {"seeds": [], "acc": {}, "probes": {}, "tools": {}, "maps": {}, "wall": []})
+        arm = arms.setdefault(
+            res["arm"], {"seeds": [], "acc": {}, "probes": {}, "tools": {}, "maps": {}, "wall": []}
+        )
         arm["seeds"].append(res["seed"])
         arm["wall"].append(res["wall_seconds"]["total"])
         for condition, records in res["conditions"].items():
@@ -105,8 +134,13 @@ def markdown(
     for c in categories:
         p = priors[c]
         cells = [_cell(arms[n]["acc"].get(c, [])) for n in names]
-        lines.append(f"| {c} | {p['n']} | {p['chance']:.1f} | {p['best_fixed']:.1f} | " + " | ".join(cells) + " |")
-    lines += ["", "Arms: " + "; ".join(f"`{n}` = {arms_info[n].label} ({arms_info[n].analogue})" for n in names)]
+        lines.append(
+            f"| {c} | {p['n']} | {p['chance']:.1f} | {p['best_fixed']:.1f} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "Arms: " + "; ".join(f"`{n}` = {arms_info[n].label} ({arms_info[n].analogue})" for n in names),
+    ]
     perceiving = [n for n in names if arms[n]["probes"]]
     if perceiving:
         lines += ["", "## Perception use: accuracy (%) with the maps replaced", ""]
@@ -142,7 +176,10 @@ def markdown(
 
 
 def bar_chart(
-    results: Sequence[Mapping[str, Any]], priors: Mapping[str, Mapping[str, float]], path: Path, order: Sequence[str]
+    results: Sequence[Mapping[str, Any]],
+    priors: Mapping[str, Mapping[str, float]],
+    path: Path,
+    order: Sequence[str],
 ) -> Path:
     """Overall accuracy per arm (mean, with the 95 % interval as a whisker) beside the chance and
     best-fixed-answer lines, drawn with PIL (no plotting library needed)."""
@@ -168,7 +205,11 @@ def bar_chart(
         x0 = left + 20 + 90 * i
         draw.rectangle([x0, y(mean), x0 + 50, y(0)], fill=(70, 110, 180))
         if half is not None:
-            draw.line([(x0 + 25, y(min(100, mean + half))), (x0 + 25, y(max(0, mean - half)))], fill="black", width=2)
+            draw.line(
+                [(x0 + 25, y(min(100, mean + half))), (x0 + 25, y(max(0, mean - half)))],
+                fill="black",
+                width=2,
+            )
         draw.text((x0, y(mean) - 14), f"{mean:.1f}", fill="black")
         draw.text((x0 - 5, height - bottom + 8), name, fill="black")
     draw.text((left, 8), "Table 1 (synthetic): overall accuracy per arm", fill="black")

@@ -41,7 +41,13 @@ def _device(device: str | None) -> str:
 
 
 def run_arm(
-    arm_name: str, seed: int, config: Table1Config, out: Path, data: dict[str, Path], device: str, benchmark: Any
+    arm_name: str,
+    seed: int,
+    config: Table1Config,
+    out: Path,
+    data: dict[str, Path],
+    device: str,
+    benchmark: Any,
 ) -> dict[str, Any]:
     """Train (or reuse) and score one arm for one seed; writes ``results.json`` and ``DONE``."""
     from cooper_lib.loading import load_trained_folder
@@ -55,7 +61,9 @@ def run_arm(
     if arm.model_of is not None:
         final = out / f"seed-{seed}" / arm.model_of / "train" / "sft" / "final"
         if not final.exists():
-            final, stage_seconds = train_arm(ARMS[arm.model_of], config, data, seed, out / f"seed-{seed}" / arm.model_of, device)
+            final, stage_seconds = train_arm(
+                ARMS[arm.model_of], config, data, seed, out / f"seed-{seed}" / arm.model_of, device
+            )
     else:
         final, stage_seconds = train_arm(arm, config, data, seed, folder, device)
     trained = time.perf_counter()
@@ -135,6 +143,8 @@ def run_table1(
         "device": device,
     }
     report = out / "report.md"
-    report.write_text(markdown(results, table_priors, {n: ARMS[n] for n in names}, setup) + "\n![chart](table1.png)\n")
+    report.write_text(
+        markdown(results, table_priors, {n: ARMS[n] for n in names}, setup) + "\n![chart](table1.png)\n"
+    )
     bar_chart(results, table_priors, out / "table1.png", names)
     return report
