@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from cooper_lib.experiments.table1 import Table1Config, run_table1
+from cooper_lib.experiments.table1 import Table1Config, run_table1, runner
 from cooper_lib.experiments.table1 import arms as arms_module
-from cooper_lib.experiments.table1 import runner
 
 
 def _refuse(*args, **kwargs):

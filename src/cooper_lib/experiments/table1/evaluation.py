@@ -127,27 +127,29 @@ def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Tabl
 
 def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:
     """Per category (and ``overall``), in percent: ``chance``, the mean score of an answer drawn
-    uniformly from the category's answers (the options, for choice questions), and ``best_fixed``,
-    the best score one answer given to every question of the category reaches (chosen on the test
-    items themselves, so an upper bound of any fixed answer)."""
-    by_category: dict[str, list[BenchmarkItem]] = {}
+    uniformly from the answers of its kind (a choice question's own letters; yes / no; the counts
+    or numbers the category's questions have), and ``best_fixed``, the best score one answer per
+    answer kind reaches on the category (a category mixing yes / no and choice questions gets one
+    of each), chosen on the test items themselves, so no fixed answer does better."""
+    groups: dict[str, dict[str, list[BenchmarkItem]]] = {}
     for item in benchmark.items:
-        by_category.setdefault(item.category, []).append(item)
+        groups.setdefault(item.category, {}).setdefault(item.answer_type, []).append(item)
     out, totals = {}, {"chance": 0.0, "best_fixed": 0.0}
-    for category, items in sorted(by_category.items()):
-        candidates = _candidates(items)
-        table = [
-            [float(benchmark.score(item, f"\\boxed{{{c}}}")["score"]) for c in candidates] for item in items
-        ]
-        valid = [_valid(item, candidates) for item in items]
-        chance = sum(
-            sum(r for r, ok in zip(row, mask, strict=True) if ok) / sum(mask)
-            for row, mask in zip(table, valid, strict=True)
-        ) / len(items)
-        best = max(sum(row[j] for row in table) for j in range(len(candidates))) / len(items)
-        out[category] = {"n": len(items), "chance": 100 * chance, "best_fixed": 100 * best}
-        totals["chance"] += chance * len(items)
-        totals["best_fixed"] += best * len(items)
+    for category, kinds in sorted(groups.items()):
+        chance = best = 0.0
+        for items in kinds.values():
+            candidates = _candidates(items)
+            table = [
+                [float(benchmark.score(item, f"\\boxed{{{c}}}")["score"]) for c in candidates]
+                for item in items
+            ]
+            for row, mask in zip(table, [_valid(item, candidates) for item in items], strict=True):
+                chance += sum(r for r, ok in zip(row, mask, strict=True) if ok) / sum(mask)
+            best += max(sum(row[j] for row in table) for j in range(len(candidates)))
+        n = sum(len(items) for items in kinds.values())
+        out[category] = {"n": n, "chance": 100 * chance / n, "best_fixed": 100 * best / n}
+        totals["chance"] += chance
+        totals["best_fixed"] += best
     n = len(benchmark.items)
     out["overall"] = {
         "n": n,
