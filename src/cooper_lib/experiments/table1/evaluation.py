@@ -170,5 +170,7 @@ def _candidates(items: Sequence[BenchmarkItem]) -> list[str]:
     letters = sorted({chr(ord("A") + k) for item in items for k in range(len(item.choices))})
     if letters:
         return letters
+    if items[0].answer_type == "yes_no":
+        return ["yes", "no"]
     values = sorted({item.answer for item in items}, key=str)
     return [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
