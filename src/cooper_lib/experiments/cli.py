@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table1 = commands.add_parser(
         "table1", help="COOPER's Table 1 in miniature on the synthetic world (resumable)"
     )
-    table1.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    table1.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; 1 with --quick)")
     table1.add_argument("--quick", action="store_true", help="the small CPU preset (Table1Config.quick)")
     table1.add_argument("--out", default="table1", help="experiment folder (default ./table1)")
     table1.add_argument(
@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from cooper_lib.experiments.table1 import Table1Config, run_table1
 
     config = Table1Config.quick() if args.quick else Table1Config.full()
-    report = run_table1(args.out, seeds=args.seeds, config=config, arms=args.arms, device=args.device)
+    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    report = run_table1(args.out, seeds=seeds, config=config, arms=args.arms, device=args.device)
     print(f"report: {report}")
     return 0
