@@ -6,6 +6,7 @@ import pytest
 
 from cooper_lib.experiments.table1 import Table1Config, run_table1, runner
 from cooper_lib.experiments.table1 import arms as arms_module
+from cooper_lib.experiments.table1.evaluation import test_benchmark
 
 
 def _refuse(*args, **kwargs):
@@ -20,8 +21,10 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())
     assert set(pe["conditions"]) == {"main", "other_scene", "true"} and set(qa["conditions"]) == {"main"}
-    n = len(json.loads((tmp_path / "results.json").read_text())["results"][0]["conditions"]["main"])
-    assert n == config.test_scenes * config.questions_per_scene or n > 0
+    # every arm answered every question of the held-out benchmark
+    questions = {item.id for item in test_benchmark(config).items}
+    for result in json.loads((tmp_path / "results.json").read_text())["results"]:
+        assert {r["id"] for r in result["conditions"]["main"]} == questions
     # every question of the perceive-first arm called both tools; the QA arm none
     assert all(r["tools"] == ["depth", "segmentation"] for r in pe["conditions"]["main"])
     assert not any(r["tools"] for r in qa["conditions"]["main"])
