@@ -6,7 +6,7 @@ import pytest
 
 from cooper_lib.experiments.table1 import Table1Config, run_table1, runner
 from cooper_lib.experiments.table1 import arms as arms_module
-from cooper_lib.experiments.table1.evaluation import test_benchmark
+from cooper_lib.experiments.table1.evaluation import held_out_benchmark
 
 
 def _refuse(*args, **kwargs):
@@ -22,7 +22,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())
     assert set(pe["conditions"]) == {"main", "other_scene", "true"} and set(qa["conditions"]) == {"main"}
     # every arm answered every question of the held-out benchmark
-    questions = {item.id for item in test_benchmark(config).items}
+    questions = {item.id for item in held_out_benchmark(config).items}
     for result in json.loads((tmp_path / "results.json").read_text())["results"]:
         assert {r["id"] for r in result["conditions"]["main"]} == questions
     # every question of the perceive-first arm called both tools; the QA arm none

@@ -33,7 +33,7 @@ CONDITIONS = ("generated", "other_scene", "true")
 _SCENE_MAPS = {"depth": "depth", "segmentation": "semantic"}
 
 
-def test_benchmark(config: Table1Config) -> SyntheticBenchmark:
+def held_out_benchmark(config: Table1Config) -> SyntheticBenchmark:
     """The held-out benchmark: ``test_scenes`` test-split scenes, short answers."""
     return load_synthetic(
         n=config.test_scenes, seed=0, questions_per_scene=config.questions_per_scene, answer_style="short"

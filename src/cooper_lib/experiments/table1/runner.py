@@ -22,7 +22,7 @@ from typing import Any
 from cooper_lib.experiments.table1.arms import ARMS, train_arm
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.experiments.table1.data import prepare_data
-from cooper_lib.experiments.table1.evaluation import answer, map_quality, priors, test_benchmark
+from cooper_lib.experiments.table1.evaluation import answer, map_quality, priors, held_out_benchmark
 from cooper_lib.experiments.table1.report import bar_chart, markdown
 
 DONE = "DONE"
@@ -124,7 +124,7 @@ def run_table1(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     data = prepare_data(out, config)
-    benchmark = test_benchmark(config)
+    benchmark = held_out_benchmark(config)
     results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
     table_priors = priors(benchmark)
     (out / "results.json").write_text(json.dumps({"priors": table_priors, "results": results}))
