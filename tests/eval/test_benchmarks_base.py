@@ -59,7 +59,7 @@ def test_aggregate_overall_categories_and_failures():
     assert partial["n"] == 2 and partial["n_items"] == 4
 
 
-def held_out_benchmark_validation():
+def test_benchmark_validation():
     with pytest.raises(ValueError, match="at least one item"):
         Benchmark("toy", [])
     with pytest.raises(ValueError, match="more than once"):

@@ -22,7 +22,7 @@ from typing import Any
 from cooper_lib.experiments.table1.arms import ARMS, train_arm
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.experiments.table1.data import prepare_data
-from cooper_lib.experiments.table1.evaluation import answer, map_quality, priors, held_out_benchmark
+from cooper_lib.experiments.table1.evaluation import answer, held_out_benchmark, map_quality, priors
 from cooper_lib.experiments.table1.report import bar_chart, markdown
 
 DONE = "DONE"
