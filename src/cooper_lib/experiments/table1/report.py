@@ -185,7 +185,7 @@ def bar_chart(
     best-fixed-answer lines, drawn with PIL (no plotting library needed)."""
     arms = summarize(results)
     names = [n for n in order if n in arms]
-    width, height, left, bottom, top = 120 + 90 * len(names), 360, 60, 60, 30
+    width, height, left, bottom, top = max(420, 120 + 90 * len(names)), 360, 60, 60, 30
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     plot_h = height - bottom - top
