@@ -27,6 +27,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
         assert {r["id"] for r in result["conditions"]["main"]} == questions
     # every question of the perceive-first arm called both tools; the QA arm none
     assert all(r["tools"] == ["depth", "segmentation"] for r in pe["conditions"]["main"])
+    assert all(isinstance(r["prediction"], str) for r in qa["conditions"]["main"])
     assert not any(r["tools"] for r in qa["conditions"]["main"])
     assert set(pe["map_quality"]) == {"depth_abs_rel", "depth_delta1", "segmentation_miou"}
 

@@ -80,6 +80,7 @@ def answer(
                 {
                     "id": item.id,
                     "category": item.category,
+                    "prediction": prediction_text(trace),
                     "score": float(score["score"]),
                     "tools": tools_called(trace),
                 }
