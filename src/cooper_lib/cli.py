@@ -26,6 +26,7 @@ COMMANDS = {
     "data": ("cooper_lib.data.cli", "make and inspect datasets"),
     "train": ("cooper_lib.training.cli", "train a SpatialModel: stage1, sft or grpo"),
     "eval": ("cooper_lib.eval.cli", "evaluate models on spatial benchmarks and report runs"),
+    "experiment": ("cooper_lib.experiments.cli", "run a controlled experiment"),
 }
 #: Errors that are the user's to fix: printed as one line, not a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -125,6 +125,10 @@ class InterleavedReasoner:
         logits_processors: transformers `LogitsProcessor`s applied before sampling.
         stream: called with a `StreamEvent` for each text piece, map and inserted image.
         return_inputs: keep each rollout's whole context as model inputs in its trace.
+        map_override: called as ``map_override(modality, row, generated)`` with each map the head
+            generates (row: the rollout's index in `run_batch`); a tensor it returns is shown to
+            the model instead (same kind of map: depth in metres, class ids, ...), None keeps the
+            generated map. Experiments use it to swap in true maps or another scene's maps.
 
     Example:
         >>> from cooper_lib import InterleavedReasoner, load_trained_folder
@@ -157,6 +161,7 @@ class InterleavedReasoner:
         logits_processors: Sequence[Any] = (),
         stream: Callable[[StreamEvent], None] | None = None,
         return_inputs: bool = False,
+        map_override: Callable[[str, int, torch.Tensor], torch.Tensor | None] | None = None,
     ) -> None:
         if not isinstance(model, SpatialModel):
             raise TypeError(f"model: expected a SpatialModel (add_spatial_heads), got {type(model).__name__}")
@@ -214,6 +219,7 @@ class InterleavedReasoner:
         self.logits_processors = tuple(logits_processors)
         self.stream = stream
         self.return_inputs = return_inputs
+        self.map_override = map_override
         self.close_ids = {
             name: self.tokenizer.convert_tokens_to_ids(self.format.tools[name][1]) for name in self.tools
         }
@@ -415,6 +421,9 @@ class InterleavedReasoner:
         maps = self.model.perceive_hidden(states, modality, **self.perceive_options.get(modality, {})).cpu()
         share = (time.perf_counter() - tick) / len(group)
         for r, value in zip(group, maps, strict=True):
+            if self.map_override is not None:
+                replaced = self.map_override(modality, r.row, value)
+                value = value if replaced is None else replaced
             r.step.map = value
             r.step.seconds += share
             self._emit(r, "map", modality=modality, map=value)

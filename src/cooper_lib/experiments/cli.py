@@ -1,0 +1,33 @@
+"""`cooper-lib experiment table1`: the miniature of COOPER's Table 1 (`run_table1`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``experiment`` and its ``table1`` subcommand."""
+    parser = subparsers.add_parser("experiment", help="run a controlled experiment")
+    commands = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    table1 = commands.add_parser(
+        "table1", help="COOPER's Table 1 in miniature on the synthetic world (resumable)"
+    )
+    table1.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; 1 with --quick)")
+    table1.add_argument("--quick", action="store_true", help="the small CPU preset (Table1Config.quick)")
+    table1.add_argument("--out", default="table1", help="experiment folder (default ./table1)")
+    table1.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
+    )
+    table1.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default all)")
+    table1.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `run_table1` with the preset the flags name and print the report's path."""
+    from cooper_lib.experiments.table1 import Table1Config, run_table1
+
+    config = Table1Config.quick() if args.quick else Table1Config.full()
+    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    report = run_table1(args.out, seeds=seeds, config=config, arms=args.arms, device=args.device)
+    print(f"report: {report}")
+    return 0

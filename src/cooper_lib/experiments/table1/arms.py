@@ -1,0 +1,192 @@
+"""The six arms of the experiment and how each is trained, stage by stage, from the shared data.
+
+| arm | COOPER analogue | training | answered with |
+| --- | --- | --- | --- |
+| ``qa_only`` | the base model's fine-tune | SFT on direct answers | text only |
+| ``amg_qa`` | COOPER-AMG | stage 1, then SFT on direct answers | text only |
+| ``bagel_re`` | BAGEL-RE | SFT on direct answers, then GRPO without tools | text only |
+| ``bagel_pe`` | BAGEL-PE | stage 1, then SFT on depth-then-segmentation traces | perceive first |
+| ``cooper`` | COOPER | stage 1, then interleaved SFT, then GRPO with the CPR reward | adaptive |
+| ``true_maps`` | upper bound | the ``bagel_pe`` model | perceive first, true maps shown |
+
+Arms without stage 1 spend its steps on SFT, so every arm takes the same supervised budget.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cooper_lib.experiments.table1.config import Table1Config
+from cooper_lib.loading import TRAINABLE_NAME
+from cooper_lib.reasoning.policy import get_policy
+from cooper_lib.training.config import (
+    GRPOConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SFTConfig,
+    Stage1Config,
+)
+from cooper_lib.training.grpo import SpatialGRPOTrainer
+from cooper_lib.training.sft import InterleavedSFTTrainer
+from cooper_lib.training.stage1 import Stage1Trainer
+from cooper_lib.training.weights import build_model, seeded_backbone
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: its training recipe and how it answers.
+
+    Attributes:
+        name: folder and table key.
+        label: what the arm is, for the report.
+        analogue: its row in COOPER's Table 1.
+        stage1: train AMG first.
+        sft: the SFT set: ``"qa"`` (direct answers), ``"perceive_first"`` or ``"interleaved"``.
+        grpo: finish with GRPO (CPR reward); ``policy`` is the rollouts' policy.
+        policy: the reasoner's policy at evaluation (and in GRPO rollouts).
+        maps: ``"generated"``, or ``"true"`` (every map shown is the true one).
+        model_of: another arm whose trained model this arm evaluates (None: its own).
+    """
+
+    name: str
+    label: str
+    analogue: str
+    stage1: bool = False
+    sft: str = "qa"
+    grpo: bool = False
+    policy: str = "text_only"
+    maps: str = "generated"
+    model_of: str | None = None
+
+    @property
+    def perceives(self) -> bool:
+        """Whether the arm's answers go through generated maps (the perception-use probes apply)."""
+        return self.policy != "text_only" and self.maps == "generated"
+
+
+ARMS: dict[str, Arm] = {
+    arm.name: arm
+    for arm in (
+        Arm("qa_only", "QA-only SFT, direct answers", "base model fine-tune"),
+        Arm("amg_qa", "AMG (stage 1), then QA SFT", "COOPER-AMG", stage1=True),
+        Arm("bagel_re", "text-only SFT + GRPO", "BAGEL-RE", grpo=True),
+        Arm(
+            "bagel_pe",
+            "AMG + fixed depth, segmentation, answer",
+            "BAGEL-PE",
+            stage1=True,
+            sft="perceive_first",
+            policy="perceive_first",
+        ),
+        Arm(
+            "cooper",
+            "AMG + interleaved SFT + GRPO (CPR)",
+            "COOPER",
+            stage1=True,
+            sft="interleaved",
+            grpo=True,
+            policy="adaptive",
+        ),
+        Arm(
+            "true_maps",
+            "true maps given as input",
+            "upper bound",
+            policy="perceive_first",
+            maps="true",
+            model_of="bagel_pe",
+        ),
+    )
+}
+
+
+def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: str, lr: float) -> dict:
+    """The model / optim / run sections every stage shares."""
+    return {
+        "optim": OptimConfig(lr=lr, scheduler="cosine", warmup_steps=max(1, steps // 10), weight_decay=0.0),
+        "run": RunConfig(
+            output_dir=str(out),
+            seed=seed,
+            max_steps=steps,
+            batch_size=config.batch_size,
+            cpu=device == "cpu",
+            ema_decay=None,
+            save_every=0,
+            keep_checkpoints=1,
+            log_every=max(1, steps // 5),
+            progress_bar=False,
+            tensorboard=False,
+        ),
+    }
+
+
+def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> ModelConfig:
+    model = ModelConfig(
+        backbone=config.backbone,
+        dtype=config.dtype,
+        spatial=dict(config.spatial),
+        llm="full",
+        freeze_vision=False,
+        init_from=str(init_from) if init_from is not None else None,
+    )
+    model.backbone = seeded_backbone(model, seed)
+    return model
+
+
+def train_arm(
+    arm: Arm, config: Table1Config, data: dict[str, Path], seed: int, folder: Path, device: str
+) -> tuple[Path, dict[str, float]]:
+    """Train `arm` for `seed` under ``folder / "train"``; returns its final model folder and the
+    wall seconds of each stage. A stage whose final folder exists is not run again (resume)."""
+    from accelerate.utils import set_seed
+
+    train = Path(folder) / "train"
+    seconds: dict[str, float] = {}
+    current: Path | None = None
+    sft_steps = config.sft_steps if arm.stage1 else config.supervised_steps
+    stages: list[tuple[str, int]] = (
+        [("stage1", config.stage1_steps)] if arm.stage1 and config.stage1_steps else []
+    )
+    stages.append(("sft", sft_steps))
+    if arm.grpo and config.grpo_steps:
+        stages.append(("grpo", config.grpo_steps))
+    for stage, steps in stages:
+        out = train / stage
+        final = out / "final"
+        if not (final / TRAINABLE_NAME).exists():
+            tick = time.perf_counter()
+            set_seed(seed)
+            model_config = _model_config(config, seed, current)
+            if stage == "stage1":
+                cfg = Stage1Config(
+                    model=model_config,
+                    data=[str(data["stage1"])],
+                    **_sections(config, seed, steps, out, device, config.lr),
+                )
+                trainer = Stage1Trainer(build_model(model_config), cfg)
+            elif stage == "sft":
+                cfg = SFTConfig(
+                    model=model_config,
+                    data=[str(data[arm.sft])],
+                    **_sections(config, seed, steps, out, device, config.lr),
+                )
+                trainer = InterleavedSFTTrainer(build_model(model_config), cfg)
+            else:
+                sections = _sections(config, seed, steps, out, device, config.grpo_lr)
+                sections["run"].batch_size = config.grpo_batch_size
+                cfg = GRPOConfig(
+                    model=model_config,
+                    data=[str(data["grpo"])],
+                    num_generations=config.num_generations,
+                    max_new_tokens=config.max_new_tokens,
+                    **sections,
+                )
+                trainer = SpatialGRPOTrainer(build_model(model_config), cfg)
+                # the rollouts follow the arm's policy (BAGEL-RE never calls a tool)
+                trainer.reasoner.policy = trainer.greedy.policy = get_policy(arm.policy)
+            final = trainer.train().final_dir
+            seconds[stage] = time.perf_counter() - tick
+        current = final
+    return current, seconds

@@ -1,0 +1,158 @@
+"""`Table1Config`: the experiment's model, data and budget, with the `quick`, `full` and `micro` presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cooper_lib.serialization import to_dict
+
+#: The full run's model: a 4-layer, 256-wide tiny Qwen2-VL whose 64 x 64 images become 16 visual
+#: tokens (patch 8, 2 x 2 merge) through a 64-wide vision tower that trains.
+EXPERIMENT_BACKBONE = (
+    "tiny:qwen2_vl?hidden_size=256&num_hidden_layers=4&image_size=64&patch_size=8&vision_hidden_size=64"
+)
+
+#: The quick (CPU) run's model: 2 layers, 128 wide, the same 16 visual tokens. On the shared 2-core
+#: VM it trained about 5x faster per step than `EXPERIMENT_BACKBONE` (benchmarks/RESULTS.md).
+QUICK_BACKBONE = (
+    "tiny:qwen2_vl?hidden_size=128&num_hidden_layers=2&image_size=64&patch_size=8&vision_hidden_size=64"
+)
+
+#: Perception heads of every arm (the synthetic world's 7 classes, a 2 x 2 query grid, 16 x 16 maps).
+EXPERIMENT_SPATIAL: dict[str, Any] = {
+    "modalities": ["depth", "segmentation"],
+    "num_classes": 7,
+    "query_grid": [2, 2],
+    "output_size": [16, 16],
+    "head_width": 32,
+}
+
+
+@dataclass
+class Table1Config:
+    """What every arm shares: backbone, data, optimiser and budget (stated in the report).
+
+    Attributes:
+        backbone: tiny spec (its weights are seeded by the run seed) or a hub id.
+        spatial: `add_spatial_heads` keyword arguments.
+        train_scenes: scenes of the SFT and stage-1 training sets (train split, data seed 0).
+        grpo_scenes: scenes of the GRPO question set (train split, data seed 1).
+        test_scenes: held-out scenes of the benchmark (test split).
+        questions_per_scene: questions asked per scene (training and test).
+        stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
+            ``stage1_steps + sft_steps`` supervised steps.
+        sft_steps: SFT steps after stage 1.
+        grpo_steps: GRPO steps of the GRPO arms (BAGEL-RE and COOPER), on top of the above.
+        batch_size: records per supervised step.
+        lr: peak learning rate of the supervised stages (cosine, 10 % warm-up).
+        grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
+        tool_ratio: share of tool-using traces in COOPER's interleaved SFT data.
+        max_new_tokens: per-turn token budget at evaluation and in GRPO rollouts.
+        eval_batch_size: questions per reasoner batch at evaluation.
+        map_scenes: test scenes whose generated maps are scored (AbsRel, delta1, mIoU).
+        dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
+    """
+
+    backbone: str = EXPERIMENT_BACKBONE
+    spatial: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SPATIAL))
+    train_scenes: int = 2000
+    grpo_scenes: int = 200
+    test_scenes: int = 300
+    questions_per_scene: int = 4
+    stage1_steps: int = 200
+    sft_steps: int = 800
+    grpo_steps: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    grpo_lr: float = 1e-5
+    grpo_batch_size: int = 4
+    num_generations: int = 4
+    tool_ratio: float = 0.75
+    max_new_tokens: int = 40
+    eval_batch_size: int = 64
+    map_scenes: int = 64
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "train_scenes",
+            "grpo_scenes",
+            "test_scenes",
+            "questions_per_scene",
+            "sft_steps",
+            "batch_size",
+            "grpo_batch_size",
+            "max_new_tokens",
+            "eval_batch_size",
+            "map_scenes",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        for name in ("stage1_steps", "grpo_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations: expected at least 2, got {self.num_generations}")
+        if not 0.0 <= self.tool_ratio <= 1.0:
+            raise ValueError(f"tool_ratio: expected a value in [0, 1], got {self.tool_ratio}")
+        if self.lr <= 0 or self.grpo_lr <= 0:
+            raise ValueError(f"lr, grpo_lr: expected positive rates, got {self.lr}, {self.grpo_lr}")
+
+    @property
+    def supervised_steps(self) -> int:
+        """Supervised optimiser steps every arm takes (stage 1 + SFT, or SFT alone)."""
+        return self.stage1_steps + self.sft_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def quick(cls) -> Table1Config:
+        """One seed's small run, sized for about 10 minutes on an idle 2-core CPU (see the docs)."""
+        return cls(
+            backbone=QUICK_BACKBONE,
+            lr=2e-3,
+            train_scenes=300,
+            grpo_scenes=32,
+            test_scenes=50,
+            stage1_steps=60,
+            sft_steps=240,
+            grpo_steps=4,
+            batch_size=8,
+            grpo_batch_size=2,
+            num_generations=4,
+            map_scenes=16,
+            eval_batch_size=50,
+        )
+
+    @classmethod
+    def full(cls) -> Table1Config:
+        """The default (three-seed) run; sized for one GPU."""
+        return cls()
+
+    @classmethod
+    def micro(cls) -> Table1Config:
+        """A seconds-long run for tests: 2 steps a stage, 4 scenes, a 2-layer 32-wide backbone."""
+        return cls(
+            backbone="tiny:qwen2_vl?hidden_size=32&num_hidden_layers=1",
+            train_scenes=4,
+            grpo_scenes=2,
+            test_scenes=3,
+            questions_per_scene=2,
+            stage1_steps=1,
+            sft_steps=1,
+            grpo_steps=1,
+            batch_size=2,
+            grpo_batch_size=1,
+            num_generations=2,
+            max_new_tokens=4,
+            eval_batch_size=8,
+            map_scenes=2,
+        )
+
+    def with_(self, **changes: Any) -> Table1Config:
+        """A copy with `changes` applied (and validated)."""
+        return replace(self, **changes)

@@ -1,0 +1,88 @@
+"""The experiment's data, written once under ``OUT/data`` and shared by every arm and seed.
+
+- ``stage1``: a depth and a segmentation record per training scene (AMG);
+- ``qa``: the same training scenes' questions answered directly, ``<answer>\\boxed{X}</answer>``
+  (`answer_style="short"`, no tool calls); ``qa/perceive_first.jsonl`` holds the same questions
+  with depth, then segmentation, called before the answer (the BAGEL-PE traces);
+- ``interleaved``: the same scenes and questions with COOPER's adaptive tool calls (``tool_ratio``);
+- ``grpo``: questions on other training scenes for the GRPO arms.
+
+Every set draws from the train split; the benchmark's scenes come from the test split, so none is
+a training scene (`cooper_lib.data.synthetic.scene_seed`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cooper_lib.data.synthetic import write_dataset
+from cooper_lib.data.turns import TurnFormat
+from cooper_lib.experiments.table1.config import Table1Config
+
+#: The order BAGEL-PE's fixed plan calls its tools in (`PerceiveFirstPolicy`'s default).
+PERCEIVE_ORDER = ("depth", "segmentation")
+PE_FILE = "perceive_first.jsonl"
+
+_TARGETS = {"depth": "depth", "segmentation": "semantic"}
+
+
+def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
+    """Write (or reuse) the datasets under ``out / "data"``; returns the JSONL file of each set."""
+    root = Path(out) / "data"
+    sets: dict[str, dict[str, Any]] = {
+        "stage1": {"n": config.train_scenes, "seed": 0, "stage": "stage1"},
+        "qa": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": 0.0},
+        "interleaved": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": config.tool_ratio},
+        "grpo": {"n": config.grpo_scenes, "seed": 1, "stage": "grpo"},
+    }
+    files = {}
+    for name, options in sets.items():
+        folder = root / name
+        if not (folder / "manifest.json").exists():
+            write_dataset(
+                folder,
+                questions_per_scene=config.questions_per_scene,
+                answer_style="short",
+                overwrite=folder.exists(),
+                **options,
+            )
+        files[name] = folder / "records.jsonl"
+    pe = root / "qa" / PE_FILE
+    if not pe.exists():
+        write_perceive_first(files["qa"], pe)
+    files["perceive_first"] = pe
+    return files
+
+
+def write_perceive_first(source: Path, dest: Path) -> int:
+    """Rewrite direct-answer SFT rows as BAGEL-PE traces: the same question and answer, preceded by
+    a depth call, its map and the reflection prompt, then the same for segmentation.
+
+    The calls are what `PerceiveFirstPolicy` writes itself at inference, so they carry no loss;
+    the answer turn and the heads (on the true maps) are trained."""
+    fmt = TurnFormat.default()
+    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    lines = []
+    for row in rows:
+        name = row["id"].split("-")[0]
+        *head, answer = row["items"]
+        body = []
+        for modality in PERCEIVE_ORDER:
+            body += [
+                {"type": "text", "value": fmt.tool_call(modality), "need_loss": False, "role": "assistant"},
+                {
+                    "type": "image",
+                    "value": f"maps/{name}_{modality}.png",
+                    "role": "tool",
+                    "modality": modality,
+                    "target": f"{_TARGETS[modality]}/{name}.png",
+                },
+                {"type": "text", "value": fmt.reflection(modality), "role": "tool"},
+            ]
+        lines.append(json.dumps({**row, "items": [*head, *body, answer]}))
+    tmp = dest.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(dest)
+    return len(lines)

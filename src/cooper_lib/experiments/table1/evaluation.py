@@ -1,0 +1,177 @@
+"""Scoring an arm: answers under each map condition, the priors of the benchmark, map quality.
+
+Map conditions (``map_override`` of `InterleavedReasoner`):
+
+- ``generated``: the maps the model's heads generate (the arm as it is);
+- ``other_scene``: every map replaced by the true map of another test scene (the scene of the
+  question half the benchmark away), the probe of whether answers depend on the map at all;
+- ``true``: every map replaced by the scene's true map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from cooper_lib.data.synthetic import SceneConfig, render_scene
+from cooper_lib.eval.benchmarks import BenchmarkItem
+from cooper_lib.eval.runner import prediction_text, tools_called
+from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
+from cooper_lib.experiments.table1.config import Table1Config
+from cooper_lib.modalities import get_modality
+from cooper_lib.modalities.depth_metrics import depth_metrics
+from cooper_lib.model import SpatialModel
+from cooper_lib.reasoning.reasoner import InterleavedReasoner
+from cooper_lib.training.collators import resize_map
+
+CONDITIONS = ("generated", "other_scene", "true")
+
+#: Test scenes use the default `SceneConfig` (64 x 64), as `load_synthetic` renders them.
+_SCENE_MAPS = {"depth": "depth", "segmentation": "semantic"}
+
+
+def held_out_benchmark(config: Table1Config) -> SyntheticBenchmark:
+    """The held-out benchmark: ``test_scenes`` test-split scenes, short answers."""
+    return load_synthetic(
+        n=config.test_scenes, seed=0, questions_per_scene=config.questions_per_scene, answer_style="short"
+    )
+
+
+@lru_cache(maxsize=512)
+def _scene(seed: int):
+    return render_scene(seed, SceneConfig())
+
+
+def true_map(item: BenchmarkItem, modality: str) -> torch.Tensor:
+    """The true map of `item`'s scene (depth in metres, class ids)."""
+    return getattr(_scene(int(item.extra["scene_seed"])), _SCENE_MAPS[modality])
+
+
+def _override(
+    condition: str, batch: Sequence[BenchmarkItem], others: Sequence[BenchmarkItem]
+) -> Callable | None:
+    if condition == "generated":
+        return None
+    source = batch if condition == "true" else others
+    return lambda modality, row, generated: true_map(source[row], modality)
+
+
+def answer(
+    model: SpatialModel, benchmark: SyntheticBenchmark, config: Table1Config, policy: str, condition: str
+) -> list[dict[str, Any]]:
+    """Per-item records (id, category, score, tools) of the model answering every question."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition: expected one of {CONDITIONS}, got {condition!r}")
+    items = list(benchmark.items)
+    half = len(items) // 2
+    other = _other_scene_items(items, half)
+    reasoner = InterleavedReasoner(model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens)
+    records = []
+    for start in range(0, len(items), config.eval_batch_size):
+        batch = items[start : start + config.eval_batch_size]
+        reasoner.map_override = _override(condition, batch, other[start : start + len(batch)])
+        traces = reasoner.run_batch([item.load_image() for item in batch], [item.question for item in batch])
+        for item, trace in zip(batch, traces, strict=True):
+            score = benchmark.score(item, prediction_text(trace))
+            records.append(
+                {
+                    "id": item.id,
+                    "category": item.category,
+                    "prediction": prediction_text(trace),
+                    "score": float(score["score"]),
+                    "tools": tools_called(trace),
+                }
+            )
+    return records
+
+
+def _other_scene_items(items: list[BenchmarkItem], shift: int) -> list[BenchmarkItem]:
+    """For item i, the first item from `shift` on (cyclically) whose scene differs from i's."""
+    out = []
+    for i, item in enumerate(items):
+        for k in range(len(items)):
+            candidate = items[(i + max(shift, 1) + k) % len(items)]
+            if candidate.extra["scene_seed"] != item.extra["scene_seed"]:
+                break
+        out.append(candidate)
+    return out
+
+
+def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Table1Config) -> dict[str, float]:
+    """Depth AbsRel and delta1, segmentation mIoU of the maps the heads generate for the first
+    ``map_scenes`` test scenes (targets resized, nearest, to the heads' output size)."""
+    seen: dict[int, BenchmarkItem] = {}
+    for item in benchmark.items:
+        seen.setdefault(int(item.extra["scene_seed"]), item)
+    items = list(seen.values())[: config.map_scenes]
+    images = [item.load_image() for item in items]
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        depth = model.perceive(images, "depth").float().cpu()
+        gts = torch.stack([resize_map(true_map(item, "depth"), tuple(depth.shape[-2:])) for item in items])
+        metrics = [depth_metrics(p, g, g > 0) for p, g in zip(depth, gts, strict=True)]
+        out["depth_abs_rel"] = sum(m["abs_rel"] for m in metrics) / len(metrics)
+        out["depth_delta1"] = sum(m["delta1"] for m in metrics) / len(metrics)
+        seg = model.perceive(images, "segmentation").cpu()
+        gts = torch.stack(
+            [resize_map(true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items]
+        )
+        num_classes = model.config.num_classes
+        out["segmentation_miou"] = get_modality("segmentation").map_metrics(
+            seg, gts, num_classes=num_classes
+        )["segmentation/miou"]
+    return out
+
+
+def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:
+    """Per category (and ``overall``), in percent: ``chance``, the mean score of an answer drawn
+    uniformly from the answers of its kind (a choice question's own letters; yes / no; the counts
+    or numbers the category's questions have), and ``best_fixed``, the best score one answer per
+    answer kind reaches on the category (a category mixing yes / no and choice questions gets one
+    of each), chosen on the test items themselves, so no fixed answer does better."""
+    groups: dict[str, dict[str, list[BenchmarkItem]]] = {}
+    for item in benchmark.items:
+        groups.setdefault(item.category, {}).setdefault(item.answer_type, []).append(item)
+    out, totals = {}, {"chance": 0.0, "best_fixed": 0.0}
+    for category, kinds in sorted(groups.items()):
+        chance = best = 0.0
+        for items in kinds.values():
+            candidates = _candidates(items)
+            table = [
+                [float(benchmark.score(item, f"\\boxed{{{c}}}")["score"]) for c in candidates]
+                for item in items
+            ]
+            for row, mask in zip(table, [_valid(item, candidates) for item in items], strict=True):
+                chance += sum(r for r, ok in zip(row, mask, strict=True) if ok) / sum(mask)
+            best += max(sum(row[j] for row in table) for j in range(len(candidates)))
+        n = sum(len(items) for items in kinds.values())
+        out[category] = {"n": n, "chance": 100 * chance / n, "best_fixed": 100 * best / n}
+        totals["chance"] += chance
+        totals["best_fixed"] += best
+    n = len(benchmark.items)
+    out["overall"] = {
+        "n": n,
+        "chance": 100 * totals["chance"] / n,
+        "best_fixed": 100 * totals["best_fixed"] / n,
+    }
+    return out
+
+
+def _valid(item: BenchmarkItem, candidates: Sequence[str]) -> list[bool]:
+    """Which candidates a question offers (a choice question's own letters; any other answer)."""
+    if item.choices:
+        return [ord(c) - ord("A") < len(item.choices) for c in candidates]
+    return [True] * len(candidates)
+
+
+def _candidates(items: Sequence[BenchmarkItem]) -> list[str]:
+    letters = sorted({chr(ord("A") + k) for item in items for k in range(len(item.choices))})
+    if letters:
+        return letters
+    if items[0].answer_type == "yes_no":
+        return ["yes", "no"]
+    values = sorted({item.answer for item in items}, key=str)
+    return [f"{v:g}" if isinstance(v, float) else str(v) for v in values]

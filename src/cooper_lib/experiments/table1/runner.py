@@ -1,0 +1,150 @@
+"""`run_table1`: train and score every arm for every seed, resumably, then write the report.
+
+Layout of ``out``::
+
+    data/                      the shared datasets (`prepare_data`)
+    seed-<s>/<arm>/train/      the arm's stage folders (``final/`` models)
+    seed-<s>/<arm>/results.json, DONE
+    report.md, table1.png, results.json (every arm and seed)
+
+A rerun skips every arm and seed whose ``DONE`` marker exists, and every stage whose final model
+exists, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cooper_lib.experiments.table1.arms import ARMS, train_arm
+from cooper_lib.experiments.table1.config import Table1Config
+from cooper_lib.experiments.table1.data import prepare_data
+from cooper_lib.experiments.table1.evaluation import answer, held_out_benchmark, map_quality, priors
+from cooper_lib.experiments.table1.report import bar_chart, markdown
+
+DONE = "DONE"
+
+
+def _device(device: str | None) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for, but torch sees no CUDA device")
+    return device
+
+
+def run_arm(
+    arm_name: str,
+    seed: int,
+    config: Table1Config,
+    out: Path,
+    data: dict[str, Path],
+    device: str,
+    benchmark: Any,
+) -> dict[str, Any]:
+    """Train (or reuse) and score one arm for one seed; writes ``results.json`` and ``DONE``."""
+    from cooper_lib.loading import load_trained_folder
+
+    arm = ARMS[arm_name]
+    folder = out / f"seed-{seed}" / arm_name
+    if (folder / DONE).exists():
+        return json.loads((folder / "results.json").read_text())
+    tick = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    if arm.model_of is not None:
+        final = out / f"seed-{seed}" / arm.model_of / "train" / "sft" / "final"
+        if not final.exists():
+            final, stage_seconds = train_arm(
+                ARMS[arm.model_of], config, data, seed, out / f"seed-{seed}" / arm.model_of, device
+            )
+    else:
+        final, stage_seconds = train_arm(arm, config, data, seed, folder, device)
+    trained = time.perf_counter()
+    model = load_trained_folder(final).to(device).eval()
+    conditions = {"main": answer(model, benchmark, config, arm.policy, arm.maps)}
+    if arm.perceives:
+        for condition in ("other_scene", "true"):
+            conditions[condition] = answer(model, benchmark, config, arm.policy, condition)
+    result = {
+        "arm": arm_name,
+        "seed": seed,
+        "model": str(final),
+        "conditions": conditions,
+        "map_quality": map_quality(model, benchmark, config),
+        "wall_seconds": {
+            "train": trained - tick,
+            "stages": stage_seconds,
+            "eval": time.perf_counter() - trained,
+            "total": time.perf_counter() - tick,
+        },
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(result))
+    (folder / DONE).write_text("")
+    return result
+
+
+def run_table1(
+    out: str | Path = "table1",
+    *,
+    seeds: int | Sequence[int] = 3,
+    config: Table1Config | None = None,
+    arms: Sequence[str] | None = None,
+    device: str | None = None,
+) -> Path:
+    """Run the experiment (resumable) and write ``out/report.md`` and ``out/table1.png``.
+
+    Args:
+        out: the experiment folder.
+        seeds: a number of seeds (0, 1, ...) or the seeds themselves.
+        config: sizes and budget (default `Table1Config()`; `Table1Config.quick()` for a CPU).
+        arms: arm names (default all of `ARMS`, in their order).
+        device: ``"cpu"`` or ``"cuda"`` (default: cuda when available).
+
+    Returns:
+        The report's path.
+    """
+    config = config or Table1Config()
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError(f"seeds: expected at least one seed, got {seeds!r}")
+    names = list(ARMS) if arms is None else list(arms)
+    unknown = [n for n in names if n not in ARMS]
+    if unknown:
+        raise ValueError(f"arms: expected names from {list(ARMS)}, got unknown {unknown}")
+    device = _device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    data = prepare_data(out, config)
+    benchmark = held_out_benchmark(config)
+    results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
+    table_priors = priors(benchmark)
+    (out / "results.json").write_text(json.dumps({"priors": table_priors, "results": results}))
+    setup = {
+        "backbone": f"`{config.backbone}`, heads `{json.dumps(config.spatial)}`, vision tower and LLM trained",
+        "data": (
+            f"{config.train_scenes} training scenes x {config.questions_per_scene} questions (short answers); "
+            f"{config.grpo_scenes} GRPO scenes; {config.test_scenes} held-out test scenes ({len(benchmark.items)} questions)"
+        ),
+        "budget": (
+            f"{config.supervised_steps} supervised steps per arm (stage 1: {config.stage1_steps} + SFT: "
+            f"{config.sft_steps}, or SFT alone), batch {config.batch_size}, AdamW lr {config.lr} cosine; "
+            f"GRPO arms add {config.grpo_steps} steps ({config.grpo_batch_size} prompts x {config.num_generations} "
+            f"rollouts, lr {config.grpo_lr})"
+        ),
+        "device": device,
+    }
+    report = out / "report.md"
+    report.write_text(
+        markdown(results, table_priors, {n: ARMS[n] for n in names}, setup) + "\n![chart](table1.png)\n"
+    )
+    bar_chart(results, table_priors, out / "table1.png", names)
+    return report

@@ -1,0 +1,57 @@
+"""`run_table1` on the micro preset: every arm's folder, the report, and resuming without retraining."""
+
+import json
+
+import pytest
+
+from cooper_lib.experiments.table1 import Table1Config, run_table1, runner
+from cooper_lib.experiments.table1 import arms as arms_module
+from cooper_lib.experiments.table1.evaluation import held_out_benchmark
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("trained again although the result was on disk")
+
+
+def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch):
+    config = Table1Config.micro()
+    report = run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu")
+    assert report.read_text().startswith("# Table 1 (synthetic)")
+    assert (tmp_path / "table1.png").stat().st_size > 0
+    pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())
+    qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())
+    assert set(pe["conditions"]) == {"main", "other_scene", "true"} and set(qa["conditions"]) == {"main"}
+    # every arm answered every question of the held-out benchmark
+    questions = {item.id for item in held_out_benchmark(config).items}
+    for result in json.loads((tmp_path / "results.json").read_text())["results"]:
+        assert {r["id"] for r in result["conditions"]["main"]} == questions
+    # every question of the perceive-first arm called both tools; the QA arm none
+    assert all(r["tools"] == ["depth", "segmentation"] for r in pe["conditions"]["main"])
+    assert all(isinstance(r["prediction"], str) for r in qa["conditions"]["main"])
+    assert not any(r["tools"] for r in qa["conditions"]["main"])
+    assert set(pe["map_quality"]) == {"depth_abs_rel", "depth_delta1", "segmentation_miou"}
+
+    # a rerun skips finished arms entirely
+    monkeypatch.setattr(runner, "train_arm", _refuse)
+    monkeypatch.setattr(runner, "answer", _refuse)
+    run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu")
+    monkeypatch.undo()
+
+    # an arm whose marker is gone is scored again from its trained model, not retrained; the
+    # upper bound reuses the perceive-first model
+    (tmp_path / "seed-0" / "qa_only" / "DONE").unlink()
+    for name in ("Stage1Trainer", "InterleavedSFTTrainer", "SpatialGRPOTrainer"):
+        monkeypatch.setattr(arms_module, name, _refuse)
+    run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "true_maps"], device="cpu")
+    assert (tmp_path / "seed-0" / "qa_only" / "DONE").exists()
+    upper = json.loads((tmp_path / "seed-0" / "true_maps" / "results.json").read_text())
+    assert upper["model"].endswith("bagel_pe/train/sft/final")
+
+
+def test_run_rejects_unknown_arms_and_empty_seeds(tmp_path):
+    with pytest.raises(ValueError, match="arms"):
+        run_table1(tmp_path, seeds=1, config=Table1Config.micro(), arms=["nope"], device="cpu")
+    with pytest.raises(ValueError, match="seeds"):
+        run_table1(tmp_path, seeds=[], config=Table1Config.micro(), device="cpu")
+    with pytest.raises(ValueError, match="sft_steps"):
+        Table1Config(sft_steps=0)
