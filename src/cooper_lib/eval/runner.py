@@ -28,6 +28,7 @@ from cooper_lib.config import SpatialConfig
 from cooper_lib.eval.benchmarks.base import Benchmark, group_by, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.eval.benchmarks.nyu import DEPTH_MAP_POLICY, depth_model, depth_records, depth_run_metrics
+from cooper_lib.modalities import available_modalities
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace
 
@@ -350,7 +351,7 @@ def evaluate(
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: expected None or a positive int, got {limit!r}")
     items = benchmark.items[:limit] if limit is not None else list(benchmark.items)
-    depth_items = sum(item.answer_type == "depth" for item in items)
+    depth_items = sum(item.map_modality is not None for item in items)
     if depth_items and depth_items != len(items):
         raise ValueError(
             f"benchmark: {benchmark.name} mixes {depth_items} depth-map items with "
@@ -423,7 +424,7 @@ def load_result(path: str | Path, benchmark: Benchmark | None = None) -> EvalRes
         raise ValueError(f"path: {path} holds no finished items yet")
     if benchmark is not None:
         metrics = benchmark.aggregate(scores)
-    elif all(s.get("answer_type") == "depth" for s in scores):
+    elif all(s.get("answer_type") in available_modalities() for s in scores):  # map-scored items
         metrics = depth_run_metrics(header["benchmark"], scores)
     else:
         by_category = group_by((s for s in scores if s["category"]), lambda s: s["category"])

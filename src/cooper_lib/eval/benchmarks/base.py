@@ -36,8 +36,10 @@ def score_answer(item: BenchmarkItem, prediction: str) -> Score:
         raise TypeError(
             f"prediction must be str for {item.answer_type!r} items, got {type(prediction).__name__}"
         )
-    if item.answer_type == "depth":
-        raise ValueError(f"item {item.id!r} has answer_type 'depth', which is not scored from text")
+    if item.map_modality is not None:
+        raise ValueError(
+            f"item {item.id!r} has answer_type {item.answer_type!r}, a map, which is not scored from text"
+        )
     try:
         key = AnswerKey(item.answer, item.answer_type, item.choices)
     except ValueError as err:

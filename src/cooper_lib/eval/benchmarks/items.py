@@ -54,7 +54,7 @@ class BenchmarkItem:
     target: Callable[[], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
-        if self.answer_type != "depth":
+        if self.map_modality is None:
             object.__setattr__(self, "answer_type", answer_type(self.answer_type))
         if not isinstance(self.image, Path) and not callable(self.image):
             raise TypeError(f"image must be a pathlib.Path or a callable, got {type(self.image).__name__}")
