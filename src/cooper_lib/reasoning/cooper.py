@@ -44,7 +44,7 @@ from cooper_lib.models.cooper import (
     generate_image,
     generate_text,
 )
-from cooper_lib.reasoning.policy import Policy, get_policy
+from cooper_lib.reasoning.policy import Policy, check_turn_budgets, get_policy
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace
 
@@ -123,13 +123,7 @@ class CooperReasoner:
     ) -> None:
         if not isinstance(model, CooperModel):
             raise TypeError(f"model: expected a CooperModel, got {type(model).__name__}")
-        for name, value in (
-            ("max_turns", max_turns),
-            ("max_new_tokens_per_turn", max_new_tokens_per_turn),
-            ("max_total_tokens", max_total_tokens),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_turn_budgets(max_turns, max_new_tokens_per_turn, max_total_tokens)
         self.model, self.tokenizer = model, tokenizer
         self.tools = tuple(tools)
         self.format = tags if tags is not None else TurnFormat.default(self.tools)

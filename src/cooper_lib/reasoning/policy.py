@@ -12,7 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["AdaptivePolicy", "PerceiveFirstPolicy", "Policy", "TextOnlyPolicy", "TurnPlan", "get_policy"]
+__all__ = [
+    "AdaptivePolicy",
+    "PerceiveFirstPolicy",
+    "Policy",
+    "TextOnlyPolicy",
+    "TurnPlan",
+    "check_turn_budgets",
+    "get_policy",
+]
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,17 @@ class TurnPlan:
 
     forced_tool: str | None = None
     tools: tuple[str, ...] = ()
+
+
+def check_turn_budgets(max_turns: int, max_new_tokens_per_turn: int, max_total_tokens: int) -> None:
+    """Raise ValueError naming the first of a reasoner's turn and token budgets that is not a positive int."""
+    for name, value in (
+        ("max_turns", max_turns),
+        ("max_new_tokens_per_turn", max_new_tokens_per_turn),
+        ("max_total_tokens", max_total_tokens),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive int, got {value!r}")
 
 
 class Policy(ABC):

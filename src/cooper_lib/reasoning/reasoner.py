@@ -42,7 +42,7 @@ from cooper_lib.modalities import ModalityCodec
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.context import KVContext, StepOutput
-from cooper_lib.reasoning.policy import Policy, TurnPlan, get_policy
+from cooper_lib.reasoning.policy import Policy, TurnPlan, check_turn_budgets, get_policy
 from cooper_lib.reasoning.sampling import SamplingConfig, TokenSampler
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace, StreamEvent
@@ -165,13 +165,7 @@ class InterleavedReasoner:
     ) -> None:
         if not isinstance(model, SpatialModel):
             raise TypeError(f"model: expected a SpatialModel (add_spatial_heads), got {type(model).__name__}")
-        for name, value in (
-            ("max_turns", max_turns),
-            ("max_new_tokens_per_turn", max_new_tokens_per_turn),
-            ("max_total_tokens", max_total_tokens),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        check_turn_budgets(max_turns, max_new_tokens_per_turn, max_total_tokens)
         self.model = model
         self.processor = processor if processor is not None else model.processor
         self.tokenizer = model.adapter.tokenizer(self.processor)

@@ -18,17 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cooper_lib.training.config as training_config
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.loading import TRAINABLE_NAME
 from cooper_lib.reasoning.policy import get_policy
-from cooper_lib.training.config import (
-    GRPOConfig,
-    ModelConfig,
-    OptimConfig,
-    RunConfig,
-    SFTConfig,
-    Stage1Config,
-)
 from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
@@ -105,8 +98,10 @@ ARMS: dict[str, Arm] = {
 def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: str, lr: float) -> dict:
     """The model / optim / run sections every stage shares."""
     return {
-        "optim": OptimConfig(lr=lr, scheduler="cosine", warmup_steps=max(1, steps // 10), weight_decay=0.0),
-        "run": RunConfig(
+        "optim": training_config.OptimConfig(
+            lr=lr, scheduler="cosine", warmup_steps=max(1, steps // 10), weight_decay=0.0
+        ),
+        "run": training_config.RunConfig(
             output_dir=str(out),
             seed=seed,
             max_steps=steps,
@@ -122,8 +117,8 @@ def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: st
     }
 
 
-def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> ModelConfig:
-    model = ModelConfig(
+def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> training_config.ModelConfig:
+    model = training_config.ModelConfig(
         backbone=config.backbone,
         dtype=config.dtype,
         spatial=dict(config.spatial),
@@ -160,14 +155,14 @@ def train_arm(
             set_seed(seed)
             model_config = _model_config(config, seed, current)
             if stage == "stage1":
-                cfg = Stage1Config(
+                cfg = training_config.Stage1Config(
                     model=model_config,
                     data=[str(data["stage1"])],
                     **_sections(config, seed, steps, out, device, config.lr),
                 )
                 trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
-                cfg = SFTConfig(
+                cfg = training_config.SFTConfig(
                     model=model_config,
                     data=[str(data[arm.sft])],
                     **_sections(config, seed, steps, out, device, config.lr),
@@ -176,7 +171,7 @@ def train_arm(
             else:
                 sections = _sections(config, seed, steps, out, device, config.grpo_lr)
                 sections["run"].batch_size = config.grpo_batch_size
-                cfg = GRPOConfig(
+                cfg = training_config.GRPOConfig(
                     model=model_config,
                     data=[str(data["grpo"])],
                     num_generations=config.num_generations,

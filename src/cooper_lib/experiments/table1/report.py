@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,24 +63,26 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, t_quantile_975(n - 1) * sd / math.sqrt(n)
 
 
-def accuracy_by_category(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Mean score in percent per category, and ``overall``."""
+def _percent_by_category(
+    records: Sequence[Mapping[str, Any]], value: Callable[[Mapping[str, Any]], float]
+) -> dict[str, float]:
+    """100 times the mean of `value` over each category's records, and over all as ``overall``."""
     groups: dict[str, list[float]] = {}
     for r in records:
-        groups.setdefault(r["category"], []).append(float(r["score"]))
+        groups.setdefault(r["category"], []).append(value(r))
     out = {c: 100 * sum(v) / len(v) for c, v in sorted(groups.items())}
-    out["overall"] = 100 * sum(float(r["score"]) for r in records) / len(records)
+    out["overall"] = 100 * sum(value(r) for r in records) / len(records)
     return out
+
+
+def accuracy_by_category(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean score in percent per category, and ``overall``."""
+    return _percent_by_category(records, lambda r: float(r["score"]))
 
 
 def tool_rate_by_category(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Percent of questions answered with at least one tool call, per category and ``overall``."""
-    groups: dict[str, list[bool]] = {}
-    for r in records:
-        groups.setdefault(r["category"], []).append(bool(r["tools"]))
-    out = {c: 100 * sum(v) / len(v) for c, v in sorted(groups.items())}
-    out["overall"] = 100 * sum(bool(r["tools"]) for r in records) / len(records)
-    return out
+    return _percent_by_category(records, lambda r: float(bool(r["tools"])))
 
 
 def _cell(values: Sequence[float], digits: int = 1) -> str:
