@@ -48,6 +48,7 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
@@ -415,6 +416,34 @@ def require_spatial_model(model: Any) -> None:
     if not isinstance(model, SpatialModel):
         hint = " (wrap a backbone with add_spatial_heads first)" if isinstance(model, torch.nn.Module) else ""
         raise TypeError(f"model: expected a SpatialModel, got {type(model).__name__}{hint}")
+
+
+def trainer_inputs(
+    model: Any,
+    config: Any,
+    config_type: type,
+    records: Any,
+    eval_records: Any,
+    load: Callable[[Any], list[Any]],
+    *,
+    load_given: Callable[[Any], list[Any]] | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """The checks and record loading every trainer's constructor starts with.
+
+    TypeError unless `model` is a `SpatialModel` and `config` a `config_type`; then the training
+    and held-out records: read by `load` from ``config.data`` / ``config.eval_data`` when not
+    given, else the given ones as lists (a `datasets` source read by `load_given`, default `load`).
+    """
+    require_spatial_model(model)
+    if not isinstance(config, config_type):
+        raise TypeError(f"config: expected {config_type.__name__}, got {type(config).__name__}")
+    load_given = load if load_given is None else load_given
+    records = load(config.data) if records is None else as_records(records, load_given)
+    if eval_records is None:
+        eval_records = load(config.eval_data) if config.eval_data else []
+    else:
+        eval_records = as_records(eval_records, load_given)
+    return records, eval_records
 
 
 def mean_over_processes(
