@@ -277,17 +277,7 @@ class SpatialGRPOTrainer(Trainer):
             for batch in batches:
                 with self.accelerator.accumulate(self.model):
                     loss, metrics = self.policy_loss(batch)
-                    self.check_finite_loss(loss, metrics)
-                    self.accelerator.backward(loss)
-                    if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
-                        norm = self.accelerator.clip_grad_norm_(
-                            self.model.parameters(), self.config.optim.grad_clip
-                        )
-                        if norm is not None:
-                            metrics["grad_norm"] = float(norm)
-                            self.check_finite_grad_norm(float(norm))
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                    metrics = self.backward_step(loss, metrics)
                 add({"loss": float(loss.detach()), **metrics})
             self.scheduler.step()
             if self.ema is not None:

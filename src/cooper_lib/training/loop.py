@@ -243,17 +243,7 @@ class Trainer(abc.ABC):
         for batch in self.micro_batches():
             with self.accelerator.accumulate(self.model):
                 loss, metrics = self.compute_loss(batch)
-                self.check_finite_loss(loss, metrics)
-                self.accelerator.backward(loss)
-                if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
-                    norm = self.accelerator.clip_grad_norm_(
-                        self.model.parameters(), self.config.optim.grad_clip
-                    )
-                    if norm is not None:
-                        metrics = {**metrics, "grad_norm": float(norm)}
-                        self.check_finite_grad_norm(float(norm))
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                metrics = self.backward_step(loss, metrics)
             for key, value in {"loss": float(loss.detach()), **metrics}.items():
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
@@ -276,6 +266,21 @@ class Trainer(abc.ABC):
                 f"the update, so the last checkpoint in {self.output_dir} is intact. Lower optim.lr, "
                 "set optim.grad_clip, or check the batch's data"
             )
+
+    def backward_step(self, loss: torch.Tensor, metrics: dict[str, float]) -> dict[str, float]:
+        """Check `loss`, backpropagate it, clip the gradients (when they sync and
+        ``optim.grad_clip`` is set) and step the optimiser; returns `metrics` with ``grad_norm``
+        added when the gradients were clipped. Runs inside ``accelerator.accumulate``."""
+        self.check_finite_loss(loss, metrics)
+        self.accelerator.backward(loss)
+        if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
+            norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+            if norm is not None:
+                metrics = {**metrics, "grad_norm": float(norm)}
+                self.check_finite_grad_norm(float(norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return metrics
 
     def check_finite_grad_norm(self, norm: float) -> None:
         """Raise FloatingPointError on a non-finite gradient norm, except under fp16 mixed precision
