@@ -221,11 +221,29 @@ class _Sections:
 
 
 @dataclass
-class Stage1Config(_Sections):
-    """Stage 1, auxiliary-modality generation (COOPER: lr 5e-6, 500 warm-up, 6000 steps, EMA 0.995)."""
+class _SupervisedSections(_Sections):
+    """The fields and checks the supervised stage configs (`Stage1Config`, `SFTConfig`) share;
+    each stage sets its own defaults and help for ``optim``, ``run``, ``data`` and ``eval_data``."""
 
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model section"})
     optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "optimiser section"})
+    run: RunConfig = field(default_factory=RunConfig, metadata={"help": "loop section"})
+    data: list[str] = _opt([], "training record files")
+    eval_data: list[str] = _opt([], "record files for the evaluation hook")
+    num_workers: int = _opt(
+        DEFAULT_NUM_WORKERS, "DataLoader worker processes that collate batches (0: in the training process)"
+    )
+    eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
+
+    def validate(self) -> None:
+        super().validate()
+        _check_positive("eval_samples", self.eval_samples)
+
+
+@dataclass
+class Stage1Config(_SupervisedSections):
+    """Stage 1, auxiliary-modality generation (COOPER: lr 5e-6, 500 warm-up, 6000 steps, EMA 0.995)."""
+
     run: RunConfig = field(
         default_factory=lambda: RunConfig(max_steps=6000, ema_decay=0.995), metadata={"help": "loop section"}
     )
@@ -233,10 +251,6 @@ class Stage1Config(_Sections):
         [], "stage-1 JSONL files, save_to_disk folders, .parquet files or hf://<dataset id>[:<split>]"
     )
     eval_data: list[str] = _opt([], "stage-1 JSONL files for the evaluation hook")
-    num_workers: int = _opt(
-        DEFAULT_NUM_WORKERS, "DataLoader worker processes that collate batches (0: in the training process)"
-    )
-    eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
     mixture: dict[str, float] = _opt(
         {"depth": 0.5, "segmentation": 0.5}, "sampling weight per source (a record's source, or its modality)"
     )
@@ -253,14 +267,12 @@ class Stage1Config(_Sections):
             )
         if self.target_size is not None and (len(self.target_size) != 2 or min(self.target_size) < 1):
             raise ValueError(f"target_size: expected two positive ints (h, w), got {self.target_size}")
-        _check_positive("eval_samples", self.eval_samples)
 
 
 @dataclass
-class SFTConfig(_Sections):
+class SFTConfig(_SupervisedSections):
     """Stage 2a, interleaved SFT (COOPER: 600 steps at lr 5e-6)."""
 
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "model section"})
     optim: OptimConfig = field(
         default_factory=lambda: OptimConfig(warmup_steps=20), metadata={"help": "optimiser"}
     )
@@ -271,10 +283,6 @@ class SFTConfig(_Sections):
         [], "SFT JSONL files (COOPER rows or cooper-lib records), datasets folders or hf://<dataset id>"
     )
     eval_data: list[str] = _opt([], "SFT JSONL files for the evaluation hook")
-    num_workers: int = _opt(
-        DEFAULT_NUM_WORKERS, "DataLoader worker processes that collate batches (0: in the training process)"
-    )
-    eval_samples: int = _opt(64, "records the evaluation hook scores (first N of eval_data)")
     system_prompt: str | None = _opt(
         None,
         "system prompt put before records that carry none (default: cooper_lib.data.turns.SYSTEM_PROMPT)",
@@ -286,7 +294,6 @@ class SFTConfig(_Sections):
 
     def validate(self) -> None:
         super().validate()
-        _check_positive("eval_samples", self.eval_samples)
         if self.max_length is not None:
             _check_positive("max_length", self.max_length)
 

@@ -14,7 +14,7 @@
   and the clipped policy loss of `training.policy_loss` on the generated text tokens, labels
   shifted by one (upstream's GRPO loss was not).
 
-Every step is ``zero_grad``, loss, ``backward``, gradient clipping, ``optimizer.step`` on one
+Every step is the loss, ``zero_grad``, ``backward``, gradient clipping, ``optimizer.step`` on one
 process; for 7B wrap the model with FSDP using `fsdp_auto_wrap_policy` (one unit per decoder layer).
 """
 
@@ -182,13 +182,16 @@ def grpo_loss(
 
 def _update(
     model: CooperModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None
-) -> None:
+) -> float:
+    """Zero the gradients, check `loss` is finite, backpropagate it, clip, step; returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
         raise ValueError(f"loss: expected a finite value, got {float(loss)}")
     loss.backward()
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
+    return float(loss.detach())
 
 
 def stage1_step(
@@ -202,13 +205,10 @@ def stage1_step(
     max_grad_norm: float | None = 1.0,
 ) -> float:
     """One stage-1 update on `samples` packed in one row (`dropout` default BAGEL's); returns the loss."""
-    optimizer.zero_grad(set_to_none=True)
     device = next(model.parameters()).device
     seq = stage1_sequence(model, samples, dropout=dropout or ConditionDropout(), generator=generator)
     seq = seq.to(device)
-    loss = model.stage1_loss(seq, shift=shift, generator=generator)
-    _update(model, optimizer, loss, max_grad_norm)
-    return float(loss.detach())
+    return _update(model, optimizer, model.stage1_loss(seq, shift=shift, generator=generator), max_grad_norm)
 
 
 def sft_step(
@@ -220,10 +220,7 @@ def sft_step(
     **loss_options: float,
 ) -> float:
     """One SFT update on `dialogues` (options as `sft_loss`); returns the loss."""
-    optimizer.zero_grad(set_to_none=True)
-    loss = sft_loss(model, dialogues, **loss_options)
-    _update(model, optimizer, loss, max_grad_norm)
-    return float(loss.detach())
+    return _update(model, optimizer, sft_loss(model, dialogues, **loss_options), max_grad_norm)
 
 
 def grpo_step(
@@ -240,7 +237,6 @@ def grpo_step(
     (std + 1e-4, as COOPER), then `grpo_loss`."""
     if len(rewards) != len(traces):
         raise ValueError(f"rewards: expected one per trace ({len(traces)}), got {len(rewards)}")
-    optimizer.zero_grad(set_to_none=True)
     advantages = group_advantages(torch.tensor(rewards, dtype=torch.float32), group_size)
     out = grpo_loss(model, traces, advantages, clip_eps=clip_eps)
     _update(model, optimizer, out.loss, max_grad_norm)

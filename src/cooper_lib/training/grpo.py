@@ -28,13 +28,12 @@ import torch
 from torch import nn
 from transformers import SuppressTokensLogitsProcessor
 
-from cooper_lib.data.hf import as_records
 from cooper_lib.heads.flow import FlowHead
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
 from cooper_lib.training.config import GRPOConfig
 from cooper_lib.training.judges import Judge, judge_from_config
-from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes, require_spatial_model
+from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes, trainer_inputs
 from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
 from cooper_lib.training.records import QAExample, load_qa_records
 from cooper_lib.training.rewards import REWARD_PARTS, CPRRewards, cpr_reward, used_tool
@@ -152,19 +151,17 @@ class SpatialGRPOTrainer(Trainer):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:
-        require_spatial_model(model)
-        if not isinstance(config, GRPOConfig):
-            raise TypeError(f"config: expected a GRPOConfig, got {type(config).__name__}")
-        self.records = (
-            load_qa_records(config.data, config.image_root)
-            if records is None
-            else as_records(records, load_qa_records)
+        self.records, self.eval_records = trainer_inputs(
+            model,
+            config,
+            GRPOConfig,
+            records,
+            eval_records,
+            lambda paths: load_qa_records(paths, config.image_root),
+            load_given=load_qa_records,
         )
         if not self.records:
             raise ValueError("records: expected at least one question, got none")
-        if eval_records is None:
-            eval_records = load_qa_records(config.eval_data, config.image_root) if config.eval_data else []
-        self.eval_records = as_records(eval_records, load_qa_records)
         self.sampler = MixtureSampler(["qa"] * len(self.records), {"qa": 1.0}, seed=config.run.seed)
         self.judge = judge or judge_from_config(
             config.judge,
@@ -280,17 +277,7 @@ class SpatialGRPOTrainer(Trainer):
             for batch in batches:
                 with self.accelerator.accumulate(self.model):
                     loss, metrics = self.policy_loss(batch)
-                    self.check_finite_loss(loss, metrics)
-                    self.accelerator.backward(loss)
-                    if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
-                        norm = self.accelerator.clip_grad_norm_(
-                            self.model.parameters(), self.config.optim.grad_clip
-                        )
-                        if norm is not None:
-                            metrics["grad_norm"] = float(norm)
-                            self.check_finite_grad_norm(float(norm))
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
+                    metrics = self.backward_step(loss, metrics)
                 add({"loss": float(loss.detach()), **metrics})
             self.scheduler.step()
             if self.ema is not None:

@@ -48,6 +48,7 @@ from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from cooper_lib.data.hf import as_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
@@ -242,17 +243,7 @@ class Trainer(abc.ABC):
         for batch in self.micro_batches():
             with self.accelerator.accumulate(self.model):
                 loss, metrics = self.compute_loss(batch)
-                self.check_finite_loss(loss, metrics)
-                self.accelerator.backward(loss)
-                if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
-                    norm = self.accelerator.clip_grad_norm_(
-                        self.model.parameters(), self.config.optim.grad_clip
-                    )
-                    if norm is not None:
-                        metrics = {**metrics, "grad_norm": float(norm)}
-                        self.check_finite_grad_norm(float(norm))
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                metrics = self.backward_step(loss, metrics)
             for key, value in {"loss": float(loss.detach()), **metrics}.items():
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
@@ -275,6 +266,21 @@ class Trainer(abc.ABC):
                 f"the update, so the last checkpoint in {self.output_dir} is intact. Lower optim.lr, "
                 "set optim.grad_clip, or check the batch's data"
             )
+
+    def backward_step(self, loss: torch.Tensor, metrics: dict[str, float]) -> dict[str, float]:
+        """Check `loss`, backpropagate it, clip the gradients (when they sync and
+        ``optim.grad_clip`` is set) and step the optimiser; returns `metrics` with ``grad_norm``
+        added when the gradients were clipped. Runs inside ``accelerator.accumulate``."""
+        self.check_finite_loss(loss, metrics)
+        self.accelerator.backward(loss)
+        if self.accelerator.sync_gradients and self.config.optim.grad_clip is not None:
+            norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+            if norm is not None:
+                metrics = {**metrics, "grad_norm": float(norm)}
+                self.check_finite_grad_norm(float(norm))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return metrics
 
     def check_finite_grad_norm(self, norm: float) -> None:
         """Raise FloatingPointError on a non-finite gradient norm, except under fp16 mixed precision
@@ -415,6 +421,34 @@ def require_spatial_model(model: Any) -> None:
     if not isinstance(model, SpatialModel):
         hint = " (wrap a backbone with add_spatial_heads first)" if isinstance(model, torch.nn.Module) else ""
         raise TypeError(f"model: expected a SpatialModel, got {type(model).__name__}{hint}")
+
+
+def trainer_inputs(
+    model: Any,
+    config: Any,
+    config_type: type,
+    records: Any,
+    eval_records: Any,
+    load: Callable[[Any], list[Any]],
+    *,
+    load_given: Callable[[Any], list[Any]] | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """The checks and record loading every trainer's constructor starts with.
+
+    TypeError unless `model` is a `SpatialModel` and `config` a `config_type`; then the training
+    and held-out records: read by `load` from ``config.data`` / ``config.eval_data`` when not
+    given, else the given ones as lists (a `datasets` source read by `load_given`, default `load`).
+    """
+    require_spatial_model(model)
+    if not isinstance(config, config_type):
+        raise TypeError(f"config: expected {config_type.__name__}, got {type(config).__name__}")
+    load_given = load if load_given is None else load_given
+    records = load(config.data) if records is None else as_records(records, load_given)
+    if eval_records is None:
+        eval_records = load(config.eval_data) if config.eval_data else []
+    else:
+        eval_records = as_records(eval_records, load_given)
+    return records, eval_records
 
 
 def mean_over_processes(

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cooper_lib.data.hf import as_records
 from cooper_lib.data.records import SFTRecord, load_sft_records
 from cooper_lib.model import SpatialModel
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import SFTConfig
-from cooper_lib.training.loop import EvalHook, require_spatial_model
+from cooper_lib.training.loop import EvalHook, trainer_inputs
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
@@ -49,14 +48,9 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:
-        require_spatial_model(model)
-        if not isinstance(config, SFTConfig):
-            raise TypeError(f"config: expected an SFTConfig, got {type(config).__name__}")
-        records = load_sft_records(config.data) if records is None else as_records(records, load_sft_records)
-        if eval_records is None:
-            eval_records = load_sft_records(config.eval_data) if config.eval_data else []
-        else:
-            eval_records = as_records(eval_records, load_sft_records)
+        records, eval_records = trainer_inputs(
+            model, config, SFTConfig, records, eval_records, load_sft_records
+        )
         collator = SFTCollator(
             model, config.system_prompt, config.supervise_maps, max_length=config.max_length
         )

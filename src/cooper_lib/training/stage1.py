@@ -15,12 +15,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cooper_lib.data.hf import as_records
 from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
 from cooper_lib.training.config import Stage1Config
-from cooper_lib.training.loop import EvalHook, require_spatial_model
+from cooper_lib.training.loop import EvalHook, trainer_inputs
 from cooper_lib.training.supervised import SupervisedTrainer
 
 
@@ -56,16 +55,9 @@ class Stage1Trainer(SupervisedTrainer):
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
     ) -> None:
-        require_spatial_model(model)
-        if not isinstance(config, Stage1Config):
-            raise TypeError(f"config: expected a Stage1Config, got {type(config).__name__}")
-        records = (
-            load_stage1_records(config.data) if records is None else as_records(records, load_stage1_records)
+        records, eval_records = trainer_inputs(
+            model, config, Stage1Config, records, eval_records, load_stage1_records
         )
-        if eval_records is None:
-            eval_records = load_stage1_records(config.eval_data) if config.eval_data else []
-        else:
-            eval_records = as_records(eval_records, load_stage1_records)
         headless = sorted({r.modality for r in [*records, *eval_records]} - set(model.config.modalities))
         if headless:
             raise ValueError(
