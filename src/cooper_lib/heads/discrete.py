@@ -49,7 +49,7 @@ from torch import nn
 from cooper_lib import ops
 from cooper_lib.heads.base import PerceptionHead, register_head
 from cooper_lib.heads.maps import image_to_map, target_images, token_weights
-from cooper_lib.heads.options import head_arguments, resolve_options, tokenizer_from_option
+from cooper_lib.heads.options import check_width, head_arguments, resolve_options, tokenizer_from_option
 from cooper_lib.modalities import Modality, ModalityCodec, get_modality
 from cooper_lib.tokenizers import VQTokenizer
 
@@ -122,8 +122,7 @@ class DiscreteHead(PerceptionHead):
                 f"query_grid: {tuple(query_grid)} must divide the tokenizer's {rows} x {cols} code grid "
                 "(choose query_grid so that every query owns a whole block of codes)"
             )
-        if width % num_heads or width % 4:
-            raise ValueError(f"width: expected a multiple of 4 and of num_heads={num_heads}, got {width}")
+        check_width(width, num_heads)
         self.modality = modality if isinstance(modality, Modality) else get_modality(modality)
         self.output_size = tuple(output_size)
         self.query_grid = tuple(query_grid)

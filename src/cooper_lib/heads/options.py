@@ -109,3 +109,10 @@ def head_arguments(
     codec = spec.build_codec(opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode)
     options = {name: opts[name] for name in (*SHARED_HEAD_OPTIONS, *names)}
     return {"modality": spec, "output_size": config.output_size, "codec": codec, **options}
+
+
+def check_width(width: int, num_heads: int) -> None:
+    """ValueError unless a transformer `width` is a multiple of 4 (2-D sin-cos positions) and of
+    `num_heads`."""
+    if width % num_heads or width % 4:
+        raise ValueError(f"width: expected a multiple of 4 and of num_heads={num_heads}, got {width}")
