@@ -327,14 +327,14 @@ class DepthModality(Modality):
     (relative). Stage-1 targets: integer PNGs divided by ``depth_scale`` or a preset's scale.
     Metric: AbsRel over valid pixels, averaged over maps."""
 
-    kind = "float"
-    record_keys = ("depth_scale", "depth_preset")
-    metric_names = ("depth/abs_rel",)
     default_name = "depth"
     default_codec = DepthCodec
     default_tool = (*DEPTH_TAGS, DEPTH_INSTRUCTION)
     default_priority = 1
     default_display = Display("Spectral", DISPLAY_RANGE, "m")
+    kind = "float"
+    record_keys = ("depth_scale", "depth_preset")
+    metric_names = ("depth/abs_rel",)
     scaled_png = True
 
     def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:

@@ -256,15 +256,15 @@ class SegmentationModality(Modality):
     Dice. Stage-1 targets: class-id PNGs (``reduce_zero_label`` for ADE20K's files) or colour PNGs
     with ``palette``. Metric: mIoU."""
 
+    default_name = "segmentation"
+    default_codec = SegmentationCodec
+    default_tool = (*SEGMENTATION_TAGS, SEGMENTATION_INSTRUCTION)
+    default_display = Display("ade20k", None, "classes")
     kind = "ids"
     ignore_index = IGNORE_INDEX
     resize_mode = "nearest-exact"
     record_keys = ("palette", "reduce_zero_label")
     metric_names = ("segmentation/miou",)
-    default_name = "segmentation"
-    default_codec = SegmentationCodec
-    default_tool = (*SEGMENTATION_TAGS, SEGMENTATION_INSTRUCTION)
-    default_display = Display("ade20k", None, "classes")
 
     def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
         return {"num_classes": num_classes, "palette": "ade20k" if num_classes == 150 else "auto"}
