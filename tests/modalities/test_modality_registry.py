@@ -101,6 +101,26 @@ def test_codec_only_registration_wraps_a_base_modality(clean_registry):
         Modality("y", _Albedo, open_tag="<y>")
 
 
+def test_class_attribute_defaults_stand_in_for_constructor_arguments():
+    class Albedo(Modality):
+        default_name = "albedo"
+        default_codec = _Albedo
+        default_tool = ("<albedo>", "</albedo>", "Estimate the albedo.")
+        default_priority = 2
+
+    modality = Albedo()
+    assert (modality.name, modality.codec_factory, modality.priority) == ("albedo", _Albedo, 2)
+    assert (modality.open_tag, modality.close_tag, modality.instruction) == Albedo.default_tool
+    assert modality.display.colormap == "gray" and modality.metric_names == ("albedo/mae",)
+    other = Albedo("albedo2", open_tag="<a>", close_tag="</a>", instruction="A.", priority=0)
+    assert (other.name, other.open_tag, other.priority) == ("albedo2", "<a>", 0)
+    depth = get_modality("depth")
+    renamed = type(depth)("depth2")
+    assert (renamed.name, renamed.open_tag, renamed.priority) == ("depth2", depth.open_tag, depth.priority)
+    with pytest.raises(ValueError, match="name: expected a non-empty string"):
+        Modality(codec_factory=_Albedo)
+
+
 def test_modality_metrics_of_generated_maps():
     depth, seg, normals = (get_modality(n) for n in ("depth", "segmentation", "normals"))
     gt = torch.tensor([[[1.0, 2.0], [4.0, 0.0]]])  # 0: no depth, left out

@@ -25,6 +25,8 @@ from functools import partial
 import torch
 from torch import nn
 
+from cooper_lib.heads.options import check_width
+
 TIME_FEATURES = 256
 
 
@@ -88,8 +90,7 @@ class FlowDenoiser(nn.Module):
         mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
-        if width % num_heads or width % 4:
-            raise ValueError(f"width: expected a multiple of 4 and of num_heads={num_heads}, got {width}")
+        check_width(width, num_heads)
         if blocks < 1:
             raise ValueError(f"blocks: expected a positive number of blocks, got {blocks}")
         self.grid = tuple(grid)

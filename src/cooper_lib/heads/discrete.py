@@ -49,7 +49,7 @@ from torch import nn
 from cooper_lib import ops
 from cooper_lib.heads.base import PerceptionHead, register_head
 from cooper_lib.heads.maps import image_to_map, target_images, token_weights
-from cooper_lib.heads.options import resolve_options, tokenizer_from_option
+from cooper_lib.heads.options import check_width, head_arguments, resolve_options, tokenizer_from_option
 from cooper_lib.modalities import Modality, ModalityCodec, get_modality
 from cooper_lib.tokenizers import VQTokenizer
 
@@ -122,8 +122,7 @@ class DiscreteHead(PerceptionHead):
                 f"query_grid: {tuple(query_grid)} must divide the tokenizer's {rows} x {cols} code grid "
                 "(choose query_grid so that every query owns a whole block of codes)"
             )
-        if width % num_heads or width % 4:
-            raise ValueError(f"width: expected a multiple of 4 and of num_heads={num_heads}, got {width}")
+        check_width(width, num_heads)
         self.modality = modality if isinstance(modality, Modality) else get_modality(modality)
         self.output_size = tuple(output_size)
         self.query_grid = tuple(query_grid)
@@ -156,23 +155,8 @@ class DiscreteHead(PerceptionHead):
                 f"head_options: the 'discrete' head of {modality!r} needs a 'tokenizer': the folder of a "
                 "VQTokenizer trained on this modality's pseudo-images (train_vq_tokenizer, then save_pretrained)"
             )
-        return cls(
-            hidden_size,
-            config.query_grid,
-            config.modality(modality),
-            config.output_size,
-            config.modality(modality).build_codec(
-                opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode
-            ),
-            tokenizer,
-            width=opts["width"],
-            blocks=opts["blocks"],
-            num_heads=opts["num_heads"],
-            mlp_ratio=opts["mlp_ratio"],
-            label_smoothing=opts["label_smoothing"],
-            temperature=opts["temperature"],
-            seed=opts["seed"],
-        )
+        options = head_arguments(config, modality, opts, "label_smoothing", "temperature", "seed")
+        return cls(hidden_size, config.query_grid, tokenizer=tokenizer, **options)
 
     def train(self, mode: bool = True) -> DiscreteHead:
         """Switch the head's own layers; the tokenizer stays frozen in eval mode."""

@@ -41,7 +41,7 @@ from cooper_lib import ops
 from cooper_lib.heads.base import PerceptionHead, register_head
 from cooper_lib.heads.denoiser import FlowDenoiser
 from cooper_lib.heads.maps import image_to_map, target_images, token_weights
-from cooper_lib.heads.options import resolve_options, tokenizer_from_option
+from cooper_lib.heads.options import head_arguments, resolve_options, tokenizer_from_option
 from cooper_lib.heads.sampler import NO_TEXT, SAMPLING_PRESETS, Guidance, sample_euler, shift_timesteps
 from cooper_lib.modalities import Modality, ModalityCodec, get_modality
 from cooper_lib.tokenizers import PatchTokenizer
@@ -173,24 +173,14 @@ class FlowHead(PerceptionHead):
             raise ValueError(
                 "head_options: give either 'tokenizer' or 'patch_size' for the flow head, not both"
             )
+        options = head_arguments(
+            config, modality, opts, "cond_dropout", "train_shift", "steps", "shift", "seed"
+        )
         return cls(
             hidden_size,
             config.num_queries,
-            config.modality(modality),
-            config.output_size,
-            config.modality(modality).build_codec(
-                opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode
-            ),
-            tokenizer,
-            width=opts["width"],
-            blocks=opts["blocks"],
-            num_heads=opts["num_heads"],
-            mlp_ratio=opts["mlp_ratio"],
-            cond_dropout=opts["cond_dropout"],
-            train_shift=opts["train_shift"],
-            steps=opts["steps"],
-            shift=opts["shift"],
-            seed=opts["seed"],
+            tokenizer=tokenizer,
+            **options,
             guidance=Guidance(
                 opts["cfg_text_scale"],
                 opts["cfg_img_scale"],

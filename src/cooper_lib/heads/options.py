@@ -93,3 +93,26 @@ def tokenizer_from_option(
             raise ValueError(f"{where}: expected a config with tokenizer_type={kind!r}, got {found!r}")
         return build_tokenizer(kind, **spec)
     raise TypeError(f"{where}: expected a folder path or a config dict, got {type(value).__name__}")
+
+
+#: Options every tokenizer-based head (flow, discrete) passes to its constructor as they are.
+SHARED_HEAD_OPTIONS = ("width", "blocks", "num_heads", "mlp_ratio")
+
+
+def head_arguments(
+    config: SpatialConfig, modality: str, opts: Mapping[str, Any], *names: str
+) -> dict[str, Any]:
+    """Constructor keyword arguments a tokenizer-based head shares: the modality, output size and
+    codec (`opts['codec']` over the modality's defaults), the `SHARED_HEAD_OPTIONS`, and the options
+    `names` passed as they are."""
+    spec = config.modality(modality)
+    codec = spec.build_codec(opts["codec"], num_classes=config.num_classes, depth_mode=config.depth_mode)
+    options = {name: opts[name] for name in (*SHARED_HEAD_OPTIONS, *names)}
+    return {"modality": spec, "output_size": config.output_size, "codec": codec, **options}
+
+
+def check_width(width: int, num_heads: int) -> None:
+    """ValueError unless a transformer `width` is a multiple of 4 (2-D sin-cos positions) and of
+    `num_heads`."""
+    if width % num_heads or width % 4:
+        raise ValueError(f"width: expected a multiple of 4 and of num_heads={num_heads}, got {width}")

@@ -327,21 +327,15 @@ class DepthModality(Modality):
     (relative). Stage-1 targets: integer PNGs divided by ``depth_scale`` or a preset's scale.
     Metric: AbsRel over valid pixels, averaged over maps."""
 
+    default_name = "depth"
+    default_codec = DepthCodec
+    default_tool = (*DEPTH_TAGS, DEPTH_INSTRUCTION)
+    default_priority = 1
+    default_display = Display("Spectral", DISPLAY_RANGE, "m")
     kind = "float"
     record_keys = ("depth_scale", "depth_preset")
     metric_names = ("depth/abs_rel",)
     scaled_png = True
-
-    def __init__(self, name: str = "depth") -> None:
-        super().__init__(
-            name,
-            DepthCodec,
-            open_tag=DEPTH_TAGS[0],
-            close_tag=DEPTH_TAGS[1],
-            instruction=DEPTH_INSTRUCTION,
-            priority=1,
-            display=Display("Spectral", DISPLAY_RANGE, "m"),
-        )
 
     def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
         return {"relative": True} if depth_mode == "relative" else {}

@@ -58,6 +58,10 @@ class Modality:
             codec-only modality that cannot be attached without ``tags``.
         priority: order when one turn calls several tools (higher first; depth is 1, others 0).
         display: `Display` defaults.
+
+    A subclass may instead set the class attributes ``default_name``, ``default_codec``,
+    ``default_tool`` (open tag, close tag, instruction), ``default_priority`` and
+    ``default_display``; the constructor's arguments, when given, take their place.
     """
 
     #: The kind of map: "float" ([n, h, w] floats), "ids" ([n, h, w] class ids) or "vectors" ([n, C, h, w]).
@@ -75,18 +79,30 @@ class Modality:
     scaled_png: bool = False
     #: Names of `map_metrics`' results.
     metric_names: tuple[str, ...] = ()
+    #: Constructor defaults a subclass may set instead of passing them (None: required / none).
+    default_name: str | None = None
+    default_codec: Callable[..., ModalityCodec] | ModalityCodec | None = None
+    default_tool: tuple[str, str, str] | None = None
+    default_priority: int = 0
+    default_display: Display | None = None
 
     def __init__(
         self,
-        name: str,
-        codec_factory: Callable[..., ModalityCodec] | ModalityCodec,
+        name: str | None = None,
+        codec_factory: Callable[..., ModalityCodec] | ModalityCodec | None = None,
         *,
         open_tag: str | None = None,
         close_tag: str | None = None,
         instruction: str | None = None,
-        priority: int = 0,
+        priority: int | None = None,
         display: Display | None = None,
     ) -> None:
+        name = self.default_name if name is None else name
+        codec_factory = type(self).default_codec if codec_factory is None else codec_factory
+        if open_tag is None and close_tag is None and instruction is None and self.default_tool:
+            open_tag, close_tag, instruction = self.default_tool
+        priority = self.default_priority if priority is None else priority
+        display = display or self.default_display
         if not isinstance(name, str) or not name:
             raise ValueError(f"name: expected a non-empty string, got {name!r}")
         if not (_is_codec(codec_factory) or callable(codec_factory)):

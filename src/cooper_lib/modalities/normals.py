@@ -86,19 +86,13 @@ class NormalsModality(Modality):
     normalised to unit length, trained with 1 - cosine. Stage-1 targets: 8-bit RGB PNGs of
     ``(n + 1) / 2``. Metric: mean angular error in degrees."""
 
+    default_name = "normals"
+    default_codec = NormalsCodec
+    default_tool = (*NORMALS_TAGS, NORMALS_INSTRUCTION)
+    default_display = Display("rgb", (-1.0, 1.0), "unit vector")
     kind = "vectors"
     channels = 3
     metric_names = ("normals/angle",)
-
-    def __init__(self, name: str = "normals") -> None:
-        super().__init__(
-            name,
-            NormalsCodec,
-            open_tag=NORMALS_TAGS[0],
-            close_tag=NORMALS_TAGS[1],
-            instruction=NORMALS_INSTRUCTION,
-            display=Display("rgb", (-1.0, 1.0), "unit vector"),
-        )
 
     def validate_target(self, target: torch.Tensor, *, where: str, num_classes: int) -> torch.Tensor:
         """Float normals [n, 3, h, w]."""

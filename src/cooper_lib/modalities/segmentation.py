@@ -256,21 +256,15 @@ class SegmentationModality(Modality):
     Dice. Stage-1 targets: class-id PNGs (``reduce_zero_label`` for ADE20K's files) or colour PNGs
     with ``palette``. Metric: mIoU."""
 
+    default_name = "segmentation"
+    default_codec = SegmentationCodec
+    default_tool = (*SEGMENTATION_TAGS, SEGMENTATION_INSTRUCTION)
+    default_display = Display("ade20k", None, "classes")
     kind = "ids"
     ignore_index = IGNORE_INDEX
     resize_mode = "nearest-exact"
     record_keys = ("palette", "reduce_zero_label")
     metric_names = ("segmentation/miou",)
-
-    def __init__(self, name: str = "segmentation") -> None:
-        super().__init__(
-            name,
-            SegmentationCodec,
-            open_tag=SEGMENTATION_TAGS[0],
-            close_tag=SEGMENTATION_TAGS[1],
-            instruction=SEGMENTATION_INSTRUCTION,
-            display=Display("ade20k", None, "classes"),
-        )
 
     def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
         return {"num_classes": num_classes, "palette": "ade20k" if num_classes == 150 else "auto"}
@@ -366,19 +360,6 @@ class SegmentationModality(Modality):
         return {self.metric_names[0]: mean_iou(confmat)}
 
 
-class InstanceModality(SegmentationModality):
-    """Instance ids 0..254 (255 unlabelled) drawn with a generated palette; a codec-only modality
-    (no COOPER tags: attach it with ``tags``)."""
-
-    metric_names = ("instance/miou",)
-
-    def __init__(self, name: str = "instance") -> None:
-        Modality.__init__(self, name, instance_codec, display=Display("auto", None, "instances"))
-
-    def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
-        return {"num_classes": num_classes}
-
-
 def instance_codec(**kwargs: Any) -> SegmentationCodec:
     """Instance ids 0..254 (255 = ignore) with a generated palette, unless overridden."""
     if kwargs.pop("instance", True) is not True:
@@ -386,3 +367,17 @@ def instance_codec(**kwargs: Any) -> SegmentationCodec:
     kwargs.setdefault("palette", "auto")
     kwargs.setdefault("num_classes", 255)
     return SegmentationCodec(instance=True, **kwargs)
+
+
+class InstanceModality(SegmentationModality):
+    """Instance ids 0..254 (255 unlabelled) drawn with a generated palette; a codec-only modality
+    (no COOPER tags: attach it with ``tags``)."""
+
+    metric_names = ("instance/miou",)
+    default_name = "instance"
+    default_codec = staticmethod(instance_codec)
+    default_tool = None
+    default_display = Display("auto", None, "instances")
+
+    def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
+        return {"num_classes": num_classes}
