@@ -140,6 +140,7 @@ def run(config: DemoConfig) -> DemoResult:
         num_classes=len(SEMANTIC_CLASSES),
         output_size=(config.map_size, config.map_size),
         head_width=config.head_width,
+        train_backbone=True,  # stage 1 trains the LLM too (COOPER's recipe)
     )
     params = sum(p.numel() for p in model.parameters())
     print(f"tiny {config.family} backbone + depth/segmentation dense heads: {params / 1e6:.2f}M parameters")
