@@ -23,6 +23,7 @@ implements this set.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -225,7 +226,7 @@ def _match_value(match: re.Match[str]) -> float:
 def extract_number(text: str) -> float | None:
     """The last number in the most explicit answer span, or ``None`` when there is none."""
     for span in answer_spans(text):
-        matches = list(_NUMBER.finditer(span))
-        if matches:
-            return _match_value(matches[-1])
+        last = deque(_NUMBER.finditer(span), maxlen=1)  # the last match only, not a list of all
+        if last:
+            return _match_value(last[0])
     return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from cooper_lib.data.extraction import answer_spans, strip_latex
@@ -62,9 +63,10 @@ _BETWEEN = re.compile(
     rf"\b(?:between|from)\s+({_NUM})\s*(?:(?:{_UNIT}){_UNIT_END})?\s*(?:and|to)\s+({_NUM})", re.IGNORECASE
 )
 _UNIT_BOTH_SIDES = re.compile(
-    rf"({_NUM})\s*({_UNIT}){_UNIT_END}\s*{_DASH}\s*({_NUM})\s*\2{_UNIT_END}", re.IGNORECASE
+    rf"(?<![\w.])({_NUM})\s*({_UNIT}){_UNIT_END}\s*{_DASH}\s*({_NUM})\s*\2{_UNIT_END}", re.IGNORECASE
 )
 _FEET_INCHES_PRIME = re.compile(r"(\d+)\s*['\u2032]\s*(\d+(?:\.\d+)?)\s*(?:\"|\u2033|'')")
+_UNIT_HINT = re.compile(rf"(?:{_UNIT}){_UNIT_END}|['\u2032]", re.IGNORECASE)
 _SCALAR = re.compile(r"\\scalar\s*\{([^{}]*)\}")
 _DISTANCE_UNIT = re.compile(r"\\distance_unit\s*\{([^{}]*)\}")
 
@@ -114,10 +116,13 @@ def _official_format(text: str) -> Quantity | None:
 
 
 def _last_mention(span: str) -> Quantity | None:
+    if not _UNIT_HINT.search(span):
+        return None  # no unit word and no prime mark: nothing to read (fast on number-dense text)
     span = _FEET_INCHES_PRIME.sub(r"\1 ft \2 in", span)
     span = _BETWEEN.sub(r"\1 to \2", span)
     span = _UNIT_BOTH_SIDES.sub(r"\1 to \3 \2", span)
-    mentions = list(_MENTION.finditer(span))
+    # the last two mentions only (a number-dense text would otherwise hold every match at once)
+    mentions = deque(_MENTION.finditer(span), maxlen=2)
     if not mentions:
         return None
     last = mentions[-1]
