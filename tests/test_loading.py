@@ -36,3 +36,9 @@ def test_a_missing_local_backbone_never_reaches_the_hub(tmp_path, monkeypatch):
         load_backbone("nobody-here/no-such-model")
     with pytest.raises(TypeError, match="name: expected a hub id"):
         load_backbone(3)
+
+
+def test_a_corrupt_trainable_json_names_the_file_and_line(tmp_path):
+    (tmp_path / "trainable.json").write_text('{"backbone": "tiny:qwen2_vl",\n "dtype": ')
+    with pytest.raises(ValueError, match=r"trainable\.json: not valid JSON at line 2"):
+        trained_folder_info(tmp_path)

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from cooper_lib.serialization import read_safetensors
+from cooper_lib.serialization import read_json, read_safetensors
 
 WEIGHTS_NAME = "spatial_heads.safetensors"
 BACKBONE_WEIGHTS = "backbone.safetensors"
@@ -122,9 +122,9 @@ def write_base(
 def read_base(directory: Path) -> dict[str, Any] | None:
     """The base model a folder records: ``base_model.json``, or an old trainer's ``trainable.json``."""
     if (directory / BASE_NAME).is_file():
-        return json.loads((directory / BASE_NAME).read_text())
+        return read_json(directory / BASE_NAME, "base_model.json")
     if (directory / TRAINABLE_NAME).is_file():
-        info = json.loads((directory / TRAINABLE_NAME).read_text())
+        info = read_json(directory / TRAINABLE_NAME, "trainable.json")
         return {"base_model": info.get("backbone"), "revision": None, "dtype": info.get("dtype", "float32")}
     return None
 

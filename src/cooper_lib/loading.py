@@ -8,7 +8,6 @@ has to import the other; the reading itself is `SpatialModel.from_pretrained`'s,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from cooper_lib.folder import (
     require_local,
 )
 from cooper_lib.model import SpatialModel
+from cooper_lib.serialization import read_json
 
 __all__ = [
     "BACKBONE_WEIGHTS",
@@ -66,7 +66,7 @@ def trained_folder_info(directory: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{info_path}: missing; expected a model folder written by a cooper-lib trainer"
         )
-    return json.loads(info_path.read_text())
+    return read_json(info_path, "trainable.json")
 
 
 def load_trained_model(

@@ -65,3 +65,14 @@ def test_reports_missing_layout_images_and_bad_answers(tmp_path, write_image):
     _write(tmp_path, "test.jsonl", [record], write_image)
     with pytest.raises(ValueError, match=r"lacks columns \['prompt'\]"):
         load_cvbench(tmp_path)
+
+
+def test_corrupt_jsonl_names_the_file_and_line(tmp_path, write_image):
+    _write(tmp_path, "test.jsonl", [_record(0, "Count", "ADE20K", "(A)")], write_image)
+    with (tmp_path / "test.jsonl").open("a") as handle:
+        handle.write('{"idx": 1, "type": "2D", "task"\n')
+    with pytest.raises(ValueError, match=r"test\.jsonl:2 is not valid JSON"):
+        load_cvbench(tmp_path)
+    (tmp_path / "test.jsonl").write_bytes(b'{"idx": 0, "question": "\xff"}\n')
+    with pytest.raises(ValueError, match=r"test\.jsonl: not UTF-8 text \(byte 24"):
+        load_cvbench(tmp_path)

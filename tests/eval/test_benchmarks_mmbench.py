@@ -101,3 +101,21 @@ def test_reports_bad_rows(tmp_path, encoded_image):
     with pytest.raises(ValueError, match=r"answer must be one of \['A', 'B'\]"):
         load_mmbench(table)
     assert compose_question("", "q", {"A": "x"}).splitlines()[0] == "Question: q"
+
+
+def test_corrupt_tsv_rows_and_images_name_the_file_and_row(tmp_path, encoded_image):
+    red = base64.b64encode(encoded_image((200, 0, 0))).decode()
+    table = _tsv(
+        tmp_path / "t.tsv", [[1, "q", "", "x", "y", "", "", "A", "c", "l", "dev", red], [2, "q", ""]]
+    )
+    with pytest.raises(
+        ValueError, match=r"t\.tsv: line 3: .*missing cells \['A', .*truncated or corrupt row"
+    ):
+        load_mmbench(table)
+    _tsv(table, [[1, "q", "", "x", "y", "", "", "A", "c", "l", "dev", "%%%not base64!" * 20]])
+    (item,) = load_mmbench(table).items
+    with pytest.raises(ValueError, match=r"t\.tsv row 0 \(index 1\): image: not valid base64"):
+        item.load_image()
+    table.write_bytes(table.read_bytes().replace(b"dev", b"d\xffv"))
+    with pytest.raises(ValueError, match=r"t\.tsv: not UTF-8 text \(byte \d+"):
+        load_mmbench(table)

@@ -119,3 +119,12 @@ def test_depth_model_needs_a_spatial_model_and_no_policy():
         depth_model(object(), None)
     with pytest.raises(ValueError, match="runs the depth head directly; got policy='adaptive'"):
         depth_model(object(), "adaptive")
+
+
+def test_truncated_mat_file_names_the_file(tmp_path):
+    path = _write_mat(tmp_path / "nyu_depth_v2_labeled.mat", [_depth(2.0)])
+    path.write_bytes(path.read_bytes()[:4096])
+    with pytest.raises(
+        ValueError, match=r"nyu_depth_v2_labeled\.mat: not a readable HDF5 file, truncated or corrupt"
+    ):
+        load_nyu_v2(path)

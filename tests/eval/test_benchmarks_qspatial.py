@@ -101,3 +101,14 @@ def test_missing_prompt_files_are_named(tmp_path, encoded_image):
     assert bench[0].question == "How far? (size)" and bench.meta["prompt"].startswith("plain question")
     with pytest.raises(FileNotFoundError, match="spatial_prompt_single.txt"):
         load_qspatial(tmp_path, prompt_dir=tmp_path / "prompt_templates")
+
+
+def test_truncated_parquet_and_non_utf8_prompts_name_the_file(tmp_path, encoded_image):
+    write_qspatial_prompts(tmp_path / "prompt_templates")
+    parquet = tmp_path / "data" / "QSpatial_plus-00000-of-00001.parquet"
+    _write(parquet, [_row(encoded_image, 1, "m", "size")])
+    parquet.write_bytes(parquet.read_bytes()[:-40])
+    with pytest.raises(
+        ValueError, match=r"QSpatial_plus-00000-of-00001\.parquet: not a readable parquet file"
+    ):
+        load_qspatial(parquet)

@@ -113,3 +113,21 @@ def test_user_errors_are_one_line_with_status_2_and_a_traceback_with_debug(tmp_p
     assert err == f"error: --model: no model folder at {tmp_path / 'missing'}\n"
     with pytest.raises(FileNotFoundError, match="--model: no model folder"):
         main(["--debug", *argv])
+
+
+def test_allow_outside_root_lets_image_paths_leave_the_data_folder(tmp_path, write_image, capsys):
+    data = tmp_path / "cvbench"
+    data.mkdir()
+    write_image(tmp_path / "outside.png")
+    record = {"idx": 0, "type": "2D", "task": "Count", "question": "q?", "choices": ["one", "two"],
+              "answer": "(A)", "prompt": "q?\n(A) one\n(B) two", "filename": "../outside.png", "source": "COCO"}  # fmt: skip
+    (data / "test.jsonl").write_text(json.dumps(record) + "\n")
+    argv = ("eval", "run", "--benchmark", "cvbench", "--data", str(data), "--family", "qwen2_vl",
+            "--output", str(tmp_path / "out.jsonl"), *FAST)  # fmt: skip
+    with pytest.raises(ValueError, match=r"'\.\./outside\.png' names a file outside .*--allow-outside-root"):
+        _run(*argv)
+    assert _run(*argv, "--allow-outside-root") == 0
+    assert "1 items done now" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--allow-outside-root: applies to --benchmark cvbench"):
+        _run("eval", "run", "--benchmark", "mmvp", "--data", str(data), "--family", "qwen2_vl",
+             "--allow-outside-root")  # fmt: skip

@@ -1,3 +1,6 @@
+import json
+import os
+
 import pytest
 import torch
 from training_setup import model_config, optim_config, run_config
@@ -104,3 +107,22 @@ def test_stage1_trains_from_a_datasets_dataset_in_workers(synthetic, tmp_path, m
     torch.manual_seed(0)
     reference = [h["loss"] for h in Stage1Trainer(build_model(config.model), config).train().history]
     assert losses == pytest.approx(reference, rel=1e-5)
+
+
+def test_run_allow_outside_root_lets_records_name_files_outside_their_folder(synthetic, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    rows = [json.loads(line) for line in (synthetic["stage1"] / "records.jsonl").read_text().splitlines()[:2]]
+    for row in rows:  # the same files, named from another folder with `..` steps
+        for key in ("image", "target"):
+            row[key] = os.path.relpath(synthetic["stage1"] / row[key], shared)
+    records = shared / "records.jsonl"
+    records.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = make_config(synthetic, tmp_path / "out", max_steps=1)
+    config.data, config.eval_data = [str(records)], []
+    assert rows[0]["image"].startswith("..")
+    with pytest.raises(ValueError, match=r"outside the dataset folder .*run: \{allow_outside_root: true\}"):
+        Stage1Trainer(build_model(config.model), config)
+    config.run.allow_outside_root = True
+    trainer = Stage1Trainer(build_model(config.model), config)
+    assert trainer.records[0].image.resolve() == (synthetic["stage1"] / "images/000000.png").resolve()

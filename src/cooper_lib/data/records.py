@@ -441,7 +441,9 @@ def confine(path: str | os.PathLike, root: Path, where: str, *, allow_outside_ro
         return resolved
     raise ValueError(
         f"{where}: {str(path)!r} names a file outside the dataset folder {root}; files may only "
-        "name paths inside their folder (pass allow_outside_root=True to read it anyway)"
+        "name paths inside their folder (to read it anyway pass allow_outside_root=True, "
+        "`--allow-outside-root` to `cooper-lib eval run`, or `run: {allow_outside_root: true}` in a "
+        "training config)"
     )
 
 

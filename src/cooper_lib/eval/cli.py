@@ -10,6 +10,9 @@ from pathlib import Path
 
 from cooper_lib.eval.runner import DEPTH_MAP_POLICY, POLICIES
 
+OUTSIDE_ROOT_BENCHMARKS = ("cvbench", "qspatial", "sibench")
+"""The benchmarks whose tables name image files, confined to --data unless --allow-outside-root."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `eval run` and `eval report` to the main parser's subcommands."""
@@ -65,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--seed", type=int, default=0, help="synthetic without --data: dataset seed (default 0)")
     run.add_argument("--json", type=Path, default=None, help="also write the metrics and tool use as JSON")
+    run.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="read image paths that lead out of the --data folder (`..`, absolute paths); "
+        f"for {', '.join(OUTSIDE_ROOT_BENCHMARKS)}",
+    )
     run.set_defaults(func=run_eval)
     report = commands.add_parser(
         "report",
@@ -125,6 +134,13 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.data is None and args.benchmark != "synthetic":
         raise ValueError(f"--data is required for --benchmark {args.benchmark}")
     kwargs = {"n": args.n, "seed": args.seed} if args.benchmark == "synthetic" and args.data is None else {}
+    if args.allow_outside_root:
+        if args.benchmark not in OUTSIDE_ROOT_BENCHMARKS:
+            raise ValueError(
+                f"--allow-outside-root: applies to --benchmark {', '.join(OUTSIDE_ROOT_BENCHMARKS)} "
+                f"(their tables name image files), got {args.benchmark}"
+            )
+        kwargs["allow_outside_root"] = True
     benchmark = load_benchmark(args.benchmark, args.data, **kwargs)
     policy = args.policy or (None if args.benchmark == "nyuv2" else "adaptive")
     output = args.output or Path(f"{args.benchmark}-{policy or DEPTH_MAP_POLICY}-{model_label(args)}.jsonl")

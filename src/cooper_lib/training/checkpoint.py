@@ -64,6 +64,7 @@ RESUME_FREE_SETTINGS = frozenset(
         "run.keep_checkpoints",
         "run.eval_every",
         "run.cpu",
+        "run.allow_outside_root",  # a permission: records that load are the same either way
         "run.batch_size",  # with run.grad_accum_steps: checked as the global batch instead
         "run.grad_accum_steps",
         "eval_data",

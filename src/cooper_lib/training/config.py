@@ -164,6 +164,11 @@ class RunConfig:
     eval_every: int = _opt(0, "run the evaluation hook every N steps (0: never)")
     progress_bar: bool = _opt(True, "show a tqdm progress bar on the main process")
     tensorboard: bool = _opt(True, "log to TensorBoard under output_dir/tb when tensorboard is installed")
+    allow_outside_root: bool = _opt(
+        False,
+        "read record files whose image/target paths lead out of the file's folder (`..`, absolute "
+        "paths); off by default so a shared record file cannot make training read arbitrary files",
+    )
 
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "keep_checkpoints", "log_every"):

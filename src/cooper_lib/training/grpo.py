@@ -157,7 +157,9 @@ class SpatialGRPOTrainer(Trainer):
             GRPOConfig,
             records,
             eval_records,
-            lambda paths: load_qa_records(paths, config.image_root),
+            lambda paths: load_qa_records(
+                paths, config.image_root, allow_outside_root=config.run.allow_outside_root
+            ),
             load_given=load_qa_records,
         )
         if not self.records:

@@ -49,7 +49,12 @@ class InterleavedSFTTrainer(SupervisedTrainer):
         accelerator: Any = None,
     ) -> None:
         records, eval_records = trainer_inputs(
-            model, config, SFTConfig, records, eval_records, load_sft_records
+            model,
+            config,
+            SFTConfig,
+            records,
+            eval_records,
+            lambda paths: load_sft_records(paths, allow_outside_root=config.run.allow_outside_root),
         )
         collator = SFTCollator(
             model, config.system_prompt, config.supervise_maps, max_length=config.max_length

@@ -56,7 +56,12 @@ class Stage1Trainer(SupervisedTrainer):
         accelerator: Any = None,
     ) -> None:
         records, eval_records = trainer_inputs(
-            model, config, Stage1Config, records, eval_records, load_stage1_records
+            model,
+            config,
+            Stage1Config,
+            records,
+            eval_records,
+            lambda paths: load_stage1_records(paths, allow_outside_root=config.run.allow_outside_root),
         )
         headless = sorted({r.modality for r in [*records, *eval_records]} - set(model.config.modalities))
         if headless:

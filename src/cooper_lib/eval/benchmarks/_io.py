@@ -8,6 +8,7 @@ library (csv, json); parquet needs pyarrow, imported only when a parquet file is
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cooper_lib.data.records import confine
+from cooper_lib.serialization import read_text
 
 _MAX_LISTED = 5
 
@@ -60,41 +62,63 @@ def require_columns(found: Iterable[str], required: Sequence[str], benchmark: st
 
 
 def read_delimited(path: Path, delimiter: str) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a CSV / TSV file (quoted fields, long base64 cells and a UTF-8 BOM allowed)."""
+    """Header and rows of a CSV / TSV file (quoted fields, long base64 cells and a UTF-8 BOM allowed).
+
+    ``ValueError`` naming the file and line when it is not UTF-8 or a row has fewer or more cells
+    than the header (a truncated or corrupt file)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        rows = list(reader)
-        header = list(reader.fieldnames or [])
+    text = read_text(path, "table").removeprefix("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = list(reader.fieldnames or [])
+    rows = []
+    try:
+        for row in reader:
+            missing = [name for name, value in row.items() if value is None]
+            if missing or None in row:
+                cause = f"missing cells {missing}" if missing else f"{len(row[None])} cells past the header"
+                raise ValueError(
+                    f"{path}: line {reader.line_num}: expected {len(header)} cells like the header, "
+                    f"got {cause} (truncated or corrupt row)"
+                )
+            rows.append(row)
+    except csv.Error as err:
+        raise ValueError(f"{path}: line {reader.line_num}: not a valid table ({err})") from err
     return header, rows
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSON-lines file; ``ValueError`` naming the line when one is not a JSON object."""
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number} is not valid JSON: {err}") from err
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number} must be a JSON object, got {type(record).__name__}")
-            records.append(record)
+    for number, line in enumerate(read_text(path, "JSON-lines file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number} is not valid JSON: {err}") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number} must be a JSON object, got {type(record).__name__}")
+        records.append(record)
     return records
 
 
 def read_parquet(path: Path, benchmark: str) -> list[dict[str, Any]]:
-    """Rows of a parquet file as dicts (needs pyarrow)."""
+    """Rows of a parquet file as dicts (needs pyarrow); ``ValueError`` naming the file when it is
+    truncated or not parquet."""
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
         raise ImportError(
             f"{benchmark}: reading {path} needs pyarrow; install it with `pip install pyarrow`"
         ) from err
-    return pq.read_table(path).to_pylist()
+    import pyarrow
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pyarrow.ArrowException, OSError) as err:
+        raise ValueError(
+            f"{benchmark}: {path}: not a readable parquet file, truncated or corrupt ({err})"
+        ) from err
 
 
 def clean(value: Any) -> str:

@@ -119,7 +119,9 @@ def load_mmbench(path: str | Path) -> MMBenchBenchmark:
         items.append(
             BenchmarkItem(
                 id=index,
-                image=partial(image_from_base64, image),
+                image=partial(
+                    image_from_base64, image, f"{NAME}: {table} row {number} (index {index}): image"
+                ),
                 question=compose_question(clean(row.get("hint")), clean(row["question"]), options),
                 answer=answer,
                 answer_type="choice",

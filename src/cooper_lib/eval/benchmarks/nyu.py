@@ -120,7 +120,11 @@ def _mat_items(path: Path, indices: Sequence[int] | None) -> list[BenchmarkItem]
             f"{NAME}: {path.name} is a MATLAB v7.3 (HDF5) file and reading it needs h5py; "
             "install it with `pip install h5py`"
         ) from err
-    with h5py.File(path, "r") as f:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{NAME}: {path}: not a readable HDF5 file, truncated or corrupt ({err})") from err
+    with handle as f:
         counts = set()
         for key, frame_shape in _MAT_LAYOUT.items():
             if key not in f:

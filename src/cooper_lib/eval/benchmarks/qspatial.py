@@ -34,6 +34,7 @@ from cooper_lib.eval.benchmarks._io import clean, image_path, read_parquet, requ
 from cooper_lib.eval.benchmarks.base import Benchmark, Score, rate
 from cooper_lib.eval.benchmarks.items import BenchmarkItem
 from cooper_lib.images import image_from_bytes
+from cooper_lib.serialization import read_text
 
 NAME = "Q-SpatialBench"
 SPLITS = ("QSpatial_plus", "QSpatial_scannet")
@@ -88,7 +89,7 @@ def _prompt_files(root: Path, prompt_dir: str | Path | None) -> tuple[str, str] 
                 stacklevel=3,
             )
             return None
-    return (folder / SYSTEM_PROMPT_FILE).read_text(), (folder / TEMPLATE_FILE).read_text()
+    return read_text(folder / SYSTEM_PROMPT_FILE, "prompt"), read_text(folder / TEMPLATE_FILE, "prompt")
 
 
 def compose_prompt(system_prompt: str, template: str, question: str) -> str:
