@@ -23,7 +23,7 @@ def test_public_surface_is_small_and_every_name_resolves():
         assert getattr(cooper_lib, name) is not None
 
 
-@pytest.mark.parametrize("library", ["datasets", "transformers"])
+@pytest.mark.parametrize("library", ["datasets", "transformers", "trl"])
 def test_no_top_level_name_shadows_a_library_name(library):
     if importlib.util.find_spec(library) is None:
         pytest.skip(f"{library} is not installed")

@@ -19,6 +19,7 @@ holds whole groups (one process, or a per-process batch that ``num_generations``
 
 from __future__ import annotations
 
+import abc
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -76,7 +77,7 @@ def _references(kwargs: dict[str, Any], n: int) -> list[Reference]:
     return [Reference.from_record(row) for row in rows]
 
 
-class _RewardFunction:
+class _RewardFunction(abc.ABC):
     """A named TRL reward function (TRL logs each under ``__name__``)."""
 
     __name__ = "reward"
@@ -87,8 +88,9 @@ class _RewardFunction:
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         return self.score(list(prompts), [completion_turns(c) for c in completions], kwargs)
 
+    @abc.abstractmethod
     def score(self, prompts: list[Any], turns: list[list[str]], kwargs: dict[str, Any]) -> list[float]:
-        raise NotImplementedError
+        """One reward per rollout from its assistant turns and the dataset columns in `kwargs`."""
 
 
 class AccuracyReward(_RewardFunction):
