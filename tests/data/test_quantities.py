@@ -1,7 +1,10 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from cooper_lib.data import quantities
 from cooper_lib.data.quantities import (
     CM_PER_UNIT,
     Quantity,
@@ -93,3 +96,21 @@ def test_exactly_twice_off_succeeds_as_in_the_benchmarks_evaluator():
     assert qspatial_success(150.0, 100.0, threshold=1.5)
     # a prediction of 0 (or an unreadable one, scored 0 upstream via 1e-8) is (g + 1e-8) / 1e-8 off
     assert qspatial_ratio(0.0, 10.0) == (10.0 + 1e-8) / 1e-8
+
+
+def mention_with_every_rewrite(span: str) -> quantities.Quantity | None:
+    """`_last_mention` as first written: every rewrite runs, whatever the text holds."""
+    span = quantities._FEET_INCHES_PRIME.sub(r"\1 ft \2 in", span)
+    span = quantities._BETWEEN.sub(r"\1 to \2", span)
+    span = quantities._UNIT_BOTH_SIDES.sub(r"\1 to \3 \2", span)
+    return quantities._read_last(span)
+
+
+LENGTH_SOUP = "5 3 1,200 .5 ' \" \u2032 \u2033 - \u2013 to TO between From and m cm ft in feet x".split(" ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*LENGTH_SOUP, " "]), max_size=14).map("".join))
+def test_skipped_rewrites_change_nothing(text):
+    """The substring tests that skip a rewrite (for speed on long texts) never change the reading."""
+    assert quantities._read_last(quantities._rewrite_forms(text)) == mention_with_every_rewrite(text)

@@ -22,6 +22,7 @@ implements this set.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -77,6 +78,7 @@ def last_boxed(text: str) -> str | None:
     return text[start:end]
 
 
+@functools.lru_cache(maxsize=8)  # grading strips the whole text twice (official format, last span)
 def strip_latex(text: str) -> str:
     """Unwrap ``\\text{..}``-style commands and drop ``$`` so ``\\boxed{\\text{B}}`` reads ``B``.
 

@@ -118,9 +118,25 @@ def _official_format(text: str) -> Quantity | None:
 def _last_mention(span: str) -> Quantity | None:
     if not _UNIT_HINT.search(span):
         return None  # no unit word and no prime mark: nothing to read (fast on number-dense text)
-    span = _FEET_INCHES_PRIME.sub(r"\1 ft \2 in", span)
-    span = _BETWEEN.sub(r"\1 to \2", span)
-    span = _UNIT_BOTH_SIDES.sub(r"\1 to \3 \2", span)
+    return _read_last(_rewrite_forms(span))
+
+
+def _rewrite_forms(span: str) -> str:
+    """``5'10"``, ``between a and b`` and ``a m - b m`` rewritten to the forms `_MENTION` reads."""
+    if "'" in span or "\u2032" in span:
+        span = _FEET_INCHES_PRIME.sub(r"\1 ft \2 in", span)
+    # each rewrite below needs a word or dash that a plain substring test rules out far faster
+    # than the regex's scan of a long text
+    lowered = span.lower()
+    if "between" in lowered or "from" in lowered:
+        span = _BETWEEN.sub(r"\1 to \2", span)
+        lowered = span.lower()
+    if any(dash in lowered for dash in ("-", "\u2013", "\u2014", "to")):
+        span = _UNIT_BOTH_SIDES.sub(r"\1 to \3 \2", span)
+    return span
+
+
+def _read_last(span: str) -> Quantity | None:
     # the last two mentions only (a number-dense text would otherwise hold every match at once)
     mentions = deque(_MENTION.finditer(span), maxlen=2)
     if not mentions:
