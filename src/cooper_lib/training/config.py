@@ -420,7 +420,7 @@ class GRPOConfig(_Sections):
 
 
 def _replace_tensorboard(run: dict[str, Any]) -> dict[str, Any]:
-    """``run`` of a config written before ``run.report_to`` (cooper-lib <= 0.3 wrote
+    """``run`` of a config written before ``run.report_to`` (earlier versions wrote
     ``tensorboard: true`` by default): ``tensorboard`` becomes ``report_to`` with its old meaning
     (true: TensorBoard when installed, else none), with a FutureWarning; both set is an error."""
     run = dict(run)
