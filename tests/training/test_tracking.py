@@ -10,8 +10,9 @@ from test_grpo import make_config as grpo_config
 from training_setup import model_config, optim_config, run_config
 
 from cooper_lib.reasoning.policy import PerceiveFirstPolicy
-from cooper_lib.training.config import RunConfig, Stage1Config, config_arguments
+from cooper_lib.training.config import RunConfig, SFTConfig, Stage1Config, config_arguments
 from cooper_lib.training.grpo import SpatialGRPOTrainer
+from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
 from cooper_lib.training.tracking import (
     TRACKERS,
@@ -20,6 +21,7 @@ from cooper_lib.training.tracking import (
     log_samples,
     report_to_names,
     resolve_report_to,
+    sft_prompt,
 )
 from cooper_lib.training.weights import build_model
 
@@ -221,3 +223,30 @@ def test_flat_config_holds_only_tracker_types():
     assert flat["optim.lr"] == 5e-6 and flat["run.report_to"] == "none"
     assert flat["data"] == json.dumps(["a.jsonl"]) and flat["optim.betas"] == "[0.9, 0.95]"
     assert all(v is None or isinstance(v, (bool, int, float, str)) for v in flat.values())
+
+
+def test_sft_evaluations_log_greedy_traces_of_the_held_out_prompts(synthetic, tmp_path):
+    torch.manual_seed(0)
+    tracker = RecordingTracker()
+    records = str(synthetic["sft"] / "records.jsonl")
+    config = SFTConfig(
+        model=model_config(),
+        optim=optim_config(),
+        run=run_config(tmp_path, max_steps=1, eval_every=1, log_samples=1),
+        data=[records],
+        eval_data=[records],
+        eval_samples=1,
+        sample_max_new_tokens=4,
+        num_workers=0,
+    )
+    trainer = InterleavedSFTTrainer(
+        build_model(config.model), config, accelerator=Accelerator(cpu=True, log_with=[tracker])
+    )
+    image, question, system = sft_prompt(trainer.eval_records[0])
+    assert question.startswith(trainer.eval_records[0].meta["question"])  # the user text, no system prompt
+    assert system.startswith("You are") and image.size[0] > 1
+    trainer.train()
+    text = tracker.texts["samples/eval-0"][1]
+    assert text.startswith(f"Q: {question}") and "reference: " in text
+    assert "samples/eval-0/trace" in tracker.images
+    assert (tmp_path / "samples" / "step-1" / "eval-0.html").is_file()

@@ -318,11 +318,15 @@ class SFTConfig(_SupervisedSections):
         True, "train the heads on the true maps that follow tool calls, when records carry them"
     )
     max_length: int | None = _opt(None, "longest tokenised record allowed (longer ones raise an error)")
+    sample_max_new_tokens: int = _opt(
+        256, "longest generated turn of the greedy traces logged as samples at evaluations (run.log_samples)"
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.max_length is not None:
             _check_positive("max_length", self.max_length)
+        _check_positive("sample_max_new_tokens", self.sample_max_new_tokens)
 
 
 @dataclass

@@ -126,6 +126,27 @@ def trace_sample(name: str, trace: Any, note: str = "") -> Sample:
     return Sample(name, "\n\n".join(parts), images, trace)
 
 
+def sft_prompt(record: Any) -> tuple[Image.Image, str, str | None] | None:
+    """What an SFT record asks, for a greedy trace of it: its first image, the user text before
+    its first supervised turn (the question), and its system text (None when it has none); None
+    for a record with no image or no such text."""
+    from cooper_lib.images import to_pil
+
+    roles = record.roles()
+    first = next((i for i, item in enumerate(record.items) if item.need_loss), len(record.items))
+    images = [i for i, item in enumerate(record.items[:first]) if item.type == "image"]
+    question = "\n".join(
+        item.value
+        for item, role in zip(record.items[:first], roles, strict=False)
+        if item.type == "text" and role == "user"
+    ).strip()
+    if not images or not question:
+        return None
+    image = to_pil(record.items[images[0]].value, f"record {record.id}: image", base_dir=record.base_dir)
+    system = [item.value for item, role in zip(record.items, roles, strict=True) if role == "system"]
+    return image, question, ("\n".join(system) if system else None)
+
+
 def map_grid_sample(name: str, record: Any, target: Any, prediction: Any, config: Any) -> Sample:
     """A `Sample` of a stage-1 record: one input / target / prediction grid
     (`cooper_lib.modalities.make_grid`: depth over the maps' own range with a colour bar,
