@@ -250,3 +250,13 @@ def test_sft_evaluations_log_greedy_traces_of_the_held_out_prompts(synthetic, tm
     assert text.startswith(f"Q: {question}") and "reference: " in text
     assert "samples/eval-0/trace" in tracker.images
     assert (tmp_path / "samples" / "step-1" / "eval-0.html").is_file()
+
+
+def test_a_checkpoint_written_with_run_tensorboard_resumes_without_a_config_change(tmp_path):
+    from cooper_lib.training.checkpoint import changed_settings
+
+    saved = Stage1Config().to_dict()
+    del saved["run"]["report_to"]
+    saved["run"]["tensorboard"] = True  # what checkpoints recorded before run.report_to
+    now = Stage1Config.from_dict({"run": {"report_to": "tensorboard"}})
+    assert changed_settings(saved, now.to_dict()) == {}
