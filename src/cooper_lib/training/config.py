@@ -436,7 +436,7 @@ def _replace_tensorboard(run: dict[str, Any]) -> dict[str, Any]:
         )
     if not isinstance(value, bool):
         raise TypeError(f"run.tensorboard: expected true or false, got {value!r}")
-    installed = importlib.util.find_spec("tensorboard") is not None
+    installed = any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
     run["report_to"] = "tensorboard" if value and installed else "none"
     warnings.warn(
         f"run.tensorboard: deprecated, read as run.report_to: {run['report_to']} (write report_to: "

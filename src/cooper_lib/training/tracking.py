@@ -34,6 +34,8 @@ from PIL import Image
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 #: The package each tracker needs (``pip install`` name).
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+#: Modules any of which makes a tracker available (accelerate's rule: tensorboardX also serves).
+_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
 _ACCEPTED = "none, all, " + ", ".join(TRACKERS) + " or a list of them"
 
 
@@ -70,7 +72,7 @@ def resolve_report_to(value: str | Sequence[str]) -> list[str]:
 
 
 def _installed(name: str) -> bool:
-    return importlib.util.find_spec(TRACKER_PACKAGES[name]) is not None
+    return any(importlib.util.find_spec(module) is not None for module in _MODULES[name])
 
 
 def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str | None]:
