@@ -58,7 +58,6 @@ def measure(recipe: str, steps: int, lr: float, data: Path, out: Path) -> dict:
             save_every=0,
             ema_decay=None,
             progress_bar=False,
-            tensorboard=False,
         ),
         data=[str(data / "records.jsonl")],
     )

@@ -83,7 +83,6 @@ def trainer_for(stage: str, args: argparse.Namespace, files: dict[str, Path], ou
         batch_size=args.batch,
         save_every=0,
         progress_bar=False,
-        tensorboard=False,
     )
     common = {
         "model": ModelConfig(),

@@ -74,6 +74,29 @@ class SpatialConfig:
         check_fields(self)  # the types of `cooper_lib.serialization`: (2.5, 2) is no query_grid
         self.validate()
 
+    # ------------------------------------------------------------------ HF config contract
+    def attach_backbone_config(self, backbone_config: Any) -> None:
+        """Read the attributes this config does not define from `backbone_config` (`SpatialModel`
+        calls it): Hugging Face tools such as ``transformers.Trainer`` and ``trl.GRPOTrainer``
+        read ``model.config.get_text_config()``, ``model.config._name_or_path``,
+        ``model.config._attn_implementation``, ... and those are the backbone's. The backbone's
+        config is not part of this config's fields: it is neither saved nor compared."""
+        self.__dict__["_backbone_config"] = backbone_config
+
+    def get_text_config(self, *args: Any, **kwargs: Any) -> Any:
+        """The backbone's text config (`attach_backbone_config`); AttributeError before one is attached."""
+        return self.__getattr__("get_text_config")(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for names the dataclass does not define
+        backbone = self.__dict__.get("_backbone_config")
+        if name.startswith("__") or backbone is None:
+            raise AttributeError(
+                f"'SpatialConfig' object has no attribute {name!r} (attributes it does not define are "
+                "read from the backbone's config once a SpatialModel holds it)"
+            )
+        return getattr(backbone, name)
+
     @property
     def num_queries(self) -> int:
         """K, the perception queries per request: rows x cols of `query_grid`."""

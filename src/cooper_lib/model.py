@@ -109,6 +109,7 @@ class SpatialModel(nn.Module):
         self.backbone = backbone
         self.processor = processor
         self.config = config
+        config.attach_backbone_config(backbone.config)
         self.adapter = adapter
         self.layout = layout
         self.queries = nn.ParameterDict(
@@ -395,6 +396,42 @@ class SpatialModel(nn.Module):
         return self.backbone.config.get_text_config(*args, **kwargs)
 
     @property
+    def generation_config(self) -> Any:
+        """The backbone's `GenerationConfig` (what `generate` uses)."""
+        return self.backbone.generation_config
+
+    @generation_config.setter
+    def generation_config(self, value: Any) -> None:
+        self.backbone.generation_config = value
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether the backbone recomputes activations in backward."""
+        for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # transformers 5, 4
+            if hasattr(self.backbone, name):
+                return bool(getattr(self.backbone, name))
+        return False
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The backbone's decoder without its LM head (its output has ``last_hidden_state``)."""
+        return self.adapter.decoder()
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The backbone's input embeddings (the added tokens' rows included)."""
+        return self.adapter.input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module:
+        """The backbone's LM head."""
+        return self.adapter.output_embeddings()
+
+    def add_model_tags(self, tags: str | list[str]) -> None:
+        """Add tags to the backbone's model card metadata (transformers' ``add_model_tags``)."""
+        add = getattr(self.backbone, "add_model_tags", None)
+        if callable(add):
+            add(tags)
+
+    @property
     def name_or_path(self) -> str:
         """The backbone's hub id, folder or ``tiny:`` spec ("" when unknown)."""
         return getattr(self.backbone.config, "_name_or_path", "") or ""
@@ -417,13 +454,19 @@ class SpatialModel(nn.Module):
         self, gradient_checkpointing_kwargs: dict | None = None, **kwargs: Any
     ) -> None:
         """The backbone's gradient checkpointing (the older name of `activation_checkpointing_enable`)."""
-        self.backbone.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
-        )
+        if hasattr(self.backbone, "activation_checkpointing_enable"):
+            self.backbone.activation_checkpointing_enable(gradient_checkpointing_kwargs)
+        else:
+            self.backbone.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
+            )
 
     def gradient_checkpointing_disable(self) -> None:
         """Switch the backbone's gradient checkpointing off."""
-        self.backbone.gradient_checkpointing_disable()
+        if hasattr(self.backbone, "activation_checkpointing_disable"):
+            self.backbone.activation_checkpointing_disable()
+        else:
+            self.backbone.gradient_checkpointing_disable()
 
     def get_extra_state(self) -> torch.Tensor:
         """The config and base model as UTF-8 JSON bytes, so a state dict alone rebuilds the model."""

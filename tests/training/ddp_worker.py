@@ -35,7 +35,6 @@ def main(stage: str, data: str, output_dir: str, grad_accum: int) -> None:
         grad_accum_steps=grad_accum,
         save_every=0,
         progress_bar=False,
-        tensorboard=False,
     )
     optim = OptimConfig(lr=2e-3, warmup_steps=0, eps=1e-8)
     if stage == "stage1":

@@ -70,12 +70,12 @@ def test_train_stage1_from_the_command_line(synthetic, tmp_path, capsys):
     path = tmp_path / "stage1.yaml"
     path.write_text(yaml.safe_dump(config))
     args = parser().parse_args(
-        ["train", "stage1", "--config", str(path), "--optim.lr", "1e-3", "--no-run.tensorboard"]
+        ["train", "stage1", "--config", str(path), "--optim.lr", "1e-3", "--run.report_to", "none"]
     )
     assert args.func(args) == 0
     assert "final model:" in capsys.readouterr().out
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert saved["optim"]["lr"] == 1e-3 and saved["run"]["tensorboard"] is False
+    assert saved["optim"]["lr"] == 1e-3 and saved["run"]["report_to"] == ["none"]
     assert saved["model"]["backbone"] == "tiny:qwen2_vl?seed=0"  # run.seed, recorded for reloading
     from cooper_lib.backbones.tiny import build_tiny_backbone
 

@@ -102,6 +102,7 @@ def test_grpo_through_trl(tmp_path):
         logging_steps=1,
         report_to=[],
         use_cpu=True,
+        bf16=False,  # TRL's default is bf16; accelerate's state would keep it for later trainers in the process
         save_strategy="no",
         reward_weights=[1.0, 1.0, 1.0],
     )

@@ -15,7 +15,7 @@ def model_config(**overrides) -> ModelConfig:
 
 
 def run_config(output_dir, **overrides) -> RunConfig:
-    defaults = {"max_steps": 4, "batch_size": 2, "save_every": 0, "progress_bar": False, "tensorboard": False}
+    defaults = {"max_steps": 4, "batch_size": 2, "save_every": 0, "progress_bar": False}
     return RunConfig(output_dir=str(output_dir), **{**defaults, **overrides})
 
 

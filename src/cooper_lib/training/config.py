@@ -9,9 +9,12 @@ nested sections as dotted flags such as ``--optim.lr``). Stage defaults follow C
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+import types
 import typing
+import warnings
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +30,7 @@ from cooper_lib.serialization import (
     to_dict,
 )
 from cooper_lib.training.judges import check_api_key_env
+from cooper_lib.training.tracking import report_to_names
 
 T = TypeVar("T")
 
@@ -163,7 +167,19 @@ class RunConfig:
     log_every: int = _opt(10, "log averaged metrics every N steps")
     eval_every: int = _opt(0, "run the evaluation hook every N steps (0: never)")
     progress_bar: bool = _opt(True, "show a tqdm progress bar on the main process")
-    tensorboard: bool = _opt(True, "log to TensorBoard under output_dir/tb when tensorboard is installed")
+    report_to: str | list[str] = _opt(
+        "none",
+        "experiment trackers (accelerate's): none, tensorboard (under output_dir/tb), wandb, mlflow, "
+        "several of them, or all (every installed one); log.jsonl is written either way",
+    )
+    project: str = _opt(
+        "cooper-lib", "tracker project: W&B project, MLflow experiment, TensorBoard run folder"
+    )
+    log_samples: int = _opt(
+        2,
+        "sample traces / map grids logged at each evaluation and GRPO logging step, under "
+        "output_dir/samples/step-N and to the trackers (0: none)",
+    )
     allow_outside_root: bool = _opt(
         False,
         "read record files whose image/target paths lead out of the file's folder (`..`, absolute "
@@ -173,12 +189,15 @@ class RunConfig:
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps", "keep_checkpoints", "log_every"):
             _check_positive(f"run.{name}", getattr(self, name))
-        for name in ("save_every", "eval_every"):
+        for name in ("save_every", "eval_every", "log_samples"):
             _check_positive(f"run.{name}", getattr(self, name), allow_zero=True)
         if self.mixed_precision is not None:
             _check_choice("run.mixed_precision", self.mixed_precision, PRECISIONS)
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"run.ema_decay: expected a value in (0, 1) or none, got {self.ema_decay}")
+        report_to_names(self.report_to)
+        if not self.project:
+            raise ValueError("run.project: expected a non-empty name, got ''")
 
 
 class _Sections:
@@ -204,6 +223,9 @@ class _Sections:
             raise TypeError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
         defaults = cls().to_dict()
         merged = dict(data)
+        if isinstance(data.get("run"), dict) and "tensorboard" in data["run"]:
+            merged["run"] = _replace_tensorboard(data["run"])
+            data = merged
         for f in fields(cls):
             if f.name in ("model", "optim", "run") and isinstance(data.get(f.name), dict):
                 merged[f.name] = {**defaults[f.name], **data[f.name]}
@@ -296,11 +318,15 @@ class SFTConfig(_SupervisedSections):
         True, "train the heads on the true maps that follow tool calls, when records carry them"
     )
     max_length: int | None = _opt(None, "longest tokenised record allowed (longer ones raise an error)")
+    sample_max_new_tokens: int = _opt(
+        256, "longest generated turn of the greedy traces logged as samples at evaluations (run.log_samples)"
+    )
 
     def validate(self) -> None:
         super().validate()
         if self.max_length is not None:
             _check_positive("max_length", self.max_length)
+        _check_positive("sample_max_new_tokens", self.sample_max_new_tokens)
 
 
 @dataclass
@@ -397,6 +423,30 @@ class GRPOConfig(_Sections):
         check_api_key_env(self.judge_api_key_env)
 
 
+def _replace_tensorboard(run: dict[str, Any]) -> dict[str, Any]:
+    """``run`` of a config written before ``run.report_to`` (earlier versions wrote
+    ``tensorboard: true`` by default): ``tensorboard`` becomes ``report_to`` with its old meaning
+    (true: TensorBoard when installed, else none), with a FutureWarning; both set is an error."""
+    run = dict(run)
+    value = run.pop("tensorboard")
+    if "report_to" in run:
+        raise ValueError(
+            f"run.tensorboard: replaced by run.report_to; give only report_to (got tensorboard={value!r} "
+            f"and report_to={run['report_to']!r})"
+        )
+    if not isinstance(value, bool):
+        raise TypeError(f"run.tensorboard: expected true or false, got {value!r}")
+    installed = any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+    run["report_to"] = "tensorboard" if value and installed else "none"
+    warnings.warn(
+        f"run.tensorboard: deprecated, read as run.report_to: {run['report_to']} (write report_to: "
+        "none | tensorboard | wandb | mlflow | all instead)",
+        FutureWarning,
+        stacklevel=4,
+    )
+    return run
+
+
 STAGE_CONFIGS: dict[str, type] = {"stage1": Stage1Config, "sft": SFTConfig, "grpo": GRPOConfig}
 
 
@@ -446,6 +496,9 @@ def config_arguments(parser: Any, cls: type, prefix: str = "", defaults: Any = N
         help_text = f.metadata.get("help", "") + f" (default: {getattr(defaults, f.name)!r})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         origin = typing.get_origin(tp)
+        arms = typing.get_args(tp) if origin in (typing.Union, types.UnionType) else ()
+        if len(arms) == 2 and typing.get_origin(arms[1]) is list and typing.get_args(arms[1]) == (arms[0],):
+            origin, tp = list, arms[1]  # `X | list[X]` (run.report_to): one or more values
         if tp is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, **kwargs)
             continue

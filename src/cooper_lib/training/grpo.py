@@ -38,6 +38,7 @@ from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantage
 from cooper_lib.training.records import QAExample, load_qa_records
 from cooper_lib.training.rewards import REWARD_PARTS, CPRRewards, cpr_reward, used_tool
 from cooper_lib.training.sampler import MixtureSampler, shard
+from cooper_lib.training.tracking import Sample, trace_sample
 
 RewardFn = Callable[
     [Sequence[ReasoningTrace], Sequence[QAExample], Sequence[int]], "CPRRewards | Sequence[float]"
@@ -94,6 +95,7 @@ class RolloutBatch:
     metrics: dict[str, float]
     old_logprobs: list[torch.Tensor] | None = None
     ref_logprobs: list[torch.Tensor] | None = None
+    rewards: torch.Tensor | None = None
 
 
 def rollout_seed(seed: int, step: int, position: int, generation: int) -> int:
@@ -185,6 +187,7 @@ class SpatialGRPOTrainer(Trainer):
             )
         self.reasoner = self._reasoner(SamplingConfig(temperature=config.temperature, top_p=config.top_p))
         self.greedy = self._reasoner(SamplingConfig(temperature=0.0))
+        self._shown: list[tuple[ReasoningTrace, str]] = []  # traces the next samples show
 
     def _reasoner(self, sampling: SamplingConfig) -> InterleavedReasoner:
         # placeholders stand for inputs the model cannot write: a sampled query token would be a
@@ -275,6 +278,10 @@ class SpatialGRPOTrainer(Trainer):
 
         for batch in batches:
             add(batch.metrics)
+        self._shown = [
+            (t, f"reward {float(r):.4g}, advantage {float(a):.4g}")
+            for t, r, a in zip(batches[0].traces, batches[0].rewards, batches[0].advantages, strict=True)
+        ]
         for _ in range(self.config.num_iterations):
             for batch in batches:
                 with self.accelerator.accumulate(self.model):
@@ -302,7 +309,9 @@ class SpatialGRPOTrainer(Trainer):
             self.spatial.train()
         rewards, metrics = self.score(traces, examples, groups)
         metrics["reward_std"] = float(rewards.reshape(-1, g).std(dim=1).mean())
-        batch = RolloutBatch(traces, group_advantages(rewards, g, self.config.adv_eps), metrics)
+        batch = RolloutBatch(
+            traces, group_advantages(rewards, g, self.config.adv_eps), metrics, rewards=rewards
+        )
         if self.config.num_iterations > 1:
             batch.old_logprobs = [self._logprobs(self.model, t) for t in traces]
         if self.reference is not None:
@@ -359,13 +368,29 @@ class SpatialGRPOTrainer(Trainer):
         sums: dict[str, float] = {}
         counts: dict[str, float] = {}
         size = self.run.batch_size * self.config.num_generations
+        self._shown = []
         for start in range(0, len(mine), size):
             part = mine[start : start + size]
             with self.accelerator.autocast():
                 traces = self.greedy.run_batch([e.load_image() for e in part], [e.question for e in part])
-            _, metrics = self.score(traces, part, list(range(start, start + len(part))))
+            totals, metrics = self.score(traces, part, list(range(start, start + len(part))))
+            if start == 0:
+                self._shown = [(t, f"reward {float(r):.4g}") for t, r in zip(traces, totals, strict=True)]
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value * len(part)
                 counts[key] = counts.get(key, 0) + len(part)
         keys = sorted(["reward", *(f"reward/{p}" for p in REWARD_PARTS), "tool_rate", "generated_tokens"])
         return {k: v for k, v in mean_over_processes(self.accelerator, keys, sums, counts).items() if v == v}
+
+    # ------------------------------------------------------------------ samples
+    def step_samples(self) -> list[Sample]:
+        """The first ``run.log_samples`` rollouts of this process's step, with reward and advantage."""
+        return self._samples("rollout")
+
+    def evaluation_samples(self) -> list[Sample]:
+        """The first ``run.log_samples`` greedy evaluation traces, with their reward."""
+        return self._samples("eval")
+
+    def _samples(self, kind: str) -> list[Sample]:
+        shown = self._shown[: self.run.log_samples]
+        return [trace_sample(f"{kind}-{i}", trace, note) for i, (trace, note) in enumerate(shown)]

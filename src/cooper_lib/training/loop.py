@@ -26,12 +26,17 @@ the checkpoint's is an error unless ``run.allow_config_change`` is set. ``log.js
 strict-JSON line per step (non-finite metrics as null); when a run starts, lines past its step (a
 run killed after logging beyond its last checkpoint) are dropped, so a resumed log has no
 duplicated steps.
+
+Tracking (`cooper_lib.training.tracking`): the metrics of every ``run.log_every``-th step and of
+every evaluation also go to accelerate's trackers (``run.report_to``), started when training starts
+and finished when the run completes; at each evaluation (and, in GRPO, each logging step)
+``run.log_samples`` samples (`evaluation_samples`, `step_samples`) are written under
+``output_dir/samples/step-N/`` and sent to the trackers as images and text.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib.util
 import json
 import logging
 import math
@@ -44,7 +49,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -53,6 +58,7 @@ from cooper_lib.model import SpatialModel
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
 from cooper_lib.training.precision import enable_gradient_checkpointing, warn_low_precision
+from cooper_lib.training.tracking import Sample, flat_config, log_samples, resolve_report_to
 from cooper_lib.training.trainable import configure_trainable, parameter_groups
 
 logger = logging.getLogger(__name__)
@@ -85,7 +91,9 @@ class Trainer(abc.ABC):
         config: the stage's config.
         eval_hooks: extra callables run at every evaluation (``run.eval_every``), each returning
             metrics to log under ``eval/``.
-        accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+        accelerator: an `Accelerator` to use (default: one built from ``config.run``). Its own
+            trackers (``log_with``, e.g. a custom `accelerate.tracking.GeneralTracker`) are used;
+            ``run.report_to`` must then be none.
     """
 
     def __init__(
@@ -101,12 +109,22 @@ class Trainer(abc.ABC):
         self.config = config
         self.run = config.run
         self.eval_hooks = list(eval_hooks)
+        trackers = resolve_report_to(self.run.report_to)
+        if accelerator is not None and trackers:
+            raise ValueError(
+                f"run.report_to: {self.run.report_to!r} cannot be added to an Accelerator passed in; "
+                "give the Accelerator log_with= instead and set run.report_to to none"
+            )
         self.accelerator = accelerator or Accelerator(
             # accelerate starts CPU process groups (torchrun + gloo) only with cpu=True
             cpu=self.run.cpu or not torch.accelerator.is_available(),
             mixed_precision=self.run.mixed_precision,
             gradient_accumulation_steps=self.run.grad_accum_steps,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            log_with=trackers or None,
+            project_config=ProjectConfiguration(
+                project_dir=str(self.run.output_dir), logging_dir=str(Path(self.run.output_dir) / "tb")
+            ),
         )
         if self.accelerator.gradient_accumulation_steps != self.run.grad_accum_steps:
             raise ValueError(
@@ -140,7 +158,8 @@ class Trainer(abc.ABC):
         self.ema = EMA(model, self.run.ema_decay) if self.run.ema_decay else None
         self.step = 0
         self.output_dir = Path(self.run.output_dir)
-        self._writer: Any = None
+        self._tracking = False
+        self._eval_samples: list[Sample] = []
         self.resumed_from: Path | None = None
         if self.accelerator.is_main_process:
             ckpt.recover_atomic(self.output_dir / "final")
@@ -183,6 +202,17 @@ class Trainer(abc.ABC):
         """The stage's own evaluation (default: none); extra hooks come from `eval_hooks`."""
         return {}
 
+    def evaluation_samples(self) -> list[Sample]:
+        """Up to ``run.log_samples`` samples to log at an evaluation (default: none). Runs on every
+        process after `evaluate`, in eval mode under no_grad (EMA weights when EMA is on); only the
+        main process's samples are logged."""
+        return []
+
+    def step_samples(self) -> list[Sample]:
+        """Up to ``run.log_samples`` samples of the step just taken, logged at ``run.log_every``
+        steps (default: none; GRPO: rollouts). Called on the main process only."""
+        return []
+
     # ------------------------------------------------------------------ properties
     @property
     def world_size(self) -> int:
@@ -214,15 +244,25 @@ class Trainer(abc.ABC):
         )
         if self.accelerator.is_main_process:
             trim_log(self.output_dir / LOG_NAME, self.step)
+        self.start_tracking()
         self.model.train()
         while self.step < end:
             metrics = self.train_step()
             self.step += 1
             entry = {"step": float(self.step), **metrics, "lr": self.scheduler.get_last_lr()[0]}
+            show = (
+                self.run.log_samples
+                and self.accelerator.is_main_process
+                and self.step % self.run.log_every == 0
+            )
+            samples = self.step_samples() if show else []
             if self.run.eval_every and self.step % self.run.eval_every == 0:
                 entry.update({f"eval/{k}": v for k, v in self.run_evaluation().items()})
+                samples += self._eval_samples
             result.history.append(entry)
             self._log(entry)
+            if samples:
+                log_samples(self.accelerator, samples, self.step, self.output_dir)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k in ("loss", "reward")})
             if self.run.save_every and self.step % self.run.save_every == 0:
@@ -232,8 +272,7 @@ class Trainer(abc.ABC):
         result.checkpoint = last if (last / ckpt.STATE_NAME).is_file() else self.save_checkpoint()
         if self.step >= self.run.max_steps:
             result.final_dir = self.save_final()
-        if self._writer is not None:
-            self._writer.close()
+            self.finish_tracking()
         return result
 
     def train_step(self) -> dict[str, float]:
@@ -313,11 +352,31 @@ class Trainer(abc.ABC):
                 metrics = dict(self.evaluate())
                 for hook in self.eval_hooks:
                     metrics.update(hook(self))
+                self._eval_samples = self.evaluation_samples() if self.run.log_samples else []
         finally:
             self.model.train()
         return metrics
 
     # ------------------------------------------------------------------ logging
+    def start_tracking(self) -> None:
+        """Start the accelerator's trackers (once) with the flat config as hyperparameters, under
+        the project ``run.project`` (every process must call it)."""
+        if self._tracking:
+            return
+        if not self.accelerator.trackers:
+            self.accelerator.init_trackers(self.run.project, config=flat_config(self.config.to_dict()))
+        self._tracking = True
+
+    def finish_tracking(self) -> None:
+        """Finish the trackers (close TensorBoard's writer, end the W&B / MLflow run). Not
+        ``Accelerator.end_training``: that also destroys the process group a caller may still use."""
+        if not self._tracking:
+            return
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+        self.accelerator.trackers.clear()
+        self._tracking = False
+
     def _log(self, entry: dict[str, float]) -> None:
         if not self.accelerator.is_main_process:
             return
@@ -326,22 +385,8 @@ class Trainer(abc.ABC):
             f.write(log_line(entry) + "\n")
         if self.step % self.run.log_every and not any(k.startswith("eval/") for k in entry):
             return
-        writer = self._tensorboard()
-        if writer is not None:
-            for key, value in entry.items():
-                if key != "step" and math.isfinite(value):
-                    writer.add_scalar(key, value, self.step)
-
-    def _tensorboard(self) -> Any:
-        if (
-            self._writer is None
-            and self.run.tensorboard
-            and importlib.util.find_spec("tensorboard") is not None
-        ):
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.output_dir / "tb"))
-        return self._writer
+        values = {k: v for k, v in entry.items() if k != "step" and math.isfinite(v)}
+        self.accelerator.log(values, step=self.step)
 
     # ------------------------------------------------------------------ checkpoints
     @property

@@ -17,6 +17,7 @@ from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import SFTConfig
 from cooper_lib.training.loop import EvalHook, trainer_inputs
 from cooper_lib.training.supervised import SupervisedTrainer
+from cooper_lib.training.tracking import Sample, sft_prompt, trace_sample
 
 
 class InterleavedSFTTrainer(SupervisedTrainer):
@@ -70,3 +71,28 @@ class InterleavedSFTTrainer(SupervisedTrainer):
             eval_hooks=eval_hooks,
             accelerator=accelerator,
         )
+
+    def evaluation_samples(self) -> list[Sample]:
+        """Greedy interleaved traces (`InterleavedReasoner`, turns up to
+        ``sample_max_new_tokens``) of the first ``run.log_samples`` held-out records' prompts
+        (`cooper_lib.training.tracking.sft_prompt`), with the reference answer; main process only,
+        none when parameters are sharded (FSDP / ZeRO-3: no process holds the whole model)."""
+        if not self.accelerator.is_main_process or self.shards_parameters:
+            return []
+        from cooper_lib.reasoning import InterleavedReasoner
+
+        samples = []
+        for i, record in enumerate(self.eval_records[: self.run.log_samples]):
+            prompt = sft_prompt(record)
+            if prompt is None:
+                continue
+            image, question, system = prompt
+            reasoner = InterleavedReasoner(
+                self.spatial,
+                max_new_tokens_per_turn=self.config.sample_max_new_tokens,
+                system_prompt=system or self.collator.system_prompt or None,
+            )
+            with self.accelerator.autocast():
+                trace = reasoner.run(image, question)
+            samples.append(trace_sample(f"eval-{i}", trace, f"reference: {record.meta.get('answer', '?')}"))
+        return samples

@@ -20,7 +20,8 @@ from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.collators import Stage1Collator
 from cooper_lib.training.config import Stage1Config
 from cooper_lib.training.loop import EvalHook, trainer_inputs
-from cooper_lib.training.supervised import SupervisedTrainer
+from cooper_lib.training.supervised import SupervisedTrainer, to_device
+from cooper_lib.training.tracking import Sample, map_grid_sample
 
 
 class Stage1Trainer(SupervisedTrainer):
@@ -98,6 +99,22 @@ class Stage1Trainer(SupervisedTrainer):
                     )
                 )
         return metrics
+
+    def evaluation_samples(self) -> list[Sample]:
+        """The first ``run.log_samples`` held-out records as input / target / prediction grids."""
+        part = self.eval_records[: self.run.log_samples]
+        if not part:
+            return []
+        batch = to_device(self.collator(part), self.accelerator.device)
+        maps = self.model(**batch, return_maps=True).maps
+        seen: dict[str, int] = {}
+        samples = []
+        for i, record in enumerate(part):
+            k = seen[record.modality] = seen.get(record.modality, -1) + 1
+            target = batch["aux_targets"][record.modality][k]
+            pred = _to_size(maps[record.modality][k : k + 1], target[None])[0]
+            samples.append(map_grid_sample(f"eval-{i}", record, target, pred, self.spatial.config))
+        return samples
 
 
 def _to_size(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -112,7 +112,6 @@ def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: st
             keep_checkpoints=1,
             log_every=max(1, steps // 5),
             progress_bar=False,
-            tensorboard=False,
         ),
     }
 
