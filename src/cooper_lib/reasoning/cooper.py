@@ -48,7 +48,7 @@ from cooper_lib.reasoning.policy import Policy, check_turn_budgets, get_policy
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace
 
-__all__ = ["COOPER_TOOLS", "CooperReasoner", "CooperTrace", "fit_pixels", "framed_text"]
+__all__ = ["COOPER_TOOLS", "CooperReasoner", "CooperTrace", "fit_pixels", "framed_text", "image_sides"]
 
 COOPER_TOOLS = ("depth", "segmentation")
 """The tools COOPER's model generates (both as RGB pseudo-images)."""
@@ -80,6 +80,18 @@ def fit_pixels(image: PILImage.Image, stride: int, max_side: int) -> torch.Tenso
     resized = image.convert("RGB").resize((w, h), PILImage.Resampling.BICUBIC)
     array = torch.from_numpy(np.asarray(resized, dtype=np.float32)).permute(2, 0, 1)
     return array / 127.5 - 1.0
+
+
+def image_sides(config: Any, vae_max_side: int = 1024, vit_max_side: int = 980) -> tuple[int, int, int, int]:
+    """(VAE stride, VAE longest side, ViT stride, ViT longest side) of an input image for a
+    `CooperConfig`: BAGEL's 1024 and 980 by default, capped by the position tables."""
+    vae_stride, vit_stride = config.latent_downsample, config.vit.patch_size
+    return (
+        vae_stride,
+        min(vae_max_side, config.max_latent_size * vae_stride),
+        vit_stride,
+        min(vit_max_side, config.vit_max_num_patch_per_side * vit_stride),
+    )
 
 
 class CooperReasoner:
@@ -137,11 +149,9 @@ class CooperReasoner:
         self.max_total_tokens = max_total_tokens
         self.temperature = temperature
         self.sampling = sampling
-        cfg = model.config
-        self.vae_stride = cfg.latent_downsample
-        self.vae_max_side = min(vae_max_side, cfg.max_latent_size * self.vae_stride)
-        self.vit_stride = cfg.vit.patch_size
-        self.vit_max_side = min(vit_max_side, cfg.vit_max_num_patch_per_side * self.vit_stride)
+        self.vae_stride, self.vae_max_side, self.vit_stride, self.vit_max_side = image_sides(
+            model.config, vae_max_side, vit_max_side
+        )
         self.system_prompt = system_prompt
         self.seed = seed
 
