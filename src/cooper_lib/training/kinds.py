@@ -33,7 +33,15 @@ from cooper_lib.data.turns import TurnFormat
 from cooper_lib.heads.flow import FlowHead
 from cooper_lib.loading import TRAINABLE_NAME
 from cooper_lib.model import SpatialModel, SpatialOutput
-from cooper_lib.models.cooper import ROLLOUT_SAMPLING, CooperModel, read_weights, save_tokenizer
+from cooper_lib.models.cooper import (
+    PRESETS,
+    ROLLOUT_SAMPLING,
+    CooperModel,
+    load_tokenizer,
+    preset,
+    read_weights,
+    save_tokenizer,
+)
 from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
 from cooper_lib.reasoning.cooper import CooperReasoner
 from cooper_lib.training.collators import SFTCollator, Stage1Collator
@@ -48,6 +56,7 @@ from cooper_lib.training.weights import save_model, state_from_folder
 
 __all__ = [
     "CooperKind",
+    "build_cooper_model",
     "ModelKind",
     "PolicyScorer",
     "SpatialKind",
@@ -442,6 +451,26 @@ class CooperKind(ModelKind):
 
     def rollout_logprobs(self, module, trace, device):
         return module([trace])
+
+
+def build_cooper_model(config: ModelConfig) -> tuple[CooperModel, Any]:
+    """The `CooperModel` and tokenizer ``config.cooper`` names: a preset (fresh weights from the
+    current seed; ``tiny`` with its `CharTokenizer`) or a release folder (`CooperModel.from_pretrained`
+    in ``config.dtype``, with the folder's tokenizer)."""
+    config.validate()
+    if config.cooper is None:
+        raise ValueError("model.cooper: expected a preset name or a release folder, got None")
+    dtype = getattr(torch, config.dtype)
+    if config.cooper in PRESETS:
+        model = CooperModel(preset(config.cooper)).to(dtype)
+    elif Path(config.cooper).is_dir():
+        model = CooperModel.from_pretrained(config.cooper, dtype=dtype)
+    else:
+        raise ValueError(
+            f"model.cooper: expected a preset ({', '.join(sorted(PRESETS))}) or a release folder, "
+            f"got {config.cooper!r} (no such folder)"
+        )
+    return model, load_tokenizer(config.cooper)
 
 
 def model_kind(model: Any, tokenizer: Any = None) -> ModelKind:
