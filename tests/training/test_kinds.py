@@ -128,7 +128,11 @@ def _sft_records(synthetic) -> list[SFTRecord]:
 def test_sft_trainer_learns_interleaved_traces_on_a_cooper_model(synthetic, tmp_path):
     records = _sft_records(synthetic)
     config = SFTConfig(
-        model=ModelConfig(cooper="tiny"), optim=optim_config(), run=run_config(tmp_path, max_steps=10), num_workers=0
+        model=ModelConfig(cooper="tiny"),
+        optim=optim_config(),
+        run=run_config(tmp_path, max_steps=10),
+        num_workers=0,
+        system_prompt="Think, then answer.",  # short: the character tokenizer spends a token per letter
     )
     trainer = InterleavedSFTTrainer(tiny(), config, records=records, tokenizer=TOK)
     dialogue = trainer.collator(records[:1]).dialogues[0]
