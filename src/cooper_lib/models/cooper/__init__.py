@@ -25,7 +25,7 @@ from cooper_lib.models.cooper.sampler import (
     guidance_contexts,
 )
 from cooper_lib.models.cooper.stage1 import NO_DROPOUT, ConditionDropout, Stage1Sample, stage1_sequence
-from cooper_lib.models.cooper.text import generate_text
+from cooper_lib.models.cooper.text import TextContext, generate_text
 from cooper_lib.models.cooper.tokenizer import CharTokenizer, load_tokenizer, save_tokenizer
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "SequenceBuilder",
     "Stage1Sample",
     "Text",
+    "TextContext",
     "ViTConfig",
     "autoencoder_config_from_shapes",
     "combine_guidance",
