@@ -130,11 +130,17 @@ def tiny_turns(device: torch.device, repeats: int, turn_tokens: int) -> None:
     }
     traces = {k: r.run(image, "Which object is closer to the camera?") for k, r in reasoners.items()}
     same = [s.token_ids for s in traces[True].steps] == [s.token_ids for s in traces[False].steps]
-    t_fast = _best(lambda: reasoners[True].run(image, "Which object is closer to the camera?"), repeats, device)
-    t_slow = _best(lambda: reasoners[False].run(image, "Which object is closer to the camera?"), repeats, device)
+    t_fast = _best(
+        lambda: reasoners[True].run(image, "Which object is closer to the camera?"), repeats, device
+    )
+    t_slow = _best(
+        lambda: reasoners[False].run(image, "Which object is closer to the camera?"), repeats, device
+    )
     trace = traces[True]
     turns = sum(s.kind == "text" for s in trace.steps)
-    print(f"\n## tiny preset on {device}: a {turns}-turn rollout, {trace.total_tokens} context tokens at the end\n")
+    print(
+        f"\n## tiny preset on {device}: a {turns}-turn rollout, {trace.total_tokens} context tokens at the end\n"
+    )
     print(f"| {'measure':<52} | {'value':>18} |\n|{'-' * 54}|{'-' * 20}|")
     _row("prompt tokens (system prompt, image, question)", str(trace.prompt_tokens))
     _row("generated tokens", str(trace.generated_tokens))

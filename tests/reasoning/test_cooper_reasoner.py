@@ -117,7 +117,9 @@ def test_the_evaluation_harness_evaluates_the_cooper_reasoner(model, tmp_path):
     assert load_result(tmp_path / "run.jsonl", bench).records == result.records
 
 
-@pytest.mark.parametrize(("policy", "temperature"), [("perceive_first", 0.0), ("adaptive", 0.0), ("adaptive", 1.0)])
+@pytest.mark.parametrize(
+    ("policy", "temperature"), [("perceive_first", 0.0), ("adaptive", 0.0), ("adaptive", 1.0)]
+)
 def test_incremental_turns_write_the_tokens_the_recompute_path_writes(model, policy, temperature):
     """Turns decoded from the cache the previous turns extended (perceive-first: forced calls and
     maps fed back as ViT tokens with reflections; adaptive: the untrained model's unparsed turns,

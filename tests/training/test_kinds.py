@@ -6,8 +6,14 @@ from training_setup import optim_config, run_config
 
 from cooper_lib.data.records import Item, SFTRecord, load_stage1_records
 from cooper_lib.models.cooper import CharTokenizer, CooperModel, load_tokenizer, preset
-from cooper_lib.training import GRPOConfig, InterleavedSFTTrainer, SFTConfig, SpatialGRPOTrainer, Stage1Config
-from cooper_lib.training import Stage1Trainer
+from cooper_lib.training import (
+    GRPOConfig,
+    InterleavedSFTTrainer,
+    SFTConfig,
+    SpatialGRPOTrainer,
+    Stage1Config,
+    Stage1Trainer,
+)
 from cooper_lib.training.config import ModelConfig
 from cooper_lib.training.cooper_data import ImageLatent
 from cooper_lib.training.kinds import CooperKind, SpatialKind, build_cooper_model, model_kind
@@ -64,6 +70,8 @@ def test_cooper_trainability_follows_the_model_section():
     assert any(n.startswith("vit_model.") for n in trainable) and "connector.fc1.weight" not in trainable
     with pytest.raises(ValueError, match="model.llm"):
         kind.configure(ModelConfig(cooper="tiny", llm="lora"))
+    kind.enable_gradient_checkpointing()
+    assert model.language_model.model.gradient_checkpointing
 
 
 def test_model_config_takes_exactly_one_of_backbone_and_cooper():
@@ -117,7 +125,13 @@ def _sft_records(synthetic) -> list[SFTRecord]:
                 Item("image", str(e.image)),
                 Item("text", "Which is closer?"),
                 Item("text", "<think>a</think><depth-estimation>d</depth-estimation>", need_loss=True),
-                Item("image", str(e.image), modality="depth", target=str(e.target), target_scale=e.options.get("scale")),
+                Item(
+                    "image",
+                    str(e.image),
+                    modality="depth",
+                    target=str(e.target),
+                    target_scale=e.options.get("scale"),
+                ),
                 Item("text", "<answer>\\boxed{A}</answer>", need_loss=True),
             ],
         )

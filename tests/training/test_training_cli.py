@@ -107,7 +107,9 @@ def test_config_file_errors_are_one_line_naming_the_file_or_key(tmp_path, capsys
     assert __import__("re").search(message, err), err
 
 
-def test_the_reference_model_trains_in_stages_and_evaluates_from_the_command_line(synthetic, tmp_path, capsys):
+def test_the_reference_model_trains_in_stages_and_evaluates_from_the_command_line(
+    synthetic, tmp_path, capsys
+):
     from cooper_lib.cli import main
     from cooper_lib.models.cooper import CooperModel
 

@@ -64,9 +64,9 @@ def run_stage(stage: str, args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
     from cooper_lib.training.grpo import SpatialGRPOTrainer
+    from cooper_lib.training.kinds import build_cooper_model
     from cooper_lib.training.sft import InterleavedSFTTrainer
     from cooper_lib.training.stage1 import Stage1Trainer
-    from cooper_lib.training.kinds import build_cooper_model
     from cooper_lib.training.weights import build_model, seeded_backbone
 
     trainers = {"stage1": Stage1Trainer, "sft": InterleavedSFTTrainer, "grpo": SpatialGRPOTrainer}

@@ -110,7 +110,11 @@ def pack_dialogues(model: CooperModel, dialogues: Sequence[Dialogue]) -> tuple[P
 
 
 def _text_logprobs(
-    model: CooperModel, seq: PackedSequence, hidden: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0
+    model: CooperModel,
+    seq: PackedSequence,
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
 ):
     """`[N_text]` log-probs of the masked text tokens (0 elsewhere), each from the hidden state of
     the text token before it (always in the same item: a learnt token is never an item's first),

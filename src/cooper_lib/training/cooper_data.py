@@ -64,7 +64,9 @@ def map_pixels(modality: str, target: torch.Tensor, size: tuple[int, int]) -> to
 
 def _check_tool(fmt: TurnFormat, modality: str, where: str) -> None:
     if modality not in fmt.tools:
-        raise ValueError(f"{where}: modality {modality!r} has no tool tags; expected one of {sorted(fmt.tools)}")
+        raise ValueError(
+            f"{where}: modality {modality!r} has no tool tags; expected one of {sorted(fmt.tools)}"
+        )
 
 
 class CooperStage1Collator:
@@ -128,7 +130,9 @@ class CooperSFTCollator:
 
     def _text(self, text: str) -> Text:
         cfg = self.config
-        return Text((cfg.bos_token_id, *self.tokenizer.encode(text, add_special_tokens=False), cfg.eos_token_id))
+        return Text(
+            (cfg.bos_token_id, *self.tokenizer.encode(text, add_special_tokens=False), cfg.eos_token_id)
+        )
 
     def __call__(self, records: Sequence[SFTRecord]) -> CooperBatch:
         if not records:
@@ -157,7 +161,9 @@ class CooperSFTCollator:
             vit = fit_pixels(image, vit_stride, vit_max)
             modality = self._tool_result(record, index)
             if modality is None:
-                if not seen_image:  # the question's image: VAE latent and ViT tokens, as the reasoner reads it
+                if (
+                    not seen_image
+                ):  # the question's image: VAE latent and ViT tokens, as the reasoner reads it
                     out.append((ImageLatent(fit_pixels(image, vae_stride, vae_max)), False))
                 out.append((Image(vit), False))
                 seen_image = True

@@ -124,7 +124,9 @@ class SpatialGRPOTrainer(Trainer):
         )
         self.reward_fn = reward_fn or self.cpr
         # the KL reference is the policy as it starts, frozen (before LoRA or row masks are added)
-        self.reference = copy.deepcopy(kind.model).requires_grad_(False).eval() if config.kl_beta > 0 else None
+        self.reference = (
+            copy.deepcopy(kind.model).requires_grad_(False).eval() if config.kl_beta > 0 else None
+        )
         super().__init__(kind, config, eval_hooks=eval_hooks, accelerator=accelerator)
         if self.reference is not None:
             self.reference.to(self.accelerator.device)  # prepare() moved only the policy

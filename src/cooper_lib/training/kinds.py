@@ -244,7 +244,9 @@ class SpatialKind(ModelKind):
         return Stage1Collator(self.model, config.target_size, config.lm_loss_on_tag)
 
     def sft_collator(self, config: Any) -> SFTCollator:
-        return SFTCollator(self.model, config.system_prompt, config.supervise_maps, max_length=config.max_length)
+        return SFTCollator(
+            self.model, config.system_prompt, config.supervise_maps, max_length=config.max_length
+        )
 
     def check_stage1_modalities(self, modalities: set[str]) -> None:
         headless = sorted(modalities - set(self.model.config.modalities))
@@ -310,7 +312,8 @@ class SpatialKind(ModelKind):
             )
         dtype = next(self.model.parameters()).dtype
         inputs = {
-            k: v.to(device, dtype=dtype if v.is_floating_point() else None) for k, v in trace.model_inputs.items()
+            k: v.to(device, dtype=dtype if v.is_floating_point() else None)
+            for k, v in trace.model_inputs.items()
         }
         return inputs, trace.generated_mask[None].to(device)
 
@@ -327,8 +330,8 @@ class CooperKind(ModelKind):
     the time embedder and ``vae2llm`` / ``llm2vae``; ``frozen`` trains only the generation side
     (the ``*_moe_gen`` expert, time embedder, ``vae2llm`` / ``llm2vae``), BAGEL's ``freeze_und``.
     The ViT follows ``model.freeze_vision`` and the autoencoder is always frozen (COOPER's recipe:
-    vision encoder and VAE frozen, LLM trained). LoRA, 4-bit weights and gradient checkpointing
-    are plug-in settings and are refused.
+    vision encoder and VAE frozen, LLM trained). LoRA and 4-bit weights are plug-in settings and are
+    refused; ``model.gradient_checkpointing`` checkpoints each MoT decoder layer.
     """
 
     name = "cooper"
@@ -377,7 +380,8 @@ class CooperKind(ModelKind):
         return groups
 
     def enable_gradient_checkpointing(self) -> None:
-        raise ValueError("model.gradient_checkpointing: not supported by the reference assembly's MoT decoder")
+        """Per-layer activation checkpointing of the MoT decoder (non-reentrant)."""
+        self.model.language_model.model.gradient_checkpointing = True
 
     def save_model(self, directory, state, config, lora):
         info = {
@@ -434,7 +438,9 @@ class CooperKind(ModelKind):
 
     def rollout_reasoner(self, config, temperature, top_p, device):
         if temperature > 0 and top_p != 1.0:
-            raise ValueError(f"top_p: the reference assembly's rollouts sample the full distribution (1.0), got {top_p}")
+            raise ValueError(
+                f"top_p: the reference assembly's rollouts sample the full distribution (1.0), got {top_p}"
+            )
         sampling = dataclasses.replace(ROLLOUT_SAMPLING, num_timesteps=config.image_steps)
         return CooperReasoner(
             self.model,

@@ -260,7 +260,9 @@ def read_release(
     return model
 
 
-def read_weights(folder: str | Path, names: Iterable[str], *, weights: str | None = None) -> dict[str, torch.Tensor]:
+def read_weights(
+    folder: str | Path, names: Iterable[str], *, weights: str | None = None
+) -> dict[str, torch.Tensor]:
     """The tensors `names` (`CooperModel` parameter names, ``vae.*`` from `ae.safetensors`) of a
     release folder, read one by one (no other tensor is loaded); a name not stored is a ValueError."""
     folder = Path(folder)

@@ -44,7 +44,9 @@ class TextContext:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _run(self, x: torch.Tensor, positions: torch.Tensor, gen: torch.Tensor, own_mask: torch.Tensor) -> torch.Tensor:
+    def _run(
+        self, x: torch.Tensor, positions: torch.Tensor, gen: torch.Tensor, own_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Run new tokens `x [n, H]` after the cache; `own_mask [n, n]` is their mask among themselves."""
         seen = torch.ones(len(x), self.length, dtype=torch.bool, device=x.device)  # every cached token
         mask = torch.cat([seen, own_mask], dim=1)
@@ -127,6 +129,8 @@ def generate_text(
     """
     if not context:
         raise ValueError("context: expected at least one item, got none")
-    return TextContext(model).extend(context).generate(
-        max_new_tokens, temperature=temperature, generator=generator, stop=stop
+    return (
+        TextContext(model)
+        .extend(context)
+        .generate(max_new_tokens, temperature=temperature, generator=generator, stop=stop)
     )
