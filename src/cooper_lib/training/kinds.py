@@ -234,10 +234,12 @@ class SpatialKind(ModelKind):
     def enable_gradient_checkpointing(self) -> None:
         enable_gradient_checkpointing(self.model.backbone)
 
-    def save_model(self, directory, state, config, lora):
+    def save_model(
+        self, directory: Path, state: dict[str, torch.Tensor], config: ModelConfig, lora: dict | None
+    ) -> Path:
         return save_model(directory, self.model, state, config, lora)
 
-    def state_from_folder(self, directory, module, prefix):
+    def state_from_folder(self, directory: Path, module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
         return state_from_folder(directory, module, self.model, prefix)
 
     def stage1_collator(self, config: Any) -> Stage1Collator:
@@ -255,7 +257,9 @@ class SpatialKind(ModelKind):
                 f"records: modalities {headless} have no head; the model has {list(self.model.config.modalities)}"
             )
 
-    def supervised_loss(self, module, batch, device):
+    def supervised_loss(
+        self, module: nn.Module, batch: Any, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         out: SpatialOutput = module(**_to_device(batch, device))
         if out.loss is None:
             raise ValueError("batch: carries neither labels nor auxiliary targets; nothing to train")
@@ -271,7 +275,9 @@ class SpatialKind(ModelKind):
     def supervised_metric_names(self) -> list[str]:
         return ["lm_loss", *(f"aux/{m}" for m in self.model.config.modalities)]
 
-    def evaluate_batch(self, module, batch, device, trainer):
+    def evaluate_batch(
+        self, module: nn.Module, batch: Any, device: torch.device, trainer: Any
+    ) -> dict[str, float]:
         batch = _to_device(batch, device)
         out = module(**batch, return_maps=trainer.wants_maps)
         return {"loss": float(out.loss), **self.output_metrics(out), **trainer.map_metrics(batch, out)}
@@ -279,7 +285,7 @@ class SpatialKind(ModelKind):
     def map_metric_names(self, trainer: Any) -> list[str]:
         return trainer.map_metric_names()
 
-    def rollout_reasoner(self, config, temperature, top_p, device):
+    def rollout_reasoner(self, config: Any, temperature: float, top_p: float, device: torch.device) -> Any:
         # placeholders stand for inputs the model cannot write: a sampled query token would be a
         # broken query block, a sampled image / video token an image without pixels
         spatial = self.model
@@ -299,7 +305,7 @@ class SpatialKind(ModelKind):
             return_inputs=True,
         )
 
-    def policy_module(self, model, temperature):
+    def policy_module(self, model: nn.Module, temperature: float) -> nn.Module:
         return PolicyScorer(model, temperature)
 
     def rollout_inputs(
@@ -317,7 +323,9 @@ class SpatialKind(ModelKind):
         }
         return inputs, trace.generated_mask[None].to(device)
 
-    def rollout_logprobs(self, module, trace, device):
+    def rollout_logprobs(
+        self, module: nn.Module, trace: ReasoningTrace, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs, mask = self.rollout_inputs(trace, device)
         return module(inputs, mask), mask
 
@@ -383,7 +391,9 @@ class CooperKind(ModelKind):
         """Per-layer activation checkpointing of the MoT decoder (non-reentrant)."""
         self.model.language_model.model.gradient_checkpointing = True
 
-    def save_model(self, directory, state, config, lora):
+    def save_model(
+        self, directory: Path, state: dict[str, torch.Tensor], config: ModelConfig, lora: dict | None
+    ) -> Path:
         info = {
             "format": 2,
             "kind": self.name,
@@ -398,7 +408,7 @@ class CooperKind(ModelKind):
             (tmp / TRAINABLE_NAME).write_text(json.dumps(info, indent=2) + "\n")
         return Path(directory)
 
-    def state_from_folder(self, directory, module, prefix):
+    def state_from_folder(self, directory: Path, module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
         names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         return read_weights(directory, names)
 
@@ -425,18 +435,22 @@ class CooperKind(ModelKind):
     def supervised_module(self) -> nn.Module:
         return CooperObjective(self.model)
 
-    def supervised_loss(self, module, batch: CooperBatch, device):
+    def supervised_loss(
+        self, module: nn.Module, batch: CooperBatch, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         loss, parts = module(batch)
         return loss, {k: float(v) for k, v in parts.items()}
 
     def supervised_metric_names(self) -> list[str]:
         return ["flow_loss", "lm_loss"]
 
-    def evaluate_batch(self, module, batch, device, trainer):
+    def evaluate_batch(
+        self, module: nn.Module, batch: Any, device: torch.device, trainer: Any
+    ) -> dict[str, float]:
         loss, parts = module(batch)
         return {"loss": float(loss), **{k: float(v) for k, v in parts.items()}}
 
-    def rollout_reasoner(self, config, temperature, top_p, device):
+    def rollout_reasoner(self, config: Any, temperature: float, top_p: float, device: torch.device) -> Any:
         if temperature > 0 and top_p != 1.0:
             raise ValueError(
                 f"top_p: the reference assembly's rollouts sample the full distribution (1.0), got {top_p}"
@@ -452,10 +466,12 @@ class CooperKind(ModelKind):
             sampling=sampling,
         )
 
-    def policy_module(self, model, temperature):
+    def policy_module(self, model: nn.Module, temperature: float) -> nn.Module:
         return CooperPolicyScorer(model, temperature)
 
-    def rollout_logprobs(self, module, trace, device):
+    def rollout_logprobs(
+        self, module: nn.Module, trace: ReasoningTrace, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return module([trace])
 
 
