@@ -194,7 +194,8 @@ class CooperReasoner:
     def _rollout(self, image: PILImage.Image, question: str, seed: int) -> CooperTrace:
         started = time.perf_counter()
         model = self.model
-        generator = torch.Generator().manual_seed(seed)
+        # on the model's device: text sampling and map noise draw there (a CPU generator fails on CUDA)
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         vae_pixels = fit_pixels(image, self.vae_stride, self.vae_max_side)
         vit_pixels = fit_pixels(image, self.vit_stride, self.vit_max_side)
         weight = next(model.vae.parameters())
