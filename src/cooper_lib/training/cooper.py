@@ -16,6 +16,9 @@
 
 Every step is the loss, ``zero_grad``, ``backward``, gradient clipping, ``optimizer.step`` on one
 process; for 7B wrap the model with FSDP using `fsdp_auto_wrap_policy` (one unit per decoder layer).
+The library's trainers run the same losses in their accelerate loop through two modules:
+`CooperObjective` (stage 1 and SFT micro-batches, `training.cooper_data.CooperBatch`) and
+`CooperPolicyScorer` (GRPO log-probs); `training.kinds.CooperKind` wires them in.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from cooper_lib.models.cooper import (
 )
 from cooper_lib.models.cooper.mot import MoTDecoderLayer
 from cooper_lib.reasoning.cooper import CooperTrace
-from cooper_lib.training.cooper_data import ImageLatent
+from cooper_lib.training.cooper_data import CooperBatch, ImageLatent
 from cooper_lib.training.policy_loss import (
     PolicyLossOutput,
     clipped_policy_loss,
@@ -306,7 +309,7 @@ class CooperObjective(torch.nn.Module):
         self.cooper = model
         self.dropout = dropout or ConditionDropout()
 
-    def forward(self, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: CooperBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(loss, detached parts) of `batch`, a `cooper_data.CooperBatch`."""
         model = self.cooper
         device = next(model.parameters()).device
