@@ -8,6 +8,9 @@ Part 2 builds one mixture-of-transformers layer at BAGEL-7B-MoT's shapes (hidden
 row of `--tokens` tokens (half text, causal; half latent tokens in one full split on the generation
 expert), with the explicit boolean mask SDPA gets. Peak memory is reported on CUDA.
 `--scale` divides the layer's widths (and heads) to run the same shape family on a CPU.
+Part 3 times a three-turn `CooperReasoner` rollout on the `tiny` preset (COOPER's system prompt,
+a 64 x 64 image, `--turn-tokens` tokens a turn, the untrained model's turns retried) with the text
+context cached across turns and recomputed for every turn, and checks both write the same tokens.
 
 Examples::
 
@@ -24,6 +27,7 @@ from collections.abc import Callable
 import torch
 
 from cooper_lib.models.cooper import (
+    CharTokenizer,
     CooperModel,
     CooperSampling,
     Image,
@@ -34,6 +38,7 @@ from cooper_lib.models.cooper import (
 )
 from cooper_lib.models.cooper.mot import MoTDecoderLayer, Qwen2RotaryEmbedding, block_mask
 from cooper_lib.models.cooper.packing import SequenceBuilder
+from cooper_lib.reasoning.cooper import CooperReasoner
 
 
 def _sync(device: torch.device) -> None:
@@ -107,6 +112,44 @@ def tiny_generation(device: torch.device, repeats: int) -> None:
     _row("stage-1 step (s)", f"{t_step:.4f}")
 
 
+def tiny_turns(device: torch.device, repeats: int, turn_tokens: int) -> None:
+    torch.manual_seed(0)
+    model = CooperModel(preset("tiny")).to(device).eval()
+    g = torch.Generator().manual_seed(2)
+    image = ((torch.rand(3, 64, 64, generator=g) * 255).byte().permute(1, 2, 0)).numpy()
+    reasoners = {
+        incremental: CooperReasoner(
+            model,
+            CharTokenizer(),
+            max_turns=3,
+            max_new_tokens_per_turn=turn_tokens,
+            sampling=CooperSampling(num_timesteps=3),
+            incremental=incremental,
+        )
+        for incremental in (True, False)
+    }
+    traces = {k: r.run(image, "Which object is closer to the camera?") for k, r in reasoners.items()}
+    same = [s.token_ids for s in traces[True].steps] == [s.token_ids for s in traces[False].steps]
+    t_fast = _best(
+        lambda: reasoners[True].run(image, "Which object is closer to the camera?"), repeats, device
+    )
+    t_slow = _best(
+        lambda: reasoners[False].run(image, "Which object is closer to the camera?"), repeats, device
+    )
+    trace = traces[True]
+    turns = sum(s.kind == "text" for s in trace.steps)
+    print(
+        f"\n## tiny preset on {device}: a {turns}-turn rollout, {trace.total_tokens} context tokens at the end\n"
+    )
+    print(f"| {'measure':<52} | {'value':>18} |\n|{'-' * 54}|{'-' * 20}|")
+    _row("prompt tokens (system prompt, image, question)", str(trace.prompt_tokens))
+    _row("generated tokens", str(trace.generated_tokens))
+    _row("rollout, context cached across turns (s)", f"{t_fast:.3f}")
+    _row("rollout, context recomputed every turn (s)", f"{t_slow:.3f}")
+    _row("speed-up", f"{t_slow / t_fast:.2f}x")
+    _row("same tokens", str(same))
+
+
 def mot_layer(
     device: torch.device, scale: int, tokens: int, repeats: int, dtype: torch.dtype, attention: str
 ) -> None:
@@ -176,6 +219,7 @@ def main() -> None:
     )
     parser.add_argument("--attention", default="sdpa", choices=["sdpa", "flex"], help="of the MoT layer")
     parser.add_argument("--skip-tiny", action="store_true")
+    parser.add_argument("--turn-tokens", type=int, default=32, help="tokens per turn of the part-3 rollout")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -186,6 +230,7 @@ def main() -> None:
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}")
     if not args.skip_tiny:
         tiny_generation(device, args.repeats)
+        tiny_turns(device, args.repeats, args.turn_tokens)
     mot_layer(device, args.scale, args.tokens, args.repeats, getattr(torch, args.dtype), args.attention)
 
 

@@ -6,19 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cooper_lib.models.cooper import CooperModel, preset
+from cooper_lib.models.cooper import CharTokenizer, CooperModel, preset
 
-
-class CharTokenizer:
-    """One token per ASCII character (ids 32-126; anything else becomes '?'); ids 0-31 decode to ''."""
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return [ord(c) if 32 <= ord(c) < 127 else ord("?") for c in text]
-
-    def decode(
-        self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = False
-    ) -> str:
-        return "".join(chr(i) for i in ids if 32 <= i < 127)
+__all__ = ["CharTokenizer", "scene", "tiny_model"]
 
 
 def tiny_model(seed: int = 0) -> CooperModel:

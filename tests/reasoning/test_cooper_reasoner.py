@@ -5,7 +5,7 @@ from cooper_tiny import CharTokenizer, scene, tiny_model
 from cooper_lib.data.turns import TurnFormat
 from cooper_lib.eval.runner import evaluate, load_result
 from cooper_lib.eval.synthetic_bench import load_synthetic
-from cooper_lib.models.cooper import CooperSampling, Image, Latent, Text
+from cooper_lib.models.cooper import CooperSampling, Image, Latent, Text, TextContext
 from cooper_lib.reasoning import cooper as cooper_reasoning
 from cooper_lib.reasoning.cooper import CooperReasoner, CooperTrace, fit_pixels
 
@@ -46,8 +46,8 @@ def test_adaptive_turns_call_a_tool_feed_the_map_back_as_vision_tokens_and_answe
     call = f"<think>far?</think>{fmt.tool_call('depth', 'go')}"
     answer = "<think>ok</think><answer>\\boxed{B}</answer>"
     generate, contexts = _scripted([call + " trailing", answer], tok)
-    monkeypatch.setattr(cooper_reasoning, "generate_text", generate)
-    reasoner = CooperReasoner(model, tok, tags=fmt, sampling=FAST, system_prompt=False)
+    monkeypatch.setattr(cooper_reasoning, "generate_text", generate)  # the recompute path's decoder
+    reasoner = CooperReasoner(model, tok, tags=fmt, sampling=FAST, system_prompt=False, incremental=False)
     trace = reasoner.run(scene(), "Which is closer?")
     assert isinstance(trace, CooperTrace)
     assert [s.kind for s in trace.steps] == ["text", "tool_call", "map", "image", "text"]
@@ -115,3 +115,49 @@ def test_the_evaluation_harness_evaluates_the_cooper_reasoner(model, tmp_path):
     assert result.policy == "text_only" and len(result.records) == 3 and result.computed == 3
     assert all(r["stop_reason"] == "max_turns" and r["tools"] == [] for r in result.records)
     assert load_result(tmp_path / "run.jsonl", bench).records == result.records
+
+
+@pytest.mark.parametrize(
+    ("policy", "temperature"), [("perceive_first", 0.0), ("adaptive", 0.0), ("adaptive", 1.0)]
+)
+def test_incremental_turns_write_the_tokens_the_recompute_path_writes(model, policy, temperature):
+    """Turns decoded from the cache the previous turns extended (perceive-first: forced calls and
+    maps fed back as ViT tokens with reflections; adaptive: the untrained model's unparsed turns,
+    retry prompts, the pending last token) write the tokens and maps recomputing writes."""
+    runs = [
+        CooperReasoner(
+            model, CharTokenizer(), policy=policy, max_turns=3, max_new_tokens_per_turn=6,
+            temperature=temperature, sampling=FAST, system_prompt=False, incremental=incremental,
+        ).run(scene(4), "Is it left?")
+        for incremental in (True, False)
+    ]  # fmt: skip
+    fast, slow = ([(s.kind, s.token_ids, s.text) for s in t.steps] for t in runs)
+    assert fast == slow
+    maps = [[s.map for s in t.steps if s.kind == "map"] for t in runs]
+    assert all(torch.equal(a, b) for a, b in zip(*maps, strict=True))
+    written = sum(s.kind == "text" and not s.forced for s in runs[0].steps)
+    assert (len(maps[0]), written) == ((2, 1) if policy == "perceive_first" else (0, 3))
+
+
+def test_each_turn_leaves_the_cache_of_a_full_prefill_of_its_context(model, monkeypatch):
+    """After every turn the rollout's cache holds exactly the keys and values (and RoPE position)
+    of the whole context prefilled at once: earlier turns, retry prompts, the token left pending."""
+    real, checked = cooper_reasoning._TurnContext.generate, []
+
+    def checking(self, items, limit, **options):
+        ids = real(self, items, limit, **options)
+        fed = [item for item, _ in items] + [Text((model.config.bos_token_id, *ids[:-1]))]
+        full = TextContext(model).extend(fed)
+        assert (self.cache.length, self.cache.position) == (full.length, full.position)
+        for (k, v), (k_full, v_full) in zip(self.cache.kv, full.kv, strict=True):
+            torch.testing.assert_close(k, k_full, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(v, v_full, rtol=1e-4, atol=1e-5)
+        checked.append(len(items))
+        return ids
+
+    monkeypatch.setattr(cooper_reasoning._TurnContext, "generate", checking)
+    reasoner = CooperReasoner(
+        model, CharTokenizer(), max_turns=3, max_new_tokens_per_turn=6, sampling=FAST, system_prompt=False
+    )
+    reasoner.run(scene(4), "Is it left?")
+    assert len(checked) == 3 and checked[0] < checked[1] < checked[2]

@@ -35,7 +35,7 @@ def expected_low_half(trainer, half) -> float:
     """The policy's exact expected reward on the first question: P(first token < half)."""
     record = trainer.records[0]
     trace = trainer.greedy.run_batch([record.load_image()], [record.question])[0]
-    inputs, mask = trainer._inputs(trace)
+    inputs, mask = trainer.kind.rollout_inputs(trace, trainer.accelerator.device)
     position = int(mask[0].nonzero()[0]) - 1
     with torch.no_grad():
         hidden = trainer.spatial.adapter.hidden_states(**inputs)[0, position]
@@ -139,7 +139,7 @@ def test_grpo_defaults_are_coopers():
 
 
 def test_rollouts_sample_flow_maps_with_the_rollout_preset_and_image_steps(synthetic, tmp_path):
-    from cooper_lib.training.grpo import rollout_perceive_options
+    from cooper_lib.training.kinds import rollout_perceive_options
 
     spatial = {
         **model_config().spatial,
@@ -189,7 +189,7 @@ def test_rollout_temperature_divides_the_logits():
 def test_policy_logprobs_use_the_tempered_logits(synthetic, tmp_path):
     # COOPER's trainer divides the logits by the sampling temperature before the log-softmax
     # (train/grpo/bagel_interleave_grpo_trainer.py:754-756): log p_T = z / T - logsumexp(z / T)
-    from cooper_lib.training.grpo import PolicyScorer
+    from cooper_lib.training.kinds import PolicyScorer
 
     model = build_model(model_config())
     torch.manual_seed(0)

@@ -261,6 +261,7 @@ def test_a_trainer_needs_a_spatial_model(synthetic, tmp_path):
         (SpatialGRPOTrainer, None),
     ):
         with pytest.raises(
-            TypeError, match="model: expected a SpatialModel, got Qwen2VLForConditionalGeneration"
+            TypeError,
+            match="model: expected a SpatialModel or a CooperModel, got Qwen2VLForConditionalGeneration",
         ):
             trainer(backbone, stage_config)

@@ -105,3 +105,43 @@ def test_config_file_errors_are_one_line_naming_the_file_or_key(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert __import__("re").search(message, err), err
+
+
+def test_the_reference_model_trains_in_stages_and_evaluates_from_the_command_line(
+    synthetic, tmp_path, capsys
+):
+    from cooper_lib.cli import main
+    from cooper_lib.models.cooper import CooperModel
+
+    run = {"max_steps": 2, "batch_size": 1, "progress_bar": False, "tensorboard": False, "ema_decay": None}
+    stage1 = {
+        "model": {"cooper": "tiny"},
+        "run": {**run, "output_dir": str(tmp_path / "stage1")},
+        "data": [str(synthetic["stage1"] / "records.jsonl")],
+        "num_workers": 0,
+    }
+    (tmp_path / "stage1.yaml").write_text(yaml.safe_dump(stage1))
+    assert main(["train", "stage1", "--config", str(tmp_path / "stage1.yaml")]) == 0
+    final = tmp_path / "stage1" / "final"
+    saved = yaml.safe_load((tmp_path / "stage1" / "config.yaml").read_text())
+    assert saved["model"]["cooper"] == "tiny" and saved["model"]["backbone"] is None
+    sft = {
+        "model": {"cooper": str(final)},  # the next stage starts from the stage-1 release folder
+        "run": {**run, "max_steps": 1, "output_dir": str(tmp_path / "sft")},
+        "data": [str(synthetic["sft"] / "records.jsonl")],
+        "system_prompt": "",
+        "num_workers": 0,
+    }
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
+    assert main(["train", "sft", "--config", str(tmp_path / "sft.yaml")]) == 0
+    assert "final model:" in capsys.readouterr().out
+    CooperModel.from_pretrained(tmp_path / "sft" / "final")  # key for key
+    out = tmp_path / "eval.jsonl"
+    assert main(["eval", "run", "--benchmark", "synthetic", "--model", str(tmp_path / "sft" / "final"),
+                 "--policy", "text_only", "--n", "1", "--limit", "1", "--max-new-tokens", "4",
+                 "--output", str(out)]) == 0  # fmt: skip
+    assert "1 items done now" in capsys.readouterr().out and out.is_file()
+    both = {**stage1, "model": {"cooper": "tiny", "backbone": "tiny:llava"}}
+    (tmp_path / "both.yaml").write_text(yaml.safe_dump(both))
+    assert main(["train", "stage1", "--config", str(tmp_path / "both.yaml")]) == 2
+    assert "set exactly one" in capsys.readouterr().err

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model",
         type=Path,
-        help="model folder written by a cooper-lib trainer, or by SpatialModel.save_pretrained (with --backbone)",
+        help="model folder written by a cooper-lib trainer, by SpatialModel.save_pretrained (with --backbone), "
+        "or a reference-model release folder (BAGEL / COOPER weights, CooperModel.save_pretrained)",
     )
     source.add_argument(
         "--family", help="tiny random backbone family with fresh heads, seeded (for smoke tests)"
@@ -83,6 +84,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("runs", nargs="+", type=Path, help="JSONL caches written by `eval run`")
     report.add_argument("--out", type=Path, required=True, help="folder for the report")
     report.set_defaults(func=run_report)
+
+
+def _cooper_reasoner(args: argparse.Namespace, policy: str | None):
+    """A `CooperReasoner` on the reference-model release folder ``--model`` (and its tokenizer)."""
+    from cooper_lib.models.cooper import CooperModel, load_tokenizer
+    from cooper_lib.reasoning.cooper import CooperReasoner
+
+    if policy is None:
+        raise ValueError(
+            f"--benchmark {args.benchmark}: scores the depth maps of a SpatialModel's heads; evaluate the "
+            "reference model (a release folder) on a question benchmark"
+        )
+    model = CooperModel.from_pretrained(args.model).eval()
+    return CooperReasoner(
+        model, load_tokenizer(args.model), policy=policy, max_new_tokens_per_turn=args.max_new_tokens
+    )
 
 
 def _model(args: argparse.Namespace):
@@ -144,14 +161,15 @@ def run_eval(args: argparse.Namespace) -> int:
     benchmark = load_benchmark(args.benchmark, args.data, **kwargs)
     policy = args.policy or (None if args.benchmark == "nyuv2" else "adaptive")
     output = args.output or Path(f"{args.benchmark}-{policy or DEPTH_MAP_POLICY}-{model_label(args)}.jsonl")
+    reference = args.model is not None and (args.model / "llm_config.json").is_file()  # a release folder
     result = evaluate(
-        _model(args),
+        _cooper_reasoner(args, policy) if reference else _model(args),
         benchmark,
         output=output,
         batch_size=args.batch_size,
         policy=policy,
         limit=args.limit,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=None if reference else args.max_new_tokens,
     )
     print(result.table())
     print(f"\n{result.computed} items done now, predictions in {output}")

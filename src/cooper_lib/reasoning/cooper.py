@@ -12,9 +12,13 @@ out), on BAGEL's packed context instead of a chat template and a KV cache over o
 Every text item is framed ``<|im_start|> text <|im_end|>`` as BAGEL's context updates do. The
 generated map is fed back as **vision tokens only**, as COOPER does at inference (its training
 fed VAE + vision tokens: an upstream mismatch, see COOPER.md); the map's guidance branches are
-BAGEL's (without the tool-call turn; without images). Each model call prefills its context anew
-(`generate_text`, `generate_image` cache within one call); rollouts of a batch run one after the
-other.
+BAGEL's (without the tool-call turn; without images). Text turns decode incrementally: a rollout
+keeps one `TextContext` (each layer's keys and values) and each turn runs only the items added
+since the previous one (the map, the reflection prompt, the last sampled token), then one token
+per step; ``incremental=False`` prefills the whole context for every turn instead (the same
+tokens; kept as the reference the cache is tested against). A map's three guidance branches are
+prefilled anew by `generate_image` for each map (two of them are not prefixes of the text
+context). Rollouts of a batch run one after the other.
 
 `CooperTrace.segments` keeps the whole context as (item, generated) pairs, generated for the
 model's own turns: what `training.cooper` scores in a GRPO step.
@@ -41,6 +45,7 @@ from cooper_lib.models.cooper import (
     Item,
     Latent,
     Text,
+    TextContext,
     generate_image,
     generate_text,
 )
@@ -48,7 +53,7 @@ from cooper_lib.reasoning.policy import Policy, check_turn_budgets, get_policy
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace
 
-__all__ = ["COOPER_TOOLS", "CooperReasoner", "CooperTrace", "fit_pixels", "framed_text"]
+__all__ = ["COOPER_TOOLS", "CooperReasoner", "CooperTrace", "fit_pixels", "framed_text", "image_sides"]
 
 COOPER_TOOLS = ("depth", "segmentation")
 """The tools COOPER's model generates (both as RGB pseudo-images)."""
@@ -82,6 +87,18 @@ def fit_pixels(image: PILImage.Image, stride: int, max_side: int) -> torch.Tenso
     return array / 127.5 - 1.0
 
 
+def image_sides(config: Any, vae_max_side: int = 1024, vit_max_side: int = 980) -> tuple[int, int, int, int]:
+    """(VAE stride, VAE longest side, ViT stride, ViT longest side) of an input image for a
+    `CooperConfig`: BAGEL's 1024 and 980 by default, capped by the position tables."""
+    vae_stride, vit_stride = config.latent_downsample, config.vit.patch_size
+    return (
+        vae_stride,
+        min(vae_max_side, config.max_latent_size * vae_stride),
+        vit_stride,
+        min(vit_max_side, config.vit_max_num_patch_per_side * vit_stride),
+    )
+
+
 class CooperReasoner:
     """COOPER's adaptive interleaved reasoning on a `CooperModel`.
 
@@ -101,6 +118,8 @@ class CooperReasoner:
             ViT (BAGEL: 1024 and 980; capped by the position tables).
         system_prompt: send the turn format's system prompt first.
         seed: base seed of text sampling and map noise (rollout i uses seed + i).
+        incremental: keep the text context's keys and values across turns (default); False
+            recomputes the whole context for every turn.
     """
 
     def __init__(
@@ -120,6 +139,7 @@ class CooperReasoner:
         vit_max_side: int = 980,
         system_prompt: bool = True,
         seed: int = 0,
+        incremental: bool = True,
     ) -> None:
         if not isinstance(model, CooperModel):
             raise TypeError(f"model: expected a CooperModel, got {type(model).__name__}")
@@ -137,13 +157,12 @@ class CooperReasoner:
         self.max_total_tokens = max_total_tokens
         self.temperature = temperature
         self.sampling = sampling
-        cfg = model.config
-        self.vae_stride = cfg.latent_downsample
-        self.vae_max_side = min(vae_max_side, cfg.max_latent_size * self.vae_stride)
-        self.vit_stride = cfg.vit.patch_size
-        self.vit_max_side = min(vit_max_side, cfg.vit_max_num_patch_per_side * self.vit_stride)
+        self.vae_stride, self.vae_max_side, self.vit_stride, self.vit_max_side = image_sides(
+            model.config, vae_max_side, vit_max_side
+        )
         self.system_prompt = system_prompt
         self.seed = seed
+        self.incremental = incremental
 
     # ------------------------------------------------------------------ public
     def run(self, image: Any, question: str) -> CooperTrace:
@@ -175,7 +194,8 @@ class CooperReasoner:
     def _rollout(self, image: PILImage.Image, question: str, seed: int) -> CooperTrace:
         started = time.perf_counter()
         model = self.model
-        generator = torch.Generator().manual_seed(seed)
+        # on the model's device: text sampling and map noise draw there (a CPU generator fails on CUDA)
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
         vae_pixels = fit_pixels(image, self.vae_stride, self.vae_max_side)
         vit_pixels = fit_pixels(image, self.vit_stride, self.vit_max_side)
         weight = next(model.vae.parameters())
@@ -186,6 +206,7 @@ class CooperReasoner:
             items.append((self._text(self.format.system_prompt), False))
         items += [(Latent(latent), False), (Image(vit_pixels), False), (self._text(question), False)]
         trace.prompt_tokens = self._tokens(items)
+        context = _TurnContext(model, self.incremental)
         turn = 0
         while not trace.stop_reason:
             if turn >= self.max_turns:
@@ -203,7 +224,7 @@ class CooperReasoner:
                 items.append((item, False))
                 called = (tool, self.format.parse(call, tools=[tool]).request or "")
             else:
-                called = self._model_turn(trace, items, turn, plan.tools, generator)
+                called = self._model_turn(trace, items, turn, plan.tools, generator, context)
             turn += 1
             if trace.stop_reason or called is None:
                 continue
@@ -225,6 +246,7 @@ class CooperReasoner:
         turn: int,
         tools: tuple[str, ...],
         generator: torch.Generator,
+        context: _TurnContext,
     ) -> tuple[str, str] | None:
         """The model writes turn `turn`; returns (tool, request) when it called a tool. Sets the
         trace's answer and stop reason when the turn answered or exhausted the budget; queues the
@@ -241,14 +263,7 @@ class CooperReasoner:
             return stopper.matched is not None
 
         limit = min(self.max_new_tokens_per_turn, budget)
-        ids = generate_text(
-            self.model,
-            [item for item, _ in items],
-            limit,
-            temperature=self.temperature,
-            generator=generator,
-            stop=stop,
-        )
+        ids = context.generate(items, limit, temperature=self.temperature, generator=generator, stop=stop)
         step = ReasoningStep("text", turn, text=stopper.text, token_ids=list(ids))
         trace.steps.append(step)
         # the sampled tokens (generated) and, unless sampled, the closing <|im_end|> BAGEL's
@@ -323,3 +338,23 @@ class CooperReasoner:
                 p = cfg.latent_patch_size
                 total += 2 + (item.latent.shape[1] // p) * (item.latent.shape[2] // p)
         return total
+
+
+class _TurnContext:
+    """A rollout's text context: `TextContext` kept across turns (`incremental`), or the whole
+    context prefilled for each turn (`generate_text`)."""
+
+    def __init__(self, model: CooperModel, incremental: bool) -> None:
+        self.model, self.incremental = model, incremental
+        self.cache = TextContext(model)
+        self.fed = 0  # items of the rollout already in the cache
+        self.pending: list[Item] = []  # the last sampled token, not yet fed
+
+    def generate(self, items: list[tuple[Item, bool]], limit: int, **options: Any) -> list[int]:
+        """The next turn's token ids after `items`; the caller appends them as one item next."""
+        if not self.incremental:
+            return generate_text(self.model, [item for item, _ in items], limit, **options)
+        self.cache.extend(self.pending + [item for item, _ in items[self.fed :]])
+        ids = self.cache.generate(limit, **options)  # feeds <|im_start|> and every id but the last
+        self.fed, self.pending = len(items) + 1, [Text((ids[-1],))]
+        return ids

@@ -2,8 +2,10 @@
 
 A checkpoint is ``<output_dir>/checkpoints/step-00001000/`` holding
 
-- ``model/``: the model folder of `cooper_lib.training.weights` (additions via the
-  `save_pretrained` format, trained backbone weights, ``trainable.json``);
+- ``model/``: the model folder the trainer's model kind writes (`cooper_lib.training.kinds`: for
+  a `SpatialModel` the folder of `cooper_lib.training.weights`, additions via the
+  `save_pretrained` format, trained backbone weights, ``trainable.json``; for a `CooperModel` a
+  release folder);
 - ``optimizer.safetensors`` + ``optimizer.json``: the optimiser state keyed by parameter name
   (tensors, then the scalars and param groups);
 - ``scheduler.json``, ``ema.safetensors`` (when EMA is on), ``rng-rank<r>.json`` (torch, CUDA,
@@ -43,13 +45,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from cooper_lib.training.weights import (
-    gather_trainable_state,
-    load_state_into,
-    save_model,
-    state_from_folder,
-    trainable_names,
-)
+from cooper_lib.training.weights import gather_trainable_state, load_state_into, trainable_names
 
 STATE_NAME = "state.json"
 RESUME_FREE_SETTINGS = frozenset(
@@ -330,7 +326,7 @@ def save_checkpoint(trainer: Any) -> Path:
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
         try:
-            save_model(tmp / "model", trainer.spatial, state, trainer.config.model, trainer.lora)
+            trainer.kind.save_model(tmp / "model", state, trainer.config.model, trainer.lora)
             if optim_state is not None:
                 save_optimizer(tmp, optim_state)
             save_json(tmp / "scheduler.json", trainer.scheduler.state_dict())
@@ -367,7 +363,7 @@ def save_final(trainer: Any) -> Path:
     if trainer.accelerator.is_main_process:
         tmp = begin_atomic(final, replace=True)
         try:
-            save_model(tmp, trainer.spatial, state, trainer.config.model, trainer.lora)
+            trainer.kind.save_model(tmp, state, trainer.config.model, trainer.lora)
             commit_atomic(tmp, final)
         except BaseException:
             abort_atomic(tmp)
@@ -405,7 +401,7 @@ def load_checkpoint(trainer: Any, path: str | Path) -> None:
             load_lr_scheduler_states=False,
         )
     else:
-        trained = state_from_folder(path / "model", trainer.model, trainer.spatial, trainer.prefix)
+        trained = trainer.kind.state_from_folder(path / "model", trainer.model, trainer.prefix)
         load_state_into(trainer.model, trainer.spatial, trained, trainer.prefix)
         optim_state = load_optimizer(path)
         unknown = sorted(set(optim_state["state"]) - set(trainable_names(trainer.spatial)))

@@ -2,7 +2,8 @@
 
 Every config field is also a flag (``--optim.lr 1e-5``, ``--run.max_steps 100``, ``--data a.jsonl
 b.jsonl``); flags override the file, the file overrides the stage's defaults. The resolved config
-is written to ``<run.output_dir>/config.yaml`` next to the checkpoints. Launch the same command
+is written to ``<run.output_dir>/config.yaml`` next to the checkpoints. ``model.cooper`` (a preset
+name or a release folder) trains the reference COOPER assembly instead of a plug-in backbone. Launch the same command
 under ``torchrun`` or ``accelerate launch`` to train on several processes (see the docs pages).
 """
 
@@ -26,7 +27,9 @@ _OWN = ("config", "print_config", "func", "command", "stage", "debug")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `cooper-lib train` and its three stages."""
-    train = subparsers.add_parser("train", help="train a SpatialModel: stage1, sft or grpo")
+    train = subparsers.add_parser(
+        "train", help="train a SpatialModel or the reference CooperModel: stage1, sft or grpo"
+    )
     stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, cls in STAGE_CONFIGS.items():
         parser = stages.add_parser(
@@ -61,14 +64,19 @@ def run_stage(stage: str, args: argparse.Namespace) -> int:
     from accelerate.utils import set_seed
 
     from cooper_lib.training.grpo import SpatialGRPOTrainer
+    from cooper_lib.training.kinds import build_cooper_model
     from cooper_lib.training.sft import InterleavedSFTTrainer
     from cooper_lib.training.stage1 import Stage1Trainer
     from cooper_lib.training.weights import build_model, seeded_backbone
 
     trainers = {"stage1": Stage1Trainer, "sft": InterleavedSFTTrainer, "grpo": SpatialGRPOTrainer}
-    set_seed(config.run.seed)  # the heads' initialisation
-    config.model.backbone = seeded_backbone(config.model, config.run.seed)  # a tiny one's weights
-    trainer = trainers[stage](build_model(config.model), config)
+    set_seed(config.run.seed)  # the heads' (or a preset reference model's) initialisation
+    if config.model.cooper is not None:
+        model, tokenizer = build_cooper_model(config.model)
+        trainer = trainers[stage](model, config, tokenizer=tokenizer)
+    else:
+        config.model.backbone = seeded_backbone(config.model, config.run.seed)  # a tiny one's weights
+        trainer = trainers[stage](build_model(config.model), config)
     if trainer.accelerator.is_main_process:
         config.save(Path(config.run.output_dir) / "config.yaml")
     result = trainer.train()

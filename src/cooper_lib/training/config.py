@@ -35,6 +35,7 @@ from cooper_lib.training.tracking import report_to_names
 T = TypeVar("T")
 
 LLM_MODES = ("frozen", "lora", "full")
+DEFAULT_BACKBONE = "tiny:qwen2_vl"
 SCHEDULERS = ("constant", "cosine", "linear")
 PRECISIONS = ("no", "bf16", "fp16")
 QUANTIZATIONS = ("none", "4bit")
@@ -64,9 +65,15 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
 class ModelConfig:
     """What to build and which of its weights to train."""
 
-    backbone: str = _opt(
-        "tiny:qwen2_vl",
-        "backbone: a hub id or local folder of a transformers MLLM, or tiny:<family> (offline test model)",
+    backbone: str | None = _opt(
+        DEFAULT_BACKBONE,
+        "backbone: a hub id or local folder of a transformers MLLM, or tiny:<family> (offline test model); "
+        "leave unset with model.cooper",
+    )
+    cooper: str | None = _opt(
+        None,
+        "train the reference COOPER assembly instead of a plug-in backbone: a preset (tiny, bagel-7b-mot) "
+        "or a release folder (BAGEL's, COOPER's, or a cooper-lib final/ folder)",
     )
     dtype: str = _opt(
         "float32",
@@ -98,7 +105,30 @@ class ModelConfig:
         None, "module-name suffixes LoRA wraps (llm=lora); default: every Linear of the language model"
     )
 
+    def __post_init__(self) -> None:
+        if self.cooper is not None and self.backbone == DEFAULT_BACKBONE:
+            self.backbone = None  # the default plug-in backbone does not apply to the reference model
+
     def validate(self) -> None:
+        if (self.backbone is None) == (self.cooper is None):
+            raise ValueError(
+                "model.backbone, model.cooper: set exactly one (a plug-in MLLM to add heads to, or the reference "
+                f"COOPER assembly), got backbone={self.backbone!r} and cooper={self.cooper!r}"
+            )
+        if self.cooper is not None:
+            plug_in = {
+                "init_from": self.init_from is not None,
+                "spatial": bool(self.spatial),
+                "revision": self.revision is not None,
+                "attn_implementation": self.attn_implementation is not None,
+                "lora_targets": self.lora_targets is not None,
+            }
+            given = [f"model.{k}" for k, v in plug_in.items() if v]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: plug-in backbone settings, not used with model.cooper={self.cooper!r} "
+                    "(start from an earlier stage with model.cooper: <its final/ folder>)"
+                )
         _check_choice("model.llm", self.llm, LLM_MODES)
         _check_choice("model.dtype", self.dtype, ("float32", "bfloat16", "float16"))
         _check_choice("model.quantization", self.quantization, QUANTIZATIONS)

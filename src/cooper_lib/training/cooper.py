@@ -16,6 +16,9 @@
 
 Every step is the loss, ``zero_grad``, ``backward``, gradient clipping, ``optimizer.step`` on one
 process; for 7B wrap the model with FSDP using `fsdp_auto_wrap_policy` (one unit per decoder layer).
+The library's trainers run the same losses in their accelerate loop through two modules:
+`CooperObjective` (stage 1 and SFT micro-batches, `training.cooper_data.CooperBatch`) and
+`CooperPolicyScorer` (GRPO log-probs); `training.kinds.CooperKind` wires them in.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
 from cooper_lib.models.cooper import (
+    NO_DROPOUT,
     ConditionDropout,
     CooperModel,
     Image,
@@ -40,6 +44,7 @@ from cooper_lib.models.cooper import (
 )
 from cooper_lib.models.cooper.mot import MoTDecoderLayer
 from cooper_lib.reasoning.cooper import CooperTrace
+from cooper_lib.training.cooper_data import CooperBatch, ImageLatent
 from cooper_lib.training.policy_loss import (
     PolicyLossOutput,
     clipped_policy_loss,
@@ -48,13 +53,17 @@ from cooper_lib.training.policy_loss import (
 )
 
 __all__ = [
+    "CooperObjective",
+    "CooperPolicyScorer",
     "Dialogue",
+    "encode_dialogue",
     "fsdp_auto_wrap_policy",
     "grpo_loss",
     "grpo_step",
     "pack_dialogues",
     "rollout_logprobs",
     "sft_loss",
+    "sft_losses",
     "sft_step",
     "stage1_step",
 ]
@@ -103,11 +112,47 @@ def pack_dialogues(model: CooperModel, dialogues: Sequence[Dialogue]) -> tuple[P
     return seq, torch.tensor(learnt, dtype=torch.bool)
 
 
-def _text_logprobs(model: CooperModel, seq: PackedSequence, hidden: torch.Tensor, mask: torch.Tensor):
+def _text_logprobs(
+    model: CooperModel,
+    seq: PackedSequence,
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+):
     """`[N_text]` log-probs of the masked text tokens (0 elsewhere), each from the hidden state of
-    the text token before it (always in the same item: a learnt token is never an item's first)."""
+    the text token before it (always in the same item: a learnt token is never an item's first),
+    under the logits divided by `temperature` (the bias-free `lm_head` makes that the hidden states
+    divided by it)."""
     weight = model.language_model.lm_head.weight
-    return token_logprobs(hidden[seq.text_index][None], weight, seq.text_ids[None], mask[None])[0]
+    states = hidden[seq.text_index][None]
+    if temperature != 1.0:
+        states = states / temperature
+    return token_logprobs(states, weight, seq.text_ids[None], mask[None])[0]
+
+
+def sft_losses(
+    model: CooperModel,
+    dialogues: Sequence[Dialogue],
+    *,
+    shift: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The two SFT terms: mean next-token NLL over the learnt text tokens and the flow loss of the
+    flagged latents, each None when the dialogues have nothing of that kind to learn."""
+    device = next(model.parameters()).device
+    seq, mask = pack_dialogues(model, dialogues)
+    seq, mask = seq.to(device), mask.to(device)
+    has_maps = bool(seq.latent_noised.any())
+    if not bool(mask.any()) and not has_maps:
+        raise ValueError("dialogues: nothing is flagged need_loss")
+    if has_maps:
+        x_t, t, noise, clean = model.noise_latents(seq, shift=shift, generator=generator)
+        hidden = model(seq, x_t, t)
+    else:
+        hidden = model(seq)
+    ce = -_text_logprobs(model, seq, hidden, mask)[mask].mean() if bool(mask.any()) else None
+    mse = model.velocity_loss(seq, hidden, noise, clean) if has_maps else None
+    return ce, mse
 
 
 def sft_loss(
@@ -120,29 +165,20 @@ def sft_loss(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """`ce_weight` x mean next-token NLL over the learnt text tokens + `mse_weight` x the flow
-    loss of the flagged latents (when any)."""
-    device = next(model.parameters()).device
-    seq, mask = pack_dialogues(model, dialogues)
-    seq, mask = seq.to(device), mask.to(device)
-    has_maps = bool(seq.latent_noised.any())
-    if not bool(mask.any()) and not has_maps:
-        raise ValueError("dialogues: nothing is flagged need_loss")
-    if has_maps:
-        x_t, t, noise, clean = model.noise_latents(seq, shift=shift, generator=generator)
-        hidden = model(seq, x_t, t)
-    else:
-        hidden = model(seq)
-    loss = hidden.new_zeros((), dtype=torch.float32)
-    if bool(mask.any()):
-        loss = loss - ce_weight * _text_logprobs(model, seq, hidden, mask)[mask].mean()
-    if has_maps:
-        loss = loss + mse_weight * model.velocity_loss(seq, hidden, noise, clean)
-    return loss
+    loss of the flagged latents (when any); see `sft_losses`."""
+    ce, mse = sft_losses(model, dialogues, shift=shift, generator=generator)
+    terms = ([ce_weight * ce] if ce is not None else []) + ([mse_weight * mse] if mse is not None else [])
+    return torch.stack(terms).sum()
 
 
-def rollout_logprobs(model: CooperModel, traces: Sequence[CooperTrace]) -> tuple[torch.Tensor, torch.Tensor]:
+def rollout_logprobs(
+    model: CooperModel, traces: Sequence[CooperTrace], *, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`[B, T]` log-probs of each rollout's generated text tokens (0 elsewhere) and the `[B, T]`
-    mask of those tokens, T the longest rollout's text tokens; all rollouts in one packed row."""
+    mask of those tokens, T the longest rollout's text tokens; all rollouts in one packed row. The
+    log-probs are those of the sampling distribution: logits divided by `temperature`."""
+    if not temperature > 0:
+        raise ValueError(f"temperature: expected a positive number, got {temperature}")
     for i, trace in enumerate(traces):
         if not isinstance(trace, CooperTrace) or not trace.segments:
             raise ValueError(
@@ -151,7 +187,7 @@ def rollout_logprobs(model: CooperModel, traces: Sequence[CooperTrace]) -> tuple
     device = next(model.parameters()).device
     seq, mask = pack_dialogues(model, [t.segments for t in traces])
     seq, mask = seq.to(device), mask.to(device)
-    logp = _text_logprobs(model, seq, model(seq), mask)
+    logp = _text_logprobs(model, seq, model(seq), mask, temperature)
     owner = seq.sample[seq.text_index]
     width = int(torch.bincount(owner).max())
     out = logp.new_zeros(len(traces), width)
@@ -241,3 +277,67 @@ def grpo_step(
     out = grpo_loss(model, traces, advantages, clip_eps=clip_eps)
     _update(model, optimizer, out.loss, max_grad_norm)
     return out
+
+
+def encode_dialogue(
+    model: CooperModel, dialogue: Sequence[tuple[Item | ImageLatent, bool]]
+) -> list[tuple[Item, bool]]:
+    """`dialogue` with each `ImageLatent` (pixels) replaced by its `Latent` (the autoencoder's
+    posterior mean, computed without gradient on the model's device)."""
+    weight = next(model.vae.parameters())
+    out: list[tuple[Item, bool]] = []
+    for item, flag in dialogue:
+        if isinstance(item, ImageLatent):
+            with torch.no_grad():
+                latent = model.vae.encode(item.pixels[None].to(weight), sample=False)[0].float()
+            item = Latent(latent)
+        out.append((item, flag))
+    return out
+
+
+class CooperObjective(torch.nn.Module):
+    """The module a trainer wraps (DDP / FSDP) for the supervised stages of a `CooperModel`: its
+    forward takes a `CooperBatch` and returns the loss and its parts.
+
+    Stage-1 samples are packed with BAGEL's condition dropout in training mode and none in eval
+    mode (`stage1_sequence`) and scored by `CooperModel.stage1_loss`; SFT dialogues by
+    `sft_losses` (``lm_loss`` + ``flow_loss``, the latter when maps are learnt).
+    """
+
+    def __init__(self, model: CooperModel, dropout: ConditionDropout | None = None) -> None:
+        super().__init__()
+        self.cooper = model
+        self.dropout = dropout or ConditionDropout()
+
+    def forward(self, batch: CooperBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, detached parts) of `batch`, a `cooper_data.CooperBatch`."""
+        model = self.cooper
+        device = next(model.parameters()).device
+        if batch.stage1 and batch.dialogues:
+            raise ValueError("batch: expected stage-1 samples or SFT dialogues, got both")
+        if batch.stage1:
+            dropout = self.dropout if self.training else NO_DROPOUT
+            seq = stage1_sequence(model, batch.stage1, dropout=dropout).to(device)
+            loss = model.stage1_loss(seq)
+            return loss, {"flow_loss": loss.detach()}
+        if not batch.dialogues:
+            raise ValueError("batch: expected stage-1 samples or SFT dialogues, got neither")
+        ce, mse = sft_losses(model, [encode_dialogue(model, d) for d in batch.dialogues])
+        parts = {name: v.detach() for name, v in (("lm_loss", ce), ("flow_loss", mse)) if v is not None}
+        return torch.stack([v for v in (ce, mse) if v is not None]).sum(), parts
+
+
+class CooperPolicyScorer(torch.nn.Module):
+    """What a GRPO step wraps for a `CooperModel`: forward(traces) -> (`[B, T]` log-probs of the
+    rollouts' generated tokens at the sampling temperature, their `[B, T]` mask); see
+    `rollout_logprobs`."""
+
+    def __init__(self, model: CooperModel, temperature: float = 1.0) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature: expected a positive number, got {temperature}")
+        self.cooper = model
+        self.temperature = float(temperature)
+
+    def forward(self, traces: Sequence[CooperTrace]) -> tuple[torch.Tensor, torch.Tensor]:
+        return rollout_logprobs(self.cooper, traces, temperature=self.temperature)

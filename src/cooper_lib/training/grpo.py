@@ -26,15 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import SuppressTokensLogitsProcessor
 
-from cooper_lib.heads.flow import FlowHead
 from cooper_lib.model import SpatialModel
-from cooper_lib.reasoning import InterleavedReasoner, ReasoningTrace, SamplingConfig
+from cooper_lib.models.cooper import CooperModel
+from cooper_lib.reasoning import ReasoningTrace
 from cooper_lib.training.config import GRPOConfig
 from cooper_lib.training.judges import Judge, judge_from_config
+from cooper_lib.training.kinds import ModelKind, model_kind
 from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes, trainer_inputs
-from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages, token_logprobs
+from cooper_lib.training.policy_loss import clipped_policy_loss, group_advantages
 from cooper_lib.training.records import QAExample, load_qa_records
 from cooper_lib.training.rewards import REWARD_PARTS, CPRRewards, cpr_reward, used_tool
 from cooper_lib.training.sampler import MixtureSampler, shard
@@ -44,46 +44,6 @@ RewardFn = Callable[
     [Sequence[ReasoningTrace], Sequence[QAExample], Sequence[int]], "CPRRewards | Sequence[float]"
 ]
 """(traces, each trace's question, each trace's group id) -> the rollouts' rewards."""
-
-
-class PolicyScorer(nn.Module):
-    """What the GRPO step runs under DDP: the `SpatialModel` and a forward that returns the
-    log-probs of a context's tokens (so DDP sees every parameter the loss uses).
-
-    The log-probs are those of the distribution the rollouts were sampled from: the logits divided
-    by the sampling `temperature` (as COOPER's trainer does, after TRL). Dividing the hidden states
-    and the bias by it divides the logits exactly; a backbone with logit soft-capping would need the
-    division after the cap, so it takes temperature 1 only.
-    """
-
-    def __init__(self, spatial: SpatialModel, temperature: float = 1.0) -> None:
-        super().__init__()
-        if not temperature > 0:
-            raise ValueError(f"temperature: expected a positive number, got {temperature}")
-        if temperature != 1.0 and spatial.adapter.logit_softcap is not None:
-            raise ValueError(
-                f"temperature: the backbone soft-caps its logits, so its GRPO log-probs support only "
-                f"temperature 1.0, got {temperature}"
-            )
-        self.spatial = spatial
-        self.temperature = float(temperature)
-
-    def forward(self, inputs: dict[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
-        """[B, T] log-probs of the tokens under `mask` (0 elsewhere) for model inputs `inputs`."""
-        hidden = self.spatial.adapter.hidden_states(**inputs)
-        head = self.spatial.adapter.output_embeddings()
-        bias = getattr(head, "bias", None)
-        if self.temperature != 1.0:
-            hidden = hidden / self.temperature
-            bias = None if bias is None else bias / self.temperature
-        return token_logprobs(
-            hidden,
-            head.weight,
-            inputs["input_ids"],
-            mask,
-            bias=bias,
-            softcap=self.spatial.adapter.logit_softcap,
-        )
 
 
 @dataclass
@@ -103,27 +63,14 @@ def rollout_seed(seed: int, step: int, position: int, generation: int) -> int:
     return int(np.random.SeedSequence([seed, step, position, generation]).generate_state(1)[0] >> 1)
 
 
-def rollout_perceive_options(model: SpatialModel, config: GRPOConfig) -> dict[str, dict[str, Any]]:
-    """Per flow-head modality, the options its maps are sampled with in rollouts: the
-    ``config.flow_preset`` settings (COOPER's "cooper-rollout": shift 3, text scale 4, interval
-    [0.4, 1], global renorm) with ``config.image_steps`` time points. The image branch of guidance
-    is off (``cfg_img_scale=1``): it needs query states computed without the image, which a
-    rollout does not have. Heads that are not flow heads take no sampling options."""
-    options: dict[str, dict[str, Any]] = {}
-    for name, head in model.heads.items():
-        if isinstance(head, FlowHead):
-            preset = (
-                {} if config.flow_preset is None else {"preset": config.flow_preset, "cfg_img_scale": 1.0}
-            )
-            options[name] = {**preset, "steps": config.image_steps}
-    return options
-
-
 class SpatialGRPOTrainer(Trainer):
-    """GRPO on interleaved rollouts of a `SpatialModel`.
+    """GRPO on interleaved rollouts of a `SpatialModel` (`InterleavedReasoner`) or a `CooperModel`
+    (`CooperReasoner`; the model kind, `cooper_lib.training.kinds`, supplies the reasoner and the
+    rollout log-probs).
 
     Args:
-        model: the `SpatialModel` (usually the SFT model: ``model.init_from``).
+        model: the `SpatialModel` (usually the SFT model: ``model.init_from``), the `CooperModel`
+            (``model.cooper``) or its `ModelKind`.
         config: a `GRPOConfig`.
         records: questions (default: read from ``config.data``).
         eval_records: held-out questions (default: read from ``config.eval_data``); the evaluation
@@ -132,6 +79,7 @@ class SpatialGRPOTrainer(Trainer):
         judge: the accuracy judge of the default reward (default: from ``config.judge``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+        tokenizer: a `CooperModel`'s text tokenizer (`cooper_lib.models.cooper.load_tokenizer`).
 
     Example:
         >>> from cooper_lib import SpatialGRPOTrainer, load_trained_folder
@@ -143,7 +91,7 @@ class SpatialGRPOTrainer(Trainer):
 
     def __init__(
         self,
-        model: SpatialModel,
+        model: SpatialModel | CooperModel | ModelKind,
         config: GRPOConfig,
         *,
         records: Sequence[QAExample] | None = None,
@@ -152,9 +100,11 @@ class SpatialGRPOTrainer(Trainer):
         judge: Judge | None = None,
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
+        tokenizer: Any = None,
     ) -> None:
+        kind = model_kind(model, tokenizer)
         self.records, self.eval_records = trainer_inputs(
-            model,
+            kind,
             config,
             GRPOConfig,
             records,
@@ -176,8 +126,10 @@ class SpatialGRPOTrainer(Trainer):
         )
         self.reward_fn = reward_fn or self.cpr
         # the KL reference is the policy as it starts, frozen (before LoRA or row masks are added)
-        self.reference = copy.deepcopy(model).requires_grad_(False).eval() if config.kl_beta > 0 else None
-        super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator)
+        self.reference = (
+            copy.deepcopy(kind.model).requires_grad_(False).eval() if config.kl_beta > 0 else None
+        )
+        super().__init__(kind, config, eval_hooks=eval_hooks, accelerator=accelerator)
         if self.reference is not None:
             self.reference.to(self.accelerator.device)  # prepare() moved only the policy
         if self.shards_parameters:
@@ -185,31 +137,14 @@ class SpatialGRPOTrainer(Trainer):
                 "distributed setup: GRPO rollouts run the unwrapped model and need its whole parameters on every process; "
                 "use DDP or DeepSpeed ZeRO-1/2, not FSDP or ZeRO-3"
             )
-        self.reasoner = self._reasoner(SamplingConfig(temperature=config.temperature, top_p=config.top_p))
-        self.greedy = self._reasoner(SamplingConfig(temperature=0.0))
+        device = self.accelerator.device
+        self.reasoner = self.kind.rollout_reasoner(config, config.temperature, config.top_p, device)
+        self.greedy = self.kind.rollout_reasoner(config, 0.0, 1.0, device)
         self._shown: list[tuple[ReasoningTrace, str]] = []  # traces the next samples show
 
-    def _reasoner(self, sampling: SamplingConfig) -> InterleavedReasoner:
-        # placeholders stand for inputs the model cannot write: a sampled query token would be a
-        # broken query block, a sampled image / video token an image without pixels
-        config = self.spatial.adapter.config
-        banned = [self.spatial.layout.query_id, self.spatial.adapter.image_token_id]
-        banned += [int(config.video_token_id)] if getattr(config, "video_token_id", None) is not None else []
-        no_placeholders = SuppressTokensLogitsProcessor(banned, device=self.accelerator.device)
-        return InterleavedReasoner(
-            self.spatial,
-            max_turns=self.config.max_turns,
-            max_new_tokens_per_turn=self.config.max_new_tokens,
-            max_total_tokens=self.config.max_total_tokens,
-            perceive_options=rollout_perceive_options(self.spatial, self.config),
-            generation_kwargs=sampling,
-            logits_processors=[no_placeholders],
-            return_inputs=True,
-        )
-
     # ------------------------------------------------------------------ Trainer hooks
-    def training_module(self, model: SpatialModel) -> nn.Module:
-        return PolicyScorer(model, self.config.temperature)
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return self.kind.policy_module(model, self.config.temperature)
 
     def updates_per_step(self) -> int:
         return self.config.num_iterations
@@ -315,35 +250,19 @@ class SpatialGRPOTrainer(Trainer):
         if self.config.num_iterations > 1:
             batch.old_logprobs = [self._logprobs(self.model, t) for t in traces]
         if self.reference is not None:
-            batch.ref_logprobs = [
-                self._logprobs(PolicyScorer(self.reference, self.config.temperature), t) for t in traces
-            ]
+            reference = self.kind.policy_module(self.reference, self.config.temperature)
+            batch.ref_logprobs = [self._logprobs(reference, t) for t in traces]
         return batch
 
-    def _inputs(self, trace: ReasoningTrace) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        if trace.model_inputs is None or trace.generated_mask is None:
-            raise ValueError(
-                "trace: rollouts need return_inputs=True (model inputs and the generated-token mask)"
-            )
-        device = self.accelerator.device
-        dtype = next(self.spatial.parameters()).dtype
-        inputs = {
-            k: v.to(device, dtype=dtype if v.is_floating_point() else None)
-            for k, v in trace.model_inputs.items()
-        }
-        return inputs, trace.generated_mask[None].to(device)
-
     def _logprobs(self, scorer: nn.Module, trace: ReasoningTrace) -> torch.Tensor:
-        inputs, mask = self._inputs(trace)
         with self.accelerator.autocast():
-            return scorer(inputs, mask).detach()
+            return self.kind.rollout_logprobs(scorer, trace, self.accelerator.device)[0].detach()
 
     def policy_loss(self, batch: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Mean over the batch's rollouts of the clipped objective on their generated tokens."""
         losses, stats = [], {"clip_fraction": 0.0, "ratio": 0.0, "kl": 0.0}
         for r, trace in enumerate(batch.traces):
-            inputs, mask = self._inputs(trace)
-            logprobs = self.model(inputs, mask)
+            logprobs, mask = self.kind.rollout_logprobs(self.model, trace, self.accelerator.device)
             old = batch.old_logprobs[r] if batch.old_logprobs is not None else logprobs.detach()
             ref = batch.ref_logprobs[r] if batch.ref_logprobs is not None else None
             out = clipped_policy_loss(

@@ -55,11 +55,12 @@ from transformers import get_scheduler
 
 from cooper_lib.data.hf import as_records
 from cooper_lib.model import SpatialModel
+from cooper_lib.models.cooper import CooperModel
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.ema import EMA
-from cooper_lib.training.precision import enable_gradient_checkpointing, warn_low_precision
+from cooper_lib.training.kinds import ModelKind, model_kind
+from cooper_lib.training.precision import warn_low_precision
 from cooper_lib.training.tracking import Sample, flat_config, log_samples, resolve_report_to
-from cooper_lib.training.trainable import configure_trainable, parameter_groups
 
 logger = logging.getLogger(__name__)
 LOG_NAME = "log.jsonl"
@@ -87,24 +88,28 @@ class Trainer(abc.ABC):
     """Base class of `Stage1Trainer`, `InterleavedSFTTrainer` and `SpatialGRPOTrainer`.
 
     Args:
-        model: the `SpatialModel` to train; its trainable weights are set from ``config.model``.
+        model: the `SpatialModel` or `CooperModel` to train (or its `ModelKind`); its trainable
+            weights are set from ``config.model``.
         config: the stage's config.
         eval_hooks: extra callables run at every evaluation (``run.eval_every``), each returning
             metrics to log under ``eval/``.
         accelerator: an `Accelerator` to use (default: one built from ``config.run``). Its own
             trackers (``log_with``, e.g. a custom `accelerate.tracking.GeneralTracker`) are used;
             ``run.report_to`` must then be none.
+        tokenizer: a `CooperModel`'s text tokenizer (`cooper_lib.models.cooper.load_tokenizer`).
     """
 
     def __init__(
         self,
-        model: SpatialModel,
+        model: SpatialModel | CooperModel | ModelKind,
         config: Any,
         *,
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Accelerator | None = None,
+        tokenizer: Any = None,
     ) -> None:
-        require_spatial_model(model)
+        self.kind = model_kind(model, tokenizer)
+        model = self.kind.model
         config.validate()
         self.config = config
         self.run = config.run
@@ -132,15 +137,15 @@ class Trainer(abc.ABC):
                 f"config.run.grad_accum_steps is {self.run.grad_accum_steps}"
             )
         set_seed(self.run.seed)
-        self.spatial = model
-        self.summary = configure_trainable(model, config.model)
+        self.spatial = model  # the unwrapped model being trained (a SpatialModel or a CooperModel)
+        self.summary = self.kind.configure(config.model)
         self.lora = self.summary.lora
         optim = config.optim
         warn_low_precision(model, optim.lr)
         if config.model.gradient_checkpointing:
-            enable_gradient_checkpointing(model.backbone)
+            self.kind.enable_gradient_checkpointing()
         optimizer = torch.optim.AdamW(
-            parameter_groups(model, optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps
+            self.kind.parameter_groups(optim.weight_decay), lr=optim.lr, betas=optim.betas, eps=optim.eps
         )
         self.scheduler = get_scheduler(
             _SCHEDULES[optim.scheduler],
@@ -167,9 +172,9 @@ class Trainer(abc.ABC):
         self._resume()
 
     # ------------------------------------------------------------------ for subclasses
-    def training_module(self, model: SpatialModel) -> torch.nn.Module:
+    def training_module(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module `Accelerator.prepare` wraps (DDP / FSDP) and `compute_loss` calls: the
-        `SpatialModel` itself, or a module holding it whose forward computes what the stage needs."""
+        model itself, or a module holding it whose forward computes what the stage needs."""
         return model
 
     def updates_per_step(self) -> int:
@@ -461,13 +466,6 @@ def trim_log(path: Path, step: int) -> int:
     return dropped
 
 
-def require_spatial_model(model: Any) -> None:
-    """The type check every trainer runs first: TypeError unless `model` is a `SpatialModel`."""
-    if not isinstance(model, SpatialModel):
-        hint = " (wrap a backbone with add_spatial_heads first)" if isinstance(model, torch.nn.Module) else ""
-        raise TypeError(f"model: expected a SpatialModel, got {type(model).__name__}{hint}")
-
-
 def trainer_inputs(
     model: Any,
     config: Any,
@@ -480,11 +478,12 @@ def trainer_inputs(
 ) -> tuple[list[Any], list[Any]]:
     """The checks and record loading every trainer's constructor starts with.
 
-    TypeError unless `model` is a `SpatialModel` and `config` a `config_type`; then the training
-    and held-out records: read by `load` from ``config.data`` / ``config.eval_data`` when not
-    given, else the given ones as lists (a `datasets` source read by `load_given`, default `load`).
+    TypeError unless `model` is a `SpatialModel`, a `CooperModel` or a `ModelKind` and `config` a
+    `config_type`; then the training and held-out records: read by `load` from ``config.data`` /
+    ``config.eval_data`` when not given, else the given ones as lists (a `datasets` source read by
+    `load_given`, default `load`).
     """
-    require_spatial_model(model)
+    model_kind(model)
     if not isinstance(config, config_type):
         raise TypeError(f"config: expected {config_type.__name__}, got {type(config).__name__}")
     load_given = load if load_given is None else load_given
@@ -515,9 +514,9 @@ def mean_over_processes(
     }
 
 
-def _prefix_of(module: torch.nn.Module, spatial: SpatialModel) -> str:
+def _prefix_of(module: torch.nn.Module, spatial: torch.nn.Module) -> str:
     """Where `spatial` sits inside `module`, as a parameter-name prefix ("" when it is the module)."""
     for name, sub in module.named_modules():
         if sub is spatial:
             return f"{name}." if name else ""
-    raise ValueError("training_module: the returned module does not contain the SpatialModel")
+    raise ValueError(f"training_module: the returned module does not contain the {type(spatial).__name__}")

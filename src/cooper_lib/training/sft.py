@@ -2,7 +2,8 @@
 
 Records are COOPER's SFT rows (or cooper-lib `SFTRecord`s); the LM loss covers exactly the text
 items marked `need_loss`, and tool calls whose result map carries its true map also train the
-head of that modality (see `cooper_lib.training.collators.SFTCollator`). Records are visited in
+head of that modality (see `cooper_lib.training.collators.SFTCollator`), or for a `CooperModel`
+the map's latent by flow matching (`cooper_lib.training.cooper_data.CooperSFTCollator`). Records are visited in
 a fresh shuffled order every epoch.
 """
 
@@ -13,23 +14,26 @@ from typing import Any
 
 from cooper_lib.data.records import SFTRecord, load_sft_records
 from cooper_lib.model import SpatialModel
-from cooper_lib.training.collators import SFTCollator
+from cooper_lib.models.cooper import CooperModel
 from cooper_lib.training.config import SFTConfig
+from cooper_lib.training.kinds import ModelKind, model_kind
 from cooper_lib.training.loop import EvalHook, trainer_inputs
 from cooper_lib.training.supervised import SupervisedTrainer
 from cooper_lib.training.tracking import Sample, sft_prompt, trace_sample
 
 
 class InterleavedSFTTrainer(SupervisedTrainer):
-    """Fine-tune a `SpatialModel` on interleaved traces.
+    """Fine-tune a `SpatialModel` or a `CooperModel` on interleaved traces.
 
     Args:
-        model: the `SpatialModel` (usually the stage-1 model: ``model.init_from``).
+        model: the `SpatialModel` (usually the stage-1 model: ``model.init_from``) or the
+            `CooperModel` (the stage-1 ``final/`` folder: ``model.cooper``), or its `ModelKind`.
         config: an `SFTConfig`.
         records: training records (default: read from ``config.data``).
         eval_records: held-out records (default: read from ``config.eval_data``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+        tokenizer: a `CooperModel`'s text tokenizer (`cooper_lib.models.cooper.load_tokenizer`).
 
     Example:
         >>> from cooper_lib.training import InterleavedSFTTrainer, SFTConfig
@@ -41,32 +45,31 @@ class InterleavedSFTTrainer(SupervisedTrainer):
 
     def __init__(
         self,
-        model: SpatialModel,
+        model: SpatialModel | CooperModel | ModelKind,
         config: SFTConfig,
         *,
         records: Sequence[SFTRecord] | None = None,
         eval_records: Sequence[SFTRecord] | None = None,
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
+        tokenizer: Any = None,
     ) -> None:
+        kind = model_kind(model, tokenizer)
         records, eval_records = trainer_inputs(
-            model,
+            kind,
             config,
             SFTConfig,
             records,
             eval_records,
             lambda paths: load_sft_records(paths, allow_outside_root=config.run.allow_outside_root),
         )
-        collator = SFTCollator(
-            model, config.system_prompt, config.supervise_maps, max_length=config.max_length
-        )
         super().__init__(
-            model,
+            kind,
             config,
             records=records,
             sources=["sft"] * len(records),
             weights={"sft": 1.0},
-            collator=collator,
+            collator=kind.sft_collator(config),
             eval_records=eval_records,
             eval_hooks=eval_hooks,
             accelerator=accelerator,

@@ -17,23 +17,29 @@ import torch.nn.functional as F
 
 from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
-from cooper_lib.training.collators import Stage1Collator
+from cooper_lib.models.cooper import CooperModel
 from cooper_lib.training.config import Stage1Config
+from cooper_lib.training.kinds import ModelKind, model_kind
 from cooper_lib.training.loop import EvalHook, trainer_inputs
 from cooper_lib.training.supervised import SupervisedTrainer, to_device
 from cooper_lib.training.tracking import Sample, map_grid_sample
 
 
 class Stage1Trainer(SupervisedTrainer):
-    """Train a `SpatialModel` to generate auxiliary maps.
+    """Train a `SpatialModel` (its heads) or a `CooperModel` (in-sequence flow matching,
+    `CooperModel.stage1_loss`) to generate auxiliary maps.
 
     Args:
-        model: the `SpatialModel`.
+        model: the `SpatialModel` or `CooperModel` (or its `ModelKind`).
         config: a `Stage1Config`.
         records: training records (default: read from ``config.data``).
         eval_records: held-out records (default: read from ``config.eval_data``).
         eval_hooks: extra evaluation callables (see `cooper_lib.training.loop.Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+        tokenizer: a `CooperModel`'s text tokenizer (`cooper_lib.models.cooper.load_tokenizer`).
+
+    A `CooperModel`'s evaluation reports the held-out flow loss (conditions never dropped), not
+    map metrics: those need a full sampling run per map (`cooper-lib eval run`).
 
     Example:
         >>> from cooper_lib.training import Stage1Config, Stage1Trainer
@@ -48,34 +54,32 @@ class Stage1Trainer(SupervisedTrainer):
 
     def __init__(
         self,
-        model: SpatialModel,
+        model: SpatialModel | CooperModel | ModelKind,
         config: Stage1Config,
         *,
         records: Sequence[Stage1Example] | None = None,
         eval_records: Sequence[Stage1Example] | None = None,
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
+        tokenizer: Any = None,
     ) -> None:
+        kind = model_kind(model, tokenizer)
         records, eval_records = trainer_inputs(
-            model,
+            kind,
             config,
             Stage1Config,
             records,
             eval_records,
             lambda paths: load_stage1_records(paths, allow_outside_root=config.run.allow_outside_root),
         )
-        headless = sorted({r.modality for r in [*records, *eval_records]} - set(model.config.modalities))
-        if headless:
-            raise ValueError(
-                f"records: modalities {headless} have no head; the model has {list(model.config.modalities)}"
-            )
+        kind.check_stage1_modalities({r.modality for r in [*records, *eval_records]})
         super().__init__(
-            model,
+            kind,
             config,
             records=records,
             sources=[r.source for r in records],
             weights=dict(config.mixture),
-            collator=Stage1Collator(model, config.target_size, config.lm_loss_on_tag),
+            collator=kind.stage1_collator(config),
             eval_records=eval_records,
             eval_hooks=eval_hooks,
             accelerator=accelerator,

@@ -1,5 +1,6 @@
 """`SupervisedTrainer`: the part stage 1 and SFT share: records drawn by a `MixtureSampler`,
-collated into micro-batches, one `SpatialModel` forward per micro-batch, and an evaluation that
+collated into micro-batches, one model forward per micro-batch (through the trainer's model kind,
+`cooper_lib.training.kinds`: a `SpatialModel` or a `CooperModel`), and an evaluation that
 averages the losses over held-out records (each process takes every world-size-th record).
 """
 
@@ -11,26 +12,16 @@ from typing import Any
 import torch
 
 from cooper_lib.model import SpatialModel, SpatialOutput
+from cooper_lib.training.kinds import ModelKind
 from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes
 from cooper_lib.training.sampler import MixtureSampler, collate, shard
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """`batch` with every tensor (inside dicts, lists and tuples) moved to `device`."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 class SupervisedTrainer(Trainer):
     """A `Trainer` over a list of records with a collator and a sampling weight per source.
 
     Args:
-        model: the `SpatialModel`.
+        model: the `SpatialModel`, `CooperModel` or its `ModelKind`.
         config: the stage config.
         records: training records.
         sources: each record's source (the key of `weights`).
@@ -39,11 +30,12 @@ class SupervisedTrainer(Trainer):
         eval_records: held-out records for `evaluate` (may be empty).
         eval_hooks: extra evaluation callables (see `Trainer`).
         accelerator: an `Accelerator` to use (default: one built from ``config.run``).
+        tokenizer: a `CooperModel`'s text tokenizer.
     """
 
     def __init__(
         self,
-        model: SpatialModel,
+        model: SpatialModel | ModelKind,
         config: Any,
         *,
         records: Sequence[Any],
@@ -53,6 +45,7 @@ class SupervisedTrainer(Trainer):
         eval_records: Sequence[Any] = (),
         eval_hooks: Sequence[EvalHook] = (),
         accelerator: Any = None,
+        tokenizer: Any = None,
     ) -> None:
         if not records:
             raise ValueError("records: expected at least one training record, got none")
@@ -60,7 +53,10 @@ class SupervisedTrainer(Trainer):
         self.eval_records = list(eval_records)
         self.collator = collator
         self.sampler = MixtureSampler(sources, weights, seed=config.run.seed)
-        super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator)
+        super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator, tokenizer=tokenizer)
+
+    def training_module(self, model: torch.nn.Module) -> torch.nn.Module:
+        return self.kind.supervised_module()
 
     def micro_batches(self) -> list[dict[str, Any]]:
         indices = self.sampler.next_batch(self.global_batch_size)
@@ -68,20 +64,10 @@ class SupervisedTrainer(Trainer):
         return collate(self.records, mine, self.collator, self.config.num_workers)
 
     def metric_names(self) -> list[str]:
-        return ["lm_loss", *(f"aux/{m}" for m in self.spatial.config.modalities)]
+        return self.kind.supervised_metric_names()
 
-    def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        out: SpatialOutput = self.model(**to_device(batch, self.accelerator.device))
-        if out.loss is None:
-            raise ValueError("batch: carries neither labels nor auxiliary targets; nothing to train")
-        return out.loss, self.output_metrics(out)
-
-    @staticmethod
-    def output_metrics(out: SpatialOutput) -> dict[str, float]:
-        metrics = {f"aux/{m}": float(v.detach()) for m, v in out.aux_losses.items()}
-        if out.lm_loss is not None:
-            metrics["lm_loss"] = float(out.lm_loss.detach())
-        return metrics
+    def compute_loss(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.kind.supervised_loss(self.model, batch, self.accelerator.device)
 
     def data_state(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}
@@ -100,13 +86,11 @@ class SupervisedTrainer(Trainer):
         sums: dict[str, float] = {}
         counts: dict[str, float] = {}
         for part in self.eval_batches():
-            batch = to_device(self.collator(part), self.accelerator.device)
-            out = self.model(**batch, return_maps=self.wants_maps)
-            metrics = {"loss": float(out.loss), **self.output_metrics(out), **self.map_metrics(batch, out)}
+            metrics = self.kind.evaluate_batch(self.model, self.collator(part), self.accelerator.device, self)
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + value * len(part)
                 counts[key] = counts.get(key, 0) + len(part)
-        keys = sorted({"loss", *self.metric_names(), *self.map_metric_names()})
+        keys = sorted({"loss", *self.metric_names(), *self.kind.map_metric_names(self)})
         return {k: v for k, v in mean_over_processes(self.accelerator, keys, sums, counts).items() if v == v}
 
     #: whether `evaluate` asks the heads for maps (for `map_metrics`).

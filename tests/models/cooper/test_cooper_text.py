@@ -1,7 +1,16 @@
 import pytest
 import torch
 
-from cooper_lib.models.cooper import CooperModel, Image, Latent, SequenceBuilder, Text, generate_text, preset
+from cooper_lib.models.cooper import (
+    CooperModel,
+    Image,
+    Latent,
+    SequenceBuilder,
+    Text,
+    TextContext,
+    generate_text,
+    preset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +50,24 @@ def test_sampling_is_reproducible_and_checked(model):
         generate_text(model, _context(), 2, temperature=-1.0)
     with pytest.raises(TypeError, match="items: expected Text, Image or Latent"):
         generate_text(model, ["hello"], 2)
+
+
+def test_an_extended_context_gives_the_logits_of_the_whole_row(model):
+    """Items added to a cached context in three steps (text, an image, a latent, text, single
+    tokens) give the logits a forward pass over the whole packed row gives, in float64."""
+    model64 = CooperModel(preset("tiny")).double().eval()
+    model64.load_state_dict(model.state_dict())
+    ctx = TextContext(model64).extend(_context()[:2]).extend(_context()[2:3])
+    ctx.extend([_context()[3], Image(-_context()[1].pixels.double())])
+    logits = ctx.step(9)
+    cfg = model.config
+    whole = _context() + [Image(-_context()[1].pixels), Text((9,))]
+    seq = SequenceBuilder(cfg).add(whole).build()
+    with torch.no_grad():
+        want = model64.text_logits(model64(seq)[-1])
+    assert ctx.length == seq.length and ctx.position == int(seq.positions[-1]) + 1
+    torch.testing.assert_close(logits, want.float(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="extend it"):
+        TextContext(model).generate(3)
+    with pytest.raises(ValueError, match="start_at"):
+        SequenceBuilder(cfg).text([1]).start_at(3)

@@ -10,7 +10,7 @@ docs/reference-cooper.md.
 """
 
 from cooper_lib.models.cooper.autoencoder import Autoencoder, autoencoder_config_from_shapes
-from cooper_lib.models.cooper.checkpoint import read_release, save_release
+from cooper_lib.models.cooper.checkpoint import read_release, read_weights, save_release
 from cooper_lib.models.cooper.config import AutoencoderConfig, CooperConfig, LLMConfig, ViTConfig
 from cooper_lib.models.cooper.modeling import CooperModel, PrefixCache
 from cooper_lib.models.cooper.packing import Image, Item, Latent, PackedSequence, SequenceBuilder, Text
@@ -25,7 +25,8 @@ from cooper_lib.models.cooper.sampler import (
     guidance_contexts,
 )
 from cooper_lib.models.cooper.stage1 import NO_DROPOUT, ConditionDropout, Stage1Sample, stage1_sequence
-from cooper_lib.models.cooper.text import generate_text
+from cooper_lib.models.cooper.text import TextContext, generate_text
+from cooper_lib.models.cooper.tokenizer import CharTokenizer, load_tokenizer, save_tokenizer
 
 __all__ = [
     "EVAL_SAMPLING",
@@ -33,6 +34,7 @@ __all__ = [
     "PRESETS",
     "ROLLOUT_SAMPLING",
     "Autoencoder",
+    "CharTokenizer",
     "AutoencoderConfig",
     "ConditionDropout",
     "CooperConfig",
@@ -47,6 +49,7 @@ __all__ = [
     "SequenceBuilder",
     "Stage1Sample",
     "Text",
+    "TextContext",
     "ViTConfig",
     "autoencoder_config_from_shapes",
     "combine_guidance",
@@ -54,8 +57,11 @@ __all__ = [
     "generate_latent",
     "generate_text",
     "guidance_contexts",
+    "load_tokenizer",
     "preset",
     "read_release",
+    "read_weights",
     "save_release",
+    "save_tokenizer",
     "stage1_sequence",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,7 +39,7 @@ from cooper_lib.models.cooper.config import CONFIG_NAME, CooperConfig, LLMConfig
 from cooper_lib.models.cooper.embeddings import sincos_2d
 from cooper_lib.models.cooper.mot import Qwen2RotaryEmbedding
 
-__all__ = ["read_release", "save_release"]
+__all__ = ["read_release", "read_weights", "save_release"]
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
 
@@ -260,6 +260,24 @@ def read_release(
     return model
 
 
+def read_weights(
+    folder: str | Path, names: Iterable[str], *, weights: str | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors `names` (`CooperModel` parameter names, ``vae.*`` from `ae.safetensors`) of a
+    release folder, read one by one (no other tensor is loaded); a name not stored is a ValueError."""
+    folder = Path(folder)
+    stored = _shapes(_main_files(folder, weights))
+    stored.update({f"vae.{k}": v for k, v in _shapes([folder / AE_NAME]).items()})
+    out = {}
+    for name in names:
+        if name not in stored:
+            raise ValueError(f"{folder}: no tensor {name!r} in the release files")
+        path = stored[name][0]
+        with safe_open(str(path), framework="pt") as f:
+            out[name] = f.get_tensor(name.removeprefix("vae.") if path.name == AE_NAME else name)
+    return out
+
+
 def _llm_json(cfg: CooperConfig) -> dict:
     data = {k: getattr(cfg.llm, k) for k in _LLM_FIELDS}
     return {
@@ -315,15 +333,21 @@ def save_release(
     *,
     max_shard_bytes: int | None = None,
     weights: str = "ema.safetensors",
+    state: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
     """Write `model` in the release layout (plus `cooper_model_config.json`); safetensors only.
 
     The main file holds every weight but the autoencoder's, with both sin-cos tables as the
-    release stores them; `max_shard_bytes` splits it into shards with an index."""
+    release stores them; `max_shard_bytes` splits it into shards with an index. `state` (e.g. a
+    trainer's gathered or EMA weights) replaces the model's own tensors of those names."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     cfg = model.config
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    own = model.state_dict()
+    unknown = sorted(set(state or {}) - set(own))
+    if unknown:
+        raise ValueError(f"state: keys {unknown[:5]} are not weights of the model")
+    state = {k: v.detach().contiguous() for k, v in {**own, **(state or {})}.items()}
     main = {k: v for k, v in state.items() if not k.startswith("vae.")}
     main["vit_pos_embed.pos_embed"] = model.vit_pos_embed.pos_embed.detach().contiguous()
     main["latent_pos_embed.pos_embed"] = model.latent_pos_embed.pos_embed.detach().contiguous()

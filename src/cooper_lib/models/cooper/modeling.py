@@ -17,6 +17,7 @@ Generation is rectified flow in the latent tokens (`x_t = (1 - t) x0 + t eps`, v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,6 +216,12 @@ class CooperModel(nn.Module):
         """Load a BAGEL / COOPER release folder (arguments as `checkpoint.read_release`)."""
         return read_release(cls, folder, dtype=dtype, device=device, weights=weights, **overrides)
 
-    def save_pretrained(self, folder: str | Path, *, max_shard_bytes: int | None = None) -> None:
-        """Write the release layout (see `checkpoint.save_release`)."""
-        save_release(self, folder, max_shard_bytes=max_shard_bytes)
+    def save_pretrained(
+        self,
+        folder: str | Path,
+        *,
+        max_shard_bytes: int | None = None,
+        state: Mapping[str, torch.Tensor] | None = None,
+    ) -> None:
+        """Write the release layout (see `checkpoint.save_release`; `state` replaces the named weights)."""
+        save_release(self, folder, max_shard_bytes=max_shard_bytes, state=state)

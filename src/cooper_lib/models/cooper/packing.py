@@ -158,6 +158,16 @@ class SequenceBuilder:
         self._rope = 0
         return self
 
+    def start_at(self, position: int) -> SequenceBuilder:
+        """Start the row's RoPE positions at `position` instead of 0: the items built follow a
+        cached context whose next position that is (`text.TextContext.extend`)."""
+        if self._splits:
+            raise ValueError("start_at: call it before adding anything")
+        if position < 0:
+            raise ValueError(f"position: expected a non-negative int, got {position}")
+        self._rope = int(position)
+        return self
+
     def skip_position(self) -> SequenceBuilder:
         """Advance the RoPE position as an image would (BAGEL's trainer does this for a dropped image)."""
         self._rope += 1
