@@ -62,16 +62,18 @@ __all__ = [
     "SpatialKind",
     "model_kind",
     "rollout_perceive_options",
+    "to_device",
 ]
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` (a tensor, or dicts / lists / tuples of them) moved to ``device``."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device)
     if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device) for v in batch)
     return batch
 
 
@@ -143,6 +145,11 @@ class ModelKind(abc.ABC):
 
     def map_metric_names(self, trainer: Any) -> list[str]:
         """Names of the map metrics `evaluate_batch` may add (default: none)."""
+        return []
+
+    def stage1_samples(self, trainer: Any, records: Sequence[Any]) -> list[Any]:
+        """Stage-1 evaluation samples (`cooper_lib.training.tracking.Sample`) of held-out
+        ``records`` (default: none; a `CooperModel` draws a map only by a full sampling run)."""
         return []
 
     # ------------------------------------------------------------------ GRPO
@@ -260,7 +267,7 @@ class SpatialKind(ModelKind):
     def supervised_loss(
         self, module: nn.Module, batch: Any, device: torch.device
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        out: SpatialOutput = module(**_to_device(batch, device))
+        out: SpatialOutput = module(**to_device(batch, device))
         if out.loss is None:
             raise ValueError("batch: carries neither labels nor auxiliary targets; nothing to train")
         return out.loss, self.output_metrics(out)
@@ -278,12 +285,15 @@ class SpatialKind(ModelKind):
     def evaluate_batch(
         self, module: nn.Module, batch: Any, device: torch.device, trainer: Any
     ) -> dict[str, float]:
-        batch = _to_device(batch, device)
+        batch = to_device(batch, device)
         out = module(**batch, return_maps=trainer.wants_maps)
         return {"loss": float(out.loss), **self.output_metrics(out), **trainer.map_metrics(batch, out)}
 
     def map_metric_names(self, trainer: Any) -> list[str]:
         return trainer.map_metric_names()
+
+    def stage1_samples(self, trainer: Any, records: Sequence[Any]) -> list[Any]:
+        return trainer.map_samples(records)
 
     def rollout_reasoner(self, config: Any, temperature: float, top_p: float, device: torch.device) -> Any:
         # placeholders stand for inputs the model cannot write: a sampled query token would be a

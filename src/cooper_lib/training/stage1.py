@@ -19,9 +19,9 @@ from cooper_lib.data.records import Stage1Example, load_stage1_records
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.models.cooper import CooperModel
 from cooper_lib.training.config import Stage1Config
-from cooper_lib.training.kinds import ModelKind, model_kind
+from cooper_lib.training.kinds import ModelKind, model_kind, to_device
 from cooper_lib.training.loop import EvalHook, trainer_inputs
-from cooper_lib.training.supervised import SupervisedTrainer, to_device
+from cooper_lib.training.supervised import SupervisedTrainer
 from cooper_lib.training.tracking import Sample, map_grid_sample
 
 
@@ -105,10 +105,13 @@ class Stage1Trainer(SupervisedTrainer):
         return metrics
 
     def evaluation_samples(self) -> list[Sample]:
-        """The first ``run.log_samples`` held-out records as input / target / prediction grids."""
+        """The first ``run.log_samples`` held-out records as input / target / prediction grids
+        (none for a `CooperModel`: see the class docstring)."""
         part = self.eval_records[: self.run.log_samples]
-        if not part:
-            return []
+        return self.kind.stage1_samples(self, part) if part else []
+
+    def map_samples(self, part: Sequence[Stage1Example]) -> list[Sample]:
+        """Input / target / prediction grids of ``part`` drawn by the `SpatialModel`'s heads."""
         batch = to_device(self.collator(part), self.accelerator.device)
         maps = self.model(**batch, return_maps=True).maps
         seen: dict[str, int] = {}
