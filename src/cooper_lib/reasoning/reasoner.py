@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -41,13 +41,15 @@ from cooper_lib.images import to_pil
 from cooper_lib.modalities import ModalityCodec
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.model import SpatialModel
+from cooper_lib.models.cooper import EVAL_SAMPLING, CooperModel, CooperSampling
 from cooper_lib.reasoning.context import KVContext, StepOutput
+from cooper_lib.reasoning.cooper import COOPER_TOOLS, CooperReasoner
 from cooper_lib.reasoning.policy import Policy, TurnPlan, check_turn_budgets, get_policy
 from cooper_lib.reasoning.sampling import SamplingConfig, TokenSampler
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace, StreamEvent
 
-__all__ = ["DEPTH_DISPLAY_RANGE", "FROM_FORMAT", "InterleavedReasoner", "default_codecs"]
+__all__ = ["DEPTH_DISPLAY_RANGE", "FROM_FORMAT", "InterleavedReasoner", "default_codecs", "for_cooper"]
 
 
 class _FromFormat(enum.Enum):
@@ -96,11 +98,13 @@ class _Rollout:
 
 
 class InterleavedReasoner:
-    """COOPER's adaptive interleaved reasoning on a `SpatialModel`.
+    """COOPER's adaptive interleaved reasoning on a `SpatialModel`, or on the reference
+    `CooperModel` (then it runs a `CooperReasoner`; see `for_cooper`).
 
     Args:
-        model: the backbone with perception heads (`add_spatial_heads`).
-        processor: the processor holding the added tag tokens (default: the model's own).
+        model: the backbone with perception heads (`add_spatial_heads`), or a `CooperModel`.
+        processor: the processor holding the added tag tokens (default: the model's own); for a
+            `CooperModel`, its text tokenizer (`cooper_lib.models.cooper.load_tokenizer`).
         policy: ``"adaptive"``, ``"perceive_first"`` (BAGEL-PE), ``"text_only"`` (BAGEL-RE) or a `Policy`.
         tags: the turn format: tags and prompts (default: `TurnFormat.from_config(model.config)`,
             the model's tool tags and the default prompts).
@@ -163,8 +167,40 @@ class InterleavedReasoner:
         return_inputs: bool = False,
         map_override: Callable[[str, int, torch.Tensor], torch.Tensor | None] | None = None,
     ) -> None:
+        self.cooper: CooperReasoner | None = None
+        if isinstance(model, CooperModel):
+            plug_in_only = {
+                "insert_role": insert_role != "user",
+                "codecs": codecs is not None,
+                "map_size": map_size != "input",
+                "logits_processors": bool(logits_processors),
+                "stream": stream is not None,
+                "return_inputs": return_inputs,
+                "map_override": map_override is not None,
+            }
+            self.cooper = for_cooper(
+                model,
+                processor,
+                policy=policy,
+                tags=tags,
+                tools=tools,
+                max_turns=max_turns,
+                max_new_tokens_per_turn=max_new_tokens_per_turn,
+                max_total_tokens=max_total_tokens,
+                system_prompt=system_prompt,
+                reflection_prompt=reflection_prompt,
+                retry_prompt=retry_prompt,
+                generation_kwargs=generation_kwargs,
+                perceive_options=perceive_options,
+                unsupported=[name for name, given in plug_in_only.items() if given],
+            )
+            self.model, self.format, self.tools = model, self.cooper.format, self.cooper.tools
+            self.policy = self.cooper.policy
+            return
         if not isinstance(model, SpatialModel):
-            raise TypeError(f"model: expected a SpatialModel (add_spatial_heads), got {type(model).__name__}")
+            raise TypeError(
+                f"model: expected a SpatialModel (add_spatial_heads) or a CooperModel, got {type(model).__name__}"
+            )
         check_turn_budgets(max_turns, max_new_tokens_per_turn, max_total_tokens)
         self.model = model
         self.processor = processor if processor is not None else model.processor
@@ -232,6 +268,8 @@ class InterleavedReasoner:
     # ------------------------------------------------------------------ public
     def run(self, image: Any, question: str, *, seed: int | None = None) -> ReasoningTrace:
         """Answer `question` about `image`; returns the trace of the run."""
+        if self.cooper is not None:
+            return self.cooper.run_batch([image], [question], seeds=None if seed is None else [seed])[0]
         return self.run_batch([image], [question], seeds=None if seed is None else [seed])[0]
 
     @torch.no_grad()
@@ -527,3 +565,76 @@ def _eos_ids(model: SpatialModel, tokenizer: Any) -> set[int]:
     if tokenizer.eos_token_id is not None:
         found.add(int(tokenizer.eos_token_id))
     return {int(i) for i in found}
+
+
+def for_cooper(
+    model: CooperModel,
+    tokenizer: Any,
+    *,
+    policy: str | Policy = "adaptive",
+    tags: TurnFormat | None = None,
+    tools: Sequence[str] | None = None,
+    max_turns: int = 3,
+    max_new_tokens_per_turn: int = 512,
+    max_total_tokens: int = 8192,
+    system_prompt: str | None | _FromFormat = FROM_FORMAT,
+    reflection_prompt: str | _FromFormat = FROM_FORMAT,
+    retry_prompt: str | _FromFormat = FROM_FORMAT,
+    generation_kwargs: SamplingConfig | Mapping[str, Any] | None = None,
+    perceive_options: Mapping[str, Mapping[str, Any]] | None = None,
+    unsupported: Sequence[str] = (),
+) -> CooperReasoner:
+    """The `CooperReasoner` that `InterleavedReasoner`'s arguments describe for a `CooperModel`.
+
+    Prompts given as strings go into the turn format; sampling maps to the reasoner's temperature
+    and seed (top-p and top-k are not implemented for this model: ValueError); `perceive_options`
+    are `CooperSampling` fields, the same for every modality (the model draws every map with one
+    sampler; default COOPER's evaluation settings). `unsupported`
+    names plug-in-only arguments the caller set (codecs, streaming, map overrides, ...): a
+    ValueError names them.
+    """
+    if tokenizer is None:
+        raise ValueError(
+            "processor: a CooperModel needs its text tokenizer (cooper_lib.models.cooper.load_tokenizer)"
+        )
+    if unsupported:
+        raise ValueError(f"{', '.join(unsupported)}: not supported with a CooperModel (CooperReasoner)")
+    sampling = (
+        generation_kwargs
+        if isinstance(generation_kwargs, SamplingConfig)
+        else SamplingConfig(**(generation_kwargs or {}))
+    )
+    if sampling.top_p != 1.0 or sampling.top_k != 0:
+        raise ValueError(
+            f"generation_kwargs: a CooperModel samples with temperature only (top_p 1, top_k 0), got "
+            f"top_p={sampling.top_p}, top_k={sampling.top_k}"
+        )
+    options = [dict(o) for o in (perceive_options or {}).values()]
+    if any(o != options[0] for o in options):
+        raise ValueError(
+            f"perceive_options: a CooperModel draws every map with one sampler; expected the same "
+            f"options for every modality, got {dict(perceive_options or {})}"
+        )
+    map_sampling = CooperSampling(**options[0]) if options else EVAL_SAMPLING
+    fmt = tags if tags is not None else TurnFormat.default(tuple(tools or COOPER_TOOLS))
+    prompts = {"reflection_prompt": reflection_prompt, "retry_prompt": retry_prompt}
+    if isinstance(system_prompt, str):
+        prompts["system_prompt"] = system_prompt
+    fmt = replace(fmt, **{k: v for k, v in prompts.items() if v is not FROM_FORMAT})
+    seed = sampling.seed
+    if seed is None:
+        seed = int(torch.randint(2**31 - 1, ()).item()) if sampling.temperature > 0 else 0
+    return CooperReasoner(
+        model,
+        tokenizer,
+        policy=policy,
+        tags=fmt,
+        tools=tuple(tools or COOPER_TOOLS),
+        max_turns=max_turns,
+        max_new_tokens_per_turn=max_new_tokens_per_turn,
+        max_total_tokens=max_total_tokens,
+        temperature=sampling.temperature,
+        sampling=map_sampling,
+        system_prompt=system_prompt is not None,
+        seed=seed,
+    )
