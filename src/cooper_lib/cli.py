@@ -24,7 +24,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "demo": ("cooper_lib.demo", "train dense depth/segmentation heads on a tiny backbone (CPU)"),
     "data": ("cooper_lib.data.cli", "make and inspect datasets"),
-    "train": ("cooper_lib.training.cli", "train a SpatialModel or the reference CooperModel: stage1, sft or grpo"),
+    "train": ("cooper_lib.training.cli", "train a SpatialModel or CooperModel: stage1, sft or grpo"),
     "eval": ("cooper_lib.eval.cli", "evaluate models on spatial benchmarks and report runs"),
     "experiment": ("cooper_lib.experiments.cli", "run a controlled experiment"),
 }
