@@ -27,9 +27,7 @@ _OWN = ("config", "print_config", "func", "command", "stage", "debug")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `cooper-lib train` and its three stages."""
-    train = subparsers.add_parser(
-        "train", help="train a SpatialModel or CooperModel: stage1, sft or grpo"
-    )
+    train = subparsers.add_parser("train", help="train a SpatialModel or CooperModel: stage1, sft or grpo")
     stages = train.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, cls in STAGE_CONFIGS.items():
         parser = stages.add_parser(
