@@ -104,7 +104,6 @@ def test_cooper_rl_row_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="image_root"):
         load_qa_records([tmp_path / "b.jsonl"], image_root=tmp_path / "nowhere")
 
-
     blank = {"image": "a", "question": "q", "answer": "  ", "answer_type": "yes_no", "cpr": "positive"}
     with pytest.raises(ValueError, match=r"q2.jsonl:1: answer: expected a non-empty reference answer"):
         load_qa_records([write(tmp_path / "q2.jsonl", [blank])])
