@@ -52,6 +52,12 @@ class Table1Config:
         eval_batch_size: questions per reasoner batch at evaluation.
         map_scenes: test scenes whose generated maps are scored (AbsRel, delta1, mIoU).
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
+        categories: the question categories asked in training and test (default all 15 of
+            `cooper_lib.data.synthetic.CATEGORIES`).
+        system_prompt: give every record and the reasoner COOPER's system prompt. Off by default:
+            it is about 900 of the tiny tokenizer's tokens against about 80 for the rest of a
+            direct-answer record, the same for every record, so it tells a model trained from
+            scratch nothing and makes each step about ten times slower.
     """
 
     backbone: str = EXPERIMENT_BACKBONE
@@ -73,8 +79,19 @@ class Table1Config:
     eval_batch_size: int = 64
     map_scenes: int = 64
     dtype: str = "float32"
+    categories: tuple[str, ...] | None = None
+    system_prompt: bool = False
 
     def __post_init__(self) -> None:
+        from cooper_lib.data.synthetic import CATEGORIES
+
+        if self.categories is not None:
+            self.categories = tuple(self.categories)
+            unknown = [c for c in self.categories if c not in CATEGORIES]
+            if unknown or not self.categories:
+                raise ValueError(
+                    f"categories: expected a non-empty list from {list(CATEGORIES)}, got {list(self.categories)}"
+                )
         for name in (
             "train_scenes",
             "grpo_scenes",
