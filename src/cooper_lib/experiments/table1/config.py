@@ -54,6 +54,7 @@ class Table1Config:
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
         categories: the question categories asked in training and test (default all 15 of
             `cooper_lib.data.synthetic.CATEGORIES`).
+        num_workers: DataLoader processes collating the supervised stages' batches.
         system_prompt: give every record and the reasoner COOPER's system prompt. Off by default:
             it is about 900 of the tiny tokenizer's tokens against about 80 for the rest of a
             direct-answer record, the same for every record, so it tells a model trained from
@@ -66,10 +67,10 @@ class Table1Config:
     grpo_scenes: int = 200
     test_scenes: int = 300
     questions_per_scene: int = 4
-    stage1_steps: int = 200
-    sft_steps: int = 800
+    stage1_steps: int = 100
+    sft_steps: int = 500
     grpo_steps: int = 20
-    batch_size: int = 16
+    batch_size: int = 64
     lr: float = 1e-3
     grpo_lr: float = 1e-5
     grpo_batch_size: int = 4
@@ -80,6 +81,7 @@ class Table1Config:
     map_scenes: int = 64
     dtype: str = "float32"
     categories: tuple[str, ...] | None = None
+    num_workers: int = 2
     system_prompt: bool = False
 
     def __post_init__(self) -> None:
@@ -107,7 +109,7 @@ class Table1Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        for name in ("stage1_steps", "grpo_steps"):
+        for name in ("stage1_steps", "grpo_steps", "num_workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
@@ -132,23 +134,24 @@ class Table1Config:
         return cls(
             backbone=QUICK_BACKBONE,
             lr=2e-3,
-            train_scenes=300,
+            train_scenes=600,
             grpo_scenes=32,
-            test_scenes=50,
-            stage1_steps=60,
-            sft_steps=240,
+            test_scenes=60,
+            stage1_steps=100,
+            sft_steps=400,
             grpo_steps=4,
-            batch_size=8,
+            batch_size=16,
             grpo_batch_size=2,
             num_generations=4,
             map_scenes=16,
-            eval_batch_size=50,
+            eval_batch_size=60,
         )
 
     @classmethod
     def full(cls) -> Table1Config:
-        """The default (three-seed) run; sized for one GPU."""
-        return cls()
+        """The default (three-seed) run, sized (by estimate, docs/experiment-table1.md) for ten
+        minutes on one H100/H200: batch 64 collated by 8 worker processes."""
+        return cls(num_workers=8)
 
     @classmethod
     def micro(cls) -> Table1Config:
