@@ -158,7 +158,6 @@ def train_arm(
                 cfg = training_config.Stage1Config(
                     model=model_config,
                     data=[str(data["stage1"])],
-                    num_workers=config.num_workers,
                     **_sections(config, seed, steps, out, device, config.lr),
                 )
                 trainer = Stage1Trainer(build_model(model_config), cfg)
@@ -166,7 +165,6 @@ def train_arm(
                 cfg = training_config.SFTConfig(
                     model=model_config,
                     data=[str(data[arm.sft])],
-                    num_workers=config.num_workers,
                     system_prompt=None if config.system_prompt else "",
                     **_sections(config, seed, steps, out, device, config.lr),
                 )

@@ -54,7 +54,6 @@ class Table1Config:
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
         categories: the question categories asked in training and test (default all 15 of
             `cooper_lib.data.synthetic.CATEGORIES`).
-        num_workers: DataLoader processes collating the supervised stages' batches.
         system_prompt: give every record and the reasoner COOPER's system prompt. Off by default:
             it is about 900 of the tiny tokenizer's tokens against about 80 for the rest of a
             direct-answer record, the same for every record, so it tells a model trained from
@@ -63,14 +62,14 @@ class Table1Config:
 
     backbone: str = EXPERIMENT_BACKBONE
     spatial: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SPATIAL))
-    train_scenes: int = 2000
+    train_scenes: int = 1000
     grpo_scenes: int = 200
-    test_scenes: int = 300
+    test_scenes: int = 250
     questions_per_scene: int = 4
-    stage1_steps: int = 100
-    sft_steps: int = 500
-    grpo_steps: int = 20
-    batch_size: int = 64
+    stage1_steps: int = 40
+    sft_steps: int = 160
+    grpo_steps: int = 10
+    batch_size: int = 32
     lr: float = 1e-3
     grpo_lr: float = 1e-5
     grpo_batch_size: int = 4
@@ -81,7 +80,6 @@ class Table1Config:
     map_scenes: int = 64
     dtype: str = "float32"
     categories: tuple[str, ...] | None = None
-    num_workers: int = 2
     system_prompt: bool = False
 
     def __post_init__(self) -> None:
@@ -109,7 +107,7 @@ class Table1Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        for name in ("stage1_steps", "grpo_steps", "num_workers"):
+        for name in ("stage1_steps", "grpo_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
@@ -149,9 +147,9 @@ class Table1Config:
 
     @classmethod
     def full(cls) -> Table1Config:
-        """The default (three-seed) run, sized (by estimate, docs/experiment-table1.md) for ten
-        minutes on one H100/H200: batch 64 collated by 8 worker processes."""
-        return cls(num_workers=8)
+        """The default (three-seed) run, sized by estimate (docs/experiment-table1.md) for ten
+        minutes on one H100/H200."""
+        return cls()
 
     @classmethod
     def micro(cls) -> Table1Config:
