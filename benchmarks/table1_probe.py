@@ -71,7 +71,9 @@ def main() -> None:
     categories = list(CATEGORIES) if args.categories == "all" else args.categories.split(",")
     tag = f"{'-'.join(categories) if len(categories) < 4 else 'many'}-q{args.questions}"
     train = records(Path(args.cache) / f"{tag}-train-{args.scenes}", args.scenes, "train", args, categories)
-    test = records(Path(args.cache) / f"{tag}-test-{args.test_scenes}", args.test_scenes, "test", args, categories)
+    test = records(
+        Path(args.cache) / f"{tag}-test-{args.test_scenes}", args.test_scenes, "test", args, categories
+    )
 
     config = ModelConfig(
         backbone=args.backbone, spatial=dict(EXPERIMENT_SPATIAL), llm="full", freeze_vision=False
@@ -138,7 +140,9 @@ def main() -> None:
         schedule.step()
         if step % args.eval_every == 0 or step == args.steps:
             held_out = accuracy(test)
-            change = sum((p - q).abs().mean().item() for p, q in zip(vision.parameters(), initial, strict=True))
+            change = sum(
+                (p - q).abs().mean().item() for p, q in zip(vision.parameters(), initial, strict=True)
+            )
             print(
                 f"| {step} | {loss.item():.3f} | {rate(accuracy(train[: len(test)])):.1f} | "
                 f"{rate(held_out):.1f} | {change:.4f} | {time.perf_counter() - tick:.0f} |",

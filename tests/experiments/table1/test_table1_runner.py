@@ -70,6 +70,9 @@ def test_categories_restrict_every_set(tmp_path):
         rows = [json.loads(line) for line in files[name].open()]
         categories = {row.get("category") or row["meta"]["category"] for row in rows}
         assert rows and categories <= {"existence", "count_colour"}
-    assert {item.category for item in held_out_benchmark(files["test"]).items} <= {"existence", "count_colour"}
+    assert {item.category for item in held_out_benchmark(files["test"]).items} <= {
+        "existence",
+        "count_colour",
+    }
     with pytest.raises(ValueError, match="categories"):
         Table1Config(categories=("nope",))
