@@ -128,15 +128,16 @@ class Table1Config:
 
     @classmethod
     def quick(cls) -> Table1Config:
-        """One seed's small run, sized for about 10 minutes on an idle 2-core CPU (see the docs)."""
+        """One seed's small run, sized from measured per-step costs for about 10 minutes on an
+        idle 2-core CPU (docs/experiment-table1.md); far too few steps to learn the task."""
         return cls(
             backbone=QUICK_BACKBONE,
             lr=2e-3,
-            train_scenes=600,
+            train_scenes=300,
             grpo_scenes=32,
             test_scenes=60,
-            stage1_steps=100,
-            sft_steps=400,
+            stage1_steps=20,
+            sft_steps=100,
             grpo_steps=4,
             batch_size=16,
             grpo_batch_size=2,
