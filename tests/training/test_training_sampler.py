@@ -61,7 +61,13 @@ def test_collate_in_workers(workers):
     parts = [[3, 1], [0, 7], [5, 5]]
     batches = collate(records, parts, _collate_with_pid, workers)
     assert [b["x"].tolist() for b in batches] == [[30, 10], [0, 70], [50, 50]]
-    assert all((b["pid"] != os.getpid()) == (workers > 0) for b in batches)
+    # one worker could only collate the parts one after the other: this process does it, unforked
+    assert all((b["pid"] != os.getpid()) == (workers > 1) for b in batches)
+
+
+def test_collate_one_part_in_process():
+    (batch,) = collate(list(range(4)), [[2, 3]], _collate_with_pid, 2)
+    assert batch["x"].tolist() == [2, 3] and batch["pid"] == os.getpid()
 
 
 def test_collate_rejects_bad_workers():

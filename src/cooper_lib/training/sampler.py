@@ -117,11 +117,14 @@ def collate(
 ) -> list[Any]:
     """The batch `collator` makes of each index list of `parts` (in order), collated by a
     `DataLoader` with `num_workers` worker processes (0: in this process). Workers fork on Linux
-    (nothing is pickled); elsewhere records and the collator must pickle."""
+    (nothing is pickled); elsewhere records and the collator must pickle. With one part, or one
+    worker, there is nothing to collate side by side (the call waits for every batch), so it runs
+    in this process and saves the fork (on a 2-core CPU a batch of 16 short SFT records took 28 ms
+    here against 139 ms through a one-worker `DataLoader`; benchmarks/RESULTS.md, "Table 1 (synthetic)")."""
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
     workers = min(num_workers, len(parts))
-    if workers == 0:
+    if workers <= 1:
         return [collator([records[i] for i in part]) for part in parts]
     loader = DataLoader(
         records, batch_sampler=[list(p) for p in parts], collate_fn=collator, num_workers=workers

@@ -95,3 +95,14 @@ def test_eval_sets_hold_test_scenes_and_record_split_and_answer_style(tmp_path):
     assert all(r["unit"] == "m" for r in records if r["answer_type"] == "number")
     with pytest.raises(ValueError, match="split"):
         write_dataset(tmp_path / "bad", 1, config=CONFIG, split="val")
+
+
+def test_categories_restrict_the_questions(tmp_path):
+    root = write_dataset(
+        tmp_path / "ds", 4, stage="eval", config=CONFIG, questions_per_scene=4, categories=["existence"]
+    )
+    rows = [json.loads(line) for line in (root / "records.jsonl").read_text().splitlines()]
+    assert rows and {row["category"] for row in rows} == {"existence"}
+    assert json.loads((root / "manifest.json").read_text())["categories"] == ["existence"]
+    with pytest.raises(ValueError, match="categories"):
+        write_dataset(tmp_path / "bad", 1, stage="eval", config=CONFIG, categories=["nope"])

@@ -22,7 +22,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())
     assert set(pe["conditions"]) == {"main", "other_scene", "true"} and set(qa["conditions"]) == {"main"}
     # every arm answered every question of the held-out benchmark
-    questions = {item.id for item in held_out_benchmark(config).items}
+    questions = {item.id for item in held_out_benchmark(tmp_path / "data" / "test" / "records.jsonl").items}
     for result in json.loads((tmp_path / "results.json").read_text())["results"]:
         assert {r["id"] for r in result["conditions"]["main"]} == questions
     # every question of the perceive-first arm called both tools; the QA arm none
@@ -30,6 +30,10 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert all(isinstance(r["prediction"], str) for r in qa["conditions"]["main"])
     assert not any(r["tools"] for r in qa["conditions"]["main"])
     assert set(pe["map_quality"]) == {"depth_abs_rel", "depth_delta1", "segmentation_miou"}
+    # no system prompt by default: neither in the SFT records nor in what the reasoner sends
+    for name in ("qa", "interleaved"):
+        rows = [json.loads(line) for line in (tmp_path / "data" / name / "records.jsonl").open()]
+        assert rows and not any(item["role"] == "system" for row in rows for item in row["items"])
 
     # a rerun skips finished arms entirely
     monkeypatch.setattr(runner, "train_arm", _refuse)
@@ -55,3 +59,20 @@ def test_run_rejects_unknown_arms_and_empty_seeds(tmp_path):
         run_table1(tmp_path, seeds=[], config=Table1Config.micro(), device="cpu")
     with pytest.raises(ValueError, match="sft_steps"):
         Table1Config(sft_steps=0)
+
+
+def test_categories_restrict_every_set(tmp_path):
+    from cooper_lib.experiments.table1.data import prepare_data
+
+    config = Table1Config.micro().with_(categories=("existence", "count_colour"), test_scenes=6)
+    files = prepare_data(tmp_path, config)
+    for name in ("qa", "grpo", "test"):
+        rows = [json.loads(line) for line in files[name].open()]
+        categories = {row.get("category") or row["meta"]["category"] for row in rows}
+        assert rows and categories <= {"existence", "count_colour"}
+    assert {item.category for item in held_out_benchmark(files["test"]).items} <= {
+        "existence",
+        "count_colour",
+    }
+    with pytest.raises(ValueError, match="categories"):
+        Table1Config(categories=("nope",))

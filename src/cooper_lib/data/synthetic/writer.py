@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -80,6 +81,7 @@ def write_dataset(
     overwrite: bool = False,
     split: str | None = None,
     answer_style: str = "full",
+    categories: Sequence[str] | None = None,
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
@@ -99,6 +101,7 @@ def write_dataset(
             "train" for the others, so an eval set never shares a scene with a training set.
         answer_style: "full" or "short" (`make_qa`: numbers in metres with one decimal;
             `make_traces`: the answer turn is the boxed answer alone).
+        categories: question categories to ask (`make_qa`; default all of `CATEGORIES`).
 
     Returns:
         The dataset folder.
@@ -134,7 +137,12 @@ def write_dataset(
             continue
         rng = random.Random(f"qa-{scene.seed}")
         questions = make_qa(
-            scene, rng, max_questions=questions_per_scene, balance=balance, answer_style=answer_style
+            scene,
+            rng,
+            categories=categories,
+            max_questions=questions_per_scene,
+            balance=balance,
+            answer_style=answer_style,
         )
         if stage == "sft":
             drawn = pseudo_images(scene, codecs)
@@ -178,6 +186,7 @@ def write_dataset(
         "seed": seed,
         "split": split,
         "answer_style": answer_style,
+        "categories": None if categories is None else list(categories),
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),

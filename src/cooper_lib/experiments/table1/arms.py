@@ -164,6 +164,7 @@ def train_arm(
                 cfg = training_config.SFTConfig(
                     model=model_config,
                     data=[str(data[arm.sft])],
+                    system_prompt=None if config.system_prompt else "",
                     **_sections(config, seed, steps, out, device, config.lr),
                 )
                 trainer = InterleavedSFTTrainer(build_model(model_config), cfg)
@@ -179,7 +180,11 @@ def train_arm(
                 )
                 trainer = SpatialGRPOTrainer(build_model(model_config), cfg)
                 # the rollouts follow the arm's policy (BAGEL-RE never calls a tool)
-                trainer.reasoner.policy = trainer.greedy.policy = get_policy(arm.policy)
+                # and send the system prompt the SFT records carried (none by default)
+                for reasoner in (trainer.reasoner, trainer.greedy):
+                    reasoner.policy = get_policy(arm.policy)
+                    if not config.system_prompt:
+                        reasoner.system_prompt = None
             final = trainer.train().final_dir
             seconds[stage] = time.perf_counter() - tick
         current = final

@@ -52,18 +52,24 @@ class Table1Config:
         eval_batch_size: questions per reasoner batch at evaluation.
         map_scenes: test scenes whose generated maps are scored (AbsRel, delta1, mIoU).
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
+        categories: the question categories asked in training and test (default all 15 of
+            `cooper_lib.data.synthetic.CATEGORIES`).
+        system_prompt: give every record and the reasoner COOPER's system prompt. Off by default:
+            it is about 900 of the tiny tokenizer's tokens against about 80 for the rest of a
+            direct-answer record, the same for every record, so it tells a model trained from
+            scratch nothing and makes each step about ten times slower.
     """
 
     backbone: str = EXPERIMENT_BACKBONE
     spatial: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SPATIAL))
-    train_scenes: int = 2000
+    train_scenes: int = 1000
     grpo_scenes: int = 200
-    test_scenes: int = 300
+    test_scenes: int = 250
     questions_per_scene: int = 4
-    stage1_steps: int = 200
-    sft_steps: int = 800
-    grpo_steps: int = 20
-    batch_size: int = 16
+    stage1_steps: int = 40
+    sft_steps: int = 160
+    grpo_steps: int = 10
+    batch_size: int = 32
     lr: float = 1e-3
     grpo_lr: float = 1e-5
     grpo_batch_size: int = 4
@@ -73,8 +79,19 @@ class Table1Config:
     eval_batch_size: int = 64
     map_scenes: int = 64
     dtype: str = "float32"
+    categories: tuple[str, ...] | None = None
+    system_prompt: bool = False
 
     def __post_init__(self) -> None:
+        from cooper_lib.data.synthetic import CATEGORIES
+
+        if self.categories is not None:
+            self.categories = tuple(self.categories)
+            unknown = [c for c in self.categories if c not in CATEGORIES]
+            if unknown or not self.categories:
+                raise ValueError(
+                    f"categories: expected a non-empty list from {list(CATEGORIES)}, got {list(self.categories)}"
+                )
         for name in (
             "train_scenes",
             "grpo_scenes",
@@ -111,26 +128,28 @@ class Table1Config:
 
     @classmethod
     def quick(cls) -> Table1Config:
-        """One seed's small run, sized for about 10 minutes on an idle 2-core CPU (see the docs)."""
+        """One seed's small run, sized from measured per-step costs for about 10 minutes on an
+        idle 2-core CPU (docs/experiment-table1.md); far too few steps to learn the task."""
         return cls(
             backbone=QUICK_BACKBONE,
             lr=2e-3,
             train_scenes=300,
             grpo_scenes=32,
-            test_scenes=50,
-            stage1_steps=60,
-            sft_steps=240,
+            test_scenes=60,
+            stage1_steps=20,
+            sft_steps=100,
             grpo_steps=4,
-            batch_size=8,
+            batch_size=16,
             grpo_batch_size=2,
             num_generations=4,
             map_scenes=16,
-            eval_batch_size=50,
+            eval_batch_size=60,
         )
 
     @classmethod
     def full(cls) -> Table1Config:
-        """The default (three-seed) run; sized for one GPU."""
+        """The default (three-seed) run, sized by estimate (docs/experiment-table1.md) for ten
+        minutes on one H100/H200."""
         return cls()
 
     @classmethod

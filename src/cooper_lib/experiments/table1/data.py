@@ -5,7 +5,11 @@
   (`answer_style="short"`, no tool calls); ``qa/perceive_first.jsonl`` holds the same questions
   with depth, then segmentation, called before the answer (the BAGEL-PE traces);
 - ``interleaved``: the same scenes and questions with COOPER's adaptive tool calls (``tool_ratio``);
-- ``grpo``: questions on other training scenes for the GRPO arms.
+- ``grpo``: questions on other training scenes for the GRPO arms;
+- ``test``: the held-out benchmark's questions (test split).
+
+Every set asks the configured ``categories`` only. Without ``system_prompt`` the SFT records lose
+their system item (the reasoner then sends none either, `evaluation.answer`).
 
 Every set draws from the train split; the benchmark's scenes come from the test split, so none is
 a training scene (`cooper_lib.data.synthetic.scene_seed`).
@@ -36,6 +40,7 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
         "qa": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": 0.0},
         "interleaved": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": config.tool_ratio},
         "grpo": {"n": config.grpo_scenes, "seed": 1, "stage": "grpo"},
+        "test": {"n": config.test_scenes, "seed": 0, "stage": "eval"},
     }
     files = {}
     for name, options in sets.items():
@@ -46,14 +51,26 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
                 questions_per_scene=config.questions_per_scene,
                 answer_style="short",
                 overwrite=folder.exists(),
+                categories=config.categories,
                 **options,
             )
+        if options["stage"] == "sft" and not config.system_prompt:
+            drop_system_items(folder / "records.jsonl")
         files[name] = folder / "records.jsonl"
     pe = root / "qa" / PE_FILE
     if not pe.exists():
         write_perceive_first(files["qa"], pe)
     files["perceive_first"] = pe
     return files
+
+
+def drop_system_items(path: Path) -> int:
+    """Rewrite the SFT records of `path` in place without their system items; returns the count."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["items"] = [item for item in row["items"] if item.get("role") != "system"]
+    _write_lines(path, [json.dumps(row) for row in rows])
+    return len(rows)
 
 
 def write_perceive_first(source: Path, dest: Path) -> int:
@@ -82,7 +99,11 @@ def write_perceive_first(source: Path, dest: Path) -> int:
                 {"type": "text", "value": fmt.reflection(modality), "role": "tool"},
             ]
         lines.append(json.dumps({**row, "items": [*head, *body, answer]}))
+    _write_lines(dest, lines)
+    return len(lines)
+
+
+def _write_lines(dest: Path, lines: list[str]) -> None:
     tmp = dest.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(dest)
-    return len(lines)

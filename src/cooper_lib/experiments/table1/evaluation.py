@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,11 +34,10 @@ CONDITIONS = ("generated", "other_scene", "true")
 _SCENE_MAPS = {"depth": "depth", "segmentation": "semantic"}
 
 
-def held_out_benchmark(config: Table1Config) -> SyntheticBenchmark:
-    """The held-out benchmark: ``test_scenes`` test-split scenes, short answers."""
-    return load_synthetic(
-        n=config.test_scenes, seed=0, questions_per_scene=config.questions_per_scene, answer_style="short"
-    )
+def held_out_benchmark(test_set: Path) -> SyntheticBenchmark:
+    """The held-out benchmark: the ``test`` set `prepare_data` wrote (test-split scenes, short
+    answers, the configured categories)."""
+    return load_synthetic(Path(test_set).parent)
 
 
 @lru_cache(maxsize=512)
@@ -68,7 +68,10 @@ def answer(
     items = list(benchmark.items)
     half = len(items) // 2
     other = _other_scene_items(items, half)
-    reasoner = InterleavedReasoner(model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens)
+    no_system: dict[str, Any] = {} if config.system_prompt else {"system_prompt": None}
+    reasoner = InterleavedReasoner(
+        model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens, **no_system
+    )
     records = []
     for start in range(0, len(items), config.eval_batch_size):
         batch = items[start : start + config.eval_batch_size]

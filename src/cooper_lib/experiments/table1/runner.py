@@ -124,7 +124,7 @@ def run_table1(
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     data = prepare_data(out, config)
-    benchmark = held_out_benchmark(config)
+    benchmark = held_out_benchmark(data["test"])
     results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
     table_priors = priors(benchmark)
     (out / "results.json").write_text(json.dumps({"priors": table_priors, "results": results}))

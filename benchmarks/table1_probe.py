@@ -1,0 +1,157 @@
+"""Does a direct-answer SFT model read the image? A learnability probe for the Table 1 experiment.
+
+Trains the experiment's tiny backbone on direct-answer records of a few question categories (no
+system prompt, as `Table1Config` writes them) with a plain AdamW loop over `SFTCollator` batches,
+and prints, every ``--eval-every`` steps, the teacher-forced answer accuracy (every labelled token
+of the answer turn predicted right) on training records and on held-out test-split scenes, beside
+the held-out majority answer. ``--blank`` zeroes every image (the control: no pixel information).
+
+    python benchmarks/table1_probe.py --categories count_colour --scenes 64 --steps 300   # memorisation
+    python benchmarks/table1_probe.py --categories all --scenes 1200 --questions 4 --steps 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from cooper_lib.data.records import load_sft_records
+from cooper_lib.data.synthetic import CATEGORIES, write_dataset
+from cooper_lib.experiments.table1.config import EXPERIMENT_SPATIAL, QUICK_BACKBONE
+from cooper_lib.model import IGNORE_INDEX
+from cooper_lib.training.collators import SFTCollator
+from cooper_lib.training.config import ModelConfig
+from cooper_lib.training.trainable import configure_trainable
+from cooper_lib.training.weights import build_model
+
+
+def records(root: Path, n: int, split: str, args: argparse.Namespace, categories: list[str]) -> list:
+    if not (root / "manifest.json").exists():
+        write_dataset(
+            root,
+            n=n,
+            stage="sft",
+            tool_ratio=0.0,
+            questions_per_scene=args.questions,
+            answer_style="short",
+            categories=categories,
+            split=split,
+            overwrite=root.exists(),
+        )
+    rows = load_sft_records([root / "records.jsonl"])
+    for row in rows:
+        row.items = [item for item in row.items if item.role != "system"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--categories", default="count_colour", help="comma-separated, or 'all'")
+    parser.add_argument("--backbone", default=QUICK_BACKBONE)
+    parser.add_argument("--scenes", type=int, default=400, help="training scenes")
+    parser.add_argument("--test-scenes", type=int, default=100)
+    parser.add_argument("--questions", type=int, default=1, help="questions per scene")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--blank", action="store_true", help="zero every image (control)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", default="/tmp/table1_probe", help="where the datasets are written")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    categories = list(CATEGORIES) if args.categories == "all" else args.categories.split(",")
+    tag = f"{'-'.join(categories) if len(categories) < 4 else 'many'}-q{args.questions}"
+    train = records(Path(args.cache) / f"{tag}-train-{args.scenes}", args.scenes, "train", args, categories)
+    test = records(
+        Path(args.cache) / f"{tag}-test-{args.test_scenes}", args.test_scenes, "test", args, categories
+    )
+
+    config = ModelConfig(
+        backbone=args.backbone, spatial=dict(EXPERIMENT_SPATIAL), llm="full", freeze_vision=False
+    )
+    model = build_model(config)
+    configure_trainable(model, config)
+    collator = SFTCollator(model, system_prompt="")
+    head = model.adapter.output_embeddings()
+
+    def batch_of(rows: list) -> dict:
+        batch = collator(rows)
+        if args.blank:
+            batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
+        return batch
+
+    @torch.no_grad()
+    def accuracy(rows: list) -> dict[str, list[bool]]:
+        model.eval()
+        per: dict[str, list[bool]] = {}
+        for start in range(0, len(rows), 32):
+            part = rows[start : start + 32]
+            batch = batch_of(part)
+            labels = batch.pop("labels")[:, 1:]
+            batch.pop("aux_targets", None)
+            logits = model.adapter.hidden_states(**batch)[:, :-1] @ head.weight.T
+            right = ((logits.argmax(-1) == labels) | (labels == IGNORE_INDEX)).all(dim=1)
+            for row, ok in zip(part, right.tolist(), strict=True):
+                per.setdefault(row.meta["category"], []).append(ok)
+        model.train()
+        return per
+
+    def rate(per: dict[str, list[bool]]) -> float:
+        scores = [ok for oks in per.values() for ok in oks]
+        return 100 * sum(scores) / len(scores)
+
+    answers = {c: Counter(r.items[-1].value for r in test if r.meta["category"] == c) for c in categories}
+    majority = {c: 100 * a.most_common(1)[0][1] / sum(a.values()) for c, a in answers.items() if a}
+    overall_majority = 100 * sum(a.most_common(1)[0][1] for a in answers.values() if a) / len(test)
+    print(f"{len(train)} training records, {len(test)} held-out; backbone {args.backbone}")
+    print(f"held-out majority answer (per category): {overall_majority:.1f} %")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    warmup = max(1, args.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))),
+    )
+    vision = model.adapter.vision_tower()
+    initial = [p.detach().clone() for p in vision.parameters()]
+    print("| step | loss | train acc | held-out acc | vision weight change | wall s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    order: list[int] = []
+    tick = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        if len(order) < args.batch_size:
+            order = list(range(len(train)))
+            rng.shuffle(order)
+        batch = batch_of([train[order.pop()] for _ in range(args.batch_size)])
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            held_out = accuracy(test)
+            change = sum(
+                (p - q).abs().mean().item() for p, q in zip(vision.parameters(), initial, strict=True)
+            )
+            print(
+                f"| {step} | {loss.item():.3f} | {rate(accuracy(train[: len(test)])):.1f} | "
+                f"{rate(held_out):.1f} | {change:.4f} | {time.perf_counter() - tick:.0f} |",
+                flush=True,
+            )
+    print("\n| category | n | held-out acc | majority |\n| --- | --- | --- | --- |")
+    for category, oks in sorted(held_out.items()):
+        print(f"| {category} | {len(oks)} | {100 * sum(oks) / len(oks):.1f} | {majority[category]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
