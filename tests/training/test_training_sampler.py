@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from cooper_lib.training.sampler import MixtureSampler, collate, shard
+from cooper_lib.training.sampler import MixtureSampler, Prefetcher, shard
 
 
 def test_weights_set_the_mixture_and_each_epoch_visits_every_record():
@@ -55,21 +55,27 @@ def _collate_with_pid(records):
     return {"x": torch.tensor(records), "pid": os.getpid()}
 
 
-@pytest.mark.parametrize("workers", [0, 1, 2])
-def test_collate_in_workers(workers):
-    records = [10 * i for i in range(8)]
-    parts = [[3, 1], [0, 7], [5, 5]]
-    batches = collate(records, parts, _collate_with_pid, workers)
-    assert [b["x"].tolist() for b in batches] == [[30, 10], [0, 70], [50, 50]]
-    # one worker could only collate the parts one after the other: this process does it, unforked
-    assert all((b["pid"] != os.getpid()) == (workers > 1) for b in batches)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prefetcher_collates_the_sampler_draws_ahead_in_workers(workers):
+    records = [10 * i for i in range(12)]
+    sampler = MixtureSampler(["a"] * 6 + ["b"] * 6, {"a": 1.0, "b": 3.0}, seed=4)
+    prefetcher = Prefetcher(records, sampler, 4, 2, 1, 2, _collate_with_pid, workers)
+    for _ in range(5):
+        parts = shard(sampler.next_batch(4), 2, 1, 2)
+        batches = prefetcher.take(parts)
+        assert [b["x"].tolist() for b in batches] == [[records[i] for i in p] for p in parts]
+        assert all(b["pid"] != os.getpid() for b in batches)  # collated by the workers
+    prefetcher.close()
 
 
-def test_collate_one_part_in_process():
-    (batch,) = collate(list(range(4)), [[2, 3]], _collate_with_pid, 2)
-    assert batch["x"].tolist() == [2, 3] and batch["pid"] == os.getpid()
-
-
-def test_collate_rejects_bad_workers():
+def test_prefetcher_out_of_step_with_the_sampler_is_an_error():
+    sampler = MixtureSampler(["a"] * 8, {"a": 1.0}, seed=0)
+    prefetcher = Prefetcher(list(range(8)), sampler, 2, 1, 0, 1, _collate_with_pid, 1)
+    sampler.next_batch(2)  # a draw the prefetcher never saw (as after a resume)
+    with pytest.raises(RuntimeError, match="prefetched indices"):
+        prefetcher.take(shard(sampler.next_batch(2), 1, 0, 1))
+    prefetcher.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        prefetcher.take([[0, 1]])
     with pytest.raises(ValueError, match="num_workers"):
-        collate([1], [[0]], _collate_with_pid, -1)
+        Prefetcher([1], sampler, 1, 1, 0, 1, _collate_with_pid, 0)

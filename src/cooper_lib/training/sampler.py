@@ -14,11 +14,14 @@ once per epoch of its source. The counters of those walks are the data position:
 
 from __future__ import annotations
 
+import copy
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 
@@ -109,24 +112,78 @@ def shard(batch: Sequence[int], world_size: int, rank: int, micro_batches: int) 
     ]
 
 
-def collate(
-    records: Sequence[Any],
-    parts: Sequence[Sequence[int]],
-    collator: Callable[[list[Any]], Any],
-    num_workers: int = 0,
-) -> list[Any]:
-    """The batch `collator` makes of each index list of `parts` (in order), collated by a
-    `DataLoader` with `num_workers` worker processes (0: in this process). Workers fork on Linux
-    (nothing is pickled); elsewhere records and the collator must pickle. With one part, or one
-    worker, there is nothing to collate side by side (the call waits for every batch), so it runs
-    in this process and saves the fork (on a 2-core CPU a batch of 16 short SFT records took 28 ms
-    here against 139 ms through a one-worker `DataLoader`; benchmarks/RESULTS.md, "Table 1 (synthetic)")."""
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
-    workers = min(num_workers, len(parts))
-    if workers <= 1:
-        return [collator([records[i] for i in part]) for part in parts]
-    loader = DataLoader(
-        records, batch_sampler=[list(p) for p in parts], collate_fn=collator, num_workers=workers
-    )
-    return list(loader)
+class Prefetcher:
+    """Micro-batches collated ahead by `DataLoader` workers while the model trains on earlier ones.
+
+    The draws come from a copy of `sampler` at its current position, made by the `DataLoader` in
+    this process (its batch sampler runs here); the workers only collate. `take` hands out the
+    collated micro-batches in order and checks each against the parts the caller drew from the
+    authoritative sampler, so a prefetcher that fell out of step (the sampler moved some other way,
+    e.g. a resume: make a new one) is an error, never a wrong batch. Workers fork on Linux (nothing
+    is pickled); elsewhere records and the collator must pickle.
+
+    Args:
+        records: the training records.
+        sampler: the sampler whose next draws to prefetch (copied; not advanced).
+        size: global batch size of each draw.
+        world_size, rank, micro_batches: how each draw is cut (`shard`).
+        collator: records -> a micro-batch.
+        num_workers: worker processes (>= 1).
+        prefetch_factor: micro-batches each worker collates ahead.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Any],
+        sampler: MixtureSampler,
+        size: int,
+        world_size: int,
+        rank: int,
+        micro_batches: int,
+        collator: Callable[[list[Any]], Any],
+        num_workers: int,
+        prefetch_factor: int = 2,
+    ) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers: expected a positive integer, got {num_workers!r}")
+        ahead = copy.deepcopy(sampler)
+        self._drawn: deque[list[int]] = deque()
+
+        def parts() -> Iterator[list[int]]:
+            while True:
+                for part in shard(ahead.next_batch(size), world_size, rank, micro_batches):
+                    self._drawn.append(part)
+                    yield part
+
+        loader = DataLoader(
+            records,
+            batch_sampler=parts(),
+            collate_fn=collator,
+            num_workers=num_workers,
+            prefetch_factor=prefetch_factor,
+            # its own generator: seeding the workers must not draw from torch's global one, or a
+            # resumed run (whose workers start at another step) would sample other noise
+            generator=torch.Generator().manual_seed(sampler.seed),
+        )
+        self._batches: Iterator[Any] | None = iter(loader)
+
+    def take(self, parts: Sequence[Sequence[int]]) -> list[Any]:
+        """The collated micro-batches of `parts` (the next ones drawn); RuntimeError if the
+        prefetched draws differ."""
+        if self._batches is None:
+            raise RuntimeError("Prefetcher: closed")
+        out = []
+        for part in parts:
+            batch = next(self._batches)
+            made = self._drawn.popleft()
+            if made != list(part):
+                raise RuntimeError(
+                    f"Prefetcher: prefetched indices {made} but the sampler drew {list(part)}; the "
+                    "sampler moved without this prefetcher (make a new one after a resume)"
+                )
+            out.append(batch)
+        return out
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._batches = None

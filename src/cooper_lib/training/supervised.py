@@ -14,7 +14,7 @@ import torch
 from cooper_lib.model import SpatialModel, SpatialOutput
 from cooper_lib.training.kinds import ModelKind
 from cooper_lib.training.loop import EvalHook, Trainer, mean_over_processes
-from cooper_lib.training.sampler import MixtureSampler, collate, shard
+from cooper_lib.training.sampler import MixtureSampler, Prefetcher, shard
 
 
 class SupervisedTrainer(Trainer):
@@ -53,15 +53,31 @@ class SupervisedTrainer(Trainer):
         self.eval_records = list(eval_records)
         self.collator = collator
         self.sampler = MixtureSampler(sources, weights, seed=config.run.seed)
+        self._prefetcher: Prefetcher | None = None
         super().__init__(model, config, eval_hooks=eval_hooks, accelerator=accelerator, tokenizer=tokenizer)
 
     def training_module(self, model: torch.nn.Module) -> torch.nn.Module:
         return self.kind.supervised_module()
 
     def micro_batches(self) -> list[dict[str, Any]]:
+        """This process's micro-batches of the next draw: collated ahead by ``num_workers``
+        `DataLoader` workers (a `Prefetcher` kept for the run), or here when it is 0."""
+        if self.config.num_workers and self._prefetcher is None:
+            self._prefetcher = Prefetcher(
+                self.records,
+                self.sampler,
+                self.global_batch_size,
+                self.world_size,
+                self.rank,
+                self.run.grad_accum_steps,
+                self.collator,
+                self.config.num_workers,
+            )
         indices = self.sampler.next_batch(self.global_batch_size)
         mine = shard(indices, self.world_size, self.rank, self.run.grad_accum_steps)
-        return collate(self.records, mine, self.collator, self.config.num_workers)
+        if self._prefetcher is not None:
+            return self._prefetcher.take(mine)
+        return [self.collator([self.records[i] for i in part]) for part in mine]
 
     def metric_names(self) -> list[str]:
         return self.kind.supervised_metric_names()
@@ -74,6 +90,9 @@ class SupervisedTrainer(Trainer):
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
+        if self._prefetcher is not None:  # it drew ahead from the old position
+            self._prefetcher.close()
+            self._prefetcher = None
 
     def eval_batches(self) -> list[list[Any]]:
         """This process's share of the held-out records, in batches of ``run.batch_size``."""
