@@ -1,5 +1,6 @@
 import pytest
 import torch
+from trl_setup import teach_the_format, train_two_grpo_steps
 
 from cooper_lib.training.judges import Reference
 from cooper_lib.training.rewards import cpr_reward
@@ -61,8 +62,8 @@ def test_errors():
 
 def test_grpo_through_trl(tmp_path):
     """COOPER's BAGEL-RE baseline in miniature: text-only GRPO with the CPR parts in TRL."""
-    trl = pytest.importorskip("trl")
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("trl")
+    pytest.importorskip("datasets")
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from cooper_lib.backbones.tiny.tokenizer import train_tiny_tokenizer
@@ -82,57 +83,14 @@ def test_grpo_through_trl(tmp_path):
     )
     model = Qwen2ForCausalLM(config)
     prompts = ["How many cones are there in the image?", "Is the yellow box to the left?"]
-    _teach_the_format(
+    teach_the_format(
         model, tokenizer, prompts
     )  # a random model never writes the tags: every reward would be 0
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    rows = {
-        "prompt": prompts * 2,
-        "answer": ["2", "yes"] * 2,
-        "answer_type": ["integer", "yes_no"] * 2,
-        "cpr": ["positive", "negative"] * 2,
-    }
-    args = trl.GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=32,
-        max_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,  # TRL's default is bf16; accelerate's state would keep it for later trainers in the process
-        save_strategy="no",
-        reward_weights=[1.0, 1.0, 1.0],
-    )
-    trainer = trl.GRPOTrainer(
-        model=model,
-        reward_funcs=cpr_reward_funcs(),
-        args=args,
-        train_dataset=datasets.Dataset.from_dict(rows),
-        processing_class=tokenizer,
-    )
-    trainer.train()
+    trainer = train_two_grpo_steps(model, tokenizer, prompts, tmp_path)
     logs = [entry for entry in trainer.state.log_history if "rewards/format/mean" in entry]
     assert trainer.state.global_step == 2 and len(logs) == 2
     assert all(f"rewards/{name}/mean" in logs[0] for name in ("accuracy", "format", "exploration"))
     assert any(entry["rewards/format/mean"] > 0 for entry in logs)  # the CPR parts scored something
     changed = sum(not torch.equal(before[n], p.detach()) for n, p in model.named_parameters())
     assert changed > 0
-
-
-def _teach_the_format(model, tokenizer, prompts, steps: int = 80) -> None:
-    """A few supervised steps on answers in COOPER's format (right or wrong ones), so sampled
-    completions differ in format and accuracy and GRPO has advantages to follow."""
-    texts = [
-        f"{p}<think>one two</think><answer>{a}</answer>" for p in prompts for a in ("2", "3", "yes", "no")
-    ]
-    batch = tokenizer([t + tokenizer.eos_token for t in texts], return_tensors="pt", padding=True)
-    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        loss = model(**batch, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()

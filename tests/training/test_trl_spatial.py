@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from test_trl_rewards import _teach_the_format
 from training_setup import model_config
+from trl_setup import teach_the_format, train_two_grpo_steps
 
 from cooper_lib.config import SpatialConfig
-from cooper_lib.training.trl_rewards import cpr_reward_funcs
 from cooper_lib.training.weights import build_model
 
 PROMPTS = ["How many cones are there in the image?", "Is the yellow box to the left?"]
@@ -46,43 +45,16 @@ def test_trl_fused_log_probs_of_a_spatial_model_match_the_backbone_logits():
 
 def test_trl_grpo_trainer_trains_a_spatial_model(tmp_path):
     """Text-only GRPO (COOPER's BAGEL-RE baseline) on a SpatialModel with the CPR parts, in TRL."""
-    trl = pytest.importorskip("trl")
-    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("trl")
+    pytest.importorskip("datasets")
     torch.manual_seed(0)
     model = build_model(model_config())
     model.set_backbone_trainable(True)  # frozen after add_spatial_heads: GRPO trains the language model
     tokenizer = model.processor.tokenizer
     tokenizer.padding_side = "left"
-    _teach_the_format(model, tokenizer, PROMPTS)  # a random model never writes the tags
+    teach_the_format(model, tokenizer, PROMPTS)  # a random model never writes the tags
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    rows = {
-        "prompt": PROMPTS * 2,
-        "answer": ["2", "yes"] * 2,
-        "answer_type": ["integer", "yes_no"] * 2,
-        "cpr": ["positive", "negative"] * 2,
-    }
-    args = trl.GRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=32,
-        max_steps=2,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        bf16=False,  # TRL's default is bf16; accelerate's state would keep it for later trainers in the process
-        save_strategy="no",
-        reward_weights=[1.0, 1.0, 1.0],
-    )
-    trainer = trl.GRPOTrainer(
-        model=model,
-        reward_funcs=cpr_reward_funcs(),
-        args=args,
-        train_dataset=datasets.Dataset.from_dict(rows),
-        processing_class=tokenizer,
-    )
-    trainer.train()
+    trainer = train_two_grpo_steps(model, tokenizer, PROMPTS, tmp_path)
     logs = [entry for entry in trainer.state.log_history if "rewards/format/mean" in entry]
     assert trainer.state.global_step == 2 and len(logs) == 2
     assert any(entry["rewards/format/mean"] > 0 for entry in logs)
