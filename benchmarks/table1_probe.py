@@ -4,26 +4,31 @@ Trains the experiment's tiny backbone on direct-answer records of a few question
 system prompt, as `Table1Config` writes them) with a plain AdamW loop over `SFTCollator` batches,
 and prints, every ``--eval-every`` steps, the teacher-forced answer accuracy (every labelled token
 of the answer turn predicted right) on training records and on held-out test-split scenes, beside
-the held-out majority answer. ``--blank`` zeroes every image (the control: no pixel information).
+the held-out majority answer. ``--blank`` zeroes every image (the control: no pixel information);
+``--base-steps N`` first trains N steps on scene captions, as the experiment's base model does.
 
     python benchmarks/table1_probe.py --categories count_colour --scenes 64 --steps 300   # memorisation
     python benchmarks/table1_probe.py --categories all --scenes 1200 --questions 4 --steps 600
+    python benchmarks/table1_probe.py --categories colour --scenes 2000 --steps 600 --eval-every 150 \\
+        --scene '{"max_objects": 1, "placement_distance": [2.0, 5.0], "object_size": [0.6, 1.2]}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import torch
 
 from cooper_lib.data.records import load_sft_records
-from cooper_lib.data.synthetic import CATEGORIES, write_dataset
-from cooper_lib.experiments.table1.config import EXPERIMENT_SPATIAL, QUICK_BACKBONE
+from cooper_lib.data.synthetic import CATEGORIES, SceneConfig, write_dataset
+from cooper_lib.experiments.table1.config import EXPERIMENT_BACKBONE, EXPERIMENT_SPATIAL
 from cooper_lib.model import IGNORE_INDEX
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import ModelConfig
@@ -39,10 +44,11 @@ def records(root: Path, n: int, split: str, args: argparse.Namespace, categories
             stage="sft",
             tool_ratio=0.0,
             questions_per_scene=args.questions,
-            answer_style="short",
+            answer_style=args.answer_style,
             categories=categories,
             split=split,
             overwrite=root.exists(),
+            config=SceneConfig(**json.loads(args.scene)),
         )
     rows = load_sft_records([root / "records.jsonl"])
     for row in rows:
@@ -53,23 +59,45 @@ def records(root: Path, n: int, split: str, args: argparse.Namespace, categories
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--categories", default="count_colour", help="comma-separated, or 'all'")
-    parser.add_argument("--backbone", default=QUICK_BACKBONE)
+    parser.add_argument("--backbone", default=EXPERIMENT_BACKBONE)
     parser.add_argument("--scenes", type=int, default=400, help="training scenes")
     parser.add_argument("--test-scenes", type=int, default=100)
     parser.add_argument("--questions", type=int, default=1, help="questions per scene")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--blank", action="store_true", help="zero every image (control)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--answer-style",
+        choices=("short", "short_text"),
+        default="short_text",
+        help="choice questions answered with the letter (short) or the option's text (short_text)",
+    )
+    parser.add_argument(
+        "--scene", default="{}", help="SceneConfig overrides as JSON, e.g. '{\"max_objects\": 3}'"
+    )
     parser.add_argument("--cache", default="/tmp/table1_probe", help="where the datasets are written")
+    parser.add_argument(
+        "--base-steps",
+        type=int,
+        default=0,
+        help="caption steps before the questions (the experiment's base model)",
+    )
+    parser.add_argument("--base-scenes", type=int, default=1500, help="scenes of the caption set")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rng = random.Random(0)
     categories = list(CATEGORIES) if args.categories == "all" else args.categories.split(",")
-    tag = f"{'-'.join(categories) if len(categories) < 4 else 'many'}-q{args.questions}"
+    scene_tag = "".join(ch for ch in args.scene if ch.isalnum() or ch in ".,") + args.answer_style
+    named = (
+        "-".join(categories)
+        if len(categories) < 4
+        else f"{len(categories)}cats-{zlib.crc32(str(categories).encode()):08x}"
+    )
+    tag = f"{named}-q{args.questions}-{scene_tag}"
     train = records(Path(args.cache) / f"{tag}-train-{args.scenes}", args.scenes, "train", args, categories)
     test = records(
         Path(args.cache) / f"{tag}-test-{args.test_scenes}", args.test_scenes, "test", args, categories
@@ -115,39 +143,59 @@ def main() -> None:
     print(f"{len(train)} training records, {len(test)} held-out; backbone {args.backbone}")
     print(f"held-out majority answer (per category): {overall_majority:.1f} %")
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    warmup = max(1, args.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))),
-    )
     vision = model.adapter.vision_tower()
     initial = [p.detach().clone() for p in vision.parameters()]
+
+    def fit(rows: list, steps: int, report: bool) -> dict[str, list[bool]]:
+        """`steps` AdamW steps over `rows` (lr cosine, 10 % warm-up); the table when `report`."""
+        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+        warmup = max(1, steps // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))),
+        )
+        order: list[int] = []
+        held_out: dict[str, list[bool]] = {}
+        tick = time.perf_counter()
+        for step in range(1, steps + 1):
+            if len(order) < args.batch_size:
+                order = list(range(len(rows)))
+                rng.shuffle(order)
+            loss = model(**batch_of([rows[order.pop()] for _ in range(args.batch_size)])).loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            if report and (step % args.eval_every == 0 or step == steps):
+                held_out = accuracy(test)
+                change = sum(
+                    (p - q).abs().mean().item() for p, q in zip(vision.parameters(), initial, strict=True)
+                )
+                print(
+                    f"| {step} | {loss.item():.3f} | {rate(accuracy(rows[: len(test)])):.1f} | "
+                    f"{rate(held_out):.1f} | {change:.4f} | {time.perf_counter() - tick:.0f} |",
+                    flush=True,
+                )
+        if not report:
+            print(f"captions: {steps} steps, last loss {loss.item():.3f}, {time.perf_counter() - tick:.0f} s")
+        return held_out
+
+    if args.base_steps:
+        base = Path(args.cache) / f"captions-{args.base_scenes}-{scene_tag}"
+        if not (base / "manifest.json").exists():
+            write_dataset(
+                base,
+                n=args.base_scenes,
+                seed=2,
+                stage="caption",
+                overwrite=base.exists(),
+                config=SceneConfig(**json.loads(args.scene)),
+            )
+        fit(load_sft_records([base / "records.jsonl"]), args.base_steps, report=False)
     print("| step | loss | train acc | held-out acc | vision weight change | wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
-    order: list[int] = []
-    tick = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        if len(order) < args.batch_size:
-            order = list(range(len(train)))
-            rng.shuffle(order)
-        batch = batch_of([train[order.pop()] for _ in range(args.batch_size)])
-        loss = model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if step % args.eval_every == 0 or step == args.steps:
-            held_out = accuracy(test)
-            change = sum(
-                (p - q).abs().mean().item() for p, q in zip(vision.parameters(), initial, strict=True)
-            )
-            print(
-                f"| {step} | {loss.item():.3f} | {rate(accuracy(train[: len(test)])):.1f} | "
-                f"{rate(held_out):.1f} | {change:.4f} | {time.perf_counter() - tick:.0f} |",
-                flush=True,
-            )
+    held_out = fit(train, args.steps, report=True)
     print("\n| category | n | held-out acc | majority |\n| --- | --- | --- | --- |")
     for category, oks in sorted(held_out.items()):
         print(f"| {category} | {len(oks)} | {100 * sum(oks) / len(oks):.1f} | {majority[category]:.1f} |")

@@ -145,8 +145,8 @@ def throughput(stage: str, args: argparse.Namespace, files: dict[str, Path], out
 
 def overhead(stage: str, args: argparse.Namespace, files: dict[str, Path]) -> dict[str, float]:
     """Median ms of our collator + step against the processor + plain backbone step, same records."""
-    from cooper_lib.training.collators import SFTCollator, Stage1Collator
     from cooper_lib.data.records import load_sft_records, load_stage1_records
+    from cooper_lib.training.collators import SFTCollator, Stage1Collator
 
     model = build(args)
     model.train()

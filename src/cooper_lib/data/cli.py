@@ -7,6 +7,7 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `data synth` to the main parser's subcommands."""
+    from cooper_lib.data.synthetic.qa import ANSWER_STYLES
     from cooper_lib.data.synthetic.writer import STAGES
 
     data = subparsers.add_parser("data", help="make and inspect datasets")
@@ -36,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument(
         "--answer-style",
-        choices=("full", "short"),
+        choices=ANSWER_STYLES,
         default="full",
         help="full: reasoned answers, numbers in m or cm; short: the boxed answer alone, numbers "
-        "in metres with one decimal (default full)",
+        "in metres with one decimal; short_text: as short, choice questions answered with the "
+        "option's text (default full)",
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)

@@ -111,8 +111,9 @@ def load_synthetic(
         n: scenes to render when ``path`` is None.
         seed: dataset seed when ``path`` is None.
         questions_per_scene: questions asked per rendered scene when ``path`` is None.
-        answer_style: ``make_qa``'s answer style when ``path`` is None ("short": number
-            questions always ask for metres).
+        answer_style: ``make_qa``'s answer style when ``path`` is None ("short" and
+            "short_text": number questions always ask for metres; "short_text" choice questions
+            ask for the option's text).
     """
     if path is None:
         if not isinstance(n, int) or n < 1:

@@ -233,3 +233,28 @@ def test_short_style_numbers_are_metres_with_one_decimal():
             assert q.value == round(obj.distance, 2) and q.answer == f"{obj.distance:.1f}"
     with pytest.raises(ValueError, match="answer_style"):
         make_qa(SCENES[0], answer_style="terse")
+
+
+def test_short_text_style_answers_choices_with_the_option_text():
+    pairs = [
+        (q_short, q_text)
+        for scene in SCENES[:10]
+        for q_short, q_text in zip(
+            make_qa(scene, 1, answer_style="short"), make_qa(scene, 1, answer_style="short_text"), strict=True
+        )
+    ]
+    choices = [(a, b) for a, b in pairs if a.answer_type == "choice"]
+    assert len(choices) > 10
+    for short, text in pairs:  # same questions and keys; only what a choice boxes and asks for differs
+        assert (short.question, short.answer, short.choices, short.value) == (
+            text.question,
+            text.answer,
+            text.choices,
+            text.value,
+        )
+        if short.answer_type == "choice":
+            assert short.boxed == short.answer and text.boxed == text.choices[LETTERS.index(text.answer)]
+            assert short.prompt.endswith("letter.") and text.prompt.endswith("Answer with the option's text.")
+        else:
+            assert text.boxed == short.boxed and text.prompt == short.prompt
+    assert SpatialQuestion.from_dict(choices[0][1].to_dict()).boxed == choices[0][1].boxed

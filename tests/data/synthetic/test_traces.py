@@ -121,3 +121,17 @@ def test_short_style_answers_with_the_boxed_answer_alone():
                     assert TOOL.match(turns[0])
     with pytest.raises(ValueError, match="answer_style"):
         make_traces(SCENES[0], [], answer_style="terse")
+
+
+def test_short_text_style_boxes_the_chosen_option_text():
+    seen = 0
+    for scene in SCENES:
+        questions = make_qa(scene, scene.seed, answer_style="short_text")
+        for q, record in zip(
+            questions, make_traces(scene, questions, answer_style="short_text"), strict=True
+        ):
+            turn = [item.value for item in record.items if item.role == "assistant"][-1]
+            if q.answer_type == "choice":
+                seen += 1
+                assert turn == f"<answer>\\boxed{{{q.choices['ABCDEFGH'.index(q.answer)]}}}</answer>"
+    assert seen > 5

@@ -75,6 +75,20 @@ def test_priors_chance_and_best_fixed_answer():
     assert table["overall"]["best_fixed"] == pytest.approx(100 * (3 + 1 + 2) / 8)
 
 
+def test_best_fixed_answer_may_be_an_option_text():
+    """Option texts recur at different letters: always answering "red" beats every letter here."""
+    items = [
+        _item(0, "colour", "A", "choice", ("red", "blue")),
+        _item(1, "colour", "B", "choice", ("blue", "red")),
+        _item(2, "colour", "C", "choice", ("green", "blue", "red")),
+        _item(3, "colour", "A", "choice", ("green", "red")),
+    ]
+    table = priors(SyntheticBenchmark("synthetic", items))
+    assert table["colour"]["best_fixed"] == 75.0  # "red"; the best letter (A) gets two of four
+    # chance stays one over the options: a question's letters and texts are equally valid draws
+    assert table["colour"]["chance"] == pytest.approx(100 * (1 / 2 + 1 / 2 + 1 / 3 + 1 / 2) / 4)
+
+
 def test_other_scene_items_never_share_the_scene():
     items = [_item(i, "c", "yes", "yes_no", scene=i // 2) for i in range(6)]
     others = _other_scene_items(items, 3)

@@ -15,8 +15,23 @@ def _refuse(*args, **kwargs):
 
 def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch):
     config = Table1Config.micro()
+    starts = []  # (stage output folder, init_from) of every model the arms build
+    model_config = arms_module._model_config
+    monkeypatch.setattr(
+        arms_module,
+        "_model_config",
+        lambda config, seed, init_from: starts.append(init_from) or model_config(config, seed, init_from),
+    )
     report = run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu")
+    monkeypatch.undo()
     assert report.read_text().startswith("# Table 1 (synthetic)")
+    # one base model, trained once on captions; both arms' first stages start from it
+    base = tmp_path / "seed-0" / "base" / "final"
+    assert starts[0] is None and starts.count(None) == 1 and base in starts
+    assert starts.count(base) == 2  # qa_only's SFT and bagel_pe's stage 1
+    assert "base model: 1 caption steps" in report.read_text()
+    captions = [json.loads(line) for line in (tmp_path / "data" / "base" / "records.jsonl").open()]
+    assert len(captions) == config.base_scenes
     assert (tmp_path / "table1.png").stat().st_size > 0
     pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())
@@ -52,6 +67,13 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert upper["model"].endswith("bagel_pe/train/sft/final")
 
 
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(Table1Config.micro().with_(sft_steps=3).to_dict()))
+    with pytest.raises(ValueError, match=r"other settings \(sft_steps differ\)"):
+        run_table1(tmp_path, seeds=1, config=Table1Config.micro(), device="cpu")
+    assert not (tmp_path / "data").exists()
+
+
 def test_run_rejects_unknown_arms_and_empty_seeds(tmp_path):
     with pytest.raises(ValueError, match="arms"):
         run_table1(tmp_path, seeds=1, config=Table1Config.micro(), arms=["nope"], device="cpu")
@@ -76,3 +98,36 @@ def test_categories_restrict_every_set(tmp_path):
     }
     with pytest.raises(ValueError, match="categories"):
         Table1Config(categories=("nope",))
+
+
+def test_a_turn_budget_that_cuts_trained_turns_is_refused(tmp_path):
+    """The COOPER arm's tool-call turns run to about 110 tokens: a 40-token budget cut every one
+    of them at evaluation, so the arm never called a tool (benchmarks/RESULTS.md)."""
+    from cooper_lib.experiments.table1.arms import longest_trained_turn
+
+    config = Table1Config.micro().with_(max_new_tokens=16)
+    with pytest.raises(
+        ValueError, match=r"max_new_tokens: 16 tokens a turn would cut the longest trained turn"
+    ):
+        run_table1(tmp_path, seeds=1, config=config, arms=["cooper"], device="cpu")
+    rows = (tmp_path / "data" / "interleaved" / "records.jsonl").read_text()
+    assert "<think>" in rows  # the set holds tool-call turns
+
+    class Words:
+        def __call__(self, texts, add_special_tokens):
+            return {"input_ids": [text.split() for text in texts]}
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "items": [
+                    {"type": "text", "role": "assistant", "value": "a b c d e", "need_loss": False},
+                    {"type": "text", "role": "assistant", "value": "a b c", "need_loss": True},
+                    {"type": "text", "role": "user", "value": "a b c d e f g"},
+                ]
+            }
+        )
+        + "\n"
+    )
+    assert longest_trained_turn(path, Words()) == 3  # loss-bearing assistant text only

@@ -71,7 +71,7 @@ class Stage1Dataset(_RecordDataset):
 class SFTDataset(_RecordDataset):
     """Items: id, items (COOPER's list; image values and targets loaded as tensors), meta."""
 
-    stages = ("sft",)
+    stages = ("sft", "caption")
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         where = f"{self.root}: record {index}"
@@ -127,7 +127,13 @@ class SceneDataset(Dataset):
         )
 
 
-_DATASETS = {"stage1": Stage1Dataset, "sft": SFTDataset, "grpo": QADataset, "eval": QADataset}
+_DATASETS = {
+    "stage1": Stage1Dataset,
+    "sft": SFTDataset,
+    "caption": SFTDataset,
+    "grpo": QADataset,
+    "eval": QADataset,
+}
 
 
 def load_synthetic_dataset(root: str | os.PathLike, stage: str | None = None) -> Dataset:
@@ -184,7 +190,7 @@ def to_hf_dataset(root: str | os.PathLike):
     manifest = read_manifest(root)
     stage = manifest["stage"]
     records = list(read_jsonl(root / "records.jsonl"))
-    if stage == "sft":
+    if stage in ("sft", "caption"):
         scale = manifest.get("depth_scale")
         rows = [
             {

@@ -52,9 +52,12 @@ DEPTH_RATIO = 1.15  # farther / closer centre distance needed to ask which is cl
 HEIGHT_RATIO = 1.25  # taller / shorter height needed to ask which is taller
 OCCLUDED = 0.25  # occlusion ratio from which an object counts as partly hidden (0 means fully visible)
 LETTERS = "ABCDEFGH"
-ANSWER_STYLES = ("full", "short")
+ANSWER_STYLES = ("full", "short", "short_text")
 """`make_qa` answer styles: "full" numbers in m (2 decimals) or cm at random; "short" numbers
-always in metres with one decimal ("2.4"), the shortest canonical form."""
+always in metres with one decimal ("2.4"), the shortest canonical form; "short_text" as "short",
+but a choice question is answered with its option's text ("red", "the blue box") instead of the
+letter, so a model trained from scratch maps what it sees straight to words rather than through the
+option list (the grader accepts either; benchmarks/RESULTS.md, "Table 1 (synthetic)")."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class SpatialQuestion:
         value: numeric truth (in `unit`) of number and count questions.
         objects: instance ids of the objects the question is about.
         subject: the shape or colour a count question is about.
+        answer_style: the `ANSWER_STYLES` entry it was made with ("short_text" choice questions
+            ask for, and box, the option's text).
     """
 
     question: str
@@ -88,18 +93,28 @@ class SpatialQuestion:
     value: float | None = None
     objects: tuple[int, ...] = ()
     subject: str | None = None
+    answer_style: str = "full"
+
+    @property
+    def named_choice(self) -> bool:
+        """A choice question answered with its option's text ("short_text")."""
+        return self.answer_type == "choice" and self.answer_style == "short_text"
 
     @property
     def prompt(self) -> str:
         """The question as shown to a model: stem, lettered options, answer instruction."""
         lines = [self.question]
         lines += [f"{LETTERS[i]}. {choice}" for i, choice in enumerate(self.choices)]
-        lines.append(ANSWER_INSTRUCTIONS[self.unit if self.answer_type == "number" else self.answer_type])
+        kind = "choice_text" if self.named_choice else self.answer_type
+        lines.append(ANSWER_INSTRUCTIONS[self.unit if self.answer_type == "number" else kind])
         return "\n".join(lines)
 
     @property
     def boxed(self) -> str:
-        """What goes inside `\\boxed{}`: the answer, with its unit for numbers."""
+        """What goes inside `\\boxed{}`: the answer, with its unit for numbers, or the option's
+        text for a "short_text" choice question."""
+        if self.named_choice:
+            return self.choices[LETTERS.index(self.answer)]
         return f"{self.answer} {self.unit}" if self.unit else self.answer
 
     def record(self, id: str, image: Any, meta: dict[str, Any]) -> QARecord:
@@ -171,7 +186,9 @@ class _Maker:
 
     def make(self, category: str, **kwargs) -> SpatialQuestion:
         modality, cpr = CATEGORY_INFO[category]
-        return SpatialQuestion(category=category, modality=modality, cpr=cpr, **kwargs)
+        return SpatialQuestion(
+            category=category, modality=modality, cpr=cpr, answer_style=self.answer_style, **kwargs
+        )
 
     def choice(self, category: str, stem: str, options: list[str], correct: str, **kwargs) -> SpatialQuestion:
         order = list(options)
@@ -194,7 +211,7 @@ class _Maker:
         )
 
     def number(self, category: str, stem: str, metres: float, **kwargs) -> SpatialQuestion:
-        if self.answer_style == "short":  # the truth keeps two decimals; the answer text one
+        if self.answer_style != "full":  # the truth keeps two decimals; the answer text one
             unit, value, text = "m", round(metres, 2), f"{metres:.1f}"
         else:
             unit = self.rng.choice(("m", "cm"))
@@ -548,7 +565,8 @@ def make_qa(
             counts spread over the dataset (without it each scene is balanced on its own, so a
             dataset follows how often each answer occurs).
         answer_style: one of `ANSWER_STYLES`; "short" gives every number answer in metres with
-            one decimal ("2.4"; `value` keeps the two-decimal truth the scores use).
+            one decimal ("2.4"; `value` keeps the two-decimal truth the scores use); "short_text"
+            also answers choice questions with the option's text.
     """
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     categories = CATEGORIES if categories is None else tuple(categories)

@@ -102,11 +102,13 @@ QUESTION_TEMPLATES: dict[str, tuple[str, ...]] = {
 
 ANSWER_INSTRUCTIONS: dict[str, str] = {
     "choice": "Answer with the option's letter.",
+    "choice_text": "Answer with the option's text.",
     "yes_no": "Answer yes or no.",
     "integer": "Answer with a number.",
     "m": "Answer in metres.",
     "cm": "Answer in centimetres.",
 }
-"""Appended to every question, by answer type (number questions by unit)."""
+"""Appended to every question, by answer type (number questions by unit; ``choice_text`` for choice
+questions answered with the option's text)."""
 
 PLURALS: dict[str, str] = {"sphere": "spheres", "box": "boxes", "cylinder": "cylinders", "cone": "cones"}

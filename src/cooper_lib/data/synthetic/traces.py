@@ -24,7 +24,7 @@ from cooper_lib.modalities import ModalityCodec, get_modality
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 
 from .config import SEMANTIC_CLASSES
-from .qa import OCCLUDED, SpatialQuestion, article, visible_depth
+from .qa import ANSWER_STYLES, OCCLUDED, SpatialQuestion, article, visible_depth
 from .scene import SceneObject, SpatialScene
 from .templates import PLURALS
 
@@ -215,8 +215,9 @@ def _answer(fmt: TurnFormat, q: SpatialQuestion) -> str:
 
 
 def _final(fmt: TurnFormat, facts: str, q: SpatialQuestion, answer_style: str) -> str:
-    """The answering turn: reasoning and a sentence ("full"), or the boxed answer alone ("short")."""
-    if answer_style == "short":
+    """The answering turn: reasoning and a sentence ("full"), or the boxed answer alone ("short",
+    "short_text")."""
+    if answer_style != "full":
         return fmt.answer_block(f"\\boxed{{{q.boxed}}}")
     return fmt.think_block(facts) + _answer(fmt, q)
 
@@ -246,12 +247,13 @@ def make_traces(
         id_prefix: prefix of record ids (`{id_prefix}{index}`).
         turn_format: tags and prompts of the turns (default `TurnFormat.default()`).
         answer_style: "full" (the answer turn reasons in `<think>` from what the image or map
-            shows, then answers in a sentence with the boxed answer: 30-130 tokens) or "short"
+            shows, then answers in a sentence with the boxed answer: 30-130 tokens), "short"
             (the answer turn is only ``<answer>\\boxed{X}</answer>``, a direct answer; the tool
-            call keeps its one-sentence `<think>`).
+            call keeps its one-sentence `<think>`) or "short_text" (as "short"; questions made
+            with it box a choice's text, `SpatialQuestion.boxed`).
     """
-    if answer_style not in ("full", "short"):
-        raise ValueError(f"answer_style: expected 'full' or 'short', got {answer_style!r}")
+    if answer_style not in ANSWER_STYLES:
+        raise ValueError(f"answer_style: expected one of {ANSWER_STYLES}, got {answer_style!r}")
     if not 0.0 <= tool_ratio <= 1.0:
         raise ValueError(f"tool_ratio: expected a value in [0, 1], got {tool_ratio}")
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)

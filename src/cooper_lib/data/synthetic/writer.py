@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from cooper_lib.data.records import Stage1Record, write_jsonl
 from cooper_lib.data.turns import modality_tags, tool_call
 
+from .captions import caption_record
 from .config import SEMANTIC_CLASSES, SceneConfig
 from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
 from .qa import AnswerBalance, make_qa
@@ -36,7 +37,7 @@ from .render import SPLITS, iter_scenes
 from .scene import SpatialScene
 from .traces import SceneFiles, default_codecs, make_traces, pseudo_images
 
-STAGES: tuple[str, ...] = ("stage1", "sft", "grpo", "eval")
+STAGES: tuple[str, ...] = ("stage1", "sft", "grpo", "eval", "caption")
 FORMAT = "cooper-lib/synthetic"
 FORMAT_VERSION = 1
 _FOLDERS = ("images", "depth", "semantic", "instance", "normals")
@@ -90,7 +91,8 @@ def write_dataset(
         n: number of scenes.
         seed: dataset seed; scene i has seed `scene_seed(seed, i, split)`.
         stage: "stage1" (a depth and a segmentation record per scene), "sft" (interleaved traces),
-            "grpo" or "eval" (questions with exact answers).
+            "grpo" or "eval" (questions with exact answers), or "caption" (one caption SFT record
+            per scene, `cooper_lib.data.synthetic.captions`: base-model pretraining).
         config: scene configuration (default `SceneConfig()`).
         questions_per_scene: questions per scene for sft, grpo and eval (drawn over categories).
         tool_ratio: share of tool-using traces among questions a map helps with (sft).
@@ -99,8 +101,9 @@ def write_dataset(
         overwrite: replace the files of an existing dataset in `root`.
         split: "train" or "test" scene seeds (`scene_seed`); default "test" for stage "eval" and
             "train" for the others, so an eval set never shares a scene with a training set.
-        answer_style: "full" or "short" (`make_qa`: numbers in metres with one decimal;
-            `make_traces`: the answer turn is the boxed answer alone).
+        answer_style: one of `ANSWER_STYLES`: "full", "short" (`make_qa`: numbers in metres
+            with one decimal; `make_traces`: the answer turn is the boxed answer alone) or
+            "short_text" (as "short", choice questions answered with the option's text).
         categories: question categories to ask (`make_qa`; default all of `CATEGORIES`).
 
     Returns:
@@ -134,6 +137,9 @@ def write_dataset(
         scene_lines.append({"index": index, "name": name, "files": files, **scene.metadata()})
         if stage == "stage1":
             records += _stage1_records(name, files)
+            continue
+        if stage == "caption":
+            records.append(caption_record(scene, files["images"], name))
             continue
         rng = random.Random(f"qa-{scene.seed}")
         questions = make_qa(

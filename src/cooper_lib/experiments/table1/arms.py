@@ -9,16 +9,21 @@
 | ``cooper`` | COOPER | stage 1, then interleaved SFT, then GRPO with the CPR reward | adaptive |
 | ``true_maps`` | upper bound | the ``bagel_pe`` model | perceive first, true maps shown |
 
-Arms without stage 1 spend its steps on SFT, so every arm takes the same supervised budget.
+Arms without stage 1 spend its steps on SFT, so every arm takes the same supervised budget. Every
+arm starts from the same base model of its seed (`train_base`: ``base_steps`` of scene captioning,
+trained once per seed), as every arm of COOPER's Table 1 starts from BAGEL.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cooper_lib.training.config as training_config
+from cooper_lib.data.records import read_jsonl
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.loading import TRAINABLE_NAME
 from cooper_lib.reasoning.policy import get_policy
@@ -129,16 +134,91 @@ def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> tr
     return model
 
 
+def _sft_trainer(
+    config: Table1Config,
+    seed: int,
+    steps: int,
+    out: Path,
+    device: str,
+    data: Path,
+    init_from: Path | None,
+    generated: bool = True,
+) -> InterleavedSFTTrainer:
+    """An SFT trainer on `data`; when the model will `generate` the trained turns at evaluation,
+    first checks that ``max_new_tokens`` holds the longest of them."""
+    model_config = _model_config(config, seed, init_from)
+    model = build_model(model_config)
+    if generated:
+        longest = longest_trained_turn(data, model.adapter.tokenizer(model.processor))
+        if longest > config.max_new_tokens:
+            raise ValueError(
+                f"max_new_tokens: {config.max_new_tokens} tokens a turn would cut the longest trained "
+                f"turn of {data} ({longest} tokens) at evaluation and in GRPO rollouts (a tool call "
+                "begun but never written); raise it"
+            )
+    cfg = training_config.SFTConfig(
+        model=model_config,
+        data=[str(data)],
+        system_prompt=None if config.system_prompt else "",
+        **_sections(config, seed, steps, out, device, config.lr),
+    )
+    return InterleavedSFTTrainer(model, cfg)
+
+
+def longest_trained_turn(path: Path, tokenizer: Any) -> int:
+    """Tokens of the longest loss-bearing assistant text among the SFT records in `path`: the
+    turns a model trained on them generates (BAGEL-PE's calls carry no loss: its policy writes them)."""
+    texts = {
+        item["value"]
+        for row in read_jsonl(path)
+        for item in row["items"]
+        if item.get("role") == "assistant" and item.get("need_loss") and item.get("type", "text") == "text"
+    }
+    return max(
+        (len(ids) for ids in tokenizer(sorted(texts), add_special_tokens=False)["input_ids"]), default=0
+    )
+
+
+def train_base(
+    config: Table1Config, data: dict[str, Path], seed: int, folder: Path, device: str
+) -> Path | None:
+    """The base model of `seed` every arm starts from: ``base_steps`` of SFT on the caption set,
+    trained under ``folder`` once (a later call finds ``folder / "final"`` and returns it; the wall
+    seconds are kept in ``folder / "seconds.json"``). None when ``base_steps`` is 0."""
+    from accelerate.utils import set_seed
+
+    if not config.base_steps:
+        return None
+    folder = Path(folder)
+    final = folder / "final"
+    if not (final / TRAINABLE_NAME).exists():
+        tick = time.perf_counter()
+        set_seed(seed)
+        trainer = _sft_trainer(
+            config, seed, config.base_steps, folder, device, data["base"], None, generated=False
+        )
+        final = trainer.train().final_dir
+        (folder / "seconds.json").write_text(json.dumps({"base": time.perf_counter() - tick}))
+    return final
+
+
 def train_arm(
-    arm: Arm, config: Table1Config, data: dict[str, Path], seed: int, folder: Path, device: str
+    arm: Arm,
+    config: Table1Config,
+    data: dict[str, Path],
+    seed: int,
+    folder: Path,
+    device: str,
+    base: Path | None = None,
 ) -> tuple[Path, dict[str, float]]:
-    """Train `arm` for `seed` under ``folder / "train"``; returns its final model folder and the
-    wall seconds of each stage. A stage whose final folder exists is not run again (resume)."""
+    """Train `arm` for `seed` under ``folder / "train"``, starting from the `base` model folder
+    (None: the seeded backbone); returns its final model folder and the wall seconds of each stage.
+    A stage whose final folder exists is not run again (resume)."""
     from accelerate.utils import set_seed
 
     train = Path(folder) / "train"
     seconds: dict[str, float] = {}
-    current: Path | None = None
+    current: Path | None = base
     sft_steps = config.sft_steps if arm.stage1 else config.supervised_steps
     stages: list[tuple[str, int]] = (
         [("stage1", config.stage1_steps)] if arm.stage1 and config.stage1_steps else []
@@ -152,8 +232,8 @@ def train_arm(
         if not (final / TRAINABLE_NAME).exists():
             tick = time.perf_counter()
             set_seed(seed)
-            model_config = _model_config(config, seed, current)
             if stage == "stage1":
+                model_config = _model_config(config, seed, current)
                 cfg = training_config.Stage1Config(
                     model=model_config,
                     data=[str(data["stage1"])],
@@ -161,14 +241,9 @@ def train_arm(
                 )
                 trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
-                cfg = training_config.SFTConfig(
-                    model=model_config,
-                    data=[str(data[arm.sft])],
-                    system_prompt=None if config.system_prompt else "",
-                    **_sections(config, seed, steps, out, device, config.lr),
-                )
-                trainer = InterleavedSFTTrainer(build_model(model_config), cfg)
+                trainer = _sft_trainer(config, seed, steps, out, device, data[arm.sft], current)
             else:
+                model_config = _model_config(config, seed, current)
                 sections = _sections(config, seed, steps, out, device, config.grpo_lr)
                 sections["run"].batch_size = config.grpo_batch_size
                 cfg = training_config.GRPOConfig(

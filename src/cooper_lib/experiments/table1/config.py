@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cooper_lib.serialization import to_dict
 
-#: The full run's model: a 4-layer, 256-wide tiny Qwen2-VL whose 64 x 64 images become 16 visual
-#: tokens (patch 8, 2 x 2 merge) through a 64-wide vision tower that trains.
+if TYPE_CHECKING:
+    from cooper_lib.data.synthetic.config import SceneConfig
+
+#: Every preset's model: a 2-layer, 128-wide tiny Qwen2-VL whose 64 x 64 images become 16 visual
+#: tokens (patch 8, 2 x 2 merge) through a one-block, 64-wide vision tower that trains. Chosen by
+#: measurement (benchmarks/RESULTS.md, "Table 1 (synthetic)"): one vision block learned colour
+#: questions faster than two or a 128-wide one; a 4-layer LM learned no faster in 1,000 steps at
+#: about twice the cost per CPU step (256 wide and 4 layers, tried earlier, cost five times as much).
 EXPERIMENT_BACKBONE = (
-    "tiny:qwen2_vl?hidden_size=256&num_hidden_layers=4&image_size=64&patch_size=8&vision_hidden_size=64"
+    "tiny:qwen2_vl?hidden_size=128&num_hidden_layers=2&image_size=64&patch_size=8"
+    "&vision_hidden_size=64&vision_layers=1"
 )
 
-#: The quick (CPU) run's model: 2 layers, 128 wide, the same 16 visual tokens. On the shared 2-core
-#: VM it trained about 5x faster per step than `EXPERIMENT_BACKBONE` (benchmarks/RESULTS.md).
-QUICK_BACKBONE = (
-    "tiny:qwen2_vl?hidden_size=128&num_hidden_layers=2&image_size=64&patch_size=8&vision_hidden_size=64"
-)
+#: The experiment's questions: two that depth maps answer (relative depth, distance to the
+#: camera), one that segmentation answers (counting shapes) and one no map helps (colour).
+EXPERIMENT_CATEGORIES = ("colour", "count_shape", "distance_camera", "relative_depth")
+
+#: Scenes of every set: at most three objects, 2-5 m away, 0.6-1.2 m in size, so every object
+#: covers several of the 16 visual tokens' patches (`SceneConfig()` allows six, up to 9 m away,
+#: from 0.3 m: a far small object is a few pixels).
+EXPERIMENT_SCENE: dict[str, Any] = {
+    "max_objects": 3,
+    "placement_distance": (2.0, 5.0),
+    "object_size": (0.6, 1.2),
+}
 
 #: Perception heads of every arm (the synthetic world's 7 classes, a 2 x 2 query grid, 16 x 16 maps).
 EXPERIMENT_SPATIAL: dict[str, Any] = {
@@ -40,6 +54,12 @@ class Table1Config:
         grpo_scenes: scenes of the GRPO question set (train split, data seed 1).
         test_scenes: held-out scenes of the benchmark (test split).
         questions_per_scene: questions asked per scene (training and test).
+        base_scenes: scenes of the caption set (train split, data seed 2) the shared base model
+            is pretrained on.
+        base_steps: caption steps of the base model every arm starts from (0: start from the
+            backbone's random weights). The analogue of the pretraining every COOPER arm inherits
+            from BAGEL: it teaches the backbone to name what it sees, once per seed, and is not
+            part of any arm's budget.
         stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
             ``stage1_steps + sft_steps`` supervised steps.
         sft_steps: SFT steps after stage 1.
@@ -48,12 +68,19 @@ class Table1Config:
         lr: peak learning rate of the supervised stages (cosine, 10 % warm-up).
         grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
         tool_ratio: share of tool-using traces in COOPER's interleaved SFT data.
-        max_new_tokens: per-turn token budget at evaluation and in GRPO rollouts.
+        max_new_tokens: per-turn token budget at evaluation and in GRPO rollouts; it must hold
+            the longest trained turn (an interleaved tool-call turn is up to about 110 tokens of
+            the tiny tokenizer; training refuses a budget that would cut one).
         eval_batch_size: questions per reasoner batch at evaluation.
         map_scenes: test scenes whose generated maps are scored (AbsRel, delta1, mIoU).
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
-        categories: the question categories asked in training and test (default all 15 of
-            `cooper_lib.data.synthetic.CATEGORIES`).
+        categories: the question categories asked in training and test (default
+            `EXPERIMENT_CATEGORIES`; None asks all 15 of `cooper_lib.data.synthetic.CATEGORIES`).
+        scene: `SceneConfig` overrides of every set's scenes (default: the experiment's
+            `EXPERIMENT_SCENE`, fewer, nearer and larger objects than `SceneConfig()`).
+        answer_style: `write_dataset`'s answer style: "short_text" (default; choice questions
+            answered with the option's text, which a model trained from scratch learns where it
+            does not learn the letter, benchmarks/RESULTS.md) or "short" (COOPER's letters).
         system_prompt: give every record and the reasoner COOPER's system prompt. Off by default:
             it is about 900 of the tiny tokenizer's tokens against about 80 for the rest of a
             direct-answer record, the same for every record, so it tells a model trained from
@@ -63,23 +90,27 @@ class Table1Config:
     backbone: str = EXPERIMENT_BACKBONE
     spatial: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SPATIAL))
     train_scenes: int = 1000
-    grpo_scenes: int = 200
-    test_scenes: int = 250
+    grpo_scenes: int = 32
+    test_scenes: int = 150
     questions_per_scene: int = 4
-    stage1_steps: int = 40
-    sft_steps: int = 160
+    base_scenes: int = 1500
+    base_steps: int = 1500
+    stage1_steps: int = 150
+    sft_steps: int = 850
     grpo_steps: int = 10
-    batch_size: int = 32
+    batch_size: int = 16
     lr: float = 1e-3
     grpo_lr: float = 1e-5
-    grpo_batch_size: int = 4
+    grpo_batch_size: int = 2
     num_generations: int = 4
     tool_ratio: float = 0.75
-    max_new_tokens: int = 40
-    eval_batch_size: int = 64
-    map_scenes: int = 64
+    max_new_tokens: int = 128
+    eval_batch_size: int = 60
+    map_scenes: int = 16
     dtype: str = "float32"
-    categories: tuple[str, ...] | None = None
+    categories: tuple[str, ...] | None = EXPERIMENT_CATEGORIES
+    scene: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SCENE))
+    answer_style: str = "short_text"
     system_prompt: bool = False
 
     def __post_init__(self) -> None:
@@ -103,20 +134,35 @@ class Table1Config:
             "max_new_tokens",
             "eval_batch_size",
             "map_scenes",
+            "base_scenes",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        for name in ("stage1_steps", "grpo_steps"):
+        for name in ("base_steps", "stage1_steps", "grpo_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.answer_style not in ("short", "short_text"):
+            raise ValueError(f"answer_style: expected 'short' or 'short_text', got {self.answer_style!r}")
+        self.scene_config()
         if self.num_generations < 2:
             raise ValueError(f"num_generations: expected at least 2, got {self.num_generations}")
         if not 0.0 <= self.tool_ratio <= 1.0:
             raise ValueError(f"tool_ratio: expected a value in [0, 1], got {self.tool_ratio}")
         if self.lr <= 0 or self.grpo_lr <= 0:
             raise ValueError(f"lr, grpo_lr: expected positive rates, got {self.lr}, {self.grpo_lr}")
+
+    def scene_config(self) -> SceneConfig:
+        """The `SceneConfig` every set is rendered with (`scene` applied to the defaults)."""
+        from cooper_lib.data.synthetic.config import SceneConfig
+
+        try:
+            return SceneConfig(**self.scene)
+        except TypeError as error:
+            raise ValueError(
+                f"scene: expected SceneConfig fields, got {sorted(self.scene)} ({error})"
+            ) from None
 
     @property
     def supervised_steps(self) -> int:
@@ -128,28 +174,15 @@ class Table1Config:
 
     @classmethod
     def quick(cls) -> Table1Config:
-        """One seed's small run, sized from measured per-step costs for about 10 minutes on an
-        idle 2-core CPU (docs/experiment-table1.md); far too few steps to learn the task."""
-        return cls(
-            backbone=QUICK_BACKBONE,
-            lr=2e-3,
-            train_scenes=300,
-            grpo_scenes=32,
-            test_scenes=60,
-            stage1_steps=20,
-            sft_steps=100,
-            grpo_steps=4,
-            batch_size=16,
-            grpo_batch_size=2,
-            num_generations=4,
-            map_scenes=16,
-            eval_batch_size=60,
-        )
+        """One seed's small run: the full recipe with 50 + 250 supervised steps, 4 GRPO steps and
+        60 test scenes, measured at about 9 minutes on an idle 2-core CPU (docs/experiment-table1.md)."""
+        return cls(test_scenes=60, stage1_steps=50, sft_steps=250, grpo_steps=4)
 
     @classmethod
     def full(cls) -> Table1Config:
-        """The default (three-seed) run, sized by estimate (docs/experiment-table1.md) for ten
-        minutes on one H100/H200."""
+        """The default (three-seed) run: 150 + 850 supervised steps per arm, 10 GRPO steps, 150
+        test scenes. One seed took about half an hour on the 2-core CPU; the three are estimated at
+        about ten minutes on one H100/H200 (docs/experiment-table1.md)."""
         return cls()
 
     @classmethod
@@ -158,6 +191,8 @@ class Table1Config:
         return cls(
             backbone="tiny:qwen2_vl?hidden_size=32&num_hidden_layers=1",
             train_scenes=4,
+            base_scenes=2,
+            base_steps=1,
             grpo_scenes=2,
             test_scenes=3,
             questions_per_scene=2,
@@ -167,7 +202,7 @@ class Table1Config:
             batch_size=2,
             grpo_batch_size=1,
             num_generations=2,
-            max_new_tokens=4,
+            max_new_tokens=128,
             eval_batch_size=8,
             map_scenes=2,
         )

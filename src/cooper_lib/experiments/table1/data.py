@@ -1,15 +1,18 @@
 """The experiment's data, written once under ``OUT/data`` and shared by every arm and seed.
 
+- ``base``: a caption per scene of other training scenes (`cooper_lib.data.synthetic.captions`),
+  the shared base model's pretraining (written only when ``base_steps`` > 0);
 - ``stage1``: a depth and a segmentation record per training scene (AMG);
 - ``qa``: the same training scenes' questions answered directly, ``<answer>\\boxed{X}</answer>``
-  (`answer_style="short"`, no tool calls); ``qa/perceive_first.jsonl`` holds the same questions
+  (`Table1Config.answer_style`, no tool calls); ``qa/perceive_first.jsonl`` holds the same questions
   with depth, then segmentation, called before the answer (the BAGEL-PE traces);
 - ``interleaved``: the same scenes and questions with COOPER's adaptive tool calls (``tool_ratio``);
 - ``grpo``: questions on other training scenes for the GRPO arms;
 - ``test``: the held-out benchmark's questions (test split).
 
-Every set asks the configured ``categories`` only. Without ``system_prompt`` the SFT records lose
-their system item (the reasoner then sends none either, `evaluation.answer`).
+Every set asks the configured ``categories`` only, about scenes drawn with ``Table1Config.scene``.
+Without ``system_prompt`` the SFT records lose their system item (the reasoner then sends none
+either, `evaluation.answer`).
 
 Every set draws from the train split; the benchmark's scenes come from the test split, so none is
 a training scene (`cooper_lib.data.synthetic.scene_seed`).
@@ -42,6 +45,8 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
         "grpo": {"n": config.grpo_scenes, "seed": 1, "stage": "grpo"},
         "test": {"n": config.test_scenes, "seed": 0, "stage": "eval"},
     }
+    if config.base_steps:
+        sets["base"] = {"n": config.base_scenes, "seed": 2, "stage": "caption"}
     files = {}
     for name, options in sets.items():
         folder = root / name
@@ -49,9 +54,10 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
             write_dataset(
                 folder,
                 questions_per_scene=config.questions_per_scene,
-                answer_style="short",
+                answer_style=config.answer_style,
                 overwrite=folder.exists(),
                 categories=config.categories,
+                config=config.scene_config(),
                 **options,
             )
         if options["stage"] == "sft" and not config.system_prompt:

@@ -131,10 +131,11 @@ def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Tabl
 
 def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:
     """Per category (and ``overall``), in percent: ``chance``, the mean score of an answer drawn
-    uniformly from the answers of its kind (a choice question's own letters; yes / no; the counts
-    or numbers the category's questions have), and ``best_fixed``, the best score one answer per
-    answer kind reaches on the category (a category mixing yes / no and choice questions gets one
-    of each), chosen on the test items themselves, so no fixed answer does better."""
+    uniformly from the answers of its kind (a choice question's own letters and option texts;
+    yes / no; the counts or numbers the category's questions have), and ``best_fixed``, the best
+    score one answer per answer kind reaches on the category (a category mixing yes / no and
+    choice questions gets one of each; for choice questions the best letter or the best option
+    text, e.g. always "red"), chosen on the test items themselves, so no fixed answer does better."""
     groups: dict[str, dict[str, list[BenchmarkItem]]] = {}
     for item in benchmark.items:
         groups.setdefault(item.category, {}).setdefault(item.answer_type, []).append(item)
@@ -164,16 +165,18 @@ def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:
 
 
 def _valid(item: BenchmarkItem, candidates: Sequence[str]) -> list[bool]:
-    """Which candidates a question offers (a choice question's own letters; any other answer)."""
+    """Which candidates a question offers (a choice question's own letters and option texts; any
+    other answer)."""
     if item.choices:
-        return [ord(c) - ord("A") < len(item.choices) for c in candidates]
+        letters = [chr(ord("A") + k) for k in range(len(item.choices))]
+        return [c in letters or c in item.choices for c in candidates]
     return [True] * len(candidates)
 
 
 def _candidates(items: Sequence[BenchmarkItem]) -> list[str]:
     letters = sorted({chr(ord("A") + k) for item in items for k in range(len(item.choices))})
     if letters:
-        return letters
+        return letters + sorted({choice for item in items for choice in item.choices} - set(letters))
     if items[0].answer_type == "yes_no":
         return ["yes", "no"]
     values = sorted({item.answer for item in items}, key=str)

@@ -3,6 +3,7 @@
 Layout of ``out``::
 
     data/                      the shared datasets (`prepare_data`)
+    seed-<s>/base/             the seed's base model every arm starts from (`train_base`)
     seed-<s>/<arm>/train/      the arm's stage folders (``final/`` models)
     seed-<s>/<arm>/results.json, DONE
     report.md, table1.png, results.json (every arm and seed)
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cooper_lib.experiments.table1.arms import ARMS, train_arm
+from cooper_lib.experiments.table1.arms import ARMS, train_arm, train_base
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.experiments.table1.data import prepare_data
 from cooper_lib.experiments.table1.evaluation import answer, held_out_benchmark, map_quality, priors
@@ -40,6 +41,21 @@ def _device(device: str | None) -> str:
     return device
 
 
+def _check_same_config(path: Path, config: Table1Config) -> None:
+    """Refuse to resume a run made with other settings: its data, base models and finished arms
+    would be reused as they are."""
+    if not path.exists():
+        return
+    before = json.loads(path.read_text())
+    now = json.loads(json.dumps(config.to_dict()))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if changed:
+        raise ValueError(
+            f"out: {path.parent} holds a run made with other settings ({', '.join(changed)} differ); "
+            "rerun with the same settings to resume it, or give a new output folder"
+        )
+
+
 def run_arm(
     arm_name: str,
     seed: int,
@@ -56,16 +72,17 @@ def run_arm(
     folder = out / f"seed-{seed}" / arm_name
     if (folder / DONE).exists():
         return json.loads((folder / "results.json").read_text())
+    base = train_base(config, data, seed, out / f"seed-{seed}" / "base", device)
     tick = time.perf_counter()
     stage_seconds: dict[str, float] = {}
     if arm.model_of is not None:
         final = out / f"seed-{seed}" / arm.model_of / "train" / "sft" / "final"
         if not final.exists():
             final, stage_seconds = train_arm(
-                ARMS[arm.model_of], config, data, seed, out / f"seed-{seed}" / arm.model_of, device
+                ARMS[arm.model_of], config, data, seed, out / f"seed-{seed}" / arm.model_of, device, base
             )
     else:
-        final, stage_seconds = train_arm(arm, config, data, seed, folder, device)
+        final, stage_seconds = train_arm(arm, config, data, seed, folder, device, base)
     trained = time.perf_counter()
     model = load_trained_folder(final).to(device).eval()
     conditions = {"main": answer(model, benchmark, config, arm.policy, arm.maps)}
@@ -122,6 +139,7 @@ def run_table1(
     device = _device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_same_config(out / "config.json", config)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     data = prepare_data(out, config)
     benchmark = held_out_benchmark(data["test"])
@@ -142,6 +160,17 @@ def run_table1(
         ),
         "device": device,
     }
+    if config.base_steps:
+        seconds = [
+            json.loads(path.read_text())["base"]
+            for s in seed_list
+            if (path := out / f"seed-{s}" / "base" / "seconds.json").exists()
+        ]
+        setup["base model"] = (
+            f"{config.base_steps} caption steps on {config.base_scenes} other training scenes, once per "
+            f"seed, shared by every arm (not in the arms' budget)"
+            + (f"; {sum(seconds) / len(seconds):.0f} s a seed" if seconds else "")
+        )
     report = out / "report.md"
     report.write_text(
         markdown(results, table_priors, {n: ARMS[n] for n in names}, setup) + "\n![chart](table1.png)\n"

@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from cooper_lib.data.records import load_sft_records
+from cooper_lib.data.synthetic import SceneConfig, render_scenes, write_dataset
+from cooper_lib.data.synthetic.captions import CAPTION_PROMPT, caption, caption_record
+from cooper_lib.data.synthetic.loader import load_synthetic_dataset
+from cooper_lib.data.synthetic.qa import default_min_pixels
+
+SCENES = render_scenes(6, seed=3, config=SceneConfig(width=48, height=48, min_objects=2))
+
+
+def test_caption_names_the_askable_objects_nearest_first():
+    for scene in SCENES:
+        shown = [o for o in scene.objects if o.visible_pixels >= default_min_pixels(scene)]
+        parts = caption(scene).split("; ")
+        assert len(parts) == len(shown) >= 1
+        distances = [float(part.split()[2]) for part in parts]
+        assert distances == sorted(distances)
+        nearest = min(shown, key=lambda o: o.distance)
+        assert parts[0] == f"{nearest.colour} {nearest.shape} {nearest.distance:.1f} m"
+    assert caption(SCENES[0], min_pixels=10**6) == "no objects"
+
+
+def test_caption_record_trains_on_the_caption_only():
+    record = caption_record(SCENES[0], SCENES[0].rgb, "s0")
+    assert [(i.type, i.role, i.need_loss) for i in record.items] == [
+        ("image", "user", False),
+        ("text", "user", False),
+        ("text", "assistant", True),
+    ]
+    assert record.items[1].value == CAPTION_PROMPT
+    assert record.items[2].value == f"<answer>{caption(SCENES[0])}</answer>"
+
+
+def test_caption_datasets_are_written_and_read_as_sft_records(tmp_path):
+    root = write_dataset(
+        tmp_path / "base", n=3, seed=2, stage="caption", config=SceneConfig(width=32, height=32)
+    )
+    assert json.loads((root / "manifest.json").read_text())["stage"] == "caption"
+    rows = load_sft_records([root / "records.jsonl"])
+    assert len(rows) == 3 and all(row.items[-1].need_loss for row in rows)
+    assert len(load_synthetic_dataset(root, stage="caption")) == 3
+
+
+def test_caption_datasets_export_to_hf_like_sft_sets(tmp_path):
+    pytest.importorskip("datasets")
+    from cooper_lib.data.synthetic import to_hf_dataset
+
+    root = write_dataset(
+        tmp_path / "base", n=2, seed=2, stage="caption", config=SceneConfig(width=32, height=32)
+    )
+    rows = to_hf_dataset(root)
+    assert len(rows) == 2 and rows[0]["items"][-1]["value"].startswith("<answer>")
