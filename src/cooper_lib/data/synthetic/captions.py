@@ -1,10 +1,11 @@
 """Scene captions: the image-text pairs a base model is pretrained on, written from scene metadata.
 
 A real MLLM reaches fine-tuning already able to name what it sees; a backbone built from a config
-cannot. Captioning the synthetic world's scenes gives such a backbone that start the same way for
+cannot. Captioning the synthetic world's scenes gives such a backbone that start, the same for
 every arm of an experiment (`cooper_lib.experiments.table1`): every object the questions may name,
-nearest first, with its colour, shape and distance (``"<answer>red sphere 2.4 m; blue box 3.1 m</answer>"``). A
-caption states no answer to a question as such; the questions still have to be learned from it.
+nearest first, with its colour, shape and distance
+(``"<answer>red sphere 2.4 m; blue box 3.1 m</answer>"``). A caption states no answer to a
+question as such; the questions still have to be learned from it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 #: tokens (patch 8, 2 x 2 merge) through a one-block, 64-wide vision tower that trains. Chosen by
 #: measurement (benchmarks/RESULTS.md, "Table 1 (synthetic)"): one vision block learned colour
 #: questions faster than two or a 128-wide one; a 4-layer LM learned no faster in 1,000 steps at
-#: about twice the cost per CPU step (256 wide and 4 layers, tried earlier, cost five times as much).
+#: 1.7 times the cost per CPU step (256 wide and 4 layers, tried earlier, cost five times as much).
 EXPERIMENT_BACKBONE = (
     "tiny:qwen2_vl?hidden_size=128&num_hidden_layers=2&image_size=64&patch_size=8"
     "&vision_hidden_size=64&vision_layers=1"
