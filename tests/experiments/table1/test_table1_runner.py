@@ -112,6 +112,7 @@ def test_a_turn_budget_that_cuts_trained_turns_is_refused(tmp_path):
         run_table1(tmp_path, seeds=1, config=config, arms=["cooper"], device="cpu")
     rows = (tmp_path / "data" / "interleaved" / "records.jsonl").read_text()
     assert "<think>" in rows  # the set holds tool-call turns
+    assert not (tmp_path / "seed-0").exists()  # refused before anything trained
 
     class Words:
         def __call__(self, texts, add_special_tokens):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,34 +136,46 @@ def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> tr
 
 
 def _sft_trainer(
-    config: Table1Config,
-    seed: int,
-    steps: int,
-    out: Path,
-    device: str,
-    data: Path,
-    init_from: Path | None,
-    generated: bool = True,
+    config: Table1Config, seed: int, steps: int, out: Path, device: str, data: Path, init_from: Path | None
 ) -> InterleavedSFTTrainer:
-    """An SFT trainer on `data`; when the model will `generate` the trained turns at evaluation,
-    first checks that ``max_new_tokens`` holds the longest of them."""
     model_config = _model_config(config, seed, init_from)
-    model = build_model(model_config)
-    if generated:
-        longest = longest_trained_turn(data, model.adapter.tokenizer(model.processor))
-        if longest > config.max_new_tokens:
-            raise ValueError(
-                f"max_new_tokens: {config.max_new_tokens} tokens a turn would cut the longest trained "
-                f"turn of {data} ({longest} tokens) at evaluation and in GRPO rollouts (a tool call "
-                "begun but never written); raise it"
-            )
     cfg = training_config.SFTConfig(
         model=model_config,
         data=[str(data)],
         system_prompt=None if config.system_prompt else "",
         **_sections(config, seed, steps, out, device, config.lr),
     )
-    return InterleavedSFTTrainer(model, cfg)
+    return InterleavedSFTTrainer(build_model(model_config), cfg)
+
+
+def check_turn_budget(config: Table1Config, data: dict[str, Path], arm_names: Sequence[str]) -> None:
+    """Refuse, before anything trains, a ``max_new_tokens`` shorter than the longest turn the
+    arms' SFT sets teach: evaluation and GRPO rollouts would cut it (a tool call begun but never
+    written). Tokens are counted with the backbone's own tokenizer."""
+    sets = sorted({ARMS[ARMS[name].model_of or name].sft for name in arm_names})
+    tokenizer = _tokenizer(config.backbone)
+    for name in sets:
+        longest = longest_trained_turn(data[name], tokenizer)
+        if longest > config.max_new_tokens:
+            raise ValueError(
+                f"max_new_tokens: {config.max_new_tokens} tokens a turn would cut the longest trained "
+                f"turn of {data[name]} ({longest} tokens) at evaluation and in GRPO rollouts (a tool "
+                "call begun but never written); raise it"
+            )
+
+
+def _tokenizer(backbone: str) -> Any:
+    """The backbone's text tokenizer, without loading a hub model's weights."""
+    from cooper_lib.backbones.base import BackboneAdapter
+    from cooper_lib.backbones.tiny import TINY_PREFIX, build_from_spec
+
+    if backbone.startswith(TINY_PREFIX):
+        processor = build_from_spec(backbone)[1]
+    else:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(backbone)
+    return BackboneAdapter.tokenizer(processor)
 
 
 def longest_trained_turn(path: Path, tokenizer: Any) -> int:
@@ -194,9 +207,7 @@ def train_base(
     if not (final / TRAINABLE_NAME).exists():
         tick = time.perf_counter()
         set_seed(seed)
-        trainer = _sft_trainer(
-            config, seed, config.base_steps, folder, device, data["base"], None, generated=False
-        )
+        trainer = _sft_trainer(config, seed, config.base_steps, folder, device, data["base"], None)
         final = trainer.train().final_dir
         (folder / "seconds.json").write_text(json.dumps({"base": time.perf_counter() - tick}))
     return final

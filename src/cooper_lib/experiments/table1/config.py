@@ -70,7 +70,7 @@ class Table1Config:
         tool_ratio: share of tool-using traces in COOPER's interleaved SFT data.
         max_new_tokens: per-turn token budget at evaluation and in GRPO rollouts; it must hold
             the longest trained turn (an interleaved tool-call turn is up to about 110 tokens of
-            the tiny tokenizer; training refuses a budget that would cut one).
+            the tiny tokenizer; `run_table1` refuses, before training, a budget that would cut one).
         eval_batch_size: questions per reasoner batch at evaluation.
         map_scenes: test scenes whose generated maps are scored (AbsRel, delta1, mIoU).
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).

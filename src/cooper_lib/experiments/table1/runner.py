@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cooper_lib.experiments.table1.arms import ARMS, train_arm, train_base
+from cooper_lib.experiments.table1.arms import ARMS, check_turn_budget, train_arm, train_base
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.experiments.table1.data import prepare_data
 from cooper_lib.experiments.table1.evaluation import answer, held_out_benchmark, map_quality, priors
@@ -142,6 +142,7 @@ def run_table1(
     _check_same_config(out / "config.json", config)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
     data = prepare_data(out, config)
+    check_turn_budget(config, data, names)
     benchmark = held_out_benchmark(data["test"])
     results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
     table_priors = priors(benchmark)
