@@ -5,12 +5,21 @@ system prompt, as `Table1Config` writes them) with a plain AdamW loop over `SFTC
 and prints, every ``--eval-every`` steps, the teacher-forced answer accuracy (every labelled token
 of the answer turn predicted right) on training records and on held-out test-split scenes, beside
 the held-out majority answer. ``--blank`` zeroes every image (the control: no pixel information);
-``--base-steps N`` first trains N steps on scene captions, as the experiment's base model does.
+``--base-steps N`` first trains N steps on scene captions, as the experiment's base model does
+(``--base-cache FILE`` keeps its weights as safetensors for the next run with the same settings).
+
+``--trace perceive_first`` trains on BAGEL-PE's traces instead (depth, then segmentation maps shown
+before the answer; the true maps, as in the experiment's SFT) and scores the held-out answers twice:
+with each scene's own maps and with another scene's maps (the perception-use probe, teacher-forced).
+``--no-map-loss`` leaves the heads out of the loss; ``--reflection TEXT`` replaces COOPER's
+reflection prompt after each map.
 
     python benchmarks/table1_probe.py --categories count_colour --scenes 64 --steps 300   # memorisation
     python benchmarks/table1_probe.py --categories all --scenes 1200 --questions 4 --steps 600
     python benchmarks/table1_probe.py --categories colour --scenes 2000 --steps 600 --eval-every 150 \\
         --scene '{"max_objects": 1, "placement_distance": [2.0, 5.0], "object_size": [0.6, 1.2]}'
+    python benchmarks/table1_probe.py --categories colour,count_shape,distance_camera,relative_depth \\
+        --scenes 1000 --questions 4 --base-steps 1500 --trace perceive_first --steps 400
 """
 
 from __future__ import annotations
@@ -22,13 +31,16 @@ import random
 import time
 import zlib
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from cooper_lib.data.records import load_sft_records
 from cooper_lib.data.synthetic import CATEGORIES, SceneConfig, write_dataset
-from cooper_lib.experiments.table1.config import EXPERIMENT_BACKBONE, EXPERIMENT_SPATIAL
+from cooper_lib.experiments.table1.config import EXPERIMENT_BACKBONE, EXPERIMENT_SCENE, EXPERIMENT_SPATIAL
+from cooper_lib.experiments.table1.data import PE_FILE, write_perceive_first
 from cooper_lib.model import IGNORE_INDEX
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import ModelConfig
@@ -50,10 +62,30 @@ def records(root: Path, n: int, split: str, args: argparse.Namespace, categories
             overwrite=root.exists(),
             config=SceneConfig(**json.loads(args.scene)),
         )
-    rows = load_sft_records([root / "records.jsonl"])
+    source = root / "records.jsonl"
+    if args.trace == "perceive_first":
+        if not (root / PE_FILE).exists():
+            write_perceive_first(source, root / PE_FILE)
+        source = root / PE_FILE
+    rows = load_sft_records([source])
     for row in rows:
         row.items = [item for item in row.items if item.role != "system"]
+        for item in row.items:
+            if item.role == "tool" and item.type == "text" and args.reflection is not None:
+                item.value = args.reflection
     return rows
+
+
+def swap_maps(rows: list, offset: int) -> list:
+    """`rows` with every tool-result map taken from the row `offset` places on (another scene)."""
+    swapped = []
+    for index, row in enumerate(rows):
+        other = iter(
+            [i for i in rows[(index + offset) % len(rows)].items if i.role == "tool" and i.type == "image"]
+        )
+        items = [next(other) if i.role == "tool" and i.type == "image" else i for i in row.items]
+        swapped.append(replace(row, items=items))
+    return swapped
 
 
 def main() -> None:
@@ -76,7 +108,9 @@ def main() -> None:
         help="choice questions answered with the letter (short) or the option's text (short_text)",
     )
     parser.add_argument(
-        "--scene", default="{}", help="SceneConfig overrides as JSON, e.g. '{\"max_objects\": 3}'"
+        "--scene",
+        default=json.dumps(EXPERIMENT_SCENE),
+        help="SceneConfig overrides as JSON (default: the experiment's scenes; '{}': SceneConfig())",
     )
     parser.add_argument("--cache", default="/tmp/table1_probe", help="where the datasets are written")
     parser.add_argument(
@@ -86,6 +120,12 @@ def main() -> None:
         help="caption steps before the questions (the experiment's base model)",
     )
     parser.add_argument("--base-scenes", type=int, default=1500, help="scenes of the caption set")
+    parser.add_argument(
+        "--base-cache", help="safetensors file of the base model's weights (read, or written)"
+    )
+    parser.add_argument("--trace", choices=("direct", "perceive_first"), default="direct")
+    parser.add_argument("--no-map-loss", action="store_true", help="train no head on the shown maps")
+    parser.add_argument("--reflection", help="text after each map (default: COOPER's reflection prompt)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -108,7 +148,7 @@ def main() -> None:
     )
     model = build_model(config)
     configure_trainable(model, config)
-    collator = SFTCollator(model, system_prompt="")
+    collator = SFTCollator(model, system_prompt="", supervise_maps=not args.no_map_loss)
     head = model.adapter.output_embeddings()
 
     def batch_of(rows: list) -> dict:
@@ -192,13 +232,31 @@ def main() -> None:
                 overwrite=base.exists(),
                 config=SceneConfig(**json.loads(args.scene)),
             )
-        fit(load_sft_records([base / "records.jsonl"]), args.base_steps, report=False)
+        cache = Path(args.base_cache) if args.base_cache else None
+        if cache is not None and cache.exists():
+            model.load_state_dict(load_file(cache), strict=False)
+            print(f"base model read from {cache}")
+        else:
+            fit(load_sft_records([base / "records.jsonl"]), args.base_steps, report=False)
+            if cache is not None:
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, cache)
     print("| step | loss | train acc | held-out acc | vision weight change | wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
     held_out = fit(train, args.steps, report=True)
-    print("\n| category | n | held-out acc | majority |\n| --- | --- | --- | --- |")
+    if args.trace == "direct":
+        print("\n| category | n | held-out acc | majority |\n| --- | --- | --- | --- |")
+        for category, oks in sorted(held_out.items()):
+            print(f"| {category} | {len(oks)} | {100 * sum(oks) / len(oks):.1f} | {majority[category]:.1f} |")
+        return
+    swapped = accuracy(swap_maps(test, args.questions))
+    print("\n| category | n | own maps | another scene's maps | majority |\n| --- | --- | --- | --- | --- |")
     for category, oks in sorted(held_out.items()):
-        print(f"| {category} | {len(oks)} | {100 * sum(oks) / len(oks):.1f} | {majority[category]:.1f} |")
+        other = swapped[category]
+        print(
+            f"| {category} | {len(oks)} | {100 * sum(oks) / len(oks):.1f} | "
+            f"{100 * sum(other) / len(other):.1f} | {majority[category]:.1f} |"
+        )
+    print(f"| overall | {len(test)} | {rate(held_out):.1f} | {rate(swapped):.1f} | {overall_majority:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -12,7 +15,8 @@ def written(tmp_path_factory):
 
 def test_rendered_split_equals_the_written_eval_split(written):
     rendered, loaded = load_synthetic(n=2, seed=3), load_benchmark("synthetic", written)
-    assert isinstance(loaded, SyntheticBenchmark) and BENCHMARK_LOADERS["synthetic"] is load_synthetic
+    assert isinstance(loaded, SyntheticBenchmark)
+    assert isinstance(BENCHMARK_LOADERS["synthetic"](written), SyntheticBenchmark)
     assert len(rendered) == len(loaded) == 8
     for a, b in zip(rendered, loaded, strict=True):
         assert (a.id, a.question, a.answer, a.answer_type, a.choices, a.category) == (
@@ -20,6 +24,13 @@ def test_rendered_split_equals_the_written_eval_split(written):
         )  # fmt: skip
         assert a.extra["cpr"] == b.extra["cpr"] and a.extra["unit"] == b.extra["unit"]
         assert np.array_equal(np.asarray(a.load_image()), np.asarray(b.load_image()))
+
+
+def test_the_module_imports_first_in_a_fresh_interpreter():
+    code = "from cooper_lib.eval.synthetic_bench import load_synthetic; print(load_synthetic.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "load_synthetic"
 
 
 def test_each_answer_type_is_scored_by_its_rule(written):

@@ -19,7 +19,16 @@ from cooper_lib.eval.benchmarks.mmvp import MMVPBenchmark, load_mmvp
 from cooper_lib.eval.benchmarks.nyu import NYUv2Benchmark, load_nyu_v2
 from cooper_lib.eval.benchmarks.qspatial import QSpatialBenchmark, load_qspatial
 from cooper_lib.eval.benchmarks.sibench import SINGLE_IMAGE_SETTINGS, load_sibench
-from cooper_lib.eval.synthetic_bench import load_synthetic
+
+
+def _load_synthetic(path: str | Path | None = None, **kwargs: Any) -> Benchmark:
+    """`cooper_lib.eval.synthetic_bench.load_synthetic`, imported when called: that module imports
+    this package, so importing it here made ``from cooper_lib.eval.synthetic_bench import ...``
+    fail as a program's first import (a circular import)."""
+    from cooper_lib.eval.synthetic_bench import load_synthetic
+
+    return load_synthetic(path, **kwargs)
+
 
 BENCHMARK_LOADERS: dict[str, Callable[..., Benchmark]] = {
     "qspatial": load_qspatial,
@@ -28,7 +37,7 @@ BENCHMARK_LOADERS: dict[str, Callable[..., Benchmark]] = {
     "mmbench": load_mmbench,
     "cvbench": load_cvbench,
     "nyuv2": load_nyu_v2,
-    "synthetic": load_synthetic,
+    "synthetic": _load_synthetic,
 }
 """Loader per benchmark name, as ``cooper-lib eval --benchmark NAME`` spells it."""
 

@@ -11,18 +11,19 @@ Map conditions (``map_override`` of `InterleavedReasoner`):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cooper_lib.data.synthetic import SceneConfig, render_scene
+from cooper_lib.data.synthetic.loader import SceneDataset
+from cooper_lib.data.synthetic.scene import SpatialScene
 from cooper_lib.eval.benchmarks import BenchmarkItem
 from cooper_lib.eval.runner import prediction_text, tools_called
 from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.modalities import get_modality
+from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.modalities.depth_metrics import depth_metrics
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.reasoner import InterleavedReasoner
@@ -30,7 +31,6 @@ from cooper_lib.training.collators import resize_map
 
 CONDITIONS = ("generated", "other_scene", "true")
 
-#: Test scenes use the default `SceneConfig` (64 x 64), as `load_synthetic` renders them.
 _SCENE_MAPS = {"depth": "depth", "segmentation": "semantic"}
 
 
@@ -40,23 +40,46 @@ def held_out_benchmark(test_set: Path) -> SyntheticBenchmark:
     return load_synthetic(Path(test_set).parent)
 
 
-@lru_cache(maxsize=512)
-def _scene(seed: int):
-    return render_scene(seed, SceneConfig())
+class SceneMaps:
+    """The true maps of a benchmark's scenes, read from its dataset folder's own files (the
+    scenes its images show, whatever `SceneConfig` drew them), each scene read once."""
 
+    def __init__(self, benchmark: SyntheticBenchmark) -> None:
+        self.scenes = SceneDataset(Path(benchmark.meta["source"]))
+        self._read: dict[int, SpatialScene] = {}
 
-def true_map(item: BenchmarkItem, modality: str) -> torch.Tensor:
-    """The true map of `item`'s scene (depth in metres, class ids)."""
-    return getattr(_scene(int(item.extra["scene_seed"])), _SCENE_MAPS[modality])
+    def scene(self, item: BenchmarkItem) -> SpatialScene:
+        index = int(item.extra["scene"])
+        if index not in self._read:
+            scene = self.scenes[index]
+            if scene.seed != int(item.extra["scene_seed"]):
+                raise ValueError(
+                    f"item {item.id!r}: scene {index} of {self.scenes.root} has seed {scene.seed}, "
+                    f"the question names {item.extra['scene_seed']}"
+                )
+            self._read[index] = scene
+        return self._read[index]
+
+    def true_map(self, item: BenchmarkItem, modality: str) -> torch.Tensor:
+        """The true map of `item`'s scene (depth in metres, 0 where nothing is; class ids)."""
+        return getattr(self.scene(item), _SCENE_MAPS[modality])
+
+    def shown(self, item: BenchmarkItem, modality: str) -> torch.Tensor:
+        """The true map as the SFT traces showed it: background depth at the far end of the
+        display range (`cooper_lib.data.synthetic.pseudo_images`), not at 0 m."""
+        scene = self.scene(item)
+        if modality != "depth":
+            return self.true_map(item, modality)
+        return torch.where(scene.valid_mask, scene.depth, torch.full_like(scene.depth, DISPLAY_RANGE[1]))
 
 
 def _override(
-    condition: str, batch: Sequence[BenchmarkItem], others: Sequence[BenchmarkItem]
+    condition: str, maps: SceneMaps, batch: Sequence[BenchmarkItem], others: Sequence[BenchmarkItem]
 ) -> Callable | None:
     if condition == "generated":
         return None
     source = batch if condition == "true" else others
-    return lambda modality, row, generated: true_map(source[row], modality)
+    return lambda modality, row, generated: maps.shown(source[row], modality)
 
 
 def answer(
@@ -68,6 +91,7 @@ def answer(
     items = list(benchmark.items)
     half = len(items) // 2
     other = _other_scene_items(items, half)
+    maps = SceneMaps(benchmark)
     no_system: dict[str, Any] = {} if config.system_prompt else {"system_prompt": None}
     reasoner = InterleavedReasoner(
         model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens, **no_system
@@ -75,7 +99,7 @@ def answer(
     records = []
     for start in range(0, len(items), config.eval_batch_size):
         batch = items[start : start + config.eval_batch_size]
-        reasoner.map_override = _override(condition, batch, other[start : start + len(batch)])
+        reasoner.map_override = _override(condition, maps, batch, other[start : start + len(batch)])
         traces = reasoner.run_batch([item.load_image() for item in batch], [item.question for item in batch])
         for item, trace in zip(batch, traces, strict=True):
             score = benchmark.score(item, prediction_text(trace))
@@ -110,17 +134,20 @@ def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Tabl
     for item in benchmark.items:
         seen.setdefault(int(item.extra["scene_seed"]), item)
     items = list(seen.values())[: config.map_scenes]
+    maps = SceneMaps(benchmark)
     images = [item.load_image() for item in items]
     out: dict[str, float] = {}
     with torch.no_grad():
         depth = model.perceive(images, "depth").float().cpu()
-        gts = torch.stack([resize_map(true_map(item, "depth"), tuple(depth.shape[-2:])) for item in items])
+        gts = torch.stack(
+            [resize_map(maps.true_map(item, "depth"), tuple(depth.shape[-2:])) for item in items]
+        )
         metrics = [depth_metrics(p, g, g > 0) for p, g in zip(depth, gts, strict=True)]
         out["depth_abs_rel"] = sum(m["abs_rel"] for m in metrics) / len(metrics)
         out["depth_delta1"] = sum(m["delta1"] for m in metrics) / len(metrics)
         seg = model.perceive(images, "segmentation").cpu()
         gts = torch.stack(
-            [resize_map(true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items]
+            [resize_map(maps.true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items]
         )
         num_classes = model.config.num_classes
         out["segmentation_miou"] = get_modality("segmentation").map_metrics(

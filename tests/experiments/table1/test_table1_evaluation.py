@@ -1,0 +1,82 @@
+"""The map conditions read the true maps of the scenes the benchmark's images show."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cooper_lib.data.synthetic import SceneConfig, render_scene, write_dataset
+from cooper_lib.eval.synthetic_bench import load_synthetic
+from cooper_lib.experiments.table1.config import EXPERIMENT_SCENE
+from cooper_lib.experiments.table1.evaluation import SceneMaps, _override
+from cooper_lib.modalities.depth import DISPLAY_RANGE
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    root = tmp_path_factory.mktemp("test")
+    write_dataset(
+        root,
+        n=3,
+        seed=0,
+        stage="eval",
+        questions_per_scene=2,
+        answer_style="short_text",
+        config=SceneConfig(**EXPERIMENT_SCENE),
+    )
+    return load_synthetic(root)
+
+
+def test_true_maps_are_those_of_the_scene_in_the_image(benchmark):
+    maps = SceneMaps(benchmark)
+    config = SceneConfig(**EXPERIMENT_SCENE)
+    for item in benchmark.items:
+        seed = int(item.extra["scene_seed"])
+        scene = render_scene(seed, config)
+        image = torch.from_numpy(np.array(item.load_image())).permute(2, 0, 1).float() / 255
+        assert (image - scene.rgb).abs().max() <= 1 / 255
+        depth = maps.true_map(item, "depth")
+        assert (depth - scene.depth).abs().max() <= 1e-3  # stored to the millimetre
+        assert torch.equal(maps.true_map(item, "segmentation"), scene.semantic)
+        # the default SceneConfig draws another scene from the same seed: not the one shown
+        assert (depth - render_scene(seed, SceneConfig()).depth).abs().max() > 0.5
+
+
+def test_shown_depth_puts_the_background_far_as_the_traces_drew_it(benchmark):
+    maps = SceneMaps(benchmark)
+    item = benchmark.items[0]
+    scene = maps.scene(item)
+    shown = maps.shown(item, "depth")
+    assert (~scene.valid_mask).any()
+    assert torch.all(shown[~scene.valid_mask] == DISPLAY_RANGE[1])
+    assert torch.equal(shown[scene.valid_mask], scene.depth[scene.valid_mask])
+    assert torch.equal(maps.shown(item, "segmentation"), scene.semantic)
+
+
+def test_overrides_show_the_own_and_another_scene(benchmark):
+    maps = SceneMaps(benchmark)
+    items = benchmark.items
+    others = items[2:] + items[:2]  # two questions a scene: two on is another scene
+    assert _override("generated", maps, items, others) is None
+    own = _override("true", maps, items, others)
+    swapped = _override("other_scene", maps, items, others)
+    generated = torch.zeros(16, 16)
+    for row, item in enumerate(items):
+        assert torch.equal(own("depth", row, generated), maps.shown(item, "depth"))
+        assert torch.equal(
+            swapped("segmentation", row, generated), maps.true_map(others[row], "segmentation")
+        )
+        assert not torch.equal(swapped("depth", row, generated), own("depth", row, generated))
+
+
+def test_a_scene_whose_seed_differs_from_the_question_is_refused(benchmark, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(benchmark.meta["source"], root)
+    rows = [json.loads(line) for line in (root / "scenes.jsonl").read_text().splitlines()]
+    rows[0]["seed"] += 1
+    (root / "scenes.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    copy = load_synthetic(root)
+    with pytest.raises(ValueError, match=r"item '000000-0': scene 0 .* has seed"):
+        SceneMaps(copy).true_map(copy.items[0], "depth")
