@@ -12,7 +12,10 @@ the held-out majority answer. ``--blank`` zeroes every image (the control: no pi
 before the answer; the true maps, as in the experiment's SFT) and scores the held-out answers twice:
 with each scene's own maps and with another scene's maps (the perception-use probe, teacher-forced).
 ``--no-map-loss`` leaves the heads out of the loss; ``--reflection TEXT`` replaces COOPER's
-reflection prompt after each map.
+reflection prompt after each map; ``--depth-range 1.5,6`` draws the depth maps over that range; ``--blank-input`` zeroes the question's
+image and keeps the maps (can the model read the maps alone?). ``--trace interleaved`` trains on
+COOPER's adaptive traces (``--tool-ratio`` of the questions a map helps call its tool; ``--tool-think``
+replaces the reasoning before each call); the answer turn alone is scored.
 
     python benchmarks/table1_probe.py --categories count_colour --scenes 64 --steps 300   # memorisation
     python benchmarks/table1_probe.py --categories all --scenes 1200 --questions 4 --steps 600
@@ -28,6 +31,7 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 import zlib
 from collections import Counter
@@ -39,8 +43,10 @@ from safetensors.torch import load_file, save_file
 
 from cooper_lib.data.records import load_sft_records
 from cooper_lib.data.synthetic import CATEGORIES, SceneConfig, write_dataset
+from cooper_lib.data.synthetic.files import load_depth
 from cooper_lib.experiments.table1.config import EXPERIMENT_BACKBONE, EXPERIMENT_SCENE, EXPERIMENT_SPATIAL
 from cooper_lib.experiments.table1.data import PE_FILE, write_perceive_first
+from cooper_lib.modalities.depth import DepthCodec
 from cooper_lib.model import IGNORE_INDEX
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import ModelConfig
@@ -54,7 +60,7 @@ def records(root: Path, n: int, split: str, args: argparse.Namespace, categories
             root,
             n=n,
             stage="sft",
-            tool_ratio=0.0,
+            tool_ratio=args.tool_ratio if args.trace == "interleaved" else 0.0,
             questions_per_scene=args.questions,
             answer_style=args.answer_style,
             categories=categories,
@@ -68,22 +74,42 @@ def records(root: Path, n: int, split: str, args: argparse.Namespace, categories
             write_perceive_first(source, root / PE_FILE)
         source = root / PE_FILE
     rows = load_sft_records([source])
+    codec = None
+    if args.depth_range:
+        low, high = (float(v) for v in args.depth_range.split(","))
+        codec = DepthCodec("spectral", min_depth=low, max_depth=high, out_of_range="clamp")
     for row in rows:
         row.items = [item for item in row.items if item.role != "system"]
         for item in row.items:
             if item.role == "tool" and item.type == "text" and args.reflection is not None:
                 item.value = args.reflection
+            if item.role == "assistant" and args.tool_think is not None and "</answer>" not in item.value:
+                item.value = re.sub(r"<think>.*?</think>", f"<think>{args.tool_think}</think>", item.value)
+            if item.role == "tool" and item.modality == "depth" and codec is not None:
+                depth = load_depth(root / item.target)
+                item.value = codec.encode(
+                    torch.where(depth > 0, depth, torch.full_like(depth, codec.max_depth))
+                )
     return rows
 
 
 def swap_maps(rows: list, offset: int) -> list:
-    """`rows` with every tool-result map taken from the row `offset` places on (another scene)."""
+    """`rows` with every tool-result map replaced by the same modality's map of the first row from
+    `offset` places on whose scene differs."""
+    maps = [{i.modality: i for i in row.items if i.role == "tool" and i.type == "image"} for row in rows]
     swapped = []
     for index, row in enumerate(rows):
-        other = iter(
-            [i for i in rows[(index + offset) % len(rows)].items if i.role == "tool" and i.type == "image"]
-        )
-        items = [next(other) if i.role == "tool" and i.type == "image" else i for i in row.items]
+        items = []
+        for item in row.items:
+            if item.role == "tool" and item.type == "image":
+                other = next(
+                    j % len(rows)
+                    for j in range(index + offset, index + offset + len(rows))
+                    if item.modality in maps[j % len(rows)]
+                    and rows[j % len(rows)].meta["scene_seed"] != row.meta["scene_seed"]
+                )
+                item = maps[other][item.modality]
+            items.append(item)
         swapped.append(replace(row, items=items))
     return swapped
 
@@ -100,6 +126,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--blank", action="store_true", help="zero every image (control)")
+    parser.add_argument(
+        "--blank-input", action="store_true", help="zero the question's image, keep the maps (perceive_first)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--answer-style",
@@ -123,9 +152,17 @@ def main() -> None:
     parser.add_argument(
         "--base-cache", help="safetensors file of the base model's weights (read, or written)"
     )
-    parser.add_argument("--trace", choices=("direct", "perceive_first"), default="direct")
+    parser.add_argument("--trace", choices=("direct", "perceive_first", "interleaved"), default="direct")
+    parser.add_argument(
+        "--tool-ratio", type=float, default=0.75, help="tool-using share of interleaved traces"
+    )
+    parser.add_argument("--tool-think", help="replace the reasoning before every tool call with this text")
     parser.add_argument("--no-map-loss", action="store_true", help="train no head on the shown maps")
     parser.add_argument("--reflection", help="text after each map (default: COOPER's reflection prompt)")
+    parser.add_argument(
+        "--depth-range",
+        help="LOW,HIGH metres the shown depth maps spread over (default: the library's 0-20 m)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -138,6 +175,8 @@ def main() -> None:
         else f"{len(categories)}cats-{zlib.crc32(str(categories).encode()):08x}"
     )
     tag = f"{named}-q{args.questions}-{scene_tag}"
+    if args.trace == "interleaved":
+        tag += f"-tools{args.tool_ratio:g}"
     train = records(Path(args.cache) / f"{tag}-train-{args.scenes}", args.scenes, "train", args, categories)
     test = records(
         Path(args.cache) / f"{tag}-test-{args.test_scenes}", args.test_scenes, "test", args, categories
@@ -155,6 +194,15 @@ def main() -> None:
         batch = collator(rows)
         if args.blank:
             batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
+        if args.blank_input:
+            # each record's first image is the question's: zero its patches, keep the maps'
+            sizes = batch["image_grid_thw"].prod(-1).tolist()
+            per_record = len(sizes) // len(rows)
+            start = 0
+            for index, size in enumerate(sizes):
+                if index % per_record == 0:
+                    batch["pixel_values"][start : start + size] = 0
+                start += size
         return batch
 
     @torch.no_grad()
@@ -167,7 +215,15 @@ def main() -> None:
             labels = batch.pop("labels")[:, 1:]
             batch.pop("aux_targets", None)
             logits = model.adapter.hidden_states(**batch)[:, :-1] @ head.weight.T
-            right = ((logits.argmax(-1) == labels) | (labels == IGNORE_INDEX)).all(dim=1)
+            # the answer turn: the last run of labelled positions (earlier runs are tool calls)
+            labelled = labels != IGNORE_INDEX
+            last = torch.zeros_like(labelled)
+            for r in range(labels.shape[0]):
+                where = labelled[r].nonzero().flatten()
+                gaps = (where[1:] - where[:-1] > 1).nonzero().flatten()
+                first = where[gaps[-1] + 1] if len(gaps) else where[0]
+                last[r, first:] = labelled[r, first:]
+            right = ((logits.argmax(-1) == labels) | ~last).all(dim=1)
             for row, ok in zip(part, right.tolist(), strict=True):
                 per.setdefault(row.meta["category"], []).append(ok)
         model.train()

@@ -143,6 +143,7 @@ def _sft_trainer(
         model=model_config,
         data=[str(data)],
         system_prompt=None if config.system_prompt else "",
+        supervise_maps=config.supervise_maps,
         **_sections(config, seed, steps, out, device, config.lr),
     )
     return InterleavedSFTTrainer(build_model(model_config), cfg)
@@ -266,11 +267,11 @@ def train_arm(
                 )
                 trainer = SpatialGRPOTrainer(build_model(model_config), cfg)
                 # the rollouts follow the arm's policy (BAGEL-RE never calls a tool)
-                # and send the system prompt the SFT records carried (none by default)
+                # and send the prompts the SFT records carried (by default none)
                 for reasoner in (trainer.reasoner, trainer.greedy):
                     reasoner.policy = get_policy(arm.policy)
-                    if not config.system_prompt:
-                        reasoner.system_prompt = None
+                    for name, value in config.reasoner_prompts().items():
+                        setattr(reasoner, name, value)
             final = trainer.train().final_dir
             seconds[stage] = time.perf_counter() - tick
         current = final

@@ -70,7 +70,8 @@ class Table1Config:
         tool_ratio: share of tool-using traces in COOPER's interleaved SFT data.
         max_new_tokens: per-turn token budget at evaluation and in GRPO rollouts; it must hold
             the longest trained turn (an interleaved tool-call turn is up to about 110 tokens of
-            the tiny tokenizer; `run_table1` refuses, before training, a budget that would cut one).
+            the tiny tokenizer with `tool_reasoning`, 46 without; `run_table1` refuses,
+            before training, a budget that would cut one).
         eval_batch_size: questions per reasoner batch at evaluation.
         map_scenes: test scenes whose generated maps are scored (AbsRel, delta1, mIoU).
         dtype: backbone dtype (float32 on CPU; bfloat16 suits a GPU).
@@ -85,6 +86,22 @@ class Table1Config:
             it is about 900 of the tiny tokenizer's tokens against about 80 for the rest of a
             direct-answer record, the same for every record, so it tells a model trained from
             scratch nothing and makes each step about ten times slower.
+        reflection_prompt: put COOPER's reflection prompt after every map of the SFT traces and
+            the reasoner. Off by default (an empty text follows each map): it is 214 of the tiny
+            tokenizer's tokens, the same after every map, 428 of a perceive-first trace's 571;
+            without it a perceive-first SFT step took 2.3 times less and the held-out answers
+            were as good (34.7 against 35.3 %, benchmarks/RESULTS.md).
+        supervise_maps: also train the heads on the true maps the SFT traces show (`SFTConfig`'s
+            option). Off by default, as COOPER's SFT trains the flagged text only: on, the map
+            loss outweighed the answers' and held a perceive-first model's held-out answers at
+            the prior (20.6 against 35.3 % without it; colour 17.3 against 72.8 %). The heads
+            learn in stage 1.
+        tool_reasoning: keep the synthetic traces' one-sentence reason before each tool call
+            (one of three phrasings per map, e.g. "A depth map tells me how far each object is
+            from the camera; let me generate it."). Off by default (``<think></think>``, then
+            the call): the sentence says nothing a question does not, and at this size its
+            tokens outweighed the answer's: interleaved SFT reached 19.7 % held out with it and
+            28.4 % without (colour 35.8 against 72.8 %; benchmarks/RESULTS.md).
     """
 
     backbone: str = EXPERIMENT_BACKBONE
@@ -112,6 +129,9 @@ class Table1Config:
     scene: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SCENE))
     answer_style: str = "short_text"
     system_prompt: bool = False
+    reflection_prompt: bool = False
+    supervise_maps: bool = False
+    tool_reasoning: bool = False
 
     def __post_init__(self) -> None:
         from cooper_lib.data.synthetic import CATEGORIES
@@ -163,6 +183,16 @@ class Table1Config:
             raise ValueError(
                 f"scene: expected SceneConfig fields, got {sorted(self.scene)} ({error})"
             ) from None
+
+    def reasoner_prompts(self) -> dict[str, Any]:
+        """`InterleavedReasoner` prompt arguments matching the SFT records: no system prompt and
+        an empty reflection text unless `system_prompt` / `reflection_prompt` are on."""
+        prompts: dict[str, Any] = {}
+        if not self.system_prompt:
+            prompts["system_prompt"] = None
+        if not self.reflection_prompt:
+            prompts["reflection_prompt"] = ""
+        return prompts
 
     @property
     def supervised_steps(self) -> int:

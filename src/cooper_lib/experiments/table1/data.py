@@ -11,8 +11,9 @@
 - ``test``: the held-out benchmark's questions (test split).
 
 Every set asks the configured ``categories`` only, about scenes drawn with ``Table1Config.scene``.
-Without ``system_prompt`` the SFT records lose their system item (the reasoner then sends none
-either, `evaluation.answer`).
+Without ``system_prompt`` the SFT records lose their system item, without ``reflection_prompt`` the
+text after each map is empty (the reasoner then sends the same, `Table1Config.reasoner_prompts`),
+and without ``tool_reasoning`` a tool call's ``<think>`` is empty (`trim_records`).
 
 Every set draws from the train split; the benchmark's scenes come from the test split, so none is
 a training scene (`cooper_lib.data.synthetic.scene_seed`).
@@ -21,6 +22,7 @@ a training scene (`cooper_lib.data.synthetic.scene_seed`).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +62,39 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
                 config=config.scene_config(),
                 **options,
             )
-        if options["stage"] == "sft" and not config.system_prompt:
-            drop_system_items(folder / "records.jsonl")
+        if options["stage"] == "sft":
+            trim_records(folder / "records.jsonl", config)
         files[name] = folder / "records.jsonl"
     pe = root / "qa" / PE_FILE
     if not pe.exists():
         write_perceive_first(files["qa"], pe)
+    trim_records(pe, config)
     files["perceive_first"] = pe
     return files
 
 
-def drop_system_items(path: Path) -> int:
-    """Rewrite the SFT records of `path` in place without their system items; returns the count."""
+def trim_records(path: Path, config: Table1Config) -> int:
+    """Rewrite the SFT records of `path` in place to what the experiment trains on: no system
+    item unless ``system_prompt``, an empty text after each map unless ``reflection_prompt`` (the
+    reasoner sends the same, `Table1Config.reasoner_prompts`), and ``<think></think>`` before each
+    tool call unless ``tool_reasoning``. Returns the count of records."""
+    fmt = TurnFormat.default()
+    think = re.compile(re.escape(fmt.think[0]) + ".*?" + re.escape(fmt.think[1]), re.DOTALL)
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for row in rows:
-        row["items"] = [item for item in row["items"] if item.get("role") != "system"]
+        if not config.system_prompt:
+            row["items"] = [item for item in row["items"] if item.get("role") != "system"]
+        for item in row["items"]:
+            if item.get("type", "text") != "text":
+                continue
+            if item.get("role") == "tool" and not config.reflection_prompt:
+                item["value"] = ""
+            if (
+                item.get("role") == "assistant"
+                and not config.tool_reasoning
+                and fmt.called_tool(item["value"])
+            ):
+                item["value"] = think.sub(fmt.think_block(""), item["value"], count=1)
     _write_lines(path, [json.dumps(row) for row in rows])
     return len(rows)
 

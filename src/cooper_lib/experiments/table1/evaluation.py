@@ -92,9 +92,8 @@ def answer(
     half = len(items) // 2
     other = _other_scene_items(items, half)
     maps = SceneMaps(benchmark)
-    no_system: dict[str, Any] = {} if config.system_prompt else {"system_prompt": None}
     reasoner = InterleavedReasoner(
-        model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens, **no_system
+        model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens, **config.reasoner_prompts()
     )
     records = []
     for start in range(0, len(items), config.eval_batch_size):

@@ -1,0 +1,23 @@
+"""How the arms' trainers are set up from `Table1Config`."""
+
+import pytest
+
+from cooper_lib.experiments.table1 import Table1Config
+from cooper_lib.experiments.table1.arms import _sft_trainer
+from cooper_lib.experiments.table1.data import prepare_data
+
+
+@pytest.mark.parametrize("supervise_maps", [False, True])
+def test_sft_trains_the_heads_on_shown_maps_only_when_asked(tmp_path, supervise_maps):
+    config = Table1Config.micro().with_(supervise_maps=supervise_maps)
+    files = prepare_data(tmp_path, config)
+    trainer = _sft_trainer(config, 0, 1, tmp_path / "sft", "cpu", files["perceive_first"], None)
+    batch = trainer.collator(trainer.records[:2])
+    assert trainer.collator.supervise_maps is supervise_maps
+    assert ("aux_targets" in batch) is supervise_maps
+    assert trainer.collator.system_prompt == ""
+
+
+def test_reasoner_prompts_follow_the_records():
+    assert Table1Config().reasoner_prompts() == {"system_prompt": None, "reflection_prompt": ""}
+    assert Table1Config(system_prompt=True, reflection_prompt=True).reasoner_prompts() == {}

@@ -1,0 +1,71 @@
+"""The experiment's SFT records: trimmed as configured, and exactly the context its reasoner builds."""
+
+import pytest
+from PIL import Image
+from scripted import Script
+
+from cooper_lib.data.records import load_sft_records
+from cooper_lib.data.turns import REFLECTION_PROMPT, TurnFormat
+from cooper_lib.experiments.table1 import Table1Config
+from cooper_lib.experiments.table1.data import prepare_data
+from cooper_lib.reasoning.reasoner import InterleavedReasoner
+from cooper_lib.training.collators import SFTCollator
+from cooper_lib.training.config import ModelConfig
+from cooper_lib.training.weights import build_model
+
+
+def _context_and_collated(config, files, record, policy, turns):
+    model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial)))
+    tokenizer = model.adapter.tokenizer(model.processor)
+    image, question = (item.value for item in record.items[:2])
+    reasoner = InterleavedReasoner(
+        model,
+        policy=policy,
+        max_new_tokens_per_turn=config.max_new_tokens,
+        logits_processors=[Script(tokenizer, turns, tokenizer.eos_token_id)],
+        return_inputs=True,
+        **config.reasoner_prompts(),
+    )
+    trace = reasoner.run(Image.open(files["qa"].parent / image).convert("RGB"), question)
+    assert trace.answer is not None
+    context = trace.model_inputs["input_ids"][0].tolist()
+    collated = SFTCollator(model, system_prompt="", supervise_maps=False)([record])["input_ids"][0].tolist()
+    return context, collated
+
+
+@pytest.mark.parametrize("reflection_prompt", [False, True])
+def test_a_perceive_first_record_is_the_context_the_reasoner_builds(tmp_path, reflection_prompt):
+    config = Table1Config.micro().with_(reflection_prompt=reflection_prompt)
+    files = prepare_data(tmp_path, config)
+    record = load_sft_records([files["perceive_first"]])[0]
+    shown = [item.value for item in record.items if item.role == "tool" and item.type == "text"]
+    assert shown == [REFLECTION_PROMPT if reflection_prompt else ""] * 2
+    assert all(item.role != "system" for item in record.items)
+    context, collated = _context_and_collated(
+        config, files, record, "perceive_first", [record.items[-1].value]
+    )
+    assert context == collated[: len(context)]
+    assert len(collated) - len(context) <= 2  # the collator may close the last turn
+
+
+@pytest.mark.parametrize("tool_reasoning", [False, True])
+def test_interleaved_tool_calls_think_only_when_asked(tmp_path, tool_reasoning):
+    config = Table1Config.micro().with_(tool_reasoning=tool_reasoning, tool_ratio=1.0, questions_per_scene=4)
+    files = prepare_data(tmp_path, config)
+    records = load_sft_records([files["interleaved"]])
+    calls = [
+        item.value
+        for record in records
+        for item in record.items
+        if item.role == "assistant" and "</answer>" not in item.value
+    ]
+    assert calls
+    fmt = TurnFormat.default()
+    for call in calls:
+        assert fmt.is_tool_turn(call)
+        assert call.startswith("<think></think><") is not tool_reasoning
+    record = next(r for r in records if len([i for i in r.items if i.role == "assistant"]) == 2)
+    turns = [item.value for item in record.items if item.role == "assistant"]
+    context, collated = _context_and_collated(config, files, record, "adaptive", turns)
+    assert context == collated[: len(context)]
+    assert len(collated) - len(context) <= 2
