@@ -1,4 +1,4 @@
-"""The `--quick` experiment end to end (slow: about 9 minutes on an idle 2-core CPU)."""
+"""The `--quick` experiment end to end (slow: about 7 minutes on an idle 2-core CPU)."""
 
 import json
 import os
@@ -12,7 +12,7 @@ from cooper_lib.cli import main
 @pytest.fixture
 def all_cores():
     """The suite's conftest keeps torch to one thread for two xdist workers; this test runs alone
-    and is budgeted for the whole machine (with one thread it took 12 min 20 s instead of 9)."""
+    and is budgeted for the whole machine (with one thread an earlier recipe took 12 min 20 s instead of 9)."""
     before = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)
     yield

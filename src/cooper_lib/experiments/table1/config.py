@@ -205,13 +205,13 @@ class Table1Config:
     @classmethod
     def quick(cls) -> Table1Config:
         """One seed's small run: the full recipe with 50 + 250 supervised steps, 4 GRPO steps and
-        60 test scenes, measured at about 9 minutes on an idle 2-core CPU (docs/experiment-table1.md)."""
+        60 test scenes, measured at 7 min 12 s on an idle 2-core CPU (docs/experiment-table1.md)."""
         return cls(test_scenes=60, stage1_steps=50, sft_steps=250, grpo_steps=4)
 
     @classmethod
     def full(cls) -> Table1Config:
         """The default (three-seed) run: 150 + 850 supervised steps per arm, 10 GRPO steps, 150
-        test scenes. One seed took about half an hour on the 2-core CPU; the three are estimated at
+        test scenes. One seed took 14 min 46 s on the 2-core CPU; the three are estimated at
         about ten minutes on one H100/H200 (docs/experiment-table1.md)."""
         return cls()
 

@@ -49,6 +49,7 @@ class SceneMaps:
         self._read: dict[int, SpatialScene] = {}
 
     def scene(self, item: BenchmarkItem) -> SpatialScene:
+        """The scene `item` asks about (ValueError when the file's seed is not the question's)."""
         index = int(item.extra["scene"])
         if index not in self._read:
             scene = self.scenes[index]
