@@ -7,4 +7,4 @@ bash scripts/setup_env.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRITON_INTERPRET=1 NO_MKDOCS_2_WARNING=1
 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/lint-imports
 .venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"
-.venv/bin/python -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+.venv/bin/python -m mkdocs build --strict --site-dir "$(mktemp -d)"

@@ -528,7 +528,8 @@ class SpatialModel(nn.Module):
             backbone: the folder / repo id (one-call form), or a transformers backbone.
             directory_or_repo: the folder / repo id when `backbone` is a model.
             processor: the backbone's processor (with a backbone passed in).
-            revision, token: hub download options.
+            revision: hub download option (a branch, tag or commit).
+            token: hub download option (an access token).
             dtype: the backbone dtype in the one-call form (default: the one the folder records).
 
         Raises:

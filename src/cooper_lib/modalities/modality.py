@@ -54,8 +54,10 @@ class Modality:
         name: registry key and the name maps go by (``aux_targets[name]``, ``SpatialOutput.maps[name]``).
         codec_factory: a callable returning the pseudo-image codec from keyword arguments (a codec
             class works), or a ready codec served as is.
-        open_tag, close_tag, instruction: COOPER's tool call, ``<open>instruction</close>``; None for a
-            codec-only modality that cannot be attached without ``tags``.
+        open_tag: the opening tag of COOPER's tool call ``<open>instruction</close>``; None (with
+            the other two) for a codec-only modality that cannot be attached without ``tags``.
+        close_tag: its closing tag.
+        instruction: the request written between the tags.
         priority: order when one turn calls several tools (higher first; depth is 1, others 0).
         display: `Display` defaults.
 

@@ -68,7 +68,10 @@ def patch_linear_cross_entropy(
         skip_logits: when to skip the logits for a call with ``labels``: ``None`` (default) in
             training mode only (eval then still returns logits for metrics), ``True`` always,
             ``False`` never (the patch is then inert).
-        label_smoothing, z_loss, chunk_size, backend: passed to `linear_cross_entropy`.
+        label_smoothing: passed to `linear_cross_entropy`.
+        z_loss: passed to `linear_cross_entropy`.
+        chunk_size: passed to `linear_cross_entropy`.
+        backend: passed to `linear_cross_entropy`.
 
     Returns:
         The same model (patched in place; `unpatch_linear_cross_entropy` restores it).

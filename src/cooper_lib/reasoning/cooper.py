@@ -114,8 +114,10 @@ class CooperReasoner:
         max_total_tokens: most tokens in the whole context (text, ViT and latent tokens).
         temperature: 0 for greedy text, else sampling temperature.
         sampling: the map sampler's settings (default COOPER's evaluation settings).
-        vae_max_side, vit_max_side: longest side of the input image for the autoencoder and the
-            ViT (BAGEL: 1024 and 980; capped by the position tables).
+        vae_max_side: longest side of the input image for the autoencoder (BAGEL: 1024; capped
+            by the position table).
+        vit_max_side: longest side of the input image for the ViT (BAGEL: 980; capped by the
+            position table).
         system_prompt: send the turn format's system prompt first.
         seed: base seed of text sampling and map noise (rollout i uses seed + i).
         incremental: keep the text context's keys and values across turns (default); False

@@ -126,7 +126,9 @@ class Prefetcher:
         records: the training records.
         sampler: the sampler whose next draws to prefetch (copied; not advanced).
         size: global batch size of each draw.
-        world_size, rank, micro_batches: how each draw is cut (`shard`).
+        world_size: processes each draw is cut between (`shard`).
+        rank: this process's share of each draw.
+        micro_batches: micro-batches each share is cut into.
         collator: records -> a micro-batch.
         num_workers: worker processes (>= 1).
         prefetch_factor: micro-batches each worker collates ahead.

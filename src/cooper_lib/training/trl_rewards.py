@@ -145,7 +145,7 @@ def cpr_reward_funcs(
     bonus: float = 0.2,
     turn_format: TurnFormat | None = None,
 ) -> list[_RewardFunction]:
-    """The CPR reward's parts as TRL reward functions: ``[accuracy, format, exploration]``.
+    """The CPR reward's parts as TRL reward functions, in the order accuracy, format, exploration.
 
     Pass them as ``GRPOTrainer(reward_funcs=cpr_reward_funcs())`` and weigh them with
     ``GRPOConfig(reward_weights=[w_a, w_f, w_e])`` (COOPER: 1, 1, 1).
@@ -158,8 +158,8 @@ def cpr_reward_funcs(
 
     Example:
         >>> funcs = cpr_reward_funcs()
-        >>> [f.__name__ for f in funcs]
-        ['accuracy', 'format', 'exploration']
+        >>> tuple(f.__name__ for f in funcs)
+        ('accuracy', 'format', 'exploration')
         >>> done = "<think>two chairs</think><answer>2</answer>"
         >>> funcs[0](prompts=["How many chairs?"], completions=[done], answer=["2"], answer_type=["integer"])
         [1.0]

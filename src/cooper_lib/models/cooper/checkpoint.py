@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -227,7 +227,7 @@ def read_release(
     dtype: torch.dtype | None = None,
     device: torch.device | str = "cpu",
     weights: str | None = None,
-    **overrides,
+    **overrides: Any,
 ) -> ModelT:
     """Build `model_cls(config)` (a `CooperModel`) from a release folder.
 
@@ -237,7 +237,7 @@ def read_release(
         dtype: cast every tensor to this dtype while reading (default: keep each file's dtype).
         device: where the tensors are read to.
         weights: the main weights' file name (default: `ema.safetensors`, else `model.safetensors`).
-        overrides: `CooperConfig` fields no release file records (e.g. token ids of a small
+        **overrides: `CooperConfig` fields no release file records (e.g. token ids of a small
             vocabulary); `vae={...}` sets the autoencoder's scale, shift or norm groups.
     """
     folder = Path(folder)

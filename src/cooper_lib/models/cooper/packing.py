@@ -70,9 +70,9 @@ class PackedSequence:
         latents, latent_pos, latent_index: `[N_lat, D]` clean latent tokens (zeros where they are to
             be generated), table ids, places; `latent_noised [N_lat]` bool, `latent_split [N_lat]`
             which split each belongs to; `latent_grids`: (split, rows, cols) per latent image.
-        positions `[L]` RoPE positions, `gen [L]` generation-expert tokens, `sample [L]` sample id,
-        `full_split [L]` split id for full and noise splits (-1 for text), `noise_split [L]` split id
-        for noise splits (-1 elsewhere).
+        positions: `[L]` RoPE positions; with `gen [L]` generation-expert tokens, `sample [L]`
+            sample id, `full_split [L]` split id for full and noise splits (-1 for text),
+            `noise_split [L]` split id for noise splits (-1 elsewhere).
     """
 
     length: int
