@@ -87,9 +87,7 @@ def records(root: Path, n: int, split: str, args: argparse.Namespace, categories
                 item.value = re.sub(r"<think>.*?</think>", f"<think>{args.tool_think}</think>", item.value)
             if item.role == "tool" and item.modality == "depth" and codec is not None:
                 depth = load_depth(root / item.target)
-                item.value = codec.encode(
-                    torch.where(depth > 0, depth, torch.full_like(depth, codec.max_depth))
-                )
+                item.value = codec.encode(torch.where(depth > 0, depth, codec.max_depth))
     return rows
 
 

@@ -80,3 +80,8 @@ def test_a_scene_whose_seed_differs_from_the_question_is_refused(benchmark, tmp_
     copy = load_synthetic(root)
     with pytest.raises(ValueError, match=r"item '000000-0': scene 0 .* has seed"):
         SceneMaps(copy).true_map(copy.items[0], "depth")
+
+
+def test_a_benchmark_rendered_in_memory_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"benchmark: expected one read from a dataset folder .* 'rendered'"):
+        SceneMaps(load_synthetic(n=1))

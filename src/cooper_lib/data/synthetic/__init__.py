@@ -21,7 +21,7 @@ from .loader import (
 from .qa import CATEGORIES, CATEGORY_INFO, SpatialQuestion, make_qa
 from .render import iter_scenes, render_layouts, render_scene, render_scenes, scene_seed
 from .scene import SceneObject, SpatialScene
-from .traces import SceneFiles, default_codecs, make_traces, pseudo_images
+from .traces import SceneFiles, default_codecs, make_traces, pseudo_images, shown_depth
 from .writer import STAGES, write_dataset
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "make_qa",
     "make_traces",
     "pseudo_images",
+    "shown_depth",
     "read_manifest",
     "render_layouts",
     "render_scene",

@@ -43,15 +43,18 @@ def default_codecs() -> dict[str, ModalityCodec]:
     }
 
 
+def shown_depth(scene: SpatialScene, far: float = DISPLAY_DEPTH_RANGE[1]) -> torch.Tensor:
+    """The scene's depth in metres with background pixels (no depth) at `far`, the far end of the
+    range it is drawn over, as a depth model would show them (not at 0 m)."""
+    return torch.where(scene.valid_mask, scene.depth, torch.full_like(scene.depth, float(far)))
+
+
 def pseudo_images(scene: SpatialScene, codecs: dict | None = None) -> dict[str, torch.Tensor]:
     """The scene's true maps drawn as pseudo-images [3, H, W] in [0, 1], by modality. Background
-    pixels (no depth) are drawn at the far end of the depth range, as a depth model would."""
+    pixels (no depth) are drawn at the far end of the depth range (`shown_depth`)."""
     codecs = codecs or default_codecs()
-    far = torch.where(
-        scene.valid_mask, scene.depth, torch.full_like(scene.depth, float(codecs["depth"].max_depth))
-    )
     return {
-        "depth": codecs["depth"].encode(far),
+        "depth": codecs["depth"].encode(shown_depth(scene, codecs["depth"].max_depth)),
         "segmentation": codecs["segmentation"].encode(scene.semantic),
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cooper_lib.data.synthetic import shown_depth
 from cooper_lib.data.synthetic.loader import SceneDataset
 from cooper_lib.data.synthetic.scene import SpatialScene
 from cooper_lib.eval.benchmarks import BenchmarkItem
@@ -23,7 +24,6 @@ from cooper_lib.eval.runner import prediction_text, tools_called
 from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.modalities import get_modality
-from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.modalities.depth_metrics import depth_metrics
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.reasoner import InterleavedReasoner
@@ -45,7 +45,13 @@ class SceneMaps:
     scenes its images show, whatever `SceneConfig` drew them), each scene read once."""
 
     def __init__(self, benchmark: SyntheticBenchmark) -> None:
-        self.scenes = SceneDataset(Path(benchmark.meta["source"]))
+        source = Path(benchmark.meta["source"])
+        if not (source / "scenes.jsonl").is_file():
+            raise ValueError(
+                f"benchmark: expected one read from a dataset folder with scenes.jsonl (write_dataset), "
+                f"got source {benchmark.meta['source']!r}"
+            )
+        self.scenes = SceneDataset(source)
         self._read: dict[int, SpatialScene] = {}
 
     def scene(self, item: BenchmarkItem) -> SpatialScene:
@@ -67,11 +73,10 @@ class SceneMaps:
 
     def shown(self, item: BenchmarkItem, modality: str) -> torch.Tensor:
         """The true map as the SFT traces showed it: background depth at the far end of the
-        display range (`cooper_lib.data.synthetic.pseudo_images`), not at 0 m."""
-        scene = self.scene(item)
+        display range (`cooper_lib.data.synthetic.shown_depth`), not at 0 m."""
         if modality != "depth":
             return self.true_map(item, modality)
-        return torch.where(scene.valid_mask, scene.depth, torch.full_like(scene.depth, DISPLAY_RANGE[1]))
+        return shown_depth(self.scene(item))
 
 
 def _override(
