@@ -258,3 +258,23 @@ def test_short_text_style_answers_choices_with_the_option_text():
         else:
             assert text.boxed == short.boxed and text.prompt == short.prompt
     assert SpatialQuestion.from_dict(choices[0][1].to_dict()).boxed == choices[0][1].boxed
+
+
+def test_answer_types_keep_a_categorys_named_forms_only():
+    def forms(**kwargs) -> Counter:
+        return Counter(
+            (q.category, q.answer_type)
+            for scene in SCENES[:20]
+            for q in make_qa(scene, 2, categories=["relative_depth", "colour"], per_category=3, **kwargs)
+        )
+
+    every, yes_no = forms(), forms(answer_types={"relative_depth": ["yes_no"]})
+    assert every[("relative_depth", "choice")] > 5 and every[("relative_depth", "yes_no")] > 5
+    assert yes_no[("relative_depth", "choice")] == 0 and yes_no[("relative_depth", "yes_no")] > 5
+    assert yes_no[("colour", "choice")] == every[("colour", "choice")] > 0  # categories not named keep theirs
+    with pytest.raises(ValueError, match="answer_types: unknown category 'depthness'"):
+        make_qa(SCENES[0], answer_types={"depthness": ["yes_no"]})
+    with pytest.raises(ValueError, match=r"answer_types\['relative_depth'\]: expected a non-empty list"):
+        make_qa(SCENES[0], answer_types={"relative_depth": "yes_no"})
+    with pytest.raises(ValueError, match=r"answer_types\['colour'\]"):
+        make_qa(SCENES[0], answer_types={"colour": ["essay"]})

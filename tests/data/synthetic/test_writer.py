@@ -64,7 +64,12 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"stage": "rl"}, "stage"), ({"n": 0}, "n"), ({"questions_per_scene": 0}, "questions")],
+    [
+        ({"stage": "rl"}, "stage"),
+        ({"n": 0}, "n"),
+        ({"questions_per_scene": 0}, "questions"),
+        ({"answer_types": {"colour": ["number", "odd"]}}, "answer_types"),
+    ],
 )
 def test_bad_arguments(tmp_path, kwargs, field):
     args = {"n": 1, "config": CONFIG, **kwargs}
@@ -106,3 +111,17 @@ def test_categories_restrict_the_questions(tmp_path):
     assert json.loads((root / "manifest.json").read_text())["categories"] == ["existence"]
     with pytest.raises(ValueError, match="categories"):
         write_dataset(tmp_path / "bad", 1, stage="eval", config=CONFIG, categories=["nope"])
+
+
+def test_answer_types_restrict_the_forms_and_are_recorded(tmp_path):
+    root = write_dataset(
+        tmp_path / "ds",
+        6,
+        stage="eval",
+        config=CONFIG,
+        categories=["relative_depth"],
+        answer_types={"relative_depth": ["yes_no"]},
+    )
+    rows = [json.loads(line) for line in (root / "records.jsonl").read_text().splitlines()]
+    assert rows and {row["answer_type"] for row in rows} == {"yes_no"}
+    assert json.loads((root / "manifest.json").read_text())["answer_types"] == {"relative_depth": ["yes_no"]}

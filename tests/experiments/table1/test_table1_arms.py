@@ -1,6 +1,7 @@
 """How the arms' trainers are set up from `Table1Config`."""
 
 import pytest
+import torch
 
 from cooper_lib.experiments.table1 import Table1Config
 from cooper_lib.experiments.table1.arms import _sft_trainer
@@ -16,6 +17,19 @@ def test_sft_trains_the_heads_on_shown_maps_only_when_asked(tmp_path, supervise_
     assert trainer.collator.supervise_maps is supervise_maps
     assert ("aux_targets" in batch) is supervise_maps
     assert trainer.collator.system_prompt == ""
+
+
+def test_the_map_loss_weight_scales_the_heads_loss_in_sft(tmp_path):
+    config = Table1Config.micro().with_(supervise_maps=True, map_loss_weight=0.1)
+    files = prepare_data(tmp_path, config)
+    trainer = _sft_trainer(config, 0, 1, tmp_path / "sft", "cpu", files["perceive_first"], None)
+    batch = trainer.collator(trainer.records[:2])
+    out = trainer.model(**batch)
+    expected = out.lm_loss + 0.1 * sum(out.aux_losses.values())
+    assert set(out.aux_losses) == {"depth", "segmentation"}
+    assert torch.allclose(out.loss, expected)
+    with pytest.raises(ValueError, match="map_loss_weight: expected a positive weight, got 0"):
+        Table1Config(map_loss_weight=0)
 
 
 def test_reasoner_prompts_follow_the_records():

@@ -100,6 +100,20 @@ def test_categories_restrict_every_set(tmp_path):
         Table1Config(categories=("nope",))
 
 
+def test_relative_depth_is_asked_yes_no_only_in_every_set(tmp_path):
+    from cooper_lib.experiments.table1.data import prepare_data
+
+    config = Table1Config.micro().with_(categories=("relative_depth",), train_scenes=8, test_scenes=8)
+    files = prepare_data(tmp_path, config)
+    for name in ("grpo", "test"):
+        rows = [json.loads(line) for line in files[name].open()]
+        assert rows and {row["answer_type"] for row in rows} == {"yes_no"}
+    answers = [json.loads(line)["items"][-1]["value"] for line in files["qa"].open()]
+    assert answers and all(a.endswith(("{yes}</answer>", "{no}</answer>")) for a in answers)
+    with pytest.raises(ValueError, match=r"answer_types\['relative_depth'\]"):
+        Table1Config(answer_types={"relative_depth": ("maybe",)})
+
+
 def test_a_turn_budget_that_cuts_trained_turns_is_refused(tmp_path):
     """The COOPER arm's tool-call turns run to about 110 tokens: a 40-token budget cut every one
     of them at evaluation, so the arm never called a tool (benchmarks/RESULTS.md)."""

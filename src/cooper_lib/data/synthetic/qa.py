@@ -19,9 +19,11 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from cooper_lib.data.answers import ANSWER_TYPES
 from cooper_lib.data.records import QARecord
 
 from .config import COLOURS, SHAPES
@@ -535,6 +537,20 @@ def _pick(
     return chosen
 
 
+def check_answer_types(answer_types: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """`answer_types` checked (known categories, known non-empty answer types) and copied."""
+    checked = {}
+    for category, types in (answer_types or {}).items():
+        if category not in CATEGORY_INFO:
+            raise ValueError(f"answer_types: unknown category {category!r}; expected names from {CATEGORIES}")
+        if isinstance(types, str) or not types or not set(types) <= set(ANSWER_TYPES):
+            raise ValueError(
+                f"answer_types[{category!r}]: expected a non-empty list from {list(ANSWER_TYPES)}, got {types!r}"
+            )
+        checked[category] = tuple(types)
+    return checked
+
+
 def default_min_pixels(scene: SpatialScene) -> int:
     """Fewest visible pixels for an object to be asked about: 0.25% of the image, at least 8."""
     return max(8, scene.depth.numel() // 400)
@@ -550,6 +566,7 @@ def make_qa(
     min_pixels: int | None = None,
     balance: AnswerBalance | None = None,
     answer_style: str = "full",
+    answer_types: Mapping[str, Sequence[str]] | None = None,
 ) -> list[SpatialQuestion]:
     """Questions about `scene` with exact answers, deterministic for a given seed.
 
@@ -567,6 +584,9 @@ def make_qa(
         answer_style: one of `ANSWER_STYLES`; "short" gives every number answer in metres with
             one decimal ("2.4"; `value` keeps the two-decimal truth the scores use); "short_text"
             also answers choice questions with the option's text.
+        answer_types: per category, the answer types it may ask ("choice", "yes_no", "number",
+            "integer"); a category not named asks all of its own. E.g. ``{"relative_depth":
+            ["yes_no"]}`` drops relative depth's choice form, whose answer is an object's name.
     """
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
     categories = CATEGORIES if categories is None else tuple(categories)
@@ -577,10 +597,13 @@ def make_qa(
         raise ValueError(f"answer_style: expected one of {ANSWER_STYLES}, got {answer_style!r}")
     if per_category < 1:
         raise ValueError(f"per_category: expected >= 1, got {per_category}")
+    answer_types = check_answer_types(answer_types)
     maker = _Maker(scene, rng, default_min_pixels(scene) if min_pixels is None else min_pixels, answer_style)
     questions: list[SpatialQuestion] = []
     for category in categories:
         candidates = _MAKERS[category](maker)
+        if category in answer_types:
+            candidates = [q for q in candidates if q.answer_type in answer_types[category]]
         questions += _pick(rng, candidates, per_category, balance)
     if max_questions is not None and len(questions) > max_questions:
         keep = sorted(rng.sample(range(len(questions)), max_questions))

@@ -21,7 +21,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -32,7 +32,7 @@ from cooper_lib.data.turns import modality_tags, tool_call
 from .captions import caption_record
 from .config import SEMANTIC_CLASSES, SceneConfig
 from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
-from .qa import AnswerBalance, make_qa
+from .qa import AnswerBalance, check_answer_types, make_qa
 from .render import SPLITS, iter_scenes
 from .scene import SpatialScene
 from .traces import SceneFiles, default_codecs, make_traces, pseudo_images
@@ -83,6 +83,7 @@ def write_dataset(
     split: str | None = None,
     answer_style: str = "full",
     categories: Sequence[str] | None = None,
+    answer_types: Mapping[str, Sequence[str]] | None = None,
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
@@ -105,6 +106,7 @@ def write_dataset(
             with one decimal; `make_traces`: the answer turn is the boxed answer alone) or
             "short_text" (as "short", choice questions answered with the option's text).
         categories: question categories to ask (`make_qa`; default all of `CATEGORIES`).
+        answer_types: per category, the answer types to ask (`make_qa`; default all).
 
     Returns:
         The dataset folder.
@@ -115,6 +117,7 @@ def write_dataset(
         raise ValueError(f"n: expected at least one scene, got {n}")
     if questions_per_scene < 1:
         raise ValueError(f"questions_per_scene: expected >= 1, got {questions_per_scene}")
+    answer_types = check_answer_types(answer_types)
     split = split or ("test" if stage == "eval" else "train")
     if split not in SPLITS:
         raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
@@ -149,6 +152,7 @@ def write_dataset(
             max_questions=questions_per_scene,
             balance=balance,
             answer_style=answer_style,
+            answer_types=answer_types,
         )
         if stage == "sft":
             drawn = pseudo_images(scene, codecs)
@@ -193,6 +197,7 @@ def write_dataset(
         "split": split,
         "answer_style": answer_style,
         "categories": None if categories is None else list(categories),
+        "answer_types": {c: list(t) for c, t in answer_types.items()},
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),

@@ -146,7 +146,10 @@ def _sft_trainer(
         supervise_maps=config.supervise_maps,
         **_sections(config, seed, steps, out, device, config.lr),
     )
-    return InterleavedSFTTrainer(build_model(model_config), cfg)
+    model = build_model(model_config)
+    if config.supervise_maps:
+        model.config.aux_loss_weights = {name: config.map_loss_weight for name in model.config.modalities}
+    return InterleavedSFTTrainer(model, cfg)
 
 
 def check_turn_budget(config: Table1Config, data: dict[str, Path], arm_names: Sequence[str]) -> None:

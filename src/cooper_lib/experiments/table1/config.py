@@ -24,6 +24,11 @@ EXPERIMENT_BACKBONE = (
 #: camera), one that segmentation answers (counting shapes) and one no map helps (colour).
 EXPERIMENT_CATEGORIES = ("colour", "count_shape", "distance_camera", "relative_depth")
 
+#: Answer types asked per category: relative depth as yes/no only. Its choice form is answered
+#: with an object's name ("the pink cone"), which the experiment's models trained from scratch
+#: miscopied (a colour right, the shape of another object): every arm scored below chance on it.
+EXPERIMENT_ANSWER_TYPES: dict[str, tuple[str, ...]] = {"relative_depth": ("yes_no",)}
+
 #: Scenes of every set: at most three objects, 2-5 m away, 0.6-1.2 m in size, so every object
 #: covers several of the 16 visual tokens' patches (`SceneConfig()` allows six, up to 9 m away,
 #: from 0.3 m: a far small object is a few pixels).
@@ -79,6 +84,8 @@ class Table1Config:
             `EXPERIMENT_CATEGORIES`; None asks all 15 of `cooper_lib.data.synthetic.CATEGORIES`).
         scene: `SceneConfig` overrides of every set's scenes (default: the experiment's
             `EXPERIMENT_SCENE`, fewer, nearer and larger objects than `SceneConfig()`).
+        answer_types: per category, the answer types asked (`make_qa`; default
+            `EXPERIMENT_ANSWER_TYPES`: relative depth as yes/no only; empty asks every form).
         answer_style: `write_dataset`'s answer style: "short_text" (default; choice questions
             answered with the option's text, which a model trained from scratch learns where it
             does not learn the letter, benchmarks/RESULTS.md) or "short" (COOPER's letters).
@@ -96,6 +103,9 @@ class Table1Config:
             loss outweighed the answers' and held a perceive-first model's held-out answers at
             the prior (20.6 against 35.3 % without it; colour 17.3 against 72.8 %). The heads
             learn in stage 1.
+        map_loss_weight: weight of each head's loss in SFT when `supervise_maps` is on (the
+            answers' loss has weight 1): small, it keeps the heads in step with the states SFT
+            moves without outweighing the answers.
         tool_reasoning: keep the synthetic traces' one-sentence reason before each tool call
             (one of three phrasings per map, e.g. "A depth map tells me how far each object is
             from the camera; let me generate it."). Off by default (``<think></think>``, then
@@ -127,14 +137,17 @@ class Table1Config:
     dtype: str = "float32"
     categories: tuple[str, ...] | None = EXPERIMENT_CATEGORIES
     scene: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SCENE))
+    answer_types: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(EXPERIMENT_ANSWER_TYPES))
     answer_style: str = "short_text"
     system_prompt: bool = False
     reflection_prompt: bool = False
     supervise_maps: bool = False
+    map_loss_weight: float = 1.0
     tool_reasoning: bool = False
 
     def __post_init__(self) -> None:
         from cooper_lib.data.synthetic import CATEGORIES
+        from cooper_lib.data.synthetic.qa import check_answer_types
 
         if self.categories is not None:
             self.categories = tuple(self.categories)
@@ -166,6 +179,9 @@ class Table1Config:
         if self.answer_style not in ("short", "short_text"):
             raise ValueError(f"answer_style: expected 'short' or 'short_text', got {self.answer_style!r}")
         self.scene_config()
+        self.answer_types = check_answer_types(self.answer_types)
+        if not self.map_loss_weight > 0:
+            raise ValueError(f"map_loss_weight: expected a positive weight, got {self.map_loss_weight}")
         if self.num_generations < 2:
             raise ValueError(f"num_generations: expected at least 2, got {self.num_generations}")
         if not 0.0 <= self.tool_ratio <= 1.0:

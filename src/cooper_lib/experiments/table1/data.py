@@ -59,6 +59,7 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
                 answer_style=config.answer_style,
                 overwrite=folder.exists(),
                 categories=config.categories,
+                answer_types=config.answer_types,
                 config=config.scene_config(),
                 **options,
             )
