@@ -35,3 +35,18 @@ def test_the_map_loss_weight_scales_the_heads_loss_in_sft(tmp_path):
 def test_reasoner_prompts_follow_the_records():
     assert Table1Config().reasoner_prompts() == {"system_prompt": None, "reflection_prompt": ""}
     assert Table1Config(system_prompt=True, reflection_prompt=True).reasoner_prompts() == {}
+
+
+def test_stage1_trains_the_heads_at_full_weight_after_a_lighter_sft(tmp_path):
+    from cooper_lib.experiments.table1.arms import ARMS, train_arm, train_base
+    from cooper_lib.loading import load_trained_folder
+
+    config = Table1Config.micro().with_(map_loss_weight=0.05)
+    files = prepare_data(tmp_path, config)
+    base = train_base(config, files, 0, tmp_path / "base", "cpu")
+    assert load_trained_folder(base).config.aux_weight("depth") == 0.05  # the caption SFT saved it
+    train_arm(ARMS["bagel_pe"], config, files, 0, tmp_path / "arm", "cpu", base)
+    stage1 = load_trained_folder(tmp_path / "arm" / "train" / "stage1" / "final")
+    sft = load_trained_folder(tmp_path / "arm" / "train" / "sft" / "final")
+    assert stage1.config.aux_weight("depth") == stage1.config.aux_weight("segmentation") == 1.0
+    assert sft.config.aux_weight("segmentation") == 0.05

@@ -146,10 +146,14 @@ def _sft_trainer(
         supervise_maps=config.supervise_maps,
         **_sections(config, seed, steps, out, device, config.lr),
     )
-    model = build_model(model_config)
-    if config.supervise_maps:
-        model.config.aux_loss_weights = {name: config.map_loss_weight for name in model.config.modalities}
-    return InterleavedSFTTrainer(model, cfg)
+    return InterleavedSFTTrainer(_with_map_weight(build_model(model_config), config.map_loss_weight), cfg)
+
+
+def _with_map_weight(model: Any, weight: float) -> Any:
+    """`model` with every head's loss weighted by `weight`. Set by each stage: a saved model
+    carries its weights into the next stage (stage 1 trains at 1, SFT at ``map_loss_weight``)."""
+    model.config.aux_loss_weights = {name: weight for name in model.config.modalities}
+    return model
 
 
 def check_turn_budget(config: Table1Config, data: dict[str, Path], arm_names: Sequence[str]) -> None:
@@ -254,7 +258,7 @@ def train_arm(
                     data=[str(data["stage1"])],
                     **_sections(config, seed, steps, out, device, config.lr),
                 )
-                trainer = Stage1Trainer(build_model(model_config), cfg)
+                trainer = Stage1Trainer(_with_map_weight(build_model(model_config), 1.0), cfg)
             elif stage == "sft":
                 trainer = _sft_trainer(config, seed, steps, out, device, data[arm.sft], current)
             else:

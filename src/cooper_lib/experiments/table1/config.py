@@ -99,13 +99,15 @@ class Table1Config:
             without it a perceive-first SFT step took 2.3 times less and the held-out answers
             were as good (34.7 against 35.3 %, benchmarks/RESULTS.md).
         supervise_maps: also train the heads on the true maps the SFT traces show (`SFTConfig`'s
-            option). Off by default, as COOPER's SFT trains the flagged text only: on, the map
-            loss outweighed the answers' and held a perceive-first model's held-out answers at
-            the prior (20.6 against 35.3 % without it; colour 17.3 against 72.8 %). The heads
-            learn in stage 1.
+            option), with `map_loss_weight`. On by default: without it the heads are frozen in
+            effect while SFT moves the states they read, and undo stage 1 (BAGEL-PE's depth
+            AbsRel 0.51 after 2,000 supervised steps against 0.26 with it, the answers as good:
+            58.7 against 58.9 %; benchmarks/RESULTS.md). Off, SFT trains the flagged text only,
+            as COOPER's does.
         map_loss_weight: weight of each head's loss in SFT when `supervise_maps` is on (the
-            answers' loss has weight 1): small, it keeps the heads in step with the states SFT
-            moves without outweighing the answers.
+            answers' loss has weight 1). Default 0.05: at weight 1 the map loss (about 1.5
+            against about 0.1 for the answers) held a perceive-first model's held-out answers
+            at the prior (20.6 against 35.3 % without it; colour 17.3 against 72.8 %).
         tool_reasoning: keep the synthetic traces' one-sentence reason before each tool call
             (one of three phrasings per map, e.g. "A depth map tells me how far each object is
             from the camera; let me generate it."). Off by default (``<think></think>``, then
@@ -141,8 +143,8 @@ class Table1Config:
     answer_style: str = "short_text"
     system_prompt: bool = False
     reflection_prompt: bool = False
-    supervise_maps: bool = False
-    map_loss_weight: float = 1.0
+    supervise_maps: bool = True
+    map_loss_weight: float = 0.05
     tool_reasoning: bool = False
 
     def __post_init__(self) -> None:
@@ -221,14 +223,14 @@ class Table1Config:
     @classmethod
     def quick(cls) -> Table1Config:
         """One seed's small run: the full recipe with 50 + 250 supervised steps, 4 GRPO steps and
-        60 test scenes, measured at 7 min 12 s on an idle 2-core CPU (docs/experiment-table1.md)."""
+        60 test scenes, measured at 6 min 28 s on an idle 2-core CPU (docs/experiment-table1.md)."""
         return cls(test_scenes=60, stage1_steps=50, sft_steps=250, grpo_steps=4)
 
     @classmethod
     def full(cls) -> Table1Config:
         """The default (three-seed) run: 150 + 850 supervised steps per arm, 10 GRPO steps, 150
-        test scenes. One seed took 14 min 46 s on the 2-core CPU; the three are estimated at
-        about ten minutes on one H100/H200 (docs/experiment-table1.md)."""
+        test scenes. Three seeds took 35 min 12 s on the 2-core CPU (one base model reused); on
+        one H100/H200 they are estimated at about ten minutes (docs/experiment-table1.md)."""
         return cls()
 
     @classmethod
