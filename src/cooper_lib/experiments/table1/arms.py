@@ -27,6 +27,7 @@ import cooper_lib.training.config as training_config
 from cooper_lib.data.records import read_jsonl
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.loading import TRAINABLE_NAME
+from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.policy import get_policy
 from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.sft import InterleavedSFTTrainer
@@ -149,7 +150,7 @@ def _sft_trainer(
     return InterleavedSFTTrainer(_with_map_weight(build_model(model_config), config.map_loss_weight), cfg)
 
 
-def _with_map_weight(model: Any, weight: float) -> Any:
+def _with_map_weight(model: SpatialModel, weight: float) -> SpatialModel:
     """`model` with every head's loss weighted by `weight`. Set by each stage: a saved model
     carries its weights into the next stage (stage 1 trains at 1, SFT at ``map_loss_weight``)."""
     model.config.aux_loss_weights = {name: weight for name in model.config.modalities}
