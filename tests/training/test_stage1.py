@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 import os
 
 import pytest
@@ -99,9 +100,11 @@ def test_stage1_trains_from_a_datasets_dataset_in_workers(synthetic, tmp_path, m
     config = make_config(synthetic, tmp_path, max_steps=2, batch_size=2, ema_decay=None)
     config.num_workers = 1
     torch.manual_seed(0)
+    before = set(multiprocessing.active_children())  # other tests' trainers may still hold workers
     from_rows = Stage1Trainer(build_model(config.model), config, records=exported, eval_records=exported)
     assert len(from_rows.records) == len(load_stage1_records(config.data))
     losses = [h["loss"] for h in from_rows.train().history]
+    assert set(multiprocessing.active_children()) <= before  # the loop's end stopped its workers
     config.num_workers = 0
     config.run.output_dir = str(tmp_path / "jsonl")
     torch.manual_seed(0)

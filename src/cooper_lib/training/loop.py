@@ -203,6 +203,11 @@ class Trainer(abc.ABC):
     def load_data_state(self, state: dict[str, Any]) -> None:
         """Restore the data position saved by `data_state`."""
 
+    def stop_data_workers(self) -> None:
+        """Stop the processes that prepare batches ahead (default: none). `train` calls it when
+        its loop ends, so a later stage's workers do not fork while they still run."""
+        return None
+
     def evaluate(self) -> dict[str, float]:
         """The stage's own evaluation (default: none); extra hooks come from `eval_hooks`."""
         return {}
@@ -273,6 +278,7 @@ class Trainer(abc.ABC):
             if self.run.save_every and self.step % self.run.save_every == 0:
                 result.checkpoint = self.save_checkpoint()
         bar.close()
+        self.stop_data_workers()
         last = ckpt.checkpoint_dir(self.output_dir, self.step)
         result.checkpoint = last if (last / ckpt.STATE_NAME).is_file() else self.save_checkpoint()
         if self.step >= self.run.max_steps:

@@ -90,7 +90,11 @@ class SupervisedTrainer(Trainer):
 
     def load_data_state(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
-        if self._prefetcher is not None:  # it drew ahead from the old position
+        self.stop_data_workers()  # the prefetcher drew ahead from the old position
+
+    def stop_data_workers(self) -> None:
+        """Close the `Prefetcher` (a later `train` call starts one at the sampler's position)."""
+        if self._prefetcher is not None:
             self._prefetcher.close()
             self._prefetcher = None
 
