@@ -44,6 +44,9 @@ def test_json_round_trip(tmp_path):
         ({"depth_mode": "absolute"}, "depth_mode"),
         ({"num_classes": 0}, "num_classes"),
         ({"query_token": "<depth-estimation>"}, "distinct tag"),
+        ({"depth_display_range": (5.0, 2.0)}, r"depth_display_range: expected \(near, far\)"),
+        ({"depth_display_range": (0.0, 8.0)}, r"depth_display_range: expected \(near, far\)"),
+        ({"depth_display_range": (1.0, 8.0), "depth_mode": "relative"}, "each map's own range"),
     ],
 )
 def test_bad_config_is_named(kwargs, message):
@@ -67,6 +70,18 @@ def test_wrong_types_are_rejected_not_converted(kwargs, message):
     with pytest.raises(TypeError, match="SpatialConfig." + message):  # the same rule for files
         SpatialConfig.from_dict({k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()})
     assert SpatialConfig(query_grid=[2.0, 3]).query_grid == (2, 3)  # integral numbers are ints
+
+
+def test_depth_display_range_draws_the_depth_shown_to_the_model(tmp_path):
+    config = SpatialConfig(depth_display_range=[0.5, 7])
+    assert config.depth_display_range == (0.5, 7.0)
+    codec = config.display_codec("depth")
+    assert (codec.encoding, codec.min_depth, codec.max_depth) == ("spectral", 0.5, 7.0)
+    assert config.display_codec("segmentation").config == SpatialConfig().display_codec("segmentation").config
+    default = SpatialConfig().display_codec("depth")
+    assert (default.min_depth, default.max_depth) == get_modality("depth").display.value_range
+    config.save(tmp_path)
+    assert SpatialConfig.load(tmp_path).depth_display_range == (0.5, 7.0)
 
 
 def test_corrupt_config_file_is_named(tmp_path):

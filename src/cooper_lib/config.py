@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cooper_lib.modalities import Modality, available_modalities, get_modality, tags_only_modality
+from cooper_lib.modalities import (
+    DepthModality,
+    Modality,
+    ModalityCodec,
+    available_modalities,
+    get_modality,
+    tags_only_modality,
+)
+from cooper_lib.modalities.depth import check_display_range
 from cooper_lib.serialization import check_fields, from_dict, read_json, to_dict
 
 CONFIG_NAME = "cooper_config.json"
@@ -39,6 +47,11 @@ class SpatialConfig:
         output_size: (height, width) of the maps the heads produce.
         num_classes: segmentation classes.
         depth_mode: `"metric"` (metres, SILog keeps scale) or `"relative"` (scale-and-shift invariant).
+        depth_display_range: (near, far) metres a metric depth map shown to the model spreads over
+            the Spectral table (farther clamps), as COOPER draws each data set over its own range
+            (NYU 0-10 m, Hypersim 0-65 m); None: `cooper_lib.modalities.depth.DISPLAY_RANGE`
+            (0-20 m). Give the SFT traces' maps the same range (`write_dataset`'s
+            ``depth_display_range``): the model reads depth from these colours.
         tags: per modality, overrides of the tag pair and instruction.
         query_token: the placeholder token repeated K times after a tag.
         head_width: channel width of the dense decoder.
@@ -58,6 +71,7 @@ class SpatialConfig:
     output_size: tuple[int, int] = (64, 64)
     num_classes: int = 150
     depth_mode: str = "metric"
+    depth_display_range: tuple[float, float] | None = None
     tags: dict[str, ModalitySpec] = field(default_factory=dict)
     query_token: str = "<|perception_query|>"
     head_width: int = 128
@@ -167,10 +181,26 @@ class SpatialConfig:
             raise ValueError(f"depth_mode: expected 'metric' or 'relative', got {self.depth_mode!r}")
         if self.num_classes < 1:
             raise ValueError(f"num_classes: expected a positive int, got {self.num_classes}")
+        if self.depth_display_range is not None:
+            self.depth_display_range = check_display_range(self.depth_display_range, "depth_display_range")
+            if self.depth_mode == "relative":
+                raise ValueError(
+                    "depth_display_range: relative depth is drawn over each map's own range; "
+                    f"expected None with depth_mode='relative', got {self.depth_display_range}"
+                )
         tag_strings = [s for m in self.modalities for s in (self.spec(m).open_tag, self.spec(m).close_tag)]
         tag_strings.append(self.query_token)
         if len(set(tag_strings)) != len(tag_strings):
             raise ValueError(f"tags: expected distinct tag and query-token strings, got {tag_strings}")
+
+    def display_codec(self, modality: str) -> ModalityCodec:
+        """The codec that draws `modality`'s maps shown to the model: the modality's display codec,
+        over `depth_display_range` for a metric depth map when one is set."""
+        found = self.modality(modality)
+        options: dict[str, Any] = {"num_classes": self.num_classes, "depth_mode": self.depth_mode}
+        if isinstance(found, DepthModality) and self.depth_display_range is not None:
+            options["value_range"] = self.depth_display_range
+        return found.display_codec(**options)
 
     def aux_weight(self, modality: str) -> float:
         """Weight of `modality`'s auxiliary loss in the total (`aux_loss_weights`, default 1)."""

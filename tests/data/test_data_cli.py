@@ -42,3 +42,24 @@ def test_an_existing_dataset_is_one_error_line_naming_the_flag(tmp_path, capsys)
         len(err) == 1 and err[0].startswith("error: ") and err[0].endswith("pass --overwrite to replace it")
     )
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_data_synth_asks_the_named_categories_and_draws_depth_over_the_given_range(tmp_path):
+    from cooper_lib.cli import main
+
+    argv = ["data", "synth", "--n", "2", "--size", "32", "--questions", "2"]
+    assert main([*argv, "--out", str(tmp_path / "sft"), "--depth-display-range", "0.5", "6"]) == 0
+    depth = json.loads((tmp_path / "sft" / "manifest.json").read_text())["codecs"]["depth"]
+    assert (depth["min_depth"], depth["max_depth"]) == (0.5, 6.0)
+    assert (
+        main(
+            [*argv, "--out", str(tmp_path / "qa"), "--stage", "grpo", "--categories", "colour", "count_shape"]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "qa" / "manifest.json").read_text())["categories"] == [
+        "colour",
+        "count_shape",
+    ]
+    rows = [json.loads(line) for line in (tmp_path / "qa" / "records.jsonl").read_text().splitlines()]
+    assert rows and {row["category"] for row in rows} <= {"colour", "count_shape"}

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cooper_lib.modalities import DEPTH_PRESETS, DepthCodec, depth_from_png, depth_to_png, get_codec
+from cooper_lib.modalities import (
+    DEPTH_PRESETS,
+    DepthCodec,
+    depth_from_png,
+    depth_to_png,
+    get_codec,
+    get_modality,
+)
 
 F32 = torch.finfo(torch.float32).eps
 PRESETS = sorted(DEPTH_PRESETS)
@@ -252,3 +259,13 @@ def test_png_helpers_reject_bad_input():
         depth_to_png(torch.tensor([[70.0]]), preset="nyu")
     with pytest.raises(ValueError, match="non-negative"):
         depth_to_png(torch.tensor([[-1.0]]), preset="nyu")
+
+
+def test_display_codec_spreads_a_given_range_and_refuses_one_for_relative_depth():
+    modality = get_modality("depth")
+    codec = modality.display_codec(num_classes=1, depth_mode="metric", value_range=(0.5, 6.0))
+    assert (codec.min_depth, codec.max_depth, codec.encoding) == (0.5, 6.0, "spectral")
+    with pytest.raises(ValueError, match=r"value_range: expected \(near, far\)"):
+        modality.display_codec(num_classes=1, depth_mode="metric", value_range=(6.0, 0.5))
+    with pytest.raises(ValueError, match="value_range: relative depth"):
+        modality.display_codec(num_classes=1, depth_mode="relative", value_range=(0.5, 6.0))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import SMALL_HEADS
 from PIL import Image
 from scripted import ANSWER_TURN, FAMILIES, QUESTION, SEG_TURN, TOOL_TURN, image, script, spatial
 from transformers import SuppressTokensLogitsProcessor
@@ -211,6 +212,17 @@ def test_default_codecs_show_depth_in_spectral_colours_over_the_sft_range():
     codec = default_codecs(spatial("qwen2_vl"))["depth"]
     assert isinstance(codec, DepthCodec) and codec.encoding == "spectral"
     assert DEPTH_DISPLAY_RANGE == DISPLAY_DEPTH_RANGE == (codec.min_depth, codec.max_depth)
+
+
+def test_default_codecs_follow_the_configs_depth_display_range():
+    model, processor = build_tiny_backbone("qwen2_vl")
+    model = add_spatial_heads(model, processor, **{**SMALL_HEADS, "depth_display_range": (0.5, 7.0)})
+    codec = default_codecs(model)["depth"]
+    assert (codec.min_depth, codec.max_depth) == (0.5, 7.0)
+    depth = torch.tensor([[1.0, 7.0, 30.0]])
+    shown = codec.encode(depth)
+    assert torch.allclose(codec.decode(shown).value[0, :2], depth[0, :2], rtol=0.05)
+    assert torch.equal(shown[..., 2], shown[..., 1])  # farther than the range: clamped to its far end
 
 
 @pytest.mark.parametrize(

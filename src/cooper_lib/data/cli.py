@@ -43,6 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "in metres with one decimal; short_text: as short, choice questions answered with the "
         "option's text (default full)",
     )
+    synth.add_argument(
+        "--categories",
+        nargs="+",
+        default=None,
+        metavar="CATEGORY",
+        help="question categories to ask (default all of cooper_lib.data.synthetic.CATEGORIES)",
+    )
+    synth.add_argument(
+        "--depth-display-range",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("NEAR", "FAR"),
+        help="metres the sft traces' depth maps spread over the Spectral colours (default 0.001 20); "
+        "train on them a model with the same depth_display_range",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)
 
@@ -64,6 +80,8 @@ def run_synth(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         split=args.split,
         answer_style=args.answer_style,
+        categories=args.categories,
+        depth_display_range=args.depth_display_range and tuple(args.depth_display_range),
     )
     manifest = read_manifest(root)
     print(

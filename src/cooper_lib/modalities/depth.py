@@ -317,6 +317,14 @@ DISPLAY_RANGE: tuple[float, float] = (1e-3, 20.0)
 """Metres the depth shown to a model spreads over the Spectral table (farther clamps): the synthetic
 SFT traces' and the reasoner's range."""
 
+
+def check_display_range(value_range: tuple[float, float], name: str) -> tuple[float, float]:
+    """`value_range` as (near, far) floats with 0 < near < far < inf, else a ValueError naming `name`."""
+    if len(value_range) != 2 or not 0 < float(value_range[0]) < float(value_range[1]) < math.inf:
+        raise ValueError(f"{name}: expected (near, far) metres with 0 < near < far < inf, got {value_range}")
+    return float(value_range[0]), float(value_range[1])
+
+
 DEPTH_TAGS = ("<depth-estimation>", "</depth-estimation>")
 DEPTH_INSTRUCTION = "Estimate the depth of the image and generate the depth map."
 
@@ -340,11 +348,18 @@ class DepthModality(Modality):
     def codec_defaults(self, *, num_classes: int, depth_mode: str) -> dict[str, Any]:
         return {"relative": True} if depth_mode == "relative" else {}
 
-    def display_codec(self, *, num_classes: int, depth_mode: str) -> DepthCodec:
-        """Spectral colours (COOPER's) per map for relative depth, else over `DISPLAY_RANGE`, clamped."""
+    def display_codec(
+        self, *, num_classes: int, depth_mode: str, value_range: tuple[float, float] | None = None
+    ) -> DepthCodec:
+        """Spectral colours (COOPER's) per map for relative depth, else over `value_range` metres
+        (default `DISPLAY_RANGE`), clamped."""
         if depth_mode == "relative":
+            if value_range is not None:
+                raise ValueError(
+                    f"value_range: relative depth is drawn over each map's own range; expected None, got {value_range}"
+                )
             return DepthCodec("spectral", relative=True)
-        low, high = self.display.value_range
+        low, high = check_display_range(value_range or self.display.value_range, "value_range")
         return DepthCodec("spectral", min_depth=low, max_depth=high, out_of_range="clamp")
 
     def valid_mask(self, target: torch.Tensor) -> torch.Tensor:

@@ -66,16 +66,11 @@ MapSize = Literal["input"] | tuple[int, int] | None
 
 
 def default_codecs(model: SpatialModel) -> dict[str, ModalityCodec]:
-    """How maps are shown to `model`: each modality's `display_codec` (depth in Spectral colours,
-    per map for relative depth, else over `DEPTH_DISPLAY_RANGE` with farther depths clamped; the
-    ADE20K palette for 150 classes (COOPER) or a generated one; the normals codec; ...)."""
-    config = model.config
-    return {
-        name: config.modality(name).display_codec(
-            num_classes=config.num_classes, depth_mode=config.depth_mode
-        )
-        for name in config.modalities
-    }
+    """How maps are shown to `model`: each modality's display codec (`SpatialConfig.display_codec`:
+    depth in Spectral colours, per map for relative depth, else over the config's
+    ``depth_display_range`` or `DEPTH_DISPLAY_RANGE` with farther depths clamped; the ADE20K
+    palette for 150 classes (COOPER) or a generated one; the normals codec; ...)."""
+    return {name: model.config.display_codec(name) for name in model.config.modalities}
 
 
 @dataclass

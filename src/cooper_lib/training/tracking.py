@@ -160,10 +160,7 @@ def map_grid_sample(name: str, record: Any, target: Any, prediction: Any, config
     if modality == "depth":
         grid = make_grid(row, "depth")
     else:
-        codec = config.modality(modality).display_codec(
-            num_classes=config.num_classes, depth_mode=config.depth_mode
-        )
-        grid = make_grid(row, codec)
+        grid = make_grid(row, config.display_codec(modality))
     return Sample(name, f"{record.id}: {modality} (input, target, prediction)", {modality: grid})
 
 

@@ -1,10 +1,13 @@
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from cooper_lib.data.synthetic import SceneConfig, render_scenes, write_dataset
 from cooper_lib.data.synthetic.files import load_depth, load_ids
+from cooper_lib.data.synthetic.traces import default_codecs, shown_depth
 from cooper_lib.data.turns import REFLECTION_PROMPT
 
 CONFIG = SceneConfig(width=32, height=24, min_objects=2, max_objects=4)
@@ -125,3 +128,15 @@ def test_answer_types_restrict_the_forms_and_are_recorded(tmp_path):
     rows = [json.loads(line) for line in (root / "records.jsonl").read_text().splitlines()]
     assert rows and {row["answer_type"] for row in rows} == {"yes_no"}
     assert json.loads((root / "manifest.json").read_text())["answer_types"] == {"relative_depth": ["yes_no"]}
+
+
+def test_depth_display_range_draws_the_trace_maps_and_is_recorded(tmp_path):
+    root = write_dataset(tmp_path, 1, seed=4, config=CONFIG, depth_display_range=(0.5, 6.0))
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert (manifest["codecs"]["depth"]["min_depth"], manifest["codecs"]["depth"]["max_depth"]) == (0.5, 6.0)
+    scene = render_scenes(1, seed=4, config=CONFIG)[0]
+    stored = torch.from_numpy(np.array(Image.open(root / "maps/000000_depth.png").convert("RGB")))
+    stored = stored.permute(2, 0, 1).float() / 255
+    for codecs, close in ((default_codecs((0.5, 6.0)), True), (default_codecs(), False)):
+        drawn = codecs["depth"].encode(shown_depth(scene, codecs["depth"].max_depth))
+        assert ((stored - drawn).abs().max() <= 1 / 255 + 1e-6) == close

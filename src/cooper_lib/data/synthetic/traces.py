@@ -33,13 +33,19 @@ DISPLAY_DEPTH_RANGE = DISPLAY_RANGE
 (its home: `cooper_lib.modalities.depth.DISPLAY_RANGE`)."""
 
 
-def default_codecs() -> dict[str, ModalityCodec]:
+def default_codecs(depth_range: tuple[float, float] | None = None) -> dict[str, ModalityCodec]:
     """Codecs that draw the inserted maps: each modality's display codec (`Modality.display_codec`,
-    what the reasoner shows a model): Spectral depth over `DISPLAY_DEPTH_RANGE`, farther clamped
-    (as COOPER shows depth to the model), and one distinct colour per class of `SEMANTIC_CLASSES`."""
+    what the reasoner shows a model): Spectral depth over `depth_range` metres (default
+    `DISPLAY_DEPTH_RANGE`), farther clamped (as COOPER shows depth to the model), and one distinct
+    colour per class of `SEMANTIC_CLASSES`. A model trained on traces drawn over another range
+    needs the same ``SpatialConfig.depth_display_range``."""
     return {
-        name: get_modality(name).display_codec(num_classes=len(SEMANTIC_CLASSES), depth_mode="metric")
-        for name in _TOOL_TRACES
+        "depth": get_modality("depth").display_codec(
+            num_classes=len(SEMANTIC_CLASSES), depth_mode="metric", value_range=depth_range
+        ),
+        "segmentation": get_modality("segmentation").display_codec(
+            num_classes=len(SEMANTIC_CLASSES), depth_mode="metric"
+        ),
     }
 
 

@@ -84,6 +84,7 @@ def write_dataset(
     answer_style: str = "full",
     categories: Sequence[str] | None = None,
     answer_types: Mapping[str, Sequence[str]] | None = None,
+    depth_display_range: tuple[float, float] | None = None,
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
@@ -107,6 +108,9 @@ def write_dataset(
             "short_text" (as "short", choice questions answered with the option's text).
         categories: question categories to ask (`make_qa`; default all of `CATEGORIES`).
         answer_types: per category, the answer types to ask (`make_qa`; default all).
+        depth_display_range: (near, far) metres the sft traces' depth maps spread over the
+            Spectral table (default `DISPLAY_DEPTH_RANGE`, 0-20 m; recorded in the manifest's
+            ``codecs``). Train on them a model with the same ``SpatialConfig.depth_display_range``.
 
     Returns:
         The dataset folder.
@@ -130,7 +134,7 @@ def write_dataset(
             shutil.rmtree(root / folder, ignore_errors=True)
     for folder in _FOLDERS + (("maps",) if stage == "sft" else ()):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    codecs = default_codecs()
+    codecs = default_codecs(depth_display_range)
     scene_lines, records = [], []
     scenes = iter_scenes(n, seed, config, batch_size, split)
     balance = AnswerBalance()
