@@ -1,9 +1,12 @@
+import pytest
 import torch
 from training_setup import model_config
 
 from cooper_lib.backbones.tiny import build_tiny_backbone
+from cooper_lib.training.config import ModelConfig
 from cooper_lib.training.trainable import configure_trainable
 from cooper_lib.training.weights import (
+    STAGE_SETTINGS,
     additions_from_state,
     build_model,
     gather_trainable_state,
@@ -108,3 +111,31 @@ def test_a_full_trainer_folder_is_the_save_pretrained_folder(tmp_path):
         loaded = SpatialModel.from_pretrained(tmp_path / folder)
         theirs = dict(loaded.named_parameters())
         assert all(torch.equal(p, theirs[n]) for n, p in model.named_parameters())
+
+
+def test_a_stage_from_a_saved_model_changes_its_settings_and_refuses_new_head_shapes(tmp_path):
+
+    config = model_config()
+    model = build_model(config)
+    save_model(tmp_path, model, gather_trainable_state(model, model), config)
+    saved = dict(config.spatial)
+
+    later = build_model(model_config(init_from=str(tmp_path)))  # the stage's config restates the heads
+    assert later.config.depth_display_range is None and later.config.query_grid == model.config.query_grid
+    shown = build_model(
+        ModelConfig(
+            init_from=str(tmp_path), spatial={**saved, "depth_display_range": [0.5, 6], "lm_loss_weight": 2}
+        )
+    )
+    assert shown.config.depth_display_range == (0.5, 6.0) and shown.config.lm_loss_weight == 2.0
+    save_model(tmp_path / "next", shown, gather_trainable_state(shown, shown), config)
+    assert build_model(ModelConfig(init_from=str(tmp_path / "next"))).config.depth_display_range == (0.5, 6.0)
+    assert "depth_display_range" in STAGE_SETTINGS and "query_grid" not in STAGE_SETTINGS
+    with pytest.raises(
+        ValueError, match=r"model.spatial.query_grid: the model of model.init_from=.* has \(2, 2\)"
+    ):
+        build_model(ModelConfig(init_from=str(tmp_path), spatial={"query_grid": [4, 4]}))
+    with pytest.raises(
+        ValueError, match=r"model.spatial: \['train_backbone'\] apply only when heads are attached"
+    ):
+        build_model(ModelConfig(init_from=str(tmp_path), spatial={"train_backbone": True}))

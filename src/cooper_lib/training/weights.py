@@ -15,6 +15,7 @@ from a single process, DDP or FSDP run.
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from cooper_lib import folder
+from cooper_lib.config import SpatialConfig
 from cooper_lib.loading import BACKBONE_WEIGHTS, TRAINABLE_NAME, load_backbone, load_trained_model
 from cooper_lib.model import WEIGHTS_NAME, SpatialModel
 from cooper_lib.training.config import ModelConfig
@@ -52,8 +54,42 @@ def build_model(config: ModelConfig) -> SpatialModel:
         quantization=config.quantization,
     )
     if config.init_from:
-        return load_trained_model(config.init_from, backbone, processor, merge=True)
+        model = load_trained_model(config.init_from, backbone, processor, merge=True)
+        return apply_stage_settings(model, config.spatial, config.init_from)
     return add_spatial_heads(backbone, processor, **config.spatial)
+
+
+#: `SpatialConfig` fields a stage may change on a model it loads (``model.init_from``): how its maps
+#: are shown and how its losses are weighted. The rest shape the heads and stay as saved.
+STAGE_SETTINGS = ("depth_display_range", "aux_loss_weights", "lm_loss_weight", "silog_lambda", "dice_weight")
+
+
+def apply_stage_settings(model: SpatialModel, spatial: dict[str, Any], source: str) -> SpatialModel:
+    """Set on `model` (loaded from `source`) the `STAGE_SETTINGS` that ``model.spatial`` gives;
+    the model saved after the stage keeps them. A key that would reshape the heads must repeat the
+    saved value (a stage config may restate it), else ValueError: never ignored in silence."""
+    if not spatial:
+        return model
+    current = model.config
+    names = {f.name for f in fields(SpatialConfig)}
+    unknown = sorted(set(spatial) - names)
+    if unknown:
+        raise ValueError(
+            f"model.spatial: {unknown} apply only when heads are attached; model.init_from={source!r} "
+            "loads its heads (leave them out)"
+        )
+    wanted = SpatialConfig.from_dict({**current.to_dict(), **spatial})
+    for key in spatial:
+        value = getattr(wanted, key)
+        if value == getattr(current, key):
+            continue
+        if key not in STAGE_SETTINGS:
+            raise ValueError(
+                f"model.spatial.{key}: the model of model.init_from={source!r} has {getattr(current, key)!r}, "
+                f"got {value!r}; a loaded model keeps its heads' shape (a stage may change {list(STAGE_SETTINGS)})"
+            )
+        setattr(current, key, value)
+    return model
 
 
 def seeded_backbone(config: ModelConfig, seed: int) -> str:
