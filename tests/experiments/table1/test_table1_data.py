@@ -1,14 +1,19 @@
 """The experiment's SFT records: trimmed as configured, and exactly the context its reasoner builds."""
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from scripted import Script
 
 from cooper_lib.data.records import load_sft_records
+from cooper_lib.data.synthetic import shown_depth
+from cooper_lib.data.synthetic.loader import SceneDataset
 from cooper_lib.data.turns import REFLECTION_PROMPT, TurnFormat
 from cooper_lib.experiments.table1 import Table1Config
+from cooper_lib.experiments.table1.config import EXPERIMENT_DEPTH_RANGE
 from cooper_lib.experiments.table1.data import prepare_data
-from cooper_lib.reasoning.reasoner import InterleavedReasoner
+from cooper_lib.reasoning.reasoner import InterleavedReasoner, default_codecs
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import ModelConfig
 from cooper_lib.training.weights import build_model
@@ -69,3 +74,21 @@ def test_interleaved_tool_calls_think_only_when_asked(tmp_path, tool_reasoning):
     context, collated = _context_and_collated(config, files, record, "adaptive", turns)
     assert context == collated[: len(context)]
     assert len(collated) - len(context) <= 2
+
+
+def test_the_traces_and_the_reasoner_draw_depth_over_the_experiments_range(tmp_path):
+    config = Table1Config.micro()
+    assert config.depth_display_range == EXPERIMENT_DEPTH_RANGE
+    files = prepare_data(tmp_path, config)
+    model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial)))
+    codec = default_codecs(model)["depth"]
+    assert (codec.min_depth, codec.max_depth) == EXPERIMENT_DEPTH_RANGE
+    scene = SceneDataset(files["qa"].parent)[0]
+    stored = torch.from_numpy(
+        np.array(Image.open(files["qa"].parent / "maps/000000_depth.png").convert("RGB"))
+    )
+    stored = stored.permute(2, 0, 1).float() / 255
+    # the folder's depth is stored to the millimetre: a pixel may fall one colour of the table apart
+    assert (stored - codec.encode(shown_depth(scene, codec.max_depth))).abs().max() < 0.02
+    library = InterleavedReasoner(build_model(ModelConfig(backbone=config.backbone))).codecs["depth"]
+    assert (stored - library.encode(shown_depth(scene, library.max_depth))).abs().max() > 0.2

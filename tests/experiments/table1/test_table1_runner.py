@@ -45,6 +45,11 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert all(isinstance(r["prediction"], str) for r in qa["conditions"]["main"])
     assert not any(r["tools"] for r in qa["conditions"]["main"])
     assert set(pe["map_quality"]) == {"depth_abs_rel", "depth_delta1", "segmentation_miou"}
+    # the perceiving model is shown depth over the range its SFT traces were drawn with
+    saved = json.loads(
+        (tmp_path / "seed-0" / "bagel_pe" / "train" / "sft" / "final" / "cooper_config.json").read_text()
+    )
+    assert tuple(saved["depth_display_range"]) == config.depth_display_range
     # no system prompt by default: neither in the SFT records nor in what the reasoner sends
     for name in ("qa", "interleaved"):
         rows = [json.loads(line) for line in (tmp_path / "data" / name / "records.jsonl").open()]

@@ -38,13 +38,23 @@ EXPERIMENT_SCENE: dict[str, Any] = {
     "object_size": (0.6, 1.2),
 }
 
-#: Perception heads of every arm (the synthetic world's 7 classes, a 2 x 2 query grid, 16 x 16 maps).
+#: Metres the experiment's depth maps are drawn over, in the SFT traces and by the reasoner
+#: (`SpatialConfig.depth_display_range`), as COOPER draws each data set over its own range. Its
+#: objects stand 2-5 m away: over the library's 0-20 m they all fell in the first quarter of the
+#: Spectral table (reds and oranges hardly apart from the floor behind them), and another scene's
+#: maps cost the perceiving arms nothing on distance; over 0-7 m they span red to green and cost
+#: them 4.5 points (three seeds, benchmarks/RESULTS.md).
+EXPERIMENT_DEPTH_RANGE: tuple[float, float] = (1e-3, 7.0)
+
+#: Perception heads of every arm (the synthetic world's 7 classes, a 2 x 2 query grid, 16 x 16
+#: maps, depth shown over `EXPERIMENT_DEPTH_RANGE`).
 EXPERIMENT_SPATIAL: dict[str, Any] = {
     "modalities": ["depth", "segmentation"],
     "num_classes": 7,
     "query_grid": [2, 2],
     "output_size": [16, 16],
     "head_width": 32,
+    "depth_display_range": list(EXPERIMENT_DEPTH_RANGE),
 }
 
 
@@ -211,6 +221,15 @@ class Table1Config:
         if not self.reflection_prompt:
             prompts["reflection_prompt"] = ""
         return prompts
+
+    @property
+    def depth_display_range(self) -> tuple[float, float]:
+        """Metres depth maps are drawn over: ``spatial["depth_display_range"]``, else the library's
+        `DISPLAY_RANGE`. The SFT traces, the reasoner and the map conditions all use it."""
+        from cooper_lib.modalities.depth import DISPLAY_RANGE
+
+        near, far = self.spatial.get("depth_display_range") or DISPLAY_RANGE
+        return float(near), float(far)
 
     @property
     def supervised_steps(self) -> int:

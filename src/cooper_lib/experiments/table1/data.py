@@ -61,6 +61,7 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
                 categories=config.categories,
                 answer_types=config.answer_types,
                 config=config.scene_config(),
+                depth_display_range=config.depth_display_range,
                 **options,
             )
         if options["stage"] == "sft":

@@ -24,6 +24,7 @@ from cooper_lib.eval.runner import prediction_text, tools_called
 from cooper_lib.eval.synthetic_bench import SyntheticBenchmark, load_synthetic
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.modalities import get_modality
+from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.modalities.depth_metrics import depth_metrics
 from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.reasoner import InterleavedReasoner
@@ -42,9 +43,10 @@ def held_out_benchmark(test_set: Path) -> SyntheticBenchmark:
 
 class SceneMaps:
     """The true maps of a benchmark's scenes, read from its dataset folder's own files (the
-    scenes its images show, whatever `SceneConfig` drew them), each scene read once."""
+    scenes its images show, whatever `SceneConfig` drew them), each scene read once. `far`: the
+    far end of the depth display range, where background pixels are shown (`shown`)."""
 
-    def __init__(self, benchmark: SyntheticBenchmark) -> None:
+    def __init__(self, benchmark: SyntheticBenchmark, far: float = DISPLAY_RANGE[1]) -> None:
         source = Path(benchmark.meta["source"])
         if not (source / "scenes.jsonl").is_file():
             raise ValueError(
@@ -52,6 +54,7 @@ class SceneMaps:
                 f"got source {benchmark.meta['source']!r}"
             )
         self.scenes = SceneDataset(source)
+        self.far = far
         self._read: dict[int, SpatialScene] = {}
 
     def scene(self, item: BenchmarkItem) -> SpatialScene:
@@ -76,7 +79,7 @@ class SceneMaps:
         display range (`cooper_lib.data.synthetic.shown_depth`), not at 0 m."""
         if modality != "depth":
             return self.true_map(item, modality)
-        return shown_depth(self.scene(item))
+        return shown_depth(self.scene(item), self.far)
 
 
 def _override(
@@ -97,7 +100,7 @@ def answer(
     items = list(benchmark.items)
     half = len(items) // 2
     other = _other_scene_items(items, half)
-    maps = SceneMaps(benchmark)
+    maps = SceneMaps(benchmark, config.depth_display_range[1])
     reasoner = InterleavedReasoner(
         model, policy=policy, max_new_tokens_per_turn=config.max_new_tokens, **config.reasoner_prompts()
     )
