@@ -114,7 +114,6 @@ def test_a_full_trainer_folder_is_the_save_pretrained_folder(tmp_path):
 
 
 def test_a_stage_from_a_saved_model_changes_its_settings_and_refuses_new_head_shapes(tmp_path):
-
     config = model_config()
     model = build_model(config)
     save_model(tmp_path, model, gather_trainable_state(model, model), config)
