@@ -138,3 +138,5 @@ def test_a_stage_from_a_saved_model_changes_its_settings_and_refuses_new_head_sh
         ValueError, match=r"model.spatial: \['train_backbone'\] apply only when heads are attached"
     ):
         build_model(ModelConfig(init_from=str(tmp_path), spatial={"train_backbone": True}))
+    with pytest.raises(ValueError, match=r"model.spatial: unknown fields \['query_gird'\]"):
+        build_model(ModelConfig(init_from=str(tmp_path), spatial={"query_gird": [2, 2]}))

@@ -14,6 +14,7 @@ from a single process, DDP or FSDP run.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -70,13 +71,20 @@ def apply_stage_settings(model: SpatialModel, spatial: dict[str, Any], source: s
     saved value (a stage config may restate it), else ValueError: never ignored in silence."""
     if not spatial:
         return model
+    from cooper_lib.attach import add_spatial_heads
+
     current = model.config
     names = {f.name for f in fields(SpatialConfig)}
+    attach_only = sorted(set(spatial) & set(inspect.signature(add_spatial_heads).parameters) - names)
+    if attach_only:
+        raise ValueError(
+            f"model.spatial: {attach_only} apply only when heads are attached; model.init_from={source!r} "
+            "loads its heads (leave them out)"
+        )
     unknown = sorted(set(spatial) - names)
     if unknown:
         raise ValueError(
-            f"model.spatial: {unknown} apply only when heads are attached; model.init_from={source!r} "
-            "loads its heads (leave them out)"
+            f"model.spatial: unknown fields {unknown}; expected SpatialConfig fields {sorted(names)}"
         )
     wanted = SpatialConfig.from_dict({**current.to_dict(), **spatial})
     for key in spatial:
