@@ -20,7 +20,9 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     monkeypatch.setattr(
         arms_module,
         "_model_config",
-        lambda config, seed, init_from: starts.append(init_from) or model_config(config, seed, init_from),
+        lambda config, seed, init_from, *weight: (
+            starts.append(init_from) or model_config(config, seed, init_from, *weight)
+        ),
     )
     report = run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu")
     monkeypatch.undo()

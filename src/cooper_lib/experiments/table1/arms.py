@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import cooper_lib.training.config as training_config
+from cooper_lib.config import SpatialConfig
 from cooper_lib.data.records import read_jsonl
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.loading import TRAINABLE_NAME
-from cooper_lib.model import SpatialModel
 from cooper_lib.reasoning.policy import get_policy
 from cooper_lib.training.grpo import SpatialGRPOTrainer
 from cooper_lib.training.sft import InterleavedSFTTrainer
@@ -123,11 +123,21 @@ def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: st
     }
 
 
-def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> training_config.ModelConfig:
+def _model_config(
+    config: Table1Config, seed: int, init_from: Path | None, map_weight: float | None = None
+) -> training_config.ModelConfig:
+    """The stage's model section. `map_weight` weights every head's loss in this stage (stage 1:
+    1, SFT: ``map_loss_weight``); a loaded model takes it as a stage setting
+    (`cooper_lib.training.weights.STAGE_SETTINGS`), since a saved model carries its own into the
+    next stage. None keeps what the model has."""
+    spatial = dict(config.spatial)
+    if map_weight is not None:
+        modalities = spatial.get("modalities", SpatialConfig().modalities)
+        spatial["aux_loss_weights"] = {name: map_weight for name in modalities}
     model = training_config.ModelConfig(
         backbone=config.backbone,
         dtype=config.dtype,
-        spatial=dict(config.spatial),
+        spatial=spatial,
         llm="full",
         freeze_vision=False,
         init_from=str(init_from) if init_from is not None else None,
@@ -139,7 +149,7 @@ def _model_config(config: Table1Config, seed: int, init_from: Path | None) -> tr
 def _sft_trainer(
     config: Table1Config, seed: int, steps: int, out: Path, device: str, data: Path, init_from: Path | None
 ) -> InterleavedSFTTrainer:
-    model_config = _model_config(config, seed, init_from)
+    model_config = _model_config(config, seed, init_from, config.map_loss_weight)
     cfg = training_config.SFTConfig(
         model=model_config,
         data=[str(data)],
@@ -147,14 +157,7 @@ def _sft_trainer(
         supervise_maps=config.supervise_maps,
         **_sections(config, seed, steps, out, device, config.lr),
     )
-    return InterleavedSFTTrainer(_with_map_weight(build_model(model_config), config.map_loss_weight), cfg)
-
-
-def _with_map_weight(model: SpatialModel, weight: float) -> SpatialModel:
-    """`model` with every head's loss weighted by `weight`. Set by each stage: a saved model
-    carries its weights into the next stage (stage 1 trains at 1, SFT at ``map_loss_weight``)."""
-    model.config.aux_loss_weights = {name: weight for name in model.config.modalities}
-    return model
+    return InterleavedSFTTrainer(build_model(model_config), cfg)
 
 
 def check_turn_budget(config: Table1Config, data: dict[str, Path], arm_names: Sequence[str]) -> None:
@@ -253,13 +256,13 @@ def train_arm(
             tick = time.perf_counter()
             set_seed(seed)
             if stage == "stage1":
-                model_config = _model_config(config, seed, current)
+                model_config = _model_config(config, seed, current, 1.0)
                 cfg = training_config.Stage1Config(
                     model=model_config,
                     data=[str(data["stage1"])],
                     **_sections(config, seed, steps, out, device, config.lr),
                 )
-                trainer = Stage1Trainer(_with_map_weight(build_model(model_config), 1.0), cfg)
+                trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
                 trainer = _sft_trainer(config, seed, steps, out, device, data[arm.sft], current)
             else:
