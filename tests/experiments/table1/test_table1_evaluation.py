@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,9 +10,16 @@ import torch
 
 from cooper_lib.data.synthetic import SceneConfig, render_scene, write_dataset
 from cooper_lib.eval.synthetic_bench import load_synthetic
-from cooper_lib.experiments.table1.config import EXPERIMENT_SCENE
-from cooper_lib.experiments.table1.evaluation import SceneMaps, _override
+from cooper_lib.experiments.table1.config import EXPERIMENT_SCENE, Table1Config
+from cooper_lib.experiments.table1.evaluation import (
+    SceneMaps,
+    _override,
+    depth_scores,
+    fixed_map_quality,
+    map_quality,
+)
 from cooper_lib.modalities.depth import DISPLAY_RANGE
+from cooper_lib.training.collators import resize_map
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +93,47 @@ def test_a_scene_whose_seed_differs_from_the_question_is_refused(benchmark, tmp_
 def test_a_benchmark_rendered_in_memory_is_refused_by_name():
     with pytest.raises(ValueError, match=r"benchmark: expected one read from a dataset folder .* 'rendered'"):
         SceneMaps(load_synthetic(n=1))
+
+
+def test_depth_scores_single_out_the_object_pixels():
+    true = torch.full((2, 4, 4), 4.0)
+    true[:, 0] = 0.0  # nothing there: never scored
+    objects = torch.zeros(2, 4, 4, dtype=torch.bool)
+    objects[0, 2, 1] = objects[1, 3, 3] = True
+    pred = true.clone()
+    pred[objects] = 2.0  # the room right, both objects at half their depth
+    scores = depth_scores(pred, true, objects)
+    assert scores["depth_abs_rel_objects"] == pytest.approx(0.5)
+    assert scores["depth_abs_rel"] == pytest.approx(0.5 / 12)  # one of each map's 12 valid pixels
+    assert scores["depth_delta1"] == pytest.approx(11 / 12)
+    assert np.isnan(depth_scores(pred, true, torch.zeros_like(objects))["depth_abs_rel_objects"])
+
+
+class _Heads:
+    """A stand-in model whose heads return given maps."""
+
+    def __init__(self, depth, segmentation):
+        self.maps = {"depth": depth, "segmentation": segmentation}
+        self.config = type("Config", (), {"num_classes": 7})()
+
+    def perceive(self, images, modality):
+        assert len(images) == len(self.maps[modality])
+        return self.maps[modality]
+
+
+def test_map_quality_of_true_maps_and_of_the_fixed_map(benchmark):
+    config = Table1Config.micro().with_(map_scenes=3)
+    size = tuple(config.spatial["output_size"])
+    maps = SceneMaps(benchmark)
+    items = list({item.extra["scene_seed"]: item for item in reversed(benchmark.items)}.values())[::-1]
+    depth = torch.stack([resize_map(maps.true_map(i, "depth"), size) for i in items]).float()
+    seg = torch.stack([resize_map(maps.true_map(i, "segmentation"), size) for i in items])
+    exact = map_quality(_Heads(depth, seg), benchmark, config)
+    assert exact["depth_abs_rel"] == exact["depth_abs_rel_objects"] == 0.0
+    assert exact["depth_delta1"] == 1.0 and exact["segmentation_miou"] == pytest.approx(1.0)
+    # the fixed map of a training set that is the test set itself is the test maps' median
+    fixed = fixed_map_quality(Path(benchmark.meta["source"]), benchmark, config)
+    median = depth.masked_fill(depth <= 0, float("nan")).nanmedian(dim=0).values.nan_to_num(0.0)
+    objects = torch.stack([resize_map(maps.scene(i).instance, size) for i in items]) > 0
+    assert fixed == pytest.approx(depth_scores(median.expand_as(depth), depth, objects))
+    assert fixed["depth_abs_rel_objects"] > 0.05

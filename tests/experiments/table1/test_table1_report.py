@@ -117,8 +117,12 @@ def test_markdown_states_one_seed_and_lists_arms_and_probes():
         "occ": {"n": 1, "chance": 50.0, "best_fixed": 100.0},
         "overall": {"n": 1, "chance": 50.0, "best_fixed": 100.0},
     }
-    text = markdown(results, table, {n: ARMS[n] for n in ("qa_only", "bagel_pe")}, {"budget": "2 steps"})
+    fixed = {"depth_abs_rel": 0.3, "depth_delta1": 0.5, "depth_abs_rel_objects": 0.6}
+    text = markdown(
+        results, table, {n: ARMS[n] for n in ("qa_only", "bagel_pe")}, {"budget": "2 steps"}, fixed
+    )
     assert "one seed: no interval" in text and "- budget: 2 steps" in text
     assert "| occ | 1 | 50.0 | 100.0 | 100.0 | 100.0 |" in text
     assert "| bagel_pe | occ | 100.0 | 0.0 | 100.0 |" in text
-    assert "| qa_only | 0.500 |" in text
+    assert "| qa_only | 0.500 | - |" in text
+    assert "| fixed map | 0.300 | 0.600 | 0.500 | | |" in text

@@ -46,7 +46,15 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert all(r["tools"] == ["depth", "segmentation"] for r in pe["conditions"]["main"])
     assert all(isinstance(r["prediction"], str) for r in qa["conditions"]["main"])
     assert not any(r["tools"] for r in qa["conditions"]["main"])
-    assert set(pe["map_quality"]) == {"depth_abs_rel", "depth_delta1", "segmentation_miou"}
+    assert set(pe["map_quality"]) == {
+        "depth_abs_rel",
+        "depth_delta1",
+        "depth_abs_rel_objects",
+        "segmentation_miou",
+    }
+    fixed = json.loads((tmp_path / "results.json").read_text())["fixed_map"]
+    assert set(fixed) == {"depth_abs_rel", "depth_delta1", "depth_abs_rel_objects"}
+    assert "| fixed map | " in report.read_text()
     # the perceiving model is shown depth over the range its SFT traces were drawn with
     saved = json.loads(
         (tmp_path / "seed-0" / "bagel_pe" / "train" / "sft" / "final" / "cooper_config.json").read_text()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cooper_lib.config import SpatialConfig
 from cooper_lib.data.synthetic import shown_depth
 from cooper_lib.data.synthetic.loader import SceneDataset
 from cooper_lib.data.synthetic.scene import SpatialScene
@@ -135,24 +136,48 @@ def _other_scene_items(items: list[BenchmarkItem], shift: int) -> list[Benchmark
     return out
 
 
-def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Table1Config) -> dict[str, float]:
-    """Depth AbsRel and delta1, segmentation mIoU of the maps the heads generate for the first
-    ``map_scenes`` test scenes (targets resized, nearest, to the heads' output size)."""
+def _map_items(benchmark: SyntheticBenchmark, config: Table1Config) -> list[BenchmarkItem]:
+    """One question of each of the first ``map_scenes`` test scenes."""
     seen: dict[int, BenchmarkItem] = {}
     for item in benchmark.items:
         seen.setdefault(int(item.extra["scene_seed"]), item)
-    items = list(seen.values())[: config.map_scenes]
+    return list(seen.values())[: config.map_scenes]
+
+
+def depth_scores(pred: torch.Tensor, true: torch.Tensor, objects: torch.Tensor) -> dict[str, float]:
+    """Scores of depth maps `pred` against `true` ([n, h, w] metres, 0 where nothing is): AbsRel
+    and delta1 averaged over the maps (`depth_metrics` of each), and ``depth_abs_rel_objects``, the
+    AbsRel over the pixels of objects (`objects`, [n, h, w] bool) of all maps together: the pixels
+    a distance or relative-depth question asks about, a small part of each map, which a map right
+    about the floor and walls alone scores well on overall (nan when no map shows an object)."""
+    metrics = [depth_metrics(p, g, g > 0) for p, g in zip(pred, true, strict=True)]
+    on_objects = objects & (true > 0)
+    errors = (pred - true).abs()[on_objects] / true[on_objects]
+    return {
+        "depth_abs_rel": sum(m["abs_rel"] for m in metrics) / len(metrics),
+        "depth_delta1": sum(m["delta1"] for m in metrics) / len(metrics),
+        "depth_abs_rel_objects": errors.mean().item() if errors.numel() else float("nan"),
+    }
+
+
+def _true_depth(
+    maps: SceneMaps, items: Sequence[BenchmarkItem], size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """True depth [n, h, w] of the items' scenes and where their objects are, resized (nearest) to `size`."""
+    depth = torch.stack([resize_map(maps.true_map(item, "depth"), size) for item in items]).float()
+    objects = torch.stack([resize_map(maps.scene(item).instance, size) for item in items]) > 0
+    return depth, objects
+
+
+def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Table1Config) -> dict[str, float]:
+    """`depth_scores` and segmentation mIoU of the maps the heads generate for the first
+    ``map_scenes`` test scenes (targets resized, nearest, to the heads' output size)."""
+    items = _map_items(benchmark, config)
     maps = SceneMaps(benchmark)
     images = [item.load_image() for item in items]
-    out: dict[str, float] = {}
     with torch.no_grad():
         depth = model.perceive(images, "depth").float().cpu()
-        gts = torch.stack(
-            [resize_map(maps.true_map(item, "depth"), tuple(depth.shape[-2:])) for item in items]
-        )
-        metrics = [depth_metrics(p, g, g > 0) for p, g in zip(depth, gts, strict=True)]
-        out["depth_abs_rel"] = sum(m["abs_rel"] for m in metrics) / len(metrics)
-        out["depth_delta1"] = sum(m["delta1"] for m in metrics) / len(metrics)
+        out = depth_scores(depth, *_true_depth(maps, items, tuple(depth.shape[-2:])))
         seg = model.perceive(images, "segmentation").cpu()
         gts = torch.stack(
             [resize_map(maps.true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items]
@@ -162,6 +187,22 @@ def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Tabl
             seg, gts, num_classes=num_classes
         )["segmentation/miou"]
     return out
+
+
+def fixed_map_quality(
+    train_set: Path, benchmark: SyntheticBenchmark, config: Table1Config
+) -> dict[str, float]:
+    """`depth_scores` of one fixed depth map, the per-pixel median of the true depth maps of the
+    training scenes in dataset folder `train_set` (at the heads' output size), given for every
+    test scene `map_quality` scores: the maps' analogue of the best fixed answer. A head that has
+    learned the room's layout and not the objects in it scores about as well."""
+    size = tuple(config.spatial.get("output_size", SpatialConfig().output_size))
+    scenes = SceneDataset(train_set)
+    train = torch.stack([resize_map(scenes[i].depth, size) for i in range(len(scenes))]).float()
+    median = train.masked_fill(train <= 0, float("nan")).nanmedian(dim=0).values.nan_to_num(0.0)
+    items = _map_items(benchmark, config)
+    true, objects = _true_depth(SceneMaps(benchmark), items, size)
+    return depth_scores(median.expand_as(true), true, objects)
 
 
 def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:

@@ -118,8 +118,10 @@ def markdown(
     priors: Mapping[str, Mapping[str, float]],
     arms_info: Mapping[str, Any],
     setup: Mapping[str, Any],
+    fixed_map: Mapping[str, float] | None = None,
 ) -> str:
-    """The report: accuracy per category with the priors, perception use, tool rates, maps, wall time."""
+    """The report: accuracy per category with the priors, perception use, tool rates, maps, wall
+    time. `fixed_map`: `fixed_map_quality`'s scores, the maps' row of a fixed answer."""
     arms = summarize(results)
     names = [n for n in arms_info if n in arms]
     categories = [c for c in priors if c != "overall"] + ["overall"]
@@ -162,17 +164,27 @@ def markdown(
         lines.append(f"| {c} | " + " | ".join(_cell(arms[n]["tools"].get(c, [])) for n in names) + " |")
     lines += ["", "## Generated maps and wall time", ""]
     lines.append(
-        "Maps of the first test scenes, at the heads' output size. Wall time: training and evaluation of "
-        "one seed (`true_maps` evaluates the `bagel_pe` model: evaluation only)."
+        "Maps of the first test scenes, at the heads' output size; depth AbsRel on objects: over the "
+        "pixels of the objects the questions ask about. Fixed map: the training scenes' per-pixel "
+        "median depth, given for every scene. Wall time: training and evaluation of one seed "
+        "(`true_maps` evaluates the `bagel_pe` model: evaluation only)."
     )
     lines.append("")
-    lines.append("| arm | depth AbsRel | depth delta1 | segmentation mIoU | wall time per seed (s) |")
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines.append(
+        "| arm | depth AbsRel | depth AbsRel on objects | depth delta1 | segmentation mIoU | wall time per seed (s) |"
+    )
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    if fixed_map is not None:
+        lines.append(
+            f"| fixed map | {fixed_map['depth_abs_rel']:.3f} | {fixed_map['depth_abs_rel_objects']:.3f} | "
+            f"{fixed_map['depth_delta1']:.3f} | | |"
+        )
     for n in names:
         m = arms[n]["maps"]
         lines.append(
-            f"| {n} | {_cell(m.get('depth_abs_rel', []), 3)} | {_cell(m.get('depth_delta1', []), 3)} | "
-            f"{_cell(m.get('segmentation_miou', []), 3)} | {_cell(arms[n]['wall'], 0)} |"
+            f"| {n} | {_cell(m.get('depth_abs_rel', []), 3)} | {_cell(m.get('depth_abs_rel_objects', []), 3)} | "
+            f"{_cell(m.get('depth_delta1', []), 3)} | {_cell(m.get('segmentation_miou', []), 3)} | "
+            f"{_cell(arms[n]['wall'], 0)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,13 @@ from typing import Any
 from cooper_lib.experiments.table1.arms import ARMS, check_turn_budget, train_arm, train_base
 from cooper_lib.experiments.table1.config import Table1Config
 from cooper_lib.experiments.table1.data import prepare_data
-from cooper_lib.experiments.table1.evaluation import answer, held_out_benchmark, map_quality, priors
+from cooper_lib.experiments.table1.evaluation import (
+    answer,
+    fixed_map_quality,
+    held_out_benchmark,
+    map_quality,
+    priors,
+)
 from cooper_lib.experiments.table1.report import bar_chart, markdown
 
 DONE = "DONE"
@@ -146,7 +152,10 @@ def run_table1(
     benchmark = held_out_benchmark(data["test"])
     results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
     table_priors = priors(benchmark)
-    (out / "results.json").write_text(json.dumps({"priors": table_priors, "results": results}))
+    map_prior = fixed_map_quality(data["stage1"].parent, benchmark, config)
+    (out / "results.json").write_text(
+        json.dumps({"priors": table_priors, "fixed_map": map_prior, "results": results})
+    )
     setup = {
         "backbone": f"`{config.backbone}`, heads `{json.dumps(config.spatial)}`, vision tower and LLM trained",
         "data": (
@@ -174,7 +183,8 @@ def run_table1(
         )
     report = out / "report.md"
     report.write_text(
-        markdown(results, table_priors, {n: ARMS[n] for n in names}, setup) + "\n![chart](table1.png)\n"
+        markdown(results, table_priors, {n: ARMS[n] for n in names}, setup, map_prior)
+        + "\n![chart](table1.png)\n"
     )
     bar_chart(results, table_priors, out / "table1.png", names)
     return report
