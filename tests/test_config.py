@@ -40,6 +40,7 @@ def test_json_round_trip(tmp_path):
         ({"modalities": ()}, "at least one modality"),
         ({"modalities": ("depth", "depth")}, "distinct names"),
         ({"query_grid": (0, 8)}, "query_grid"),
+        ({"query_source": "pixels"}, r"query_source: expected one of \['learned', 'image'\], got 'pixels'"),
         ({"output_size": (64,)}, "output_size"),
         ({"depth_mode": "absolute"}, "depth_mode"),
         ({"num_classes": 0}, "num_classes"),

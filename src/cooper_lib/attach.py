@@ -53,7 +53,7 @@ def add_spatial_heads(
             (as PEFT freezes its base model) except the added tokens' embedding rows;
             `SpatialModel.set_backbone_trainable` switches later. A backbone that trained is saved
             by `save_pretrained` with the heads.
-        config_kwargs: further `SpatialConfig` fields (head_width, loss weights, query_token, ...).
+        config_kwargs: further `SpatialConfig` fields (query_source, head_width, loss weights, query_token, ...).
 
     Returns:
         the `SpatialModel`; the backbone is shared, not copied.

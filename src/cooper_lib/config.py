@@ -19,6 +19,8 @@ from cooper_lib.modalities.depth import check_display_range
 from cooper_lib.serialization import check_fields, from_dict, read_json, to_dict
 
 CONFIG_NAME = "cooper_config.json"
+QUERY_SOURCES = ("learned", "image")
+"""`SpatialConfig.query_source` values."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class SpatialConfig:
         head: generation head type (a name from `cooper_lib.heads.head_names()`) for every modality,
             or a dict naming one for each modality, e.g. `{"depth": "flow", "segmentation": "dense"}`.
         query_grid: (rows, cols) of perception queries per block; K = rows * cols.
+        query_source: what a query block starts from. ``"learned"``: the K learned queries alone.
+            ``"image"``: each query also adds its cell of the row's first image (that image's
+            visual tokens, a square block, average-pooled to `query_grid`; `cooper_lib.query_seeds`),
+            so the heads read the photo without the backbone first learning to gather it: on the
+            Table 1 experiment's tiny backbone, learned queries drew the training scenes' average
+            map while seeded ones drew what the vision tower sees (benchmarks/query_route.py).
         output_size: (height, width) of the maps the heads produce.
         num_classes: segmentation classes.
         depth_mode: `"metric"` (metres, SILog keeps scale) or `"relative"` (scale-and-shift invariant).
@@ -68,6 +76,7 @@ class SpatialConfig:
     modalities: tuple[str, ...] = ("depth", "segmentation")
     head: str | dict[str, str] = "dense"
     query_grid: tuple[int, int] = (8, 8)
+    query_source: str = "learned"
     output_size: tuple[int, int] = (64, 64)
     num_classes: int = 150
     depth_mode: str = "metric"
@@ -173,6 +182,10 @@ class SpatialConfig:
             raise TypeError(f"head_options: expected a dict, got {type(self.head_options).__name__}")
         if len(self.query_grid) != 2 or min(self.query_grid) < 1:
             raise ValueError(f"query_grid: expected two positive ints (rows, cols), got {self.query_grid}")
+        if self.query_source not in QUERY_SOURCES:
+            raise ValueError(
+                f"query_source: expected one of {list(QUERY_SOURCES)}, got {self.query_source!r}"
+            )
         if len(self.output_size) != 2 or min(self.output_size) < 1:
             raise ValueError(
                 f"output_size: expected two positive ints (height, width), got {self.output_size}"

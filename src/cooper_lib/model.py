@@ -36,6 +36,7 @@ from cooper_lib.graft import check_addition_state, graft
 from cooper_lib.heads import build_head
 from cooper_lib.images import to_pil
 from cooper_lib.layout import PerceptionLayout, QueryPositions
+from cooper_lib.query_seeds import QuerySeeder
 
 IGNORE_INDEX = -100
 TRAINER_WEIGHTS = "model.safetensors"
@@ -125,6 +126,16 @@ class SpatialModel(nn.Module):
             persistent=False,
         )
         self._hook = adapter.input_embeddings().register_forward_hook(self._substitute_queries)
+        self.query_seeder: QuerySeeder | None = None
+        if config.query_source == "image":
+            if not adapter.square_image_block:
+                raise ValueError(
+                    f"query_source: 'image' needs a backbone whose images reach the language model as one "
+                    f"square block of visual tokens (the qwen2_vl, qwen2_5_vl, qwen3_vl, llava, paligemma "
+                    f"and gemma3 families), got model_type {adapter.model_type!r}; use 'learned'"
+                )
+            self.query_seeder = QuerySeeder(adapter.image_token_id, layout.query_id, config.query_grid)
+            adapter.language_model().register_forward_pre_hook(self.query_seeder, with_kwargs=True)
         self._row_masks: list[torch.utils.hooks.RemovableHandle] = []
         self._backbone_trained = False
         self._loaded_names: set[str] = set()
@@ -134,8 +145,11 @@ class SpatialModel(nn.Module):
 
     # ------------------------------------------------------------------ queries
     def _substitute_queries(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-        """Forward hook on the input embeddings: query-token positions get the learned queries."""
+        """Forward hook on the input embeddings: query-token positions get the learned queries
+        (and, with ``query_source="image"``, the `QuerySeeder` is told the call's ids)."""
         input_ids = args[0] if args else None
+        if self.query_seeder is not None and isinstance(input_ids, torch.Tensor):
+            self.query_seeder.note_ids(input_ids)
         if not isinstance(input_ids, torch.Tensor) or not bool((input_ids == self.layout.query_id).any()):
             return output
         positions = self.layout.locate(input_ids.reshape(-1, input_ids.shape[-1]))

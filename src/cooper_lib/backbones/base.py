@@ -90,6 +90,9 @@ class BackboneAdapter:
     required_inputs: ClassVar[tuple[str, ...]] = ("input_ids", "attention_mask", "pixel_values")
     #: What `visual_layout().grid` means for this family (the supported-backbones table shows it).
     layout_notes: ClassVar[str] = "square grid when the token count is a perfect square, else one row"
+    #: Each image's visual tokens reach the language model as one row-major block of its square
+    #: patch grid (``SpatialConfig.query_source="image"`` pools that block into query seeds).
+    square_image_block: ClassVar[bool] = False
     #: Continued contexts: model-input key -> axis along which a context's images stack
     #: (0: images flattened over the batch; 1: one row per sample, images along dimension 1).
     image_input_axes: ClassVar[dict[str, int]] = {"pixel_values": 0}

@@ -37,6 +37,7 @@ class Gemma3Adapter(BackboneAdapter):
 
     family = "gemma3"
     model_types = ("gemma3",)
+    square_image_block = True
     required_inputs = ("input_ids", "attention_mask", "pixel_values", "token_type_ids")
     layout_notes = (
         "(rows, cols) = sqrt(mm_tokens_per_image) pooled soft tokens a side, the same for every image; "

@@ -23,6 +23,7 @@ class LlavaAdapter(BackboneAdapter):
 
     family = "llava"
     model_types = ("llava",)
+    square_image_block = True
     layout_notes = (
         "(rows, cols) = processed image size // vision patch size, the same for every image; "
         "a kept CLS token comes first (grid_offset 1)"

@@ -63,6 +63,7 @@ class PaliGemmaAdapter(BackboneAdapter):
 
     family = "paligemma"
     model_types = ("paligemma",)
+    square_image_block = True
     layout_notes = "(rows, cols) = SigLIP patch grid (image size // patch size), the same for every image"
 
     @property

@@ -28,6 +28,7 @@ class _QwenVLAdapter(BackboneAdapter):
     """What the Qwen-VL generations share; each subclass only names its family."""
 
     required_inputs = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
+    square_image_block = True  # for square images; a wide or tall one is refused when it is seen
     layout_notes = (
         "(rows, cols) = image_grid_thw[1:] // spatial_merge_size: the merged patch grid, row-major; "
         "the image's size sets it"

@@ -13,6 +13,7 @@ re-prefill runs, and what the KV-cache tests compare against.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ class KVContext:
         self.mask = torch.zeros(batch_size, 0, dtype=torch.long)
         self.segments: list[list[Inputs]] = [[] for _ in range(batch_size)]
         self.ids: list[list[int]] = [[] for _ in range(batch_size)]
+        self.image_seeds: dict[int, torch.Tensor | ValueError] = {}
         tokenizer = self.adapter.tokenizer(model.processor)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
@@ -144,12 +146,18 @@ class KVContext:
             **extra,
             **images,
         }
-        out = self.adapter.decoder()(
-            **self._to_device(inputs), cache=self.cache, use_cache=True, return_dict=True
-        )
+        with self._seed_memory():
+            out = self.adapter.decoder()(
+                **self._to_device(inputs), cache=self.cache, use_cache=True, return_dict=True
+            )
         self.cache = out.cache
         hidden = out.last_hidden_state
         return StepOutput(logits=self.logits(hidden[:, -1]), hidden=hidden)
+
+    def _seed_memory(self) -> AbstractContextManager:
+        """Keep each row's image seeds across steps when the model seeds its queries from the image."""
+        seeder = self.model.query_seeder
+        return seeder.remember(self.image_seeds) if seeder is not None else nullcontext()
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-token logits from last hidden states, as the backbone's head computes them (float32)."""
