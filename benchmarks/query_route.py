@@ -42,6 +42,7 @@ from cooper_lib.experiments.table1.config import EXPERIMENT_BACKBONE, EXPERIMENT
 from cooper_lib.experiments.table1.evaluation import depth_scores
 from cooper_lib.heads.dense import DenseHead
 from cooper_lib.images import to_pil
+from cooper_lib.modalities import get_modality
 
 SIZE = (16, 16)
 BATCH = 16
@@ -136,8 +137,6 @@ def cnn() -> nn.Module:
 
 
 def silog(raw_log_depth: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    from cooper_lib.modalities import get_modality
-
     return get_modality("depth").dense_loss(
         raw_log_depth, depth, depth_mode="metric", silog_lambda=0.85, dice_weight=1.0
     )
