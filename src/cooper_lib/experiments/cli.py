@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table1.add_argument(
         "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
     )
+    table1.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="seeds trained at once, each in its own process (default: all seeds at once on cuda, one on the CPU)",
+    )
     table1.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default all)")
     table1.set_defaults(func=run)
 
@@ -28,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = Table1Config.quick() if args.quick else Table1Config.full()
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
-    report = run_table1(args.out, seeds=seeds, config=config, arms=args.arms, device=args.device)
+    report = run_table1(
+        args.out, seeds=seeds, config=config, arms=args.arms, device=args.device, jobs=args.jobs
+    )
     print(f"report: {report}")
     return 0

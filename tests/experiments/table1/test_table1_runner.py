@@ -161,3 +161,43 @@ def test_a_turn_budget_that_cuts_trained_turns_is_refused(tmp_path):
         + "\n"
     )
     assert longest_trained_turn(path, Words()) == 3  # loss-bearing assistant text only
+
+
+def _losses(folder):
+    return [json.loads(line)["loss"] for line in (folder / "log.jsonl").open()]
+
+
+def test_seeds_trained_at_once_match_seeds_trained_in_turn(tmp_path, monkeypatch):
+    config = Table1Config.micro().with_(base_steps=3, sft_steps=3)
+    run_table1(tmp_path / "in_turn", seeds=2, config=config, arms=["qa_only"], device="cpu")
+    # the seeds must train in their own processes: this one refuses to train any arm
+    monkeypatch.setattr(runner, "run_arm", _refuse)
+    report = run_table1(tmp_path / "at_once", seeds=2, config=config, arms=["qa_only"], device="cpu", jobs=2)
+    assert "2 seeds trained at once" in report.read_text()
+    results = json.loads((tmp_path / "at_once" / "results.json").read_text())["results"]
+    assert [(r["arm"], r["seed"]) for r in results] == [("qa_only", 0), ("qa_only", 1)]
+    for seed in (0, 1):
+        for stage in ("base", "qa_only/train/sft"):
+            in_turn = _losses(tmp_path / "in_turn" / f"seed-{seed}" / stage)
+            at_once = _losses(tmp_path / "at_once" / f"seed-{seed}" / stage)
+            assert at_once == pytest.approx(in_turn, rel=1e-4)
+    # the two seeds differ, so the comparison above is not of one run with itself
+    assert _losses(tmp_path / "at_once" / "seed-0" / "base") != _losses(
+        tmp_path / "at_once" / "seed-1" / "base"
+    )
+
+
+def test_a_failed_seed_is_named_and_the_others_are_kept(tmp_path):
+    final = tmp_path / "seed-1" / "base" / "final"
+    final.mkdir(parents=True)
+    (final / arms_module.TRAINABLE_NAME).write_bytes(b"not a safetensors file")
+    with pytest.raises(RuntimeError, match=r"seed\(s\) \[1\] failed.*rerun to resume"):
+        run_table1(tmp_path, seeds=2, config=Table1Config.micro(), arms=["qa_only"], device="cpu", jobs=2)
+    assert (tmp_path / "seed-0" / "qa_only" / runner.DONE).exists()
+    assert not (tmp_path / "seed-1" / "qa_only" / runner.DONE).exists()
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_jobs_must_be_a_positive_int(tmp_path, jobs):
+    with pytest.raises(ValueError, match="jobs: expected a positive int"):
+        run_table1(tmp_path, seeds=2, config=Table1Config.micro(), device="cpu", jobs=jobs)

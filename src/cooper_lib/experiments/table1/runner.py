@@ -10,13 +10,20 @@ Layout of ``out``::
 
 A rerun skips every arm and seed whose ``DONE`` marker exists, and every stage whose final model
 exists, so an interrupted run continues where it stopped.
+
+Seeds can train at once, each in its own process (``jobs``): the experiment's models are far too
+small to fill a GPU, so on one device three seeds in parallel take about the time of one. The
+processes are started with ``spawn`` (CUDA cannot be used in a forked child), so a script that
+calls `run_table1` with ``jobs > 1`` needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +52,16 @@ def _device(device: str | None) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for, but torch sees no CUDA device")
     return device
+
+
+def _jobs(jobs: int | None, device: str, seeds: int) -> int:
+    """Processes to train seeds in: `jobs`, or by default every seed at once on a GPU and one at a
+    time on the CPU (where the seeds would only share the same cores)."""
+    if jobs is None:
+        return seeds if device == "cuda" else 1
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs: expected a positive int (seeds trained at once), got {jobs!r}")
+    return min(jobs, seeds)
 
 
 def _check_same_config(path: Path, config: Table1Config) -> None:
@@ -114,6 +131,63 @@ def run_arm(
     return result
 
 
+def _run_seed_process(
+    seed: int,
+    names: Sequence[str],
+    config: Table1Config,
+    out: Path,
+    data: dict[str, Path],
+    device: str,
+    threads: int,
+) -> list[dict[str, Any]]:
+    """Every arm of one seed, in order (`run_arm`), in a process of its own; `threads` caps torch's
+    CPU threads so that seeds trained at once do not oversubscribe the cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+    benchmark = held_out_benchmark(data["test"])
+    return [run_arm(name, seed, config, out, data, device, benchmark) for name in names]
+
+
+def _run_seeds_at_once(
+    seeds: Sequence[int],
+    names: Sequence[str],
+    config: Table1Config,
+    out: Path,
+    data: dict[str, Path],
+    device: str,
+    jobs: int,
+) -> list[dict[str, Any]]:
+    """`_run_seed_process` for every seed, `jobs` processes at a time; a seed that fails is reported after
+    the others have finished (their arms are saved, so a rerun resumes at the failed one)."""
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    finished: dict[int, list[dict[str, Any]]] = {}
+    failed: dict[int, BaseException] = {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(_run_seed_process, seed, list(names), config, out, data, device, threads): seed
+            for seed in seeds
+        }
+        for future in as_completed(futures):
+            seed = futures[future]
+            try:
+                finished[seed] = future.result()
+            except Exception as error:
+                failed[seed] = error
+            else:
+                print(f"table1: seed {seed} done ({len(finished)} of {len(futures)})", flush=True)
+    if failed:
+        seed, error = min(failed.items())
+        raise RuntimeError(
+            f"seed(s) {sorted(failed)} failed, the others' arms are saved in {out} (rerun to resume); "
+            f"seed {seed}: {type(error).__name__}: {error}"
+        ) from error
+    return [result for seed in seeds for result in finished[seed]]
+
+
 def run_table1(
     out: str | Path = "table1",
     *,
@@ -121,6 +195,7 @@ def run_table1(
     config: Table1Config | None = None,
     arms: Sequence[str] | None = None,
     device: str | None = None,
+    jobs: int | None = None,
 ) -> Path:
     """Run the experiment (resumable) and write ``out/report.md`` and ``out/table1.png``.
 
@@ -130,6 +205,8 @@ def run_table1(
         config: sizes and budget (default `Table1Config()`; `Table1Config.quick()` for a CPU).
         arms: arm names (default all of `ARMS`, in their order).
         device: ``"cpu"`` or ``"cuda"`` (default: cuda when available).
+        jobs: seeds trained at once, each in its own (spawned) process. Default: every seed at
+            once on cuda, one at a time on the CPU.
 
     Returns:
         The report's path.
@@ -143,6 +220,7 @@ def run_table1(
     if unknown:
         raise ValueError(f"arms: expected names from {list(ARMS)}, got unknown {unknown}")
     device = _device(device)
+    jobs = _jobs(jobs, device, len(seed_list))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out / "config.json", config)
@@ -150,7 +228,10 @@ def run_table1(
     data = prepare_data(out, config)
     check_turn_budget(config, data, names)
     benchmark = held_out_benchmark(data["test"])
-    results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
+    if jobs == 1:
+        results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
+    else:
+        results = _run_seeds_at_once(seed_list, names, config, out, data, device, jobs)
     table_priors = priors(benchmark)
     map_prior = fixed_map_quality(data["stage1"].parent, benchmark, config)
     (out / "results.json").write_text(
@@ -168,7 +249,7 @@ def run_table1(
             f"GRPO arms add {config.grpo_steps} steps ({config.grpo_batch_size} prompts x {config.num_generations} "
             f"rollouts, lr {config.grpo_lr})"
         ),
-        "device": device,
+        "device": device + (f", {jobs} seeds trained at once (wall times overlap)" if jobs > 1 else ""),
     }
     if config.base_steps:
         seconds = [
