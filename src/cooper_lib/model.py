@@ -350,7 +350,12 @@ class SpatialModel(nn.Module):
             keep = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
             keep[self.added_token_ids.to(weight.device)] = 1
             weight.requires_grad_(True)
-            self._row_masks.append(weight.register_hook(lambda grad, keep=keep: grad * keep.to(grad.dtype)))
+            # the mask follows the gradient: the model may move to another device after this
+            self._row_masks.append(
+                weight.register_hook(
+                    lambda grad, keep=keep: grad * keep.to(device=grad.device, dtype=grad.dtype)
+                )
+            )
         self._frozen_rows = {id(w): self._other_rows_fingerprint(w) for w in self.embedding_matrices()}
 
     def _other_rows_fingerprint(self, weight: torch.Tensor) -> tuple[float, float]:

@@ -50,3 +50,27 @@ def test_a_kernel_failure_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(flow_matching, "resolve_backend", lambda backend, *tensors: "triton")
     with pytest.raises(RuntimeError, match="kernel launch failed"):
         flow_matching.flow_matching_loss(pred, noise, clean, backend="auto")
+
+
+class _OnCuda:
+    """Stands in for a CUDA tensor: `resolve_backend` reads only these two attributes."""
+
+    is_cuda = True
+    device = torch.device("cuda", 0)
+
+
+def test_env_switch_sends_auto_to_torch_on_cuda(monkeypatch):
+    monkeypatch.setattr(dispatch, "HAS_TRITON", True)
+    monkeypatch.delenv(dispatch.AUTO_ENV, raising=False)
+    assert dispatch.resolve_backend("auto", _OnCuda()) == "triton"
+    monkeypatch.setenv(dispatch.AUTO_ENV, "auto")
+    assert dispatch.resolve_backend("auto", _OnCuda()) == "triton"
+    monkeypatch.setenv(dispatch.AUTO_ENV, "torch")
+    assert dispatch.resolve_backend("auto", _OnCuda()) == "torch"
+    assert dispatch.resolve_backend("triton", _OnCuda()) == "triton"  # asked by name: unaffected
+
+
+def test_env_switch_rejects_other_values(monkeypatch):
+    monkeypatch.setenv(dispatch.AUTO_ENV, "cuda")
+    with pytest.raises(ValueError, match="COOPER_LIB_OPS_BACKEND: expected 'auto' or 'torch', got 'cuda'"):
+        dispatch.resolve_backend("auto", torch.zeros(1))

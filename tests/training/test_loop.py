@@ -265,3 +265,15 @@ def test_a_trainer_needs_a_spatial_model(synthetic, tmp_path):
             match="model: expected a SpatialModel or a CooperModel, got Qwen2VLForConditionalGeneration",
         ):
             trainer(backbone, stage_config)
+
+
+def test_accelerator_probe_works_without_torch_accelerator(monkeypatch):
+    """torch 2.4 and 2.5 (which the package allows) have no `torch.accelerator`."""
+    from cooper_lib.training.loop import accelerator_available
+
+    monkeypatch.delattr(torch, "accelerator", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert accelerator_available() is False
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert accelerator_available() is True

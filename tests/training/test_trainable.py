@@ -60,3 +60,17 @@ def test_lora_merge_keeps_the_function():
     merge_lora(model)
     assert not any("lora_" in n for n, _ in model.named_parameters())
     torch.testing.assert_close(model(**inputs).query_states["depth"], before, rtol=1e-4, atol=1e-5)
+
+
+def test_row_masks_follow_a_model_moved_after_configuration():
+    """The added rows' gradient mask is made where the model is when configured; a gradient from
+    another device (CUDA after accelerate's prepare; "meta" here) is masked on its own device."""
+    model = build_model(model_config())
+    configure_trainable(model, ModelConfig(llm="frozen"))
+    hooks = [handle.hooks_dict_ref()[handle.id] for handle in model._row_masks]
+    assert len(hooks) == 2
+    for hook, weight in zip(hooks, model.embedding_matrices(), strict=True):
+        masked = hook(torch.ones(weight.shape, device="meta"))
+        assert masked.device.type == "meta" and masked.shape == weight.shape
+        rows = hook(torch.ones(weight.shape, dtype=torch.float64)).any(dim=1).nonzero().flatten()
+        assert rows.tolist() == sorted(model.added_token_ids.tolist())

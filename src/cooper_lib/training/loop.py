@@ -122,7 +122,7 @@ class Trainer(abc.ABC):
             )
         self.accelerator = accelerator or Accelerator(
             # accelerate starts CPU process groups (torchrun + gloo) only with cpu=True
-            cpu=self.run.cpu or not torch.accelerator.is_available(),
+            cpu=self.run.cpu or not accelerator_available(),
             mixed_precision=self.run.mixed_precision,
             gradient_accumulation_steps=self.run.grad_accum_steps,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
@@ -441,6 +441,16 @@ class Trainer(abc.ABC):
     def load_checkpoint(self, path: str | Path) -> None:
         """Continue from a checkpoint: weights, optimiser, scheduler, EMA, RNG and data position."""
         ckpt.load_checkpoint(self, path)
+
+
+def accelerator_available() -> bool:
+    """Whether torch sees an accelerator: `torch.accelerator` where torch has it (2.6 and newer),
+    else CUDA or MPS (the package supports torch 2.4 and 2.5 too)."""
+    probe = getattr(torch, "accelerator", None)
+    if probe is not None:
+        return bool(probe.is_available())
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps is not None and mps.is_available())
 
 
 def log_line(entry: dict[str, float]) -> str:

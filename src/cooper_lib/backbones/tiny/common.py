@@ -79,7 +79,9 @@ def head_dim(fields: dict[str, Any]) -> int:
 
 def instantiate(model_cls: type[nn.Module], config: PreTrainedConfig, seed: int) -> nn.Module:
     """Build `model_cls(config)` with weights drawn from `seed`, leaving the global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
+    # manual_seed seeds every CUDA device too: fork (and so restore) their generators as well
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         model = model_cls(config)
     return model.float().eval()
