@@ -9,6 +9,7 @@ from training_setup import model_config, optim_config, run_config
 from cooper_lib.training import checkpoint as ckpt
 from cooper_lib.training.config import Stage1Config
 from cooper_lib.training.grpo import SpatialGRPOTrainer
+from cooper_lib.training.loop import accelerator_available
 from cooper_lib.training.sft import InterleavedSFTTrainer
 from cooper_lib.training.stage1 import Stage1Trainer
 from cooper_lib.training.weights import build_model
@@ -269,8 +270,6 @@ def test_a_trainer_needs_a_spatial_model(synthetic, tmp_path):
 
 def test_accelerator_probe_works_without_torch_accelerator(monkeypatch):
     """torch 2.4 and 2.5 (which the package allows) have no `torch.accelerator`."""
-    from cooper_lib.training.loop import accelerator_available
-
     monkeypatch.delattr(torch, "accelerator", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
