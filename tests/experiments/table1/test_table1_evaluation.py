@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cooper_lib.experiments.table1.evaluation import (
     depth_scores,
     fixed_map_quality,
     map_quality,
+    object_distance_mra,
 )
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.training.collators import resize_map
@@ -109,6 +111,23 @@ def test_depth_scores_single_out_the_object_pixels():
     assert np.isnan(depth_scores(pred, true, torch.zeros_like(objects))["depth_abs_rel_objects"])
 
 
+def test_object_distance_mra_reads_each_objects_median_depth_as_its_distance():
+    instance = torch.zeros(8, 8, dtype=torch.long)
+    instance[:4, :4] = 1
+    instance[4:, 4:] = 2
+    objects = [SimpleNamespace(instance_id=1, distance=2.0), SimpleNamespace(instance_id=2, distance=4.0)]
+    scene = SimpleNamespace(instance=instance, objects=objects)
+    pred = torch.full((1, 4, 4), 9.0)  # half the scene's size: each object covers a 2 x 2 corner
+    pred[0, :2, :2] = 2.0
+    pred[0, 2:, 2:] = 4.0
+    pred[0, 3, 3] = 100.0  # one stray pixel does not move a median
+    assert object_distance_mra(pred, [scene]) == pytest.approx(1.0)
+    pred[0, :2, :2] = 2.56  # 28 % off: only the thresholds 0.50-0.70 are met
+    assert object_distance_mra(pred, [scene]) == pytest.approx((0.5 + 1.0) / 2)
+    hidden = SimpleNamespace(instance=torch.zeros(8, 8, dtype=torch.long), objects=objects)
+    assert np.isnan(object_distance_mra(pred, [hidden]))
+
+
 class _Heads:
     """A stand-in model whose heads return given maps."""
 
@@ -135,5 +154,15 @@ def test_map_quality_of_true_maps_and_of_the_fixed_map(benchmark):
     fixed = fixed_map_quality(Path(benchmark.meta["source"]), benchmark, config)
     median = depth.masked_fill(depth <= 0, float("nan")).nanmedian(dim=0).values.nan_to_num(0.0)
     objects = torch.stack([resize_map(maps.scene(i).instance, size) for i in items]) > 0
-    assert fixed == pytest.approx(depth_scores(median.expand_as(depth), depth, objects))
+    scenes = [maps.scene(i) for i in items]
+    assert fixed == pytest.approx(
+        {
+            **depth_scores(median.expand_as(depth), depth, objects),
+            "depth_object_mra": object_distance_mra(median.expand_as(depth), scenes),
+            "true_map_object_mra": object_distance_mra(depth, scenes),
+        }
+    )
     assert fixed["depth_abs_rel_objects"] > 0.05
+    # read from the true maps, the objects' distances score what the fixed prior's true-map row says
+    assert exact["depth_object_mra"] == pytest.approx(fixed["true_map_object_mra"])
+    assert 0.3 < fixed["true_map_object_mra"] <= 1.0

@@ -117,7 +117,13 @@ def test_markdown_states_one_seed_and_lists_arms_and_probes():
         "occ": {"n": 1, "chance": 50.0, "best_fixed": 100.0},
         "overall": {"n": 1, "chance": 50.0, "best_fixed": 100.0},
     }
-    fixed = {"depth_abs_rel": 0.3, "depth_delta1": 0.5, "depth_abs_rel_objects": 0.6}
+    fixed = {
+        "depth_abs_rel": 0.3,
+        "depth_delta1": 0.5,
+        "depth_abs_rel_objects": 0.6,
+        "depth_object_mra": 0.64,
+        "true_map_object_mra": 0.78,
+    }
     text = markdown(
         results, table, {n: ARMS[n] for n in ("qa_only", "bagel_pe")}, {"budget": "2 steps"}, fixed
     )
@@ -125,4 +131,5 @@ def test_markdown_states_one_seed_and_lists_arms_and_probes():
     assert "| occ | 1 | 50.0 | 100.0 | 100.0 | 100.0 |" in text
     assert "| bagel_pe | occ | 100.0 | 0.0 | 100.0 |" in text
     assert "| qa_only | 0.500 | - |" in text
-    assert "| fixed map | 0.300 | 0.600 | 0.500 | | |" in text
+    assert "| fixed map | 0.300 | 0.600 | 64.0 | 0.500 | | |" in text
+    assert "| true map | | | 78.0 | | | |" in text

@@ -50,10 +50,17 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
         "depth_abs_rel",
         "depth_delta1",
         "depth_abs_rel_objects",
+        "depth_object_mra",
         "segmentation_miou",
     }
     fixed = json.loads((tmp_path / "results.json").read_text())["fixed_map"]
-    assert set(fixed) == {"depth_abs_rel", "depth_delta1", "depth_abs_rel_objects"}
+    assert set(fixed) == {
+        "depth_abs_rel",
+        "depth_delta1",
+        "depth_abs_rel_objects",
+        "depth_object_mra",
+        "true_map_object_mra",
+    }
     assert "| fixed map | " in report.read_text()
     # the perceiving model is shown depth over the range its SFT traces were drawn with
     saved = json.loads(

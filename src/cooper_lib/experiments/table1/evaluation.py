@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from cooper_lib.config import SpatialConfig
+from cooper_lib.data.answers import mean_relative_accuracy
 from cooper_lib.data.synthetic import shown_depth
 from cooper_lib.data.synthetic.loader import SceneDataset
 from cooper_lib.data.synthetic.scene import SpatialScene
@@ -160,6 +161,23 @@ def depth_scores(pred: torch.Tensor, true: torch.Tensor, objects: torch.Tensor) 
     }
 
 
+def object_distance_mra(pred: torch.Tensor, scenes: Sequence[SpatialScene]) -> float:
+    """What a reader of depth maps `pred` ([n, h, w] metres, one per scene) could answer to "how far
+    is the object from the camera?": for every object the map shows, the median of the map over the
+    object's pixels (its instance mask resized, nearest, to the map's size) taken as its distance and
+    scored as the benchmark scores a distance answer (mean relative accuracy against the distance to
+    the object's centre). Comparable with a distance question's best fixed answer; even the true map
+    scores below 1, since it shows the object's near surface. nan when no map shows an object."""
+    scores = []
+    for depth, scene in zip(pred, scenes, strict=True):
+        instance = resize_map(scene.instance, tuple(depth.shape[-2:]))
+        for obj in scene.objects:
+            pixels = depth[instance == obj.instance_id]
+            if pixels.numel():
+                scores.append(mean_relative_accuracy(float(pixels.median()), obj.distance))
+    return sum(scores) / len(scores) if scores else float("nan")
+
+
 def _true_depth(
     maps: SceneMaps, items: Sequence[BenchmarkItem], size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,14 +188,15 @@ def _true_depth(
 
 
 def map_quality(model: SpatialModel, benchmark: SyntheticBenchmark, config: Table1Config) -> dict[str, float]:
-    """`depth_scores` and segmentation mIoU of the maps the heads generate for the first
-    ``map_scenes`` test scenes (targets resized, nearest, to the heads' output size)."""
+    """`depth_scores`, `object_distance_mra` and segmentation mIoU of the maps the heads generate
+    for the first ``map_scenes`` test scenes (targets resized, nearest, to the heads' output size)."""
     items = _map_items(benchmark, config)
     maps = SceneMaps(benchmark)
     images = [item.load_image() for item in items]
     with torch.no_grad():
         depth = model.perceive(images, "depth").float().cpu()
         out = depth_scores(depth, *_true_depth(maps, items, tuple(depth.shape[-2:])))
+        out["depth_object_mra"] = object_distance_mra(depth, [maps.scene(item) for item in items])
         seg = model.perceive(images, "segmentation").cpu()
         gts = torch.stack(
             [resize_map(maps.true_map(item, "segmentation"), tuple(seg.shape[-2:])) for item in items]
@@ -195,14 +214,22 @@ def fixed_map_quality(
     """`depth_scores` of one fixed depth map, the per-pixel median of the true depth maps of the
     training scenes in dataset folder `train_set` (at the heads' output size), given for every
     test scene `map_quality` scores: the maps' analogue of the best fixed answer. A head that has
-    learned the room's layout and not the objects in it scores about as well."""
+    learned the room's layout and not the objects in it scores about as well. Also
+    ``true_map_object_mra``: `object_distance_mra` of the scenes' true maps at that size, the most
+    a reader of such maps could answer."""
     size = tuple(config.spatial.get("output_size", SpatialConfig().output_size))
     scenes = SceneDataset(train_set)
     train = torch.stack([resize_map(scenes[i].depth, size) for i in range(len(scenes))]).float()
     median = train.masked_fill(train <= 0, float("nan")).nanmedian(dim=0).values.nan_to_num(0.0)
     items = _map_items(benchmark, config)
-    true, objects = _true_depth(SceneMaps(benchmark), items, size)
-    return depth_scores(median.expand_as(true), true, objects)
+    maps = SceneMaps(benchmark)
+    true, objects = _true_depth(maps, items, size)
+    test_scenes = [maps.scene(item) for item in items]
+    return {
+        **depth_scores(median.expand_as(true), true, objects),
+        "depth_object_mra": object_distance_mra(median.expand_as(true), test_scenes),
+        "true_map_object_mra": object_distance_mra(true, test_scenes),
+    }
 
 
 def priors(benchmark: SyntheticBenchmark) -> dict[str, dict[str, float]]:

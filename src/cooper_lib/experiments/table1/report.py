@@ -165,25 +165,30 @@ def markdown(
     lines += ["", "## Generated maps and wall time", ""]
     lines.append(
         "Maps of the first test scenes, at the heads' output size; depth AbsRel on objects: over the "
-        "pixels of the objects the questions ask about. Fixed map: the training scenes' per-pixel "
-        "median depth, given for every scene. Wall time: training and evaluation of one seed "
-        "(`true_maps` evaluates the `bagel_pe` model: evaluation only)."
+        "pixels of the objects the questions ask about; object distance (%): each object's median "
+        "depth in the map read as its distance and scored like a distance answer (compare the "
+        "distance questions' best fixed answer). Fixed map: the training scenes' per-pixel "
+        "median depth, given for every scene; true map: the scenes' own, at the same size. Wall time: "
+        "training and evaluation of one seed (`true_maps` evaluates the `bagel_pe` model: evaluation only)."
     )
     lines.append("")
     lines.append(
-        "| arm | depth AbsRel | depth AbsRel on objects | depth delta1 | segmentation mIoU | wall time per seed (s) |"
+        "| arm | depth AbsRel | depth AbsRel on objects | object distance (%) | depth delta1 "
+        "| segmentation mIoU | wall time per seed (s) |"
     )
-    lines.append("| --- | --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- |")
     if fixed_map is not None:
         lines.append(
             f"| fixed map | {fixed_map['depth_abs_rel']:.3f} | {fixed_map['depth_abs_rel_objects']:.3f} | "
-            f"{fixed_map['depth_delta1']:.3f} | | |"
+            f"{100 * fixed_map['depth_object_mra']:.1f} | {fixed_map['depth_delta1']:.3f} | | |"
         )
+        lines.append(f"| true map | | | {100 * fixed_map['true_map_object_mra']:.1f} | | | |")
     for n in names:
         m = arms[n]["maps"]
+        mra = [100 * v for v in m.get("depth_object_mra", [])]
         lines.append(
             f"| {n} | {_cell(m.get('depth_abs_rel', []), 3)} | {_cell(m.get('depth_abs_rel_objects', []), 3)} | "
-            f"{_cell(m.get('depth_delta1', []), 3)} | {_cell(m.get('segmentation_miou', []), 3)} | "
+            f"{_cell(mra)} | {_cell(m.get('depth_delta1', []), 3)} | {_cell(m.get('segmentation_miou', []), 3)} | "
             f"{_cell(arms[n]['wall'], 0)} |"
         )
     return "\n".join(lines) + "\n"
