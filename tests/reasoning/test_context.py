@@ -11,6 +11,7 @@ from scripted import FAMILIES, QUESTION, image, spatial
 
 from cooper_lib.backbones.continuation import stack_images
 from cooper_lib.reasoning import KVContext
+from cooper_lib.reasoning.context import cache_keyword
 
 ATOL = 1e-5
 
@@ -137,3 +138,19 @@ def test_append_rejects_bad_segments():
         KVContext(model, batch_size=0)
     with pytest.raises(ValueError, match="no context"):
         ctx.full_inputs(0)
+
+
+class _DecoderBeforeTheRename(torch.nn.Module):
+    def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+        return input_ids
+
+
+class _DecoderAfterTheRename(torch.nn.Module):
+    def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs):
+        return input_ids
+
+
+def test_cache_keyword_follows_the_decoder_signature():
+    # transformers renamed past_key_values to cache within 5.x; the package allows both sides
+    assert cache_keyword(_DecoderBeforeTheRename()) == "past_key_values"
+    assert cache_keyword(_DecoderAfterTheRename()) == "cache"

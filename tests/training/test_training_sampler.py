@@ -1,4 +1,7 @@
+import multiprocessing
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
@@ -79,3 +82,30 @@ def test_prefetcher_out_of_step_with_the_sampler_is_an_error():
         prefetcher.take([[0, 1]])
     with pytest.raises(ValueError, match="num_workers"):
         Prefetcher([1], sampler, 1, 1, 0, 1, _collate_with_pid, 0)
+
+
+_MARK = "as imported"
+
+
+def _collate_mark(records):
+    return _MARK
+
+
+def _prefetch_after_setting_the_mark(_):
+    """In a spawned process: set a global, then collate in a worker; a forked worker sees the
+    global as set, a spawned one re-imports this module and sees it as imported."""
+    global _MARK
+    _MARK = "set at run time"
+    sampler = MixtureSampler(["a"] * 4, {"a": 1.0}, seed=0)
+    prefetcher = Prefetcher(list(range(4)), sampler, 2, 1, 0, 1, _collate_mark, 1)
+    try:
+        return prefetcher.take(shard(sampler.next_batch(2), 1, 0, 1))[0]
+    finally:
+        prefetcher.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers fork on Linux only")
+def test_prefetcher_workers_fork_inside_a_spawned_process():
+    # table1's seeds train in spawned processes; spawned workers cost seconds of imports per stage
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert pool.submit(_prefetch_after_setting_the_mark, None).result() == "set at run time"

@@ -12,6 +12,7 @@ re-prefill runs, and what the KV-cache tests compare against.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -22,7 +23,15 @@ import torch
 from cooper_lib.backbones.continuation import TOKEN_KEYS, ContinuationState, Inputs, stack_images
 from cooper_lib.model import SpatialModel
 
-__all__ = ["KVContext", "StepOutput"]
+__all__ = ["KVContext", "StepOutput", "cache_keyword"]
+
+
+def cache_keyword(decoder: torch.nn.Module) -> str:
+    """The keyword `decoder` takes (and returns) its KV cache under: ``cache`` in recent
+    transformers, ``past_key_values`` in the 5.x releases before the rename (the package allows
+    any transformers >= 5)."""
+    parameters = inspect.signature(decoder.forward).parameters
+    return "past_key_values" if "past_key_values" in parameters and "cache" not in parameters else "cache"
 
 
 @dataclass
@@ -56,6 +65,7 @@ class KVContext:
         self.batch_size = batch_size
         self.state = ContinuationState(batch_size)
         self.cache: Any = None
+        self.cache_keyword = cache_keyword(self.adapter.decoder())
         self.mask = torch.zeros(batch_size, 0, dtype=torch.long)
         self.segments: list[list[Inputs]] = [[] for _ in range(batch_size)]
         self.ids: list[list[int]] = [[] for _ in range(batch_size)]
@@ -148,9 +158,12 @@ class KVContext:
         }
         with self._seed_memory():
             out = self.adapter.decoder()(
-                **self._to_device(inputs), cache=self.cache, use_cache=True, return_dict=True
+                **self._to_device(inputs),
+                **{self.cache_keyword: self.cache},
+                use_cache=True,
+                return_dict=True,
             )
-        self.cache = out.cache
+        self.cache = getattr(out, self.cache_keyword)
         hidden = out.last_hidden_state
         return StepOutput(logits=self.logits(hidden[:, -1]), hidden=hidden)
 

@@ -15,6 +15,7 @@ once per epoch of its source. The counters of those walks are the data position:
 from __future__ import annotations
 
 import copy
+import sys
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -120,7 +121,8 @@ class Prefetcher:
     collated micro-batches in order and checks each against the parts the caller drew from the
     authoritative sampler, so a prefetcher that fell out of step (the sampler moved some other way,
     e.g. a resume: make a new one) is an error, never a wrong batch. Workers fork on Linux (nothing
-    is pickled); elsewhere records and the collator must pickle.
+    is pickled), also inside a process that was itself spawned (whose default would be to spawn
+    them: seconds of imports per worker and stage); elsewhere records and the collator must pickle.
 
     Args:
         records: the training records.
@@ -163,6 +165,7 @@ class Prefetcher:
             collate_fn=collator,
             num_workers=num_workers,
             prefetch_factor=prefetch_factor,
+            multiprocessing_context="fork" if sys.platform.startswith("linux") else None,
             # its own generator: seeding the workers must not draw from torch's global one, or a
             # resumed run (whose workers start at another step) would sample other noise
             generator=torch.Generator().manual_seed(sampler.seed),
