@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="seeds trained at once, each in its own process (default: all seeds at once on cuda, one on the CPU)",
+        help="processes trained at once: each seed's base model, then each seed's arms (default: all at once "
+        "on cuda, up to the CPU count; one on the CPU)",
     )
     table1.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default all)")
     table1.set_defaults(func=run)

@@ -174,17 +174,18 @@ def _losses(folder):
     return [json.loads(line)["loss"] for line in (folder / "log.jsonl").open()]
 
 
-def test_seeds_trained_at_once_match_seeds_trained_in_turn(tmp_path, monkeypatch):
+def test_seeds_and_arms_trained_at_once_match_them_trained_in_turn(tmp_path, monkeypatch):
     config = Table1Config.micro().with_(base_steps=3, sft_steps=3)
-    run_table1(tmp_path / "in_turn", seeds=2, config=config, arms=["qa_only"], device="cpu")
-    # the seeds must train in their own processes: this one refuses to train any arm
+    arms = ["qa_only", "amg_qa"]
+    run_table1(tmp_path / "in_turn", seeds=2, config=config, arms=arms, device="cpu")
+    # seeds and arms must train in their own processes: this one refuses to train any arm
     monkeypatch.setattr(runner, "run_arm", _refuse)
-    report = run_table1(tmp_path / "at_once", seeds=2, config=config, arms=["qa_only"], device="cpu", jobs=2)
-    assert "2 seeds trained at once" in report.read_text()
+    report = run_table1(tmp_path / "at_once", seeds=2, config=config, arms=arms, device="cpu", jobs=3)
+    assert "3 processes at once" in report.read_text()
     results = json.loads((tmp_path / "at_once" / "results.json").read_text())["results"]
-    assert [(r["arm"], r["seed"]) for r in results] == [("qa_only", 0), ("qa_only", 1)]
+    assert [(r["arm"], r["seed"]) for r in results] == [(a, s) for s in (0, 1) for a in arms]
     for seed in (0, 1):
-        for stage in ("base", "qa_only/train/sft"):
+        for stage in ("base", "qa_only/train/sft", "amg_qa/train/stage1", "amg_qa/train/sft"):
             in_turn = _losses(tmp_path / "in_turn" / f"seed-{seed}" / stage)
             at_once = _losses(tmp_path / "at_once" / f"seed-{seed}" / stage)
             assert at_once == pytest.approx(in_turn, rel=1e-4)
@@ -192,6 +193,14 @@ def test_seeds_trained_at_once_match_seeds_trained_in_turn(tmp_path, monkeypatch
     assert _losses(tmp_path / "at_once" / "seed-0" / "base") != _losses(
         tmp_path / "at_once" / "seed-1" / "base"
     )
+
+
+def test_arm_groups_keep_an_arm_with_the_arms_that_score_its_model():
+    names = ["qa_only", "true_maps", "bagel_pe", "cooper"]
+    assert runner.arm_groups(names) == [["qa_only"], ["true_maps", "bagel_pe"], ["cooper"]]
+    assert runner.arm_groups(list(runner.ARMS)) == [
+        ["qa_only"], ["amg_qa"], ["bagel_re"], ["bagel_pe", "true_maps"], ["cooper"]
+    ]  # fmt: skip
 
 
 def test_a_failed_seed_is_named_and_the_others_are_kept(tmp_path):

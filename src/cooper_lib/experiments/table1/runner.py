@@ -11,19 +11,22 @@ Layout of ``out``::
 A rerun skips every arm and seed whose ``DONE`` marker exists, and every stage whose final model
 exists, so an interrupted run continues where it stopped.
 
-Seeds can train at once, each in its own process (``jobs``): the experiment's models are far too
-small to fill a GPU, so on one device three seeds in parallel take about the time of one. The
-processes are started with ``spawn`` (CUDA cannot be used in a forked child), so a script that
-calls `run_table1` with ``jobs > 1`` needs the usual ``if __name__ == "__main__":`` guard.
+Seeds and arms can train at once, each in a process of its own (``jobs``): first every seed's base
+model, then every seed's arm groups (`arm_groups`: an arm with the arms that score its model). The
+experiment's models are far too small to fill a GPU: on an H200 a step took what it takes on two
+CPU cores (host-bound, benchmarks/RESULTS.md), so the run's time is set by how many steps run side
+by side. The processes are started with ``spawn`` (CUDA cannot be used in a forked child), so a
+script that calls `run_table1` with ``jobs > 1`` needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +57,23 @@ def _device(device: str | None) -> str:
     return device
 
 
-def _jobs(jobs: int | None, device: str, seeds: int) -> int:
-    """Processes to train seeds in: `jobs`, or by default every seed at once on a GPU and one at a
-    time on the CPU (where the seeds would only share the same cores)."""
+def _jobs(jobs: int | None, device: str, tasks: int) -> int:
+    """Processes to train in: `jobs`, or by default every (seed, arm group) at once on a GPU, up to
+    the CPU count (each process is host-bound), and one at a time on the CPU."""
     if jobs is None:
-        return seeds if device == "cuda" else 1
+        return max(1, min(tasks, os.cpu_count() or 1)) if device == "cuda" else 1
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs: expected a positive int (seeds trained at once), got {jobs!r}")
-    return min(jobs, seeds)
+        raise ValueError(f"jobs: expected a positive int (processes trained at once), got {jobs!r}")
+    return min(jobs, tasks)
+
+
+def arm_groups(names: Sequence[str]) -> list[list[str]]:
+    """`names` in groups that train one model: an arm with the arms that score its model
+    (``model_of``), in the order of `names`; the unit one process trains and scores."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(ARMS[name].model_of or name, []).append(name)
+    return list(groups.values())
 
 
 def _check_same_config(path: Path, config: Table1Config) -> None:
@@ -131,7 +143,17 @@ def run_arm(
     return result
 
 
-def _run_seed_process(
+def _base_process(
+    seed: int, config: Table1Config, out: Path, data: dict[str, Path], device: str, threads: int
+) -> None:
+    """`train_base` for `seed` in a process of its own, `threads` CPU threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    train_base(config, data, seed, out / f"seed-{seed}" / "base", device)
+
+
+def _arms_process(
     seed: int,
     names: Sequence[str],
     config: Table1Config,
@@ -140,8 +162,8 @@ def _run_seed_process(
     device: str,
     threads: int,
 ) -> list[dict[str, Any]]:
-    """Every arm of one seed, in order (`run_arm`), in a process of its own; `threads` caps torch's
-    CPU threads so that seeds trained at once do not oversubscribe the cores."""
+    """`run_arm` for each of `names` (one arm group) of `seed`, in order, in a process of its own;
+    `threads` caps torch's CPU threads so that processes at once do not oversubscribe the cores."""
     import torch
 
     torch.set_num_threads(threads)
@@ -149,7 +171,7 @@ def _run_seed_process(
     return [run_arm(name, seed, config, out, data, device, benchmark) for name in names]
 
 
-def _run_seeds_at_once(
+def _run_at_once(
     seeds: Sequence[int],
     names: Sequence[str],
     config: Table1Config,
@@ -158,34 +180,45 @@ def _run_seeds_at_once(
     device: str,
     jobs: int,
 ) -> list[dict[str, Any]]:
-    """`_run_seed_process` for every seed, `jobs` processes at a time; a seed that fails is reported after
-    the others have finished (their arms are saved, so a rerun resumes at the failed one)."""
+    """Every seed's base model, then, as each is ready, its arm groups, `jobs` processes at a time.
+    A seed that fails is reported after the others have finished (their arms are saved, so a rerun
+    resumes at the failed one)."""
     import torch
 
     threads = max(1, torch.get_num_threads() // jobs)
-    finished: dict[int, list[dict[str, Any]]] = {}
+    groups = arm_groups(names)
+    results: dict[tuple[int, str], dict[str, Any]] = {}
     failed: dict[int, BaseException] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {
-            pool.submit(_run_seed_process, seed, list(names), config, out, data, device, threads): seed
+        pending: dict[Future, tuple[int, list[str] | None]] = {
+            pool.submit(_base_process, seed, config, out, data, device, threads): (seed, None)
             for seed in seeds
         }
-        for future in as_completed(futures):
-            seed = futures[future]
-            try:
-                finished[seed] = future.result()
-            except Exception as error:
-                failed[seed] = error
-            else:
-                print(f"table1: seed {seed} done ({len(finished)} of {len(futures)})", flush=True)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                seed, group = pending.pop(future)
+                try:
+                    finished = future.result()
+                except Exception as error:
+                    failed.setdefault(seed, error)
+                    continue
+                if group is None:
+                    print(f"table1: seed {seed} base model ready", flush=True)
+                    for arms in groups:
+                        task = pool.submit(_arms_process, seed, arms, config, out, data, device, threads)
+                        pending[task] = (seed, arms)
+                    continue
+                results.update({(seed, result["arm"]): result for result in finished})
+                print(f"table1: seed {seed} {', '.join(group)} done", flush=True)
     if failed:
         seed, error = min(failed.items())
         raise RuntimeError(
             f"seed(s) {sorted(failed)} failed, the others' arms are saved in {out} (rerun to resume); "
             f"seed {seed}: {type(error).__name__}: {error}"
         ) from error
-    return [result for seed in seeds for result in finished[seed]]
+    return [results[(seed, name)] for seed in seeds for name in names]
 
 
 def run_table1(
@@ -205,8 +238,9 @@ def run_table1(
         config: sizes and budget (default `Table1Config()`; `Table1Config.quick()` for a CPU).
         arms: arm names (default all of `ARMS`, in their order).
         device: ``"cpu"`` or ``"cuda"`` (default: cuda when available).
-        jobs: seeds trained at once, each in its own (spawned) process. Default: every seed at
-            once on cuda, one at a time on the CPU.
+        jobs: processes trained at once (spawned): every seed's base model, then every (seed, arm
+            group) in one of its own. Default: all at once on cuda (up to the CPU count), one at a
+            time on the CPU.
 
     Returns:
         The report's path.
@@ -220,7 +254,7 @@ def run_table1(
     if unknown:
         raise ValueError(f"arms: expected names from {list(ARMS)}, got unknown {unknown}")
     device = _device(device)
-    jobs = _jobs(jobs, device, len(seed_list))
+    jobs = _jobs(jobs, device, len(seed_list) * len(arm_groups(names)))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_config(out / "config.json", config)
@@ -231,7 +265,7 @@ def run_table1(
     if jobs == 1:
         results = [run_arm(n, s, config, out, data, device, benchmark) for s in seed_list for n in names]
     else:
-        results = _run_seeds_at_once(seed_list, names, config, out, data, device, jobs)
+        results = _run_at_once(seed_list, names, config, out, data, device, jobs)
     table_priors = priors(benchmark)
     map_prior = fixed_map_quality(data["stage1"].parent, benchmark, config)
     (out / "results.json").write_text(
@@ -249,7 +283,7 @@ def run_table1(
             f"GRPO arms add {config.grpo_steps} steps ({config.grpo_batch_size} prompts x {config.num_generations} "
             f"rollouts, lr {config.grpo_lr})"
         ),
-        "device": device + (f", {jobs} seeds trained at once (wall times overlap)" if jobs > 1 else ""),
+        "device": device + (f", {jobs} processes at once (wall times overlap)" if jobs > 1 else ""),
     }
     if config.base_steps:
         seconds = [
