@@ -115,3 +115,18 @@ def test_register_adapter_refuses_a_taken_model_type_and_an_empty_one():
 
     with pytest.raises(ValueError, match="model_types is empty"):
         register_adapter(Empty)
+
+
+@pytest.mark.parametrize(("family", "needed"), [("paligemma", "5.23"), ("mllama", "5.24")])
+def test_families_that_need_a_newer_transformers_say_so(family, needed, monkeypatch):
+    import cooper_lib.backbones.base as base
+
+    model, _ = build_tiny_backbone(family)
+    monkeypatch.setattr(base, "transformers_version", lambda: "5.17.0")
+    with pytest.raises(
+        BackboneNotSupportedError, match=rf"{family}: needs transformers>={needed}, found 5.17.0"
+    ):
+        adapter_for(model)
+    adapter_for(build_tiny_backbone("qwen2_vl")[0])  # families without a floor of their own attach
+    monkeypatch.setattr(base, "transformers_version", lambda: needed)
+    assert adapter_for(model).family == family

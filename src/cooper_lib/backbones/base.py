@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from typing import Any, ClassVar
 
 import torch
+from packaging.version import Version
 from PIL import Image
 from torch import nn
 
@@ -75,6 +77,11 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+def transformers_version() -> str:
+    """The installed transformers release (read from its metadata, without importing it)."""
+    return version("transformers")
+
+
 class BackboneAdapter:
     """Generic accessors for a transformers MLLM; family adapters override the differences.
 
@@ -98,9 +105,19 @@ class BackboneAdapter:
     image_input_axes: ClassVar[dict[str, int]] = {"pixel_values": 0}
     #: Continued contexts: processor outputs the model must not receive.
     continuation_drop_keys: ClassVar[tuple[str, ...]] = ()
+    #: Oldest transformers release the family works with here, and what goes wrong before it
+    #: (None: the package's own floor, ``transformers>=5.17``).
+    min_transformers: ClassVar[tuple[str, str] | None] = None
 
     def __init__(self, model: nn.Module) -> None:
         self.model = unwrap_model(model)
+        if self.min_transformers is not None:
+            needed, why = self.min_transformers
+            found = transformers_version()
+            if Version(found) < Version(needed):
+                raise BackboneNotSupportedError(
+                    f"{self.family}: needs transformers>={needed}, found {found}: {why}."
+                )
         missing = self.missing_parts()
         if missing:
             raise BackboneNotSupportedError(self._unsupported_message(missing))

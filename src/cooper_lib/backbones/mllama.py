@@ -58,6 +58,11 @@ class MllamaAdapter(BackboneAdapter):
         "images enter through cross-attention: one <|image|> token per image (1 x 1); "
         "`tile_arrangement()` gives the (rows, cols) of vision tiles"
     )
+    min_transformers = (
+        "5.24",
+        "before it a continued KV-cache context (the reasoner inserting a map) fails on the length "
+        "of the cross-attention mask",
+    )
 
     image_input_axes = {"pixel_values": 1, "aspect_ratio_ids": 1, "aspect_ratio_mask": 1}
 

@@ -65,6 +65,11 @@ class PaliGemmaAdapter(BackboneAdapter):
     model_types = ("paligemma",)
     square_image_block = True
     layout_notes = "(rows, cols) = SigLIP patch grid (image size // patch size), the same for every image"
+    min_transformers = (
+        "5.23",
+        "before it the text model attends bidirectionally without token types "
+        "(use_bidirectional_attention), so the adapter's causal prompts see the tokens they predict",
+    )
 
     @property
     def grid_side(self) -> int:

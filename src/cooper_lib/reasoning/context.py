@@ -27,9 +27,8 @@ __all__ = ["KVContext", "StepOutput", "cache_keyword"]
 
 
 def cache_keyword(decoder: torch.nn.Module) -> str:
-    """The keyword `decoder` takes (and returns) its KV cache under: ``cache`` in recent
-    transformers, ``past_key_values`` in the 5.x releases before the rename (the package allows
-    any transformers >= 5)."""
+    """The keyword `decoder` takes (and returns) its KV cache under: ``cache`` from transformers 5.24,
+    ``past_key_values`` before (the package supports transformers >= 5.17)."""
     parameters = inspect.signature(decoder.forward).parameters
     return "past_key_values" if "past_key_values" in parameters and "cache" not in parameters else "cache"
 
