@@ -22,8 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         default=None,
-        help="processes trained at once: each seed's base model, then each seed's arms (default: all at once "
-        "on cuda, up to the CPU count; one on the CPU)",
+        help="processes trained at once: each seed's base model, then each seed's arms (default: one per "
+        "CPU core; 1: all in this process)",
     )
     table1.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default all)")
     table1.set_defaults(func=run)

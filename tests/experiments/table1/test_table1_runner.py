@@ -14,6 +14,7 @@ def _refuse(*args, **kwargs):
 
 
 def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch):
+    # jobs=1: everything in this process, where the monkeypatches below reach
     config = Table1Config.micro()
     starts = []  # (stage output folder, init_from) of every model the arms build
     model_config = arms_module._model_config
@@ -24,7 +25,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
             starts.append(init_from) or model_config(config, seed, init_from, *weight)
         ),
     )
-    report = run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu")
+    report = run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu", jobs=1)
     monkeypatch.undo()
     assert report.read_text().startswith("# Table 1 (synthetic)")
     # one base model, trained once on captions; both arms' first stages start from it
@@ -75,7 +76,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     # a rerun skips finished arms entirely
     monkeypatch.setattr(runner, "train_arm", _refuse)
     monkeypatch.setattr(runner, "answer", _refuse)
-    run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu")
+    run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "bagel_pe"], device="cpu", jobs=1)
     monkeypatch.undo()
 
     # an arm whose marker is gone is scored again from its trained model, not retrained; the
@@ -83,7 +84,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     (tmp_path / "seed-0" / "qa_only" / "DONE").unlink()
     for name in ("Stage1Trainer", "InterleavedSFTTrainer", "SpatialGRPOTrainer"):
         monkeypatch.setattr(arms_module, name, _refuse)
-    run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "true_maps"], device="cpu")
+    run_table1(tmp_path, seeds=1, config=config, arms=["qa_only", "true_maps"], device="cpu", jobs=1)
     assert (tmp_path / "seed-0" / "qa_only" / "DONE").exists()
     upper = json.loads((tmp_path / "seed-0" / "true_maps" / "results.json").read_text())
     assert upper["model"].endswith("bagel_pe/train/sft/final")
@@ -177,7 +178,7 @@ def _losses(folder):
 def test_seeds_and_arms_trained_at_once_match_them_trained_in_turn(tmp_path, monkeypatch):
     config = Table1Config.micro().with_(base_steps=3, sft_steps=3)
     arms = ["qa_only", "amg_qa"]
-    run_table1(tmp_path / "in_turn", seeds=2, config=config, arms=arms, device="cpu")
+    run_table1(tmp_path / "in_turn", seeds=2, config=config, arms=arms, device="cpu", jobs=1)
     # seeds and arms must train in their own processes: this one refuses to train any arm
     monkeypatch.setattr(runner, "run_arm", _refuse)
     report = run_table1(tmp_path / "at_once", seeds=2, config=config, arms=arms, device="cpu", jobs=3)

@@ -246,8 +246,8 @@ class Table1Config:
     @classmethod
     def quick(cls) -> Table1Config:
         """One seed's small run: the full recipe with 50 + 250 supervised steps, 4 GRPO steps and
-        60 test scenes, measured at 4 min 19 s to 6 min 25 s on an idle 2-core CPU
-        (docs/experiment-table1.md)."""
+        60 test scenes, measured at 4 min 19 s to 6 min 25 s on an idle 2-core CPU, 9 min 52 s on a
+        2-core VM half as fast (docs/experiment-table1.md)."""
         return cls(test_scenes=60, stage1_steps=50, sft_steps=250, grpo_steps=4)
 
     @classmethod
