@@ -4,7 +4,9 @@ Two tables:
 
 * ``lce``: linear cross-entropy at V = 151,936 (Qwen2) for naive PyTorch (logits, then
   ``F.cross_entropy``), ``torch.compile`` of that, ours, Liger's fused linear CE and Cut
-  Cross-Entropy (the last two when importable; Liger needs CUDA). ``--mode no_grad`` times the
+  Cross-Entropy (the last two when importable; Liger needs CUDA). ``ours`` takes its default sweep
+  (in 16-bit: over vocabulary blocks, the weight gradient in its own dtype), ``ours-rows`` the rows
+  sweep (an fp32 weight-gradient accumulator). ``--mode no_grad`` times the
   forward alone under ``torch.no_grad()`` (the weight a Parameter, as in a model).
   ``--chunk-sizes`` times ours at each chunk size in one process (the CUDA default is picked from
   this sweep). ``--baseline peers`` prints time and memory as ratios to the fastest of Liger and
@@ -49,7 +51,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-LCE_METHODS = ("naive", "compiled", "ours", "liger", "cce")
+LCE_METHODS = ("naive", "compiled", "ours", "ours-rows", "liger", "cce")
 DENSE_OPS = ("flow", "silog", "ssi", "seg")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -128,6 +130,10 @@ def _lce_fn(method: str, device: torch.device, chunk_size: int | None = None) ->
         from cooper_lib.ops import linear_cross_entropy
 
         return lambda h, w, y: linear_cross_entropy(h, w, y, chunk_size=chunk_size)
+    if method == "ours-rows":
+        from cooper_lib.ops import linear_cross_entropy
+
+        return lambda h, w, y: linear_cross_entropy(h, w, y, chunk_size=chunk_size, sweep="rows")
     if method == "liger":
         if device.type != "cuda":
             raise RuntimeError("Liger's kernels are Triton-only; on CPU they would run in the interpreter")
@@ -152,7 +158,7 @@ def lce_child(args: argparse.Namespace) -> dict:
     weight = torch.nn.Parameter((torch.randn(args.v, h, device=device) / math.sqrt(h)).to(dtype))
     labels = torch.randint(0, args.v, (n,), device=device)
     labels[::10] = -100
-    chunks = args.chunk_sizes if args.method == "ours" and args.chunk_sizes else [None]
+    chunks = args.chunk_sizes if args.method in ("ours", "ours-rows") and args.chunk_sizes else [None]
     runs = []
     for chunk in chunks:
         fn = _lce_fn(args.method, device, chunk)
@@ -352,7 +358,7 @@ def run_lce(args: argparse.Namespace) -> None:
                 argv = ["--child", "lce", "--method", method, "--n", str(n), "--h", str(h), "--v", str(args.v),
                         "--device", args.device, "--dtype", args.dtype, "--warmup", str(args.warmup),
                         "--repeats", str(args.repeats), "--mode", args.mode]  # fmt: skip
-                if method == "ours" and args.chunk_sizes:
+                if method in ("ours", "ours-rows") and args.chunk_sizes:
                     argv += ["--chunk-sizes", *map(str, args.chunk_sizes)]
                 results[method] = _run_child(argv)
             if args.baseline == "peers":

@@ -9,6 +9,7 @@ The tests run on CPU (Triton in its interpreter) unless ``COOPER_TEST_DEVICE=cud
 ``benchmarks/gpu_check.sh`` does on a GPU machine (with ``TRITON_INTERPRET=0``: the real kernels).
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def _check(hidden, weight, labels, bias, tw, *, backend, tol, **kw):
     ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
     ref_bias = ref_inputs[2] if bias is not None else None
     ref_tw = None if tw is None else tw.double()
-    kw.pop("chunk_size", None)
+    for key in ("chunk_size", "sweep", "block_size"):
+        kw.pop(key, None)
     ref = linear_cross_entropy_reference(
         ref_inputs[0], ref_inputs[1], labels, bias=ref_bias, token_weights=ref_tw, **kw
     )
@@ -223,6 +225,8 @@ def test_no_grad_forward_matches():
         ({"z_loss": -1.0}, ValueError, "z_loss"),
         ({"softcap": 0.0}, ValueError, "softcap"),
         ({"chunk_size": 0}, ValueError, "chunk_size"),
+        ({"block_size": 0}, ValueError, "block_size"),
+        ({"sweep": "columns"}, ValueError, "sweep"),
         ({"backend": "cuda"}, ValueError, "backend"),
         ({"token_weights": torch.ones(3, requires_grad=True)}, ValueError, "token_weights"),
         ({"token_weights": torch.ones(4)}, ValueError, "token_weights"),
@@ -278,7 +282,8 @@ def test_cut_cross_entropy_anchor():
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("smoothing", [0.0, 0.15])
-def test_class_weights_with_label_smoothing(backend, reduction, smoothing):
+@pytest.mark.parametrize("sweep", ["rows", "vocab"])
+def test_class_weights_with_label_smoothing(backend, reduction, smoothing, sweep):
     hidden, weight, labels, bias, tw = _inputs(
         23, 6, 13, torch.float32, ignore_every=4, bias=True, weights=True
     )
@@ -289,7 +294,8 @@ def test_class_weights_with_label_smoothing(backend, reduction, smoothing):
         "class_weights": class_weights,
         "z_loss": 1e-2,
     }
-    _check(hidden, weight, labels, bias, tw, backend=backend, tol=TOL[torch.float32], chunk_size=5, **kw)
+    _check(hidden, weight, labels, bias, tw, backend=backend, tol=TOL[torch.float32], chunk_size=5,
+           sweep=sweep, block_size=4, **kw)  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -335,7 +341,8 @@ def test_shift_matches_sliced_reference_without_copying_hidden(backend, reductio
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_returned_z_loss_lse_and_accuracy(backend, reduction):
+@pytest.mark.parametrize("sweep", ["rows", "vocab"])
+def test_returned_z_loss_lse_and_accuracy(backend, reduction, sweep):
     hidden, weight, labels, bias, tw = _inputs(
         29, 8, 19, torch.float64, ignore_every=3, bias=True, weights=True
     )
@@ -343,11 +350,13 @@ def test_returned_z_loss_lse_and_accuracy(backend, reduction):
     labels[1::3] = (hidden @ weight.T + bias).argmax(dim=-1)[1::3]
     kw = {"reduction": reduction, "z_loss": 1e-2, "softcap": 4.0, "label_smoothing": 0.1}
     flags = {"return_z_loss": True, "return_lse": True, "return_accuracy": True}
+    kw.update(sweep=sweep, block_size=5)  # the vocab sweep: four blocks, the last one short
     out = linear_cross_entropy(hidden, weight, labels, bias=bias, token_weights=tw, chunk_size=7, backend=backend,
                                **kw, **flags)  # fmt: skip
     ref = linear_cross_entropy_reference(
         hidden.detach().double(), weight.detach().double(), labels, bias=bias.detach().double(),
-        token_weights=tw.double(), **kw, **flags,
+        token_weights=tw.double(), **{k: kw[k] for k in ("reduction", "z_loss", "softcap", "label_smoothing")},
+        **flags,
     )  # fmt: skip
     for name in ("loss", "z_loss", "lse", "accuracy"):
         got, want = getattr(out, name), getattr(ref, name)
@@ -469,6 +478,109 @@ def test_weight_grad_accumulation_with_and_without_addmm_out_dtype(out_dtype_ava
     linear_ce_module._accumulate_weight_grad(acc, grad_logits, h_chunk)
     assert acc.dtype == torch.float32
     _close(acc, expected, 1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# the vocabulary sweep: each block's weight gradient one matmul, written in the weight's dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    ("dtype", "block"),
+    [(torch.float32, 1), (torch.float32, 8), (torch.float64, 5), (torch.bfloat16, 16), (torch.float16, 7)],
+)
+def test_vocab_sweep_matches_reference(backend, reduction, dtype, block):
+    hidden, weight, labels, bias, tw = _inputs(23, 12, 41, dtype, ignore_every=4, bias=True, weights=True)
+    options = {"label_smoothing": 0.1, "z_loss": 1e-3, "softcap": 6.0}
+    _check(hidden, weight, labels, bias, tw, backend=backend, tol=TOL[dtype], reduction=reduction,
+           sweep="vocab", block_size=block, **options)  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "hit"), [(1, 1.0), (6, 0.0)])
+def test_vocab_sweep_counts_the_first_maximum_across_blocks(label, hit):
+    weight = torch.randn(8, 4, dtype=torch.float64, device=DEVICE)
+    weight[1] = weight[6] = torch.tensor([3.0, 0.0, 0.0, 0.0])  # the same logit in blocks 0 and 1
+    weight.requires_grad_()  # gradients made with the loss: the vocab sweep gives the accuracy
+    hidden = weight[1:2].detach().repeat(2, 1) * 10
+    labels = torch.full((2,), label, device=DEVICE)
+    out = linear_cross_entropy(hidden, weight, labels, sweep="vocab", block_size=4, return_accuracy=True)
+    ref = linear_cross_entropy_reference(hidden, weight.detach(), labels, return_accuracy=True)
+    assert out.accuracy.item() == ref.accuracy.item() == hit
+
+
+class _Outputs(TorchDispatchMode):
+    """Records the shape and dtype of every tensor an op makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[tuple[tuple[int, ...], torch.dtype]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.made.append((tuple(t.shape), t.dtype))
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_vocab_sweep_makes_no_fp32_weight_gradient_and_no_vocabulary_wide_logits(dtype, reduction):
+    n, h, v, block = 40, 16, 300, 64
+    hidden, weight, labels, _, _ = _inputs(n, h, v, dtype, ignore_every=3)
+    made = {}
+    for sweep in ("rows", "vocab"):
+        with _Outputs() as record:
+            linear_cross_entropy(
+                hidden, weight, labels, reduction=reduction, sweep=sweep, chunk_size=8, block_size=block
+            ).sum().backward()
+        made[sweep] = record.made
+    rows_wide = {d for shape, d in made["rows"] if shape == (v, h)}
+    assert torch.float32 in rows_wide  # the control: the rows sweep accumulates in fp32
+    assert {d for shape, d in made["vocab"] if shape == (v, h)} == {dtype}
+    assert not [shape for shape, _ in made["vocab"] if len(shape) == 2 and shape[-1] == v]
+    assert (
+        max(math.prod(shape) for shape, _ in made["vocab"] if len(shape) == 2 and shape != (v, h))
+        == n * block
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "n_vocab", "columns"),
+    [
+        (8192, 151936, 2048),
+        (32768, 151936, 512),
+        (1 << 20, 151936, 128),
+        (100, 151936, 131072),
+        (100, 300, 512),
+    ],
+)
+def test_default_block_size(n_rows, n_vocab, columns):
+    # at most 2**24 logits a block, at least 128 columns, no wider than the vocabulary's power of two
+    assert linear_ce_module.default_block_size(n_rows, n_vocab) == columns
+
+
+@pytest.mark.parametrize(
+    ("dtype", "weight_grad", "expected"),
+    [
+        (torch.bfloat16, True, "_vocab_pass"),
+        (torch.float16, True, "_vocab_pass"),
+        (torch.float32, True, "_chunked_pass"),
+        (torch.bfloat16, False, "_chunked_pass"),  # a frozen head (LoRA): no weight gradient to hold
+    ],
+)
+def test_auto_sweep(dtype, weight_grad, expected, monkeypatch):
+    used = []
+    for name in ("_vocab_pass", "_chunked_pass"):
+        real = getattr(linear_ce_module, name)
+        monkeypatch.setattr(
+            linear_ce_module, name, lambda *a, _real=real, _name=name: used.append(_name) or _real(*a)
+        )
+    hidden, weight, labels, _, _ = _inputs(12, 8, 21, dtype)
+    weight.requires_grad_(weight_grad)
+    linear_cross_entropy(hidden, weight, labels).backward()
+    assert used == [expected]
 
 
 def test_label_check_modes():

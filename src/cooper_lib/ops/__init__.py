@@ -15,6 +15,7 @@ from cooper_lib.ops.flow_matching import flow_matching_loss, flow_matching_loss_
 from cooper_lib.ops.hf_patch import patch_linear_cross_entropy, unpatch_linear_cross_entropy
 from cooper_lib.ops.linear_ce import (
     LinearCrossEntropyOutput,
+    default_block_size,
     default_chunk_size,
     linear_cross_entropy,
     linear_cross_entropy_reference,
@@ -25,6 +26,7 @@ from cooper_lib.ops.seg_ce_dice import seg_ce_dice_loss, seg_ce_dice_loss_refere
 __all__ = [
     "LinearCrossEntropy",
     "LinearCrossEntropyOutput",
+    "default_block_size",
     "default_chunk_size",
     "flow_matching_loss",
     "flow_matching_loss_reference",

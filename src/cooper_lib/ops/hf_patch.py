@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from cooper_lib.ops.dispatch import Backend
-from cooper_lib.ops.linear_ce import linear_cross_entropy
+from cooper_lib.ops.linear_ce import Sweep, linear_cross_entropy
 
 __all__ = ["patch_linear_cross_entropy", "unpatch_linear_cross_entropy"]
 
@@ -57,6 +57,8 @@ def patch_linear_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     chunk_size: int | None = None,
+    sweep: Sweep = "auto",
+    block_size: int | None = None,
     backend: Backend = "auto",
 ) -> nn.Module:
     """Make ``model`` compute its language-model loss with the fused linear cross-entropy.
@@ -71,6 +73,8 @@ def patch_linear_cross_entropy(
         label_smoothing: passed to `linear_cross_entropy`.
         z_loss: passed to `linear_cross_entropy`.
         chunk_size: passed to `linear_cross_entropy`.
+        sweep: passed to `linear_cross_entropy` (``"auto"``: the vocabulary sweep for a 16-bit head).
+        block_size: passed to `linear_cross_entropy`.
         backend: passed to `linear_cross_entropy`.
 
     Returns:
@@ -126,6 +130,8 @@ def patch_linear_cross_entropy(
             z_loss=z_loss,
             softcap=softcap,
             chunk_size=chunk_size,
+            sweep=sweep,
+            block_size=block_size,
             backend=backend,
         )
         if num_items is not None:

@@ -19,6 +19,11 @@ matmuls stay in torch (cuBLAS / oneDNN), in the autocast dtype under autocast: h
 would not beat those libraries; the fused part is the softmax/loss/gradient step, which in PyTorch
 would need several passes over the chunk.
 
+That is the rows sweep. For a 16-bit weight its fp32 weight-gradient accumulator is twice the
+gradient autograd receives, so there the default is the vocabulary sweep (`_vocab_pass`): blocks
+of the vocabulary over all rows, each block's weight gradient one fp32-accumulated matmul written
+once in the weight's dtype, for one more matmul (the logits are made twice).
+
 Per valid row ``i`` with label ``y`` (``z`` = logits, optionally soft-capped
 ``z <- c * tanh(z / c)``, ``lse = logsumexp(z)``, ``eps`` = label smoothing, ``V`` = vocabulary,
 ``w`` = class weights, all 1 without them):
@@ -46,12 +51,14 @@ from cooper_lib.ops.dispatch import HAS_TRITON, Backend, interpreter_on, resolve
 __all__ = [
     "LinearCrossEntropyFunction",
     "LinearCrossEntropyOutput",
+    "default_block_size",
     "default_chunk_size",
     "linear_cross_entropy",
     "linear_cross_entropy_reference",
 ]
 
 Reduction = Literal["mean", "sum", "none"]
+Sweep = Literal["auto", "rows", "vocab"]
 _REDUCTIONS = ("mean", "sum", "none")
 # Default chunk: at most this many logits alive at once, rounded down to a power of two rows.
 # CPU: 2**27 fp32 logits (512 MiB; 512 rows of a 152k vocabulary). CUDA: 2**29 logits in the 16-bit
@@ -60,6 +67,12 @@ _REDUCTIONS = ("mean", "sum", "none")
 # quarter of the chunk's matmul time on an H100/H200; at 2048 rows about a fifteenth. This CUDA value
 # is the estimate that benchmarks/gpu_check.sh measures (it sweeps the chunk size and prints the best).
 _CHUNK_ELEMENTS = {"cpu": 1 << 27, "cuda": 1 << 29}
+# Default block of the vocabulary sweep: at most 2**24 logits (32 MiB in bf16, 2048 columns at 8k rows),
+# small beside a weight gradient of any real vocabulary, and never under 128 columns (narrower blocks
+# would starve the matmuls).
+_BLOCK_ELEMENTS = 1 << 24
+_MIN_BLOCK_COLUMNS = 128
+_SWEEPS = ("auto", "rows", "vocab")
 # Largest vocabulary tile the Triton row kernel may use (rows longer than the tile loop over tiles).
 _MAX_BLOCK_V = 8192
 # A 16-bit product accumulated into an fp32 output (torch.addmm(..., out_dtype=)) exists on CUDA only,
@@ -223,6 +236,9 @@ class _CEOptions:
     chunk_size: int
     backend: str
     matmul_dtype: torch.dtype
+    sweep: str = "rows"
+    block_size: int = 1
+    weight_grad_dtype: torch.dtype = torch.float32
 
 
 _RowStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # row losses, log-sum-exps, argmax hits
@@ -317,10 +333,12 @@ def _rows_step_triton(
 
 
 def _accumulate_weight_grad(acc: torch.Tensor, grad_logits: torch.Tensor, h_chunk: torch.Tensor) -> None:
-    """``acc += grad_logits.T @ h_chunk`` into the fp32 (fp64) accumulator ``acc``.
+    """``acc += grad_logits.T @ h_chunk`` into ``acc`` (the fp32 / fp64 accumulator of the rows
+    sweep, or a block of the vocabulary sweep's gradients, in any float dtype).
 
-    16-bit operands on CUDA with torch >= 2.8: one mixed-dtype matmul (fp32 accumulate and output).
-    Otherwise (CPU, older torch) the 16-bit operands are upcast first, one chunk at a time.
+    Operands of ``acc``'s dtype: one matmul in place. 16-bit operands into a wider ``acc`` on CUDA
+    with torch >= 2.8: one mixed-dtype matmul (fp32 accumulate and output). Otherwise (CPU, older
+    torch) the operands are cast to ``acc``'s dtype first, one chunk at a time.
     """
     if grad_logits.dtype == acc.dtype and h_chunk.dtype == acc.dtype:
         acc.addmm_(grad_logits.T, h_chunk)
@@ -392,6 +410,145 @@ def _chunked_pass(
     return losses, lse, hits, grad_h, grad_w, grad_b
 
 
+def _block_logits(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor,
+    step_buf: torch.Tensor,
+) -> torch.Tensor:
+    """The block's logits ``hidden @ weight.T (+ bias)`` written into ``out`` (the matmul dtype),
+    then copied into ``step_buf`` (fp32 / fp64) unless they are the same buffer; returns the latter."""
+    if bias is None:
+        torch.mm(hidden, weight.T, out=out)
+    else:
+        torch.addmm(bias, hidden, weight.T, out=out)
+    if step_buf is not out:
+        step_buf.copy_(out)
+    return step_buf
+
+
+def _vocab_pass(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    class_weights: torch.Tensor | None,
+    row_scale: torch.Tensor | None,
+    needs: tuple[bool, bool, bool],
+    opts: _CEOptions,
+) -> tuple[torch.Tensor, ...]:
+    """`_chunked_pass`'s outputs, made over blocks of the vocabulary (``sweep="vocab"``).
+
+    The first sweep over ``[N, block]`` logit blocks gathers every row's log-sum-exp (online, as flash
+    attention does), label logit, first argmax and smoothing sum; with ``row_scale`` (gradients
+    wanted) the second recomputes each block,
+    turns it into its gradient and contracts it. A block's weight gradient is one matmul over all the
+    rows (fp32 accumulation inside the matmul), written once in ``opts.weight_grad_dtype``: no fp32
+    ``[V, H]`` accumulator exists, so in 16-bit the memory above the inputs is the weight gradient in
+    its own dtype, one block and an fp32 ``[N, H]`` hidden-state gradient, at the cost of one more
+    matmul than the rows sweep. The block step is PyTorch on every backend.
+    """
+    n_rows, n_vocab = hidden.shape[0], weight.shape[0]
+    eps, zl, cap = opts.label_smoothing, opts.z_loss, opts.softcap
+    acc_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
+    device = hidden.device
+    cols = max(1, min(opts.block_size, n_vocab))
+    product_buf = torch.empty(n_rows, cols, dtype=hidden.dtype, device=device)
+    step_buf = product_buf if hidden.dtype == acc_dtype else torch.empty_like(product_buf, dtype=acc_dtype)
+    valid = labels != opts.ignore_index
+    safe = torch.where(valid & (labels >= 0) & (labels < n_vocab), labels, 0)
+    run_max = torch.full((n_rows,), float("-inf"), dtype=acc_dtype, device=device)
+    run_sum = torch.zeros(n_rows, dtype=acc_dtype, device=device)
+    z_label = torch.zeros(n_rows, dtype=acc_dtype, device=device)
+    arg = torch.zeros(n_rows, dtype=torch.long, device=device)
+    weighted_sum = torch.zeros(n_rows, dtype=acc_dtype, device=device)
+    blocks = [(start, min(start + cols, n_vocab)) for start in range(0, n_vocab, cols)]
+    for start, end in blocks:
+        z = _block_logits(
+            hidden,
+            weight[start:end],
+            None if bias is None else bias[start:end],
+            product_buf[:, : end - start],
+            step_buf[:, : end - start],
+        )
+        if cap is not None:
+            z.div_(cap).tanh_().mul_(cap)
+        block_max, block_arg = z.max(dim=1)
+        arg = torch.where(block_max > run_max, block_arg + start, arg)  # strict: the first maximum wins
+        new_max = torch.maximum(run_max, block_max)
+        run_sum = run_sum * torch.exp(run_max - new_max) + torch.exp(z - new_max.unsqueeze(1)).sum(dim=1)
+        run_max = new_max
+        inside = (safe >= start) & (safe < end)
+        picked = z.gather(1, (safe - start).clamp(0, end - start - 1).unsqueeze(1)).squeeze(1)
+        z_label = torch.where(inside, picked, z_label)
+        if eps:
+            weighted_sum += z.sum(dim=1) if class_weights is None else z @ class_weights[start:end]
+    lse = run_max + torch.log(run_sum)
+    hits = valid & (arg == labels)
+    w_label = 1.0 if class_weights is None else class_weights[safe]
+    weight_total = n_vocab if class_weights is None else class_weights.sum()
+    losses = (1.0 - eps) * w_label * (lse - z_label)
+    if eps:
+        losses = losses + eps / n_vocab * (weight_total * lse - weighted_sum)
+    if zl:
+        losses = losses + zl * lse.square()
+    losses = torch.where(valid, losses, 0.0)
+    if row_scale is None:
+        return losses, lse, hits, None, None, None
+
+    want_h, want_w, want_b = needs
+    grad_h = torch.zeros(hidden.shape, dtype=acc_dtype, device=device) if want_h else None
+    grad_w = torch.zeros(weight.shape, dtype=opts.weight_grad_dtype, device=device) if want_w else None
+    grad_b = torch.zeros(n_vocab, dtype=opts.weight_grad_dtype, device=device) if want_b else None
+    coef = (1.0 - eps) * w_label + 2.0 * zl * lse
+    if eps:
+        coef = coef + eps / n_vocab * weight_total
+    row_coef = (row_scale * coef).unsqueeze(1)
+    label_grad = valid * row_scale * -(1.0 - eps) * w_label
+    for start, end in blocks:
+        product = product_buf[:, : end - start]
+        z = _block_logits(
+            hidden,
+            weight[start:end],
+            None if bias is None else bias[start:end],
+            product,
+            step_buf[:, : end - start],
+        )
+        tanh_z = None
+        if cap is not None:
+            tanh_z = torch.tanh(z / cap)
+            torch.mul(tanh_z, cap, out=z)
+        grad = z.sub_(lse.unsqueeze(1)).exp_().mul_(row_coef)  # p * scale * coef
+        if eps and class_weights is None:
+            grad.sub_((eps / n_vocab * row_scale).unsqueeze(1))
+        elif eps:
+            grad.addr_(row_scale, class_weights[start:end], alpha=-eps / n_vocab)
+        inside = (safe >= start) & (safe < end)
+        grad.scatter_add_(
+            1,
+            (safe - start).clamp(0, end - start - 1).unsqueeze(1),
+            torch.where(inside, label_grad, 0.0).unsqueeze(1),
+        )
+        if tanh_z is not None:
+            grad.mul_(tanh_z.square_().neg_().add_(1.0))
+        if grad_b is not None:
+            grad_b[start:end] = grad.sum(dim=0)
+        if grad is not product:
+            product.copy_(grad)
+        if grad_w is not None:
+            _accumulate_weight_grad(grad_w[start:end], product, hidden)
+        if grad_h is not None:  # the 16-bit product where a mixed-dtype matmul takes it, else fp32
+            mixed = product.is_cuda and _HAS_ADDMM_OUT_DTYPE
+            _accumulate_weight_grad(grad_h, (product if mixed else grad).T, weight[start:end])
+    return losses, lse, hits, grad_h, grad_w, grad_b
+
+
+def _pass_for(opts: _CEOptions):
+    """The function of the call's sweep: `_vocab_pass` or `_chunked_pass`."""
+    return _vocab_pass if opts.sweep == "vocab" else _chunked_pass
+
+
 def _for_matmul(
     tensors: tuple[torch.Tensor | None, ...], dtype: torch.dtype
 ) -> tuple[torch.Tensor | None, ...]:
@@ -425,7 +582,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         ctx.opts, ctx.dtypes, ctx.grads = opts, (hidden.dtype, weight.dtype), None
         eager = scalar and any(needs)
         with torch.autocast(hidden.device.type, enabled=False):
-            losses, lse, hits, *grads = _chunked_pass(
+            losses, lse, hits, *grads = _pass_for(opts)(
                 *_for_matmul((hidden, weight, bias), opts.matmul_dtype),
                 labels,
                 class_weights,
@@ -447,7 +604,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         else:
             hidden, weight, bias, labels, row_scale, class_weights = ctx.saved_tensors
             with torch.autocast(hidden.device.type, enabled=False):
-                _, _, _, *grads = _chunked_pass(
+                _, _, _, *grads = _pass_for(ctx.opts)(
                     *_for_matmul((hidden, weight, bias), ctx.opts.matmul_dtype),
                     labels,
                     class_weights,
@@ -476,6 +633,23 @@ def default_chunk_size(n_rows: int, n_vocab: int, device: torch.device | str = "
     rows = max(1, budget // max(n_vocab, 1))
     rows = 1 << (rows.bit_length() - 1)
     return min(rows, 1 << max(n_rows - 1, 0).bit_length())
+
+
+def default_block_size(n_rows: int, n_vocab: int) -> int:
+    """Vocabulary columns per block of the vocab sweep when ``block_size=None``: the largest power of
+    two keeping at most 2**24 logits alive (at least 128 columns), and no more than ``n_vocab``
+    rounded up to a power of two."""
+    cols = max(_MIN_BLOCK_COLUMNS, _BLOCK_ELEMENTS // max(n_rows, 1))
+    cols = 1 << (cols.bit_length() - 1)
+    return min(cols, 1 << max(n_vocab - 1, 0).bit_length())
+
+
+def _resolve_sweep(sweep: str, weight: torch.Tensor) -> str:
+    """``"auto"``: the vocab sweep for a 16-bit weight that needs its gradient, else the rows sweep."""
+    if sweep != "auto":
+        return sweep
+    wants_grad = weight.requires_grad and torch.is_grad_enabled()
+    return "vocab" if wants_grad and weight.dtype in (torch.float16, torch.bfloat16) else "rows"
 
 
 def _matmul_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype | None:
@@ -578,6 +752,8 @@ def linear_cross_entropy(
     return_accuracy: bool = False,
     check_labels: bool | None = None,
     chunk_size: int | None = None,
+    sweep: Sweep = "auto",
+    block_size: int | None = None,
     backend: Backend = "auto",
 ) -> torch.Tensor | LinearCrossEntropyOutput:
     """Cross-entropy of ``hidden @ weight.T (+ bias)`` against ``labels``, chunk by chunk.
@@ -607,7 +783,18 @@ def linear_cross_entropy(
         check_labels: ``True``: raise ValueError for labels outside ``[0, V)`` (a host sync on CUDA);
             ``None`` (default): raise on CPU, an asynchronous device-side assert on CUDA (no sync);
             ``False``: no check (out-of-range labels then count as class 0 in the kernel).
-        chunk_size: rows per chunk; default `default_chunk_size` (memory vs speed: see docs/ops.md).
+        chunk_size: rows per chunk of the rows sweep; default `default_chunk_size` (memory vs
+            speed: see docs/ops.md).
+        sweep: how the gradients are made. ``"rows"``: chunks of rows, the weight gradient
+            accumulated in fp32 across them (three matmuls; above the inputs: the fp32 weight
+            gradient, its copy in the weight's dtype, one chunk). ``"vocab"``: blocks of the
+            vocabulary, each block's weight gradient one matmul over all rows, written once in the
+            weight's dtype (four matmuls; above the inputs: the weight gradient in its own dtype,
+            one block, an fp32 ``[N, H]``). ``"auto"`` (default): ``"vocab"`` for a 16-bit weight
+            that needs its gradient (there the fp32 accumulator would be twice the floor), else
+            ``"rows"``. Both are fp32-accumulated and match the float64 reference alike. A call
+            without gradients (``torch.no_grad``) goes over rows whatever the sweep.
+        block_size: vocabulary columns per block of the vocab sweep; default `default_block_size`.
         backend: ``"auto"``, ``"triton"`` or ``"torch"`` (see ``cooper_lib.ops.dispatch``).
 
     Returns:
@@ -626,6 +813,10 @@ def linear_cross_entropy(
         raise ValueError(f"softcap must be > 0 or None, got {softcap}")
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}")
+    if sweep not in _SWEEPS:
+        raise ValueError(f"sweep must be one of {_SWEEPS}, got {sweep!r}")
     if not isinstance(shift, int) or shift < 0:
         raise ValueError(f"shift must be an int >= 0, got {shift!r}")
     autocast_dtype = _matmul_dtype(hidden, weight)
@@ -658,6 +849,9 @@ def linear_cross_entropy(
         chunk_size=chunk_size or default_chunk_size(flat_hidden.shape[0], weight.shape[0], hidden.device),
         backend=chosen,
         matmul_dtype=matmul_dtype,
+        sweep=_resolve_sweep(sweep, weight),
+        block_size=block_size or default_block_size(flat_hidden.shape[0], weight.shape[0]),
+        weight_grad_dtype=weight.dtype,
     )
     scalar = reduction != "none"
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias)):

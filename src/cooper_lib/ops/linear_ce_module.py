@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cooper_lib.ops.dispatch import Backend
-from cooper_lib.ops.linear_ce import LinearCrossEntropyOutput, Reduction, linear_cross_entropy
+from cooper_lib.ops.linear_ce import LinearCrossEntropyOutput, Reduction, Sweep, linear_cross_entropy
 
 __all__ = ["LinearCrossEntropy"]
 
@@ -34,6 +34,8 @@ class LinearCrossEntropy(nn.Module):
         return_accuracy: bool = False,
         check_labels: bool | None = None,
         chunk_size: int | None = None,
+        sweep: Sweep = "auto",
+        block_size: int | None = None,
         backend: Backend = "auto",
     ) -> None:
         super().__init__()
@@ -49,6 +51,8 @@ class LinearCrossEntropy(nn.Module):
             "return_accuracy": return_accuracy,
             "check_labels": check_labels,
             "chunk_size": chunk_size,
+            "sweep": sweep,
+            "block_size": block_size,
             "backend": backend,
         }
         self.register_buffer("class_weights", class_weights, persistent=False)
