@@ -1,6 +1,8 @@
 import argparse
 import json
 
+import pytest
+
 from cooper_lib.data.cli import register
 
 
@@ -63,3 +65,19 @@ def test_data_synth_asks_the_named_categories_and_draws_depth_over_the_given_ran
     ]
     rows = [json.loads(line) for line in (tmp_path / "qa" / "records.jsonl").read_text().splitlines()]
     assert rows and {row["category"] for row in rows} <= {"colour", "count_shape"}
+
+
+def test_data_synth_asks_the_named_answer_types(tmp_path, capsys):
+    from cooper_lib.cli import main
+
+    argv = ["data", "synth", "--n", "6", "--size", "32", "--questions", "3", "--stage", "grpo"]
+    argv += ["--categories", "relative_depth", "colour"]
+    assert main([*argv, "--out", str(tmp_path / "yn"), "--answer-types", "relative_depth=yes_no"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "yn" / "records.jsonl").read_text().splitlines()]
+    depth = [row for row in rows if row["category"] == "relative_depth"]
+    assert depth and {row["answer_type"] for row in depth} == {"yes_no"}
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--answer-types", "relative_depth=maybe"]) == 2
+    assert "answer_types['relative_depth']: expected a non-empty list from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(tmp_path / "bad"), "--answer-types", "relative_depth"])
+    assert "--answer-types: expected CATEGORY=TYPE[,TYPE]" in capsys.readouterr().err

@@ -51,6 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="question categories to ask (default all of cooper_lib.data.synthetic.CATEGORIES)",
     )
     synth.add_argument(
+        "--answer-types",
+        nargs="+",
+        type=_answer_types_item,
+        default=None,
+        metavar="CATEGORY=TYPE[,TYPE]",
+        help="per category, the answer types to ask, e.g. relative_depth=yes_no "
+        "distance_camera=number,choice (default every form; types: choice, yes_no, integer, number, "
+        "quantity, text)",
+    )
+    synth.add_argument(
         "--depth-display-range",
         nargs=2,
         type=float,
@@ -61,6 +71,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)
+
+
+def _answer_types_item(text: str) -> tuple[str, tuple[str, ...]]:
+    """One ``CATEGORY=TYPE[,TYPE]`` of ``--answer-types`` as ``(category, types)``; the names are
+    checked by `write_dataset` (`check_answer_types`), which names what it expected."""
+    category, sep, types = text.partition("=")
+    if not sep or not category or not types:
+        raise argparse.ArgumentTypeError(
+            f"expected CATEGORY=TYPE[,TYPE], e.g. relative_depth=yes_no, got {text!r}"
+        )
+    return category, tuple(t for t in types.split(",") if t)
 
 
 def run_synth(args: argparse.Namespace) -> int:
@@ -81,6 +102,7 @@ def run_synth(args: argparse.Namespace) -> int:
         split=args.split,
         answer_style=args.answer_style,
         categories=args.categories,
+        answer_types=dict(args.answer_types or ()),
         depth_display_range=args.depth_display_range and tuple(args.depth_display_range),
     )
     manifest = read_manifest(root)
