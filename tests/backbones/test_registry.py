@@ -130,3 +130,13 @@ def test_families_that_need_a_newer_transformers_say_so(family, needed, monkeypa
     adapter_for(build_tiny_backbone("qwen2_vl")[0])  # families without a floor of their own attach
     monkeypatch.setattr(base, "transformers_version", lambda: needed)
     assert adapter_for(model).family == family
+
+
+def test_the_transformers_version_is_the_imported_packages(monkeypatch):
+    # a copy on PYTHONPATH, or a vendored one without installed metadata: what runs is what counts
+    import transformers
+
+    import cooper_lib.backbones.base as base
+
+    monkeypatch.setattr(transformers, "__version__", "5.23.0.dev0")
+    assert base.transformers_version() == "5.23.0.dev0"

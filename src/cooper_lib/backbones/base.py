@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any, ClassVar
 
 import torch
@@ -78,8 +77,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def transformers_version() -> str:
-    """The installed transformers release (read from its metadata, without importing it)."""
-    return version("transformers")
+    """The release of the transformers the model came from: the imported package's own
+    ``__version__`` (an adapter only exists for a loaded model), which a copy on ``PYTHONPATH`` or a
+    vendored one without installed metadata has too."""
+    import transformers
+
+    return transformers.__version__
 
 
 class BackboneAdapter:
