@@ -336,13 +336,18 @@ def _accumulate_weight_grad(acc: torch.Tensor, grad_logits: torch.Tensor, h_chun
     """``acc += grad_logits.T @ h_chunk`` into ``acc`` (the fp32 / fp64 accumulator of the rows
     sweep, or a block of the vocabulary sweep's gradients, in any float dtype).
 
-    Operands of ``acc``'s dtype: one matmul in place. 16-bit operands into a wider ``acc`` on CUDA
+    Operands of ``acc``'s dtype: one matmul in place. 16-bit operands into an fp32 ``acc`` on CUDA
     with torch >= 2.8: one mixed-dtype matmul (fp32 accumulate and output). Otherwise (CPU, older
     torch) the operands are cast to ``acc``'s dtype first, one chunk at a time.
     """
     if grad_logits.dtype == acc.dtype and h_chunk.dtype == acc.dtype:
         acc.addmm_(grad_logits.T, h_chunk)
-    elif acc.is_cuda and _HAS_ADDMM_OUT_DTYPE and grad_logits.dtype == h_chunk.dtype:
+    elif (
+        acc.is_cuda
+        and _HAS_ADDMM_OUT_DTYPE
+        and acc.dtype == torch.float32
+        and grad_logits.dtype == h_chunk.dtype
+    ):
         torch.addmm(acc, grad_logits.T, h_chunk, out_dtype=acc.dtype, out=acc)
     else:
         acc.addmm_(grad_logits.T.to(acc.dtype), h_chunk.to(acc.dtype))
