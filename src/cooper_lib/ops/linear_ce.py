@@ -244,6 +244,43 @@ class _CEOptions:
 _RowStats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # row losses, log-sum-exps, argmax hits
 
 
+def _row_losses(
+    lse: torch.Tensor,
+    z_label: torch.Tensor,
+    w_label: torch.Tensor | float,
+    weighted_sum: torch.Tensor | None,
+    weight_total: torch.Tensor | float | None,
+    valid: torch.Tensor,
+    n_vocab: int,
+    opts: _CEOptions,
+) -> torch.Tensor:
+    """Each row's loss from its statistics (the formula in the module docstring); 0 on ignored rows.
+    ``weighted_sum`` (``sum_j w_j z_j``) and ``weight_total`` (``sum_j w_j``) are read only with
+    label smoothing."""
+    eps = opts.label_smoothing
+    loss = (1.0 - eps) * w_label * (lse - z_label)
+    if eps:
+        loss = loss + eps / n_vocab * (weight_total * lse - weighted_sum)
+    if opts.z_loss:
+        loss = loss + opts.z_loss * lse.square()
+    return torch.where(valid, loss, 0.0)
+
+
+def _softmax_coef(
+    lse: torch.Tensor,
+    w_label: torch.Tensor | float,
+    weight_total: torch.Tensor | float | None,
+    n_vocab: int,
+    opts: _CEOptions,
+) -> torch.Tensor:
+    """Per row, the factor of ``softmax(z)`` in the loss's gradient with respect to the logits."""
+    eps = opts.label_smoothing
+    coef = (1.0 - eps) * w_label + 2.0 * opts.z_loss * lse
+    if eps:
+        coef = coef + eps / n_vocab * weight_total
+    return coef
+
+
 def _rows_step_torch(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -256,7 +293,7 @@ def _rows_step_torch(
     Works in place: ``logits`` becomes ``exp(z - max)`` and then the scaled gradient, so no second
     ``[c, V]`` buffer is allocated (except the tanh values when soft-capping).
     """
-    eps, zl, cap = opts.label_smoothing, opts.z_loss, opts.softcap
+    eps, cap = opts.label_smoothing, opts.softcap
     n_cols = logits.shape[1]
     valid = labels != opts.ignore_index
     safe = torch.where(
@@ -269,6 +306,7 @@ def _rows_step_torch(
     z_label = logits.gather(1, safe.unsqueeze(1)).squeeze(1)
     hit = valid & (logits.argmax(dim=-1) == labels)
     w_label = 1.0 if class_weights is None else class_weights[safe]
+    weighted_sum = weight_total = None
     if eps:
         weighted_sum = logits.sum(dim=-1) if class_weights is None else logits @ class_weights
         weight_total = n_cols if class_weights is None else class_weights.sum()
@@ -276,17 +314,10 @@ def _rows_step_torch(
     exp = logits.sub_(row_max.unsqueeze(1)).exp_()
     total = exp.sum(dim=-1)
     lse = row_max + torch.log(total)
-    loss = (1.0 - eps) * w_label * (lse - z_label)
-    if eps:
-        loss = loss + eps / n_cols * (weight_total * lse - weighted_sum)
-    if zl:
-        loss = loss + zl * lse.square()
-    loss = torch.where(valid, loss, 0.0)
+    loss = _row_losses(lse, z_label, w_label, weighted_sum, weight_total, valid, n_cols, opts)
     if scale is None:
         return loss, lse, hit
-    coef = (1.0 - eps) * w_label + 2.0 * zl * lse
-    if eps:
-        coef = coef + eps / n_cols * weight_total
+    coef = _softmax_coef(lse, w_label, weight_total, n_cols, opts)
     grad = exp.mul_((scale * coef / total).unsqueeze(1))  # p * scale * coef
     if eps and class_weights is None:
         grad.sub_((eps / n_cols * scale).unsqueeze(1))
@@ -455,7 +486,7 @@ def _vocab_pass(
     matmul than the rows sweep. The block step is PyTorch on every backend.
     """
     n_rows, n_vocab = hidden.shape[0], weight.shape[0]
-    eps, zl, cap = opts.label_smoothing, opts.z_loss, opts.softcap
+    eps, cap = opts.label_smoothing, opts.softcap
     acc_dtype = torch.float64 if hidden.dtype == torch.float64 else torch.float32
     device = hidden.device
     cols = max(1, min(opts.block_size, n_vocab))
@@ -493,12 +524,7 @@ def _vocab_pass(
     hits = valid & (arg == labels)
     w_label = 1.0 if class_weights is None else class_weights[safe]
     weight_total = n_vocab if class_weights is None else class_weights.sum()
-    losses = (1.0 - eps) * w_label * (lse - z_label)
-    if eps:
-        losses = losses + eps / n_vocab * (weight_total * lse - weighted_sum)
-    if zl:
-        losses = losses + zl * lse.square()
-    losses = torch.where(valid, losses, 0.0)
+    losses = _row_losses(lse, z_label, w_label, weighted_sum, weight_total, valid, n_vocab, opts)
     if row_scale is None:
         return losses, lse, hits, None, None, None
 
@@ -506,10 +532,7 @@ def _vocab_pass(
     grad_h = torch.zeros(hidden.shape, dtype=acc_dtype, device=device) if want_h else None
     grad_w = torch.zeros(weight.shape, dtype=opts.weight_grad_dtype, device=device) if want_w else None
     grad_b = torch.zeros(n_vocab, dtype=opts.weight_grad_dtype, device=device) if want_b else None
-    coef = (1.0 - eps) * w_label + 2.0 * zl * lse
-    if eps:
-        coef = coef + eps / n_vocab * weight_total
-    row_coef = (row_scale * coef).unsqueeze(1)
+    row_coef = (row_scale * _softmax_coef(lse, w_label, weight_total, n_vocab, opts)).unsqueeze(1)
     label_grad = valid * row_scale * -(1.0 - eps) * w_label
     for start, end in blocks:
         product = product_buf[:, : end - start]
