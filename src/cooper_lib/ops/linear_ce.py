@@ -478,9 +478,9 @@ def _vocab_pass(
 
     The first sweep over ``[N, block]`` logit blocks gathers every row's log-sum-exp (online, as flash
     attention does), label logit, first argmax and smoothing sum; with ``row_scale`` (gradients
-    wanted) the second recomputes each block,
-    turns it into its gradient and contracts it. A block's weight gradient is one matmul over all the
-    rows (fp32 accumulation inside the matmul), written once in ``opts.weight_grad_dtype``: no fp32
+    wanted) the second recomputes each block, turns it into its gradient and contracts it. A
+    block's weight gradient is one matmul over all the rows (fp32 accumulation inside the matmul),
+    written once in ``opts.weight_grad_dtype``: no fp32
     ``[V, H]`` accumulator exists, so in 16-bit the memory above the inputs is the weight gradient in
     its own dtype, one block and an fp32 ``[N, H]`` hidden-state gradient, at the cost of one more
     matmul than the rows sweep. The block step is PyTorch on every backend.
