@@ -4,6 +4,8 @@ The reference is the model's own transformers loss (full logits, ``F.cross_entro
 model must give the same loss and gradients without ever making a ``[tokens, V]`` tensor.
 """
 
+import copy
+
 import pytest
 import torch
 from helpers import images
@@ -101,6 +103,24 @@ def test_patched_loss_and_gradients_match_the_model_without_logits(tiny):
         f"{family}: peak of tensors made in a step {ref_seen.peak / 2**20:.2f} -> {seen.peak / 2**20:.2f} MiB"
     )
     assert saved >= tokens * VOCAB * 4  # at least one fp32 copy of the logits saved
+
+
+def test_a_bf16_model_gets_the_vocabulary_sweep(tiny):
+    # a model loaded in bf16 (the usual GPU fine-tune): the default sweep makes no [..., V] tensor
+    # and no fp32 copy of the head's gradient; the loss is the model's own at bf16 precision
+    family, model, batch = tiny
+    model = copy.deepcopy(model).to(torch.bfloat16).train()
+    batch = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in batch.items()}
+    ref_out, _, _ = _step(model, batch)
+    head = model.get_output_embeddings().weight
+    patch_linear_cross_entropy(model, block_size=512, backend="torch")
+    try:
+        out, _, seen = _step(model, batch)
+    finally:
+        unpatch_linear_cross_entropy(model)
+    torch.testing.assert_close(out.loss.float(), ref_out.loss.float(), rtol=3e-2, atol=1e-3)
+    assert head.grad.dtype == torch.bfloat16 and head.grad.abs().sum() > 0
+    assert seen.most_rows == 0  # no tensor as wide as the vocabulary, not even a chunk of rows
 
 
 def test_plain_trainer_trains_the_patched_model(tiny, tmp_path):
