@@ -254,8 +254,9 @@ class Table1Config:
     def full(cls) -> Table1Config:
         """The default (three-seed) run: 150 + 850 supervised steps per arm, 10 GRPO steps, 150
         test scenes. Three seeds took 35 min 12 s on the 2-core CPU (one base model reused); on
-        one H100/H200, trained at once (`run_table1`'s ``jobs``), they are estimated at about four
-        minutes (docs/experiment-table1.md; not measured)."""
+        one H200, a process per (seed, arm group) (`run_table1`'s ``jobs``), they are estimated at
+        about 6 minutes from the step rates measured there (docs/experiment-table1.md; the whole run
+        not measured)."""
         return cls()
 
     @classmethod
