@@ -122,6 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
+    if not (args.out / "config.json").is_file():
+        raise SystemExit(f"out: expected a table1 run's --out folder (with config.json), got {args.out}")
     spatial = json.loads((args.out / "config.json").read_text())["spatial"]
     seed_dir = args.out / f"seed-{args.seed}"
     benchmark = held_out_benchmark(args.out / "data" / "test" / "records.jsonl")
