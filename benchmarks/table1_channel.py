@@ -37,7 +37,7 @@ from cooper_lib.data.synthetic import shown_depth
 from cooper_lib.data.synthetic.scene import SpatialScene
 from cooper_lib.eval.benchmarks import BenchmarkItem
 from cooper_lib.eval.synthetic_bench import SyntheticBenchmark
-from cooper_lib.experiments.table1.evaluation import SceneMaps, held_out_benchmark, priors
+from cooper_lib.experiments.table1.evaluation import SceneMaps, held_out_benchmark, object_depth, priors
 from cooper_lib.loading import load_trained_folder
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.model import SpatialModel
@@ -78,13 +78,11 @@ def map_folders(seed_dir: Path) -> list[Path]:
 def readings(
     depth: torch.Tensor, scenes: Sequence[SpatialScene], items: Sequence[BenchmarkItem]
 ) -> list[float | None]:
-    """The asked object's median depth in each map (None where the map shows none of its pixels)."""
-    values = []
-    for map_, scene, item in zip(depth, scenes, items, strict=True):
-        (instance_id,) = item.extra["objects"]
-        pixels = map_[resize_map(scene.instance, tuple(map_.shape[-2:])) == instance_id]
-        values.append(float(pixels.median()) if pixels.numel() else None)
-    return values
+    """The asked object's distance as each map shows it (`object_depth`; None: none of its pixels)."""
+    return [
+        object_depth(map_, scene, item.extra["objects"][0])
+        for map_, scene, item in zip(depth, scenes, items, strict=True)
+    ]
 
 
 def accuracy(

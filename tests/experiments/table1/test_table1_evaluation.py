@@ -18,6 +18,7 @@ from cooper_lib.experiments.table1.evaluation import (
     depth_scores,
     fixed_map_quality,
     map_quality,
+    object_depth,
     object_distance_mra,
 )
 from cooper_lib.modalities.depth import DISPLAY_RANGE
@@ -126,6 +127,16 @@ def test_object_distance_mra_reads_each_objects_median_depth_as_its_distance():
     assert object_distance_mra(pred, [scene]) == pytest.approx((0.5 + 1.0) / 2)
     hidden = SimpleNamespace(instance=torch.zeros(8, 8, dtype=torch.long), objects=objects)
     assert np.isnan(object_distance_mra(pred, [hidden]))
+
+
+def test_object_depth_is_the_median_over_the_objects_resized_mask():
+    instance = torch.zeros(8, 8, dtype=torch.long)
+    instance[4:, :4] = 3
+    scene = SimpleNamespace(instance=instance)
+    depth = torch.full((4, 4), 6.0)
+    depth[2:, :2] = torch.tensor([[1.0, 2.0], [3.0, 50.0]])  # the object's 2 x 2 corner at this size
+    assert object_depth(depth, scene, 3) == pytest.approx(2.0)  # torch's median: the lower middle
+    assert object_depth(depth, scene, 7) is None
 
 
 class _Heads:

@@ -170,12 +170,19 @@ def object_distance_mra(pred: torch.Tensor, scenes: Sequence[SpatialScene]) -> f
     scores below 1, since it shows the object's near surface. nan when no map shows an object."""
     scores = []
     for depth, scene in zip(pred, scenes, strict=True):
-        instance = resize_map(scene.instance, tuple(depth.shape[-2:]))
         for obj in scene.objects:
-            pixels = depth[instance == obj.instance_id]
-            if pixels.numel():
-                scores.append(mean_relative_accuracy(float(pixels.median()), obj.distance))
+            distance = object_depth(depth, scene, obj.instance_id)
+            if distance is not None:
+                scores.append(mean_relative_accuracy(distance, obj.distance))
     return sum(scores) / len(scores) if scores else float("nan")
+
+
+def object_depth(depth: torch.Tensor, scene: SpatialScene, instance_id: int) -> float | None:
+    """The distance a depth map [h, w] (metres) shows for one object of `scene`: the median of the
+    map over the object's pixels (its instance mask resized, nearest, to the map's size); None when
+    the map at that size shows none of them."""
+    pixels = depth[resize_map(scene.instance, tuple(depth.shape[-2:])) == instance_id]
+    return float(pixels.median()) if pixels.numel() else None
 
 
 def _true_depth(
