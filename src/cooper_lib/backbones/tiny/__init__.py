@@ -4,7 +4,8 @@
 transformers class and a processor whose tokenizer was trained offline, so nothing is downloaded.
 Keyword overrides size it: text-config fields (``hidden_size=256, num_hidden_layers=4``) for every
 family, and for the Qwen-VL and LLaVA families the vision options of `VISION_OPTIONS`
-(``vision_hidden_size``, ``vision_layers``, ``vision_heads``, ``image_size``, ``patch_size``).
+(``vision_hidden_size``, ``vision_layers``, ``vision_heads``, ``image_size``, ``patch_size``), and
+for the Qwen-VL families ``visual_positions`` (``"rotary"`` or ``"sincos"``).
 
 Configs and the command line name such a model with a spec string (`parse_tiny_spec`):
 ``tiny:<family>`` or ``tiny:<family>?key=value&key=value``, e.g.
@@ -24,6 +25,9 @@ from cooper_lib.backbones.tiny.common import VISION_OPTIONS
 TINY_PREFIX = "tiny:"
 #: Families whose builders take `VISION_OPTIONS` (the others size their text decoder only).
 SIZED_VISION: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_onevision"})
+
+#: Families whose builders take ``visual_positions`` (see `cooper_lib.backbones.tiny.qwen_vl`).
+SIZED_POSITIONS: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
 
 #: family name -> module (under this package) that defines `build(seed, **overrides)`.
 _MODULES: dict[str, str] = {
@@ -53,7 +57,8 @@ def build_tiny_backbone(family: str, *, seed: int = 0, **overrides: Any) -> tupl
         family: one of `tiny_families()`.
         seed: torch seed for the random weights.
         overrides: text-config fields to change (e.g. ``hidden_size=1024``, ``num_hidden_layers=8``)
-            and, for the families in `SIZED_VISION`, `VISION_OPTIONS`.
+            and, for the families in `SIZED_VISION`, `VISION_OPTIONS`; for the Qwen-VL families
+            ``visual_positions``.
 
     Raises:
         ValueError: for an unknown family, or an override the family does not take (the message
@@ -66,6 +71,10 @@ def build_tiny_backbone(family: str, *, seed: int = 0, **overrides: Any) -> tupl
         raise ValueError(
             f"overrides: {family} takes text-config fields only, got vision options {vision}; "
             f"vision options are taken by {sorted(SIZED_VISION)}"
+        )
+    if "visual_positions" in overrides and family not in SIZED_POSITIONS:
+        raise ValueError(
+            f"overrides: {family} does not take visual_positions; it is taken by {sorted(SIZED_POSITIONS)}"
         )
     module = importlib.import_module(f"{__name__}.{_MODULES[family]}")
     return module.build(family, seed=seed, **overrides)

@@ -6,6 +6,15 @@ With ``image_size=S`` every image is resized to about S x S px instead (S a mult
 ``2 * patch_size``), so it costs ``(S / (2 * patch_size)) ** 2`` visual tokens: ``image_size=112``
 gives 16, ``image_size=112, patch_size=7`` gives 64. The tower's width, depth and heads are
 ``vision_hidden_size``, ``vision_layers`` and ``vision_heads`` (default 32, 2, 2).
+
+``visual_positions`` says how the language model learns where a visual token sits in its image.
+``"rotary"`` (the default) keeps the family as released: Qwen2-VL and Qwen2.5-VL tell it only
+through rotary angles (2-D inside the tower, M-RoPE in the LM), so a token's content does not say
+where it sits (Qwen3-VL's tower also adds learned position embeddings). ``"sincos"`` (Qwen2-VL and
+Qwen2.5-VL) adds a fixed 2-D sin-cos embedding of its row and column to every merged visual token,
+as BAGEL adds one after its connector, so the same cell of two images (a photo and its depth map)
+carries the same vector wherever M-RoPE puts them. It is a forward hook on the tower, which a spec
+rebuilds on load; a folder written by ``save_pretrained`` alone does not keep it.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 from transformers import (
     Qwen2_5_VLConfig,
@@ -86,6 +96,28 @@ _SPECS = {
 }
 
 
+#: `visual_positions` values: where a visual token's place in its image is told (module docstring).
+VISUAL_POSITIONS = ("rotary", "sincos")
+
+
+def _add_grid_positions(tower: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+    """Forward hook on a Qwen-VL vision tower: add a 2-D sin-cos embedding of each merged token's
+    (row, column) to the tower's merged tokens (``output.pooler_output``, raster order per frame)."""
+    from timm.layers import build_sincos2d_pos_embed  # timm is imported when a tower runs
+
+    grid_thw = kwargs["grid_thw"] if "grid_thw" in kwargs else args[1]
+    merged = output.pooler_output
+    merge = tower.spatial_merge_size
+    table = torch.cat(
+        [
+            build_sincos2d_pos_embed([h // merge, w // merge], dim=merged.shape[-1]).repeat(t, 1)
+            for t, h, w in grid_thw.tolist()
+        ]
+    )
+    output.pooler_output = merged + table.to(merged)
+    return output
+
+
 def _mrope_section(family: str, half_head_dim: int) -> list[int]:
     """(temporal, height, width) rotary split of half a head, in the released models' proportions."""
     if family == "qwen3_vl":  # interleaved, [24, 20, 20] for 64
@@ -119,6 +151,12 @@ def build(family: str, *, seed: int = 0, **overrides: Any) -> tuple[nn.Module, A
         raise ValueError(f"family: expected one of {sorted(_SPECS)}, got {family!r}")
     spec = _SPECS[family]
     overrides = dict(overrides)
+    positions = overrides.pop("visual_positions", "rotary")
+    accepted = ("rotary",) if family == "qwen3_vl" else VISUAL_POSITIONS
+    if positions not in accepted:
+        raise ValueError(
+            f"visual_positions: expected one of {list(accepted)} for {family}, got {positions!r}"
+        )
     vision = vision_fields(
         overrides,
         {
@@ -171,4 +209,7 @@ def build(family: str, *, seed: int = 0, **overrides: Any) -> tuple[nn.Module, A
         tie_word_embeddings=tie,
         **ids,
     )
-    return instantiate(spec.model_cls, config, seed), processor
+    model = instantiate(spec.model_cls, config, seed)
+    if positions == "sincos":
+        model.model.visual.register_forward_hook(_add_grid_positions, with_kwargs=True)
+    return model, processor
