@@ -27,7 +27,7 @@ TINY_PREFIX = "tiny:"
 SIZED_VISION: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava", "llava_onevision"})
 
 #: Families whose builders take ``visual_positions`` (see `cooper_lib.backbones.tiny.qwen_vl`).
-SIZED_POSITIONS: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
+VISUAL_POSITION_FAMILIES: frozenset[str] = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl"})
 
 #: family name -> module (under this package) that defines `build(seed, **overrides)`.
 _MODULES: dict[str, str] = {
@@ -72,9 +72,9 @@ def build_tiny_backbone(family: str, *, seed: int = 0, **overrides: Any) -> tupl
             f"overrides: {family} takes text-config fields only, got vision options {vision}; "
             f"vision options are taken by {sorted(SIZED_VISION)}"
         )
-    if "visual_positions" in overrides and family not in SIZED_POSITIONS:
+    if "visual_positions" in overrides and family not in VISUAL_POSITION_FAMILIES:
         raise ValueError(
-            f"overrides: {family} does not take visual_positions; it is taken by {sorted(SIZED_POSITIONS)}"
+            f"overrides: {family} does not take visual_positions; it is taken by {sorted(VISUAL_POSITION_FAMILIES)}"
         )
     module = importlib.import_module(f"{__name__}.{_MODULES[family]}")
     return module.build(family, seed=seed, **overrides)
