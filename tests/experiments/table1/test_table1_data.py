@@ -92,3 +92,13 @@ def test_the_traces_and_the_reasoner_draw_depth_over_the_experiments_range(tmp_p
     assert (stored - codec.encode(shown_depth(scene, codec.max_depth))).abs().max() < 0.02
     library = InterleavedReasoner(build_model(ModelConfig(backbone=config.backbone))).codecs["depth"]
     assert (stored - library.encode(shown_depth(scene, library.max_depth))).abs().max() > 0.2
+
+
+def test_resuming_leaves_the_trimmed_records_untouched(tmp_path):
+    config = Table1Config.micro()
+    files = prepare_data(tmp_path, config)
+    trimmed = [files["qa"], files["interleaved"], files["perceive_first"]]
+    before = {path: (path.stat().st_mtime_ns, path.read_text()) for path in trimmed}
+    assert prepare_data(tmp_path, config) == files
+    assert {path: (path.stat().st_mtime_ns, path.read_text()) for path in trimmed} == before
+    assert not list((tmp_path / "data").rglob("*.tmp"))

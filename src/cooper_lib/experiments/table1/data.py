@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,11 @@ def write_perceive_first(source: Path, dest: Path) -> int:
 
 
 def _write_lines(dest: Path, lines: list[str]) -> None:
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(dest)
+    """Replace `dest` atomically, and only when its text changes: two runs resuming the same
+    folder at once (one per seed) then neither rewrite nor race over the trimmed records."""
+    text = "\n".join(lines) + "\n"
+    if dest.exists() and dest.read_text() == text:
+        return
+    with tempfile.NamedTemporaryFile("w", dir=dest.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(text)
+    Path(tmp.name).replace(dest)
