@@ -22,8 +22,8 @@ a training scene (`cooper_lib.data.synthetic.scene_seed`).
 from __future__ import annotations
 
 import json
+import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,6 @@ def _write_lines(dest: Path, lines: list[str]) -> None:
     text = "\n".join(lines) + "\n"
     if dest.exists() and dest.read_text() == text:
         return
-    with tempfile.NamedTemporaryFile("w", dir=dest.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(text)
-    Path(tmp.name).replace(dest)
+    tmp = dest.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(dest)
