@@ -15,9 +15,12 @@ from cooper_lib.experiments.table1.config import EXPERIMENT_SCENE, Table1Config
 from cooper_lib.experiments.table1.evaluation import (
     SceneMaps,
     _override,
+    answer,
     depth_scores,
+    elasticity,
     fixed_map_quality,
     map_quality,
+    metric_items,
     object_depth,
     object_distance_mra,
 )
@@ -35,6 +38,23 @@ def benchmark(tmp_path_factory):
         stage="eval",
         questions_per_scene=2,
         answer_style="short_text",
+        config=SceneConfig(**EXPERIMENT_SCENE),
+    )
+    return load_synthetic(root)
+
+
+@pytest.fixture(scope="module")
+def distances(tmp_path_factory):
+    """Distance questions (answered in metres off a depth map) beside counting questions."""
+    root = tmp_path_factory.mktemp("distances")
+    write_dataset(
+        root,
+        n=3,
+        seed=0,
+        stage="eval",
+        questions_per_scene=4,
+        answer_style="short_text",
+        categories=("distance_camera", "count_shape"),
         config=SceneConfig(**EXPERIMENT_SCENE),
     )
     return load_synthetic(root)
@@ -80,6 +100,78 @@ def test_overrides_show_the_own_and_another_scene(benchmark):
             swapped("segmentation", row, generated), maps.true_map(others[row], "segmentation")
         )
         assert not torch.equal(swapped("depth", row, generated), own("depth", row, generated))
+
+
+def test_a_scaled_override_multiplies_depth_up_to_the_far_end_and_keeps_segmentation(benchmark):
+    maps = SceneMaps(benchmark)
+    items = benchmark.items
+    others = items[2:] + items[:2]
+    generated = torch.zeros(16, 16)
+    for condition, source in (("true", items), ("other_scene", others)):
+        for scale in (0.8, 1.25):
+            shown = _override(condition, maps, items, others, scale)
+            for row in range(len(items)):
+                plain = maps.shown(source[row], "depth")
+                assert torch.equal(shown("depth", row, generated), (plain * scale).clamp(max=maps.far))
+                assert torch.equal(
+                    shown("segmentation", row, generated), maps.true_map(source[row], "segmentation")
+                )
+    # scaled up, the far background stays at the display's far end; scaled down it comes nearer
+    up = _override("true", maps, items, others, 1.25)("depth", 0, generated)
+    down = _override("true", maps, items, others, 0.8)("depth", 0, generated)
+    background = ~maps.scene(items[0]).valid_mask
+    assert torch.all(up[background] == maps.far) and torch.all(down[background] == 0.8 * maps.far)
+
+
+def test_an_object_override_moves_the_asked_objects_alone(distances):
+    maps = SceneMaps(distances)
+    items = metric_items(distances)
+    generated = torch.zeros(16, 16)
+    moved = _override("true", maps, items, items, 0.8, "object")
+    for row, item in enumerate(items):
+        plain = maps.shown(item, "depth")
+        asked = torch.isin(maps.scene(item).instance, torch.tensor(item.extra["objects"]))
+        assert asked.any() and (~asked).any()
+        shown = moved("depth", row, generated)
+        assert torch.equal(shown[asked], plain[asked] * 0.8) and torch.equal(shown[~asked], plain[~asked])
+        assert torch.equal(moved("segmentation", row, generated), maps.true_map(item, "segmentation"))
+
+
+def test_a_generated_map_cannot_be_scaled_and_regions_are_named(benchmark):
+    with pytest.raises(ValueError, match="depth_scale: .* 'generated' shows none"):
+        answer(None, benchmark, Table1Config.micro(), "perceive_first", "generated", depth_scale=0.8)
+    with pytest.raises(ValueError, match=r"region: expected one of \('map', 'object'\), got 'scene'"):
+        answer(
+            None, benchmark, Table1Config.micro(), "perceive_first", "true", depth_scale=0.8, region="scene"
+        )
+
+
+def test_metric_items_are_the_number_questions_with_a_depth_tool(distances):
+    chosen = metric_items(distances)
+    assert chosen and all(i.category == "distance_camera" and i.answer_type == "number" for i in chosen)
+    assert {i.category for i in distances.items if i not in chosen} == {"count_shape"}
+
+
+def _records(values):
+    return [{"id": i, "prediction": v} for i, v in values.items()]
+
+
+def test_elasticity_is_one_when_answers_follow_the_map_and_zero_when_they_do_not(distances):
+    benchmark = distances
+    ids = [i.id for i in metric_items(benchmark)][:2]
+    base = _records({ids[0]: "<answer>\\boxed{2.0 m}</answer>", ids[1]: "\\boxed{4.0 m}"})
+    follow = _records({ids[0]: "\\boxed{2.5 m}", ids[1]: "\\boxed{5.0 m}"})
+    assert elasticity(benchmark, base, follow, 1.25) == pytest.approx(1.0)
+    assert elasticity(benchmark, base, base, 1.25) == 0.0
+    # half the answers follow: the mean slope is a half
+    half = _records({ids[0]: "\\boxed{2.5 m}", ids[1]: "\\boxed{4.0 m}"})
+    assert elasticity(benchmark, base, half, 1.25) == pytest.approx(0.5)
+    # an answer no number can be read from, or one at 0 m, is left out, not counted as 0
+    broken = _records({ids[0]: "\\boxed{2.5 m}", ids[1]: "far away"})
+    assert elasticity(benchmark, base, broken, 1.25) == pytest.approx(1.0)
+    assert elasticity(benchmark, base, _records({ids[0]: "0 m", ids[1]: "none"}), 0.8) is None
+    with pytest.raises(ValueError, match="scale: expected a positive factor other than 1, got 1.0"):
+        elasticity(benchmark, base, follow, 1.0)
 
 
 def test_a_scene_whose_seed_differs_from_the_question_is_refused(benchmark, tmp_path):

@@ -111,6 +111,7 @@ def test_markdown_states_one_seed_and_lists_arms_and_probes():
             "wall_seconds": {"total": 4.0},
             "map_quality": {},
             "conditions": {"main": records, "other_scene": [{**records[0], "score": 0.0}], "true": records},
+            "map_elasticity": {"map": {"0.8": 0.25, "1.25": None}, "object": {"0.8": 0.0, "1.25": 0.1}},
         },
     ]
     table = {
@@ -130,6 +131,12 @@ def test_markdown_states_one_seed_and_lists_arms_and_probes():
     assert "one seed: no interval" in text and "- budget: 2 steps" in text
     assert "| occ | 1 | 50.0 | 100.0 | 100.0 | 100.0 |" in text
     assert "| bagel_pe | occ | 100.0 | 0.0 | 100.0 |" in text
+    # elasticity: the perceiving arm's, a scale with no readable answers left empty
+    header = (
+        "| arm | whole map, s = 0.8 | whole map, s = 1.25 | asked object, s = 0.8 | asked object, s = 1.25 |"
+    )
+    assert header in text and "| bagel_pe | 0.25 | - | 0.00 | 0.10 |" in text
+    assert "| qa_only | 0.25" not in text
     assert "| qa_only | 0.500 | - |" in text
     assert "| fixed map | 0.300 | 0.600 | 64.0 | 0.500 | | |" in text
     assert "| true map | | | 78.0 | | | |" in text

@@ -1,6 +1,7 @@
 """`run_table1` on the micro preset: every arm's folder, the report, and resuming without retraining."""
 
 import json
+import math
 
 import pytest
 
@@ -39,6 +40,12 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())
     assert set(pe["conditions"]) == {"main", "other_scene", "true"} and set(qa["conditions"]) == {"main"}
+    assert qa["map_elasticity"] is None
+    assert {region: set(by_scale) for region, by_scale in pe["map_elasticity"].items()} == {
+        "map": {"0.8", "1.25"},
+        "object": {"0.8", "1.25"},
+    }
+    assert all(v is None or math.isfinite(v) for by in pe["map_elasticity"].values() for v in by.values())
     # every arm answered every question of the held-out benchmark
     questions = {item.id for item in held_out_benchmark(tmp_path / "data" / "test" / "records.jsonl").items}
     for result in json.loads((tmp_path / "results.json").read_text())["results"]:

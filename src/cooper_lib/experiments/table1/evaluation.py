@@ -6,11 +6,18 @@ Map conditions (``map_override`` of `InterleavedReasoner`):
 - ``other_scene``: every map replaced by the true map of another test scene (the scene of the
   question half the benchmark away), the probe of whether answers depend on the map at all;
 - ``true``: every map replaced by the scene's true map.
+
+`map_elasticity` asks the finer question the swap cannot: do the metres of an answer follow the
+map? The true depth map is shown with its depths times s, over the whole map or over the asked
+objects alone, and the answers to the questions read in metres off a depth map are compared with
+those given the unscaled map. A reader that takes the map's overall scale follows the first; only
+one that finds the asked object in the map follows the second.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,13 @@ from cooper_lib.reasoning.reasoner import InterleavedReasoner
 from cooper_lib.training.collators import resize_map
 
 CONDITIONS = ("generated", "other_scene", "true")
+
+#: The factors the true depth map is scaled by in `map_elasticity`: objects stand 2-5.5 m away
+#: in the experiment's scenes, so 1.25 keeps them short of the display's far end (7 m).
+ELASTICITY_SCALES = (0.8, 1.25)
+
+#: What `map_elasticity` scales: every depth of the map, or the asked objects' pixels alone.
+ELASTICITY_REGIONS = ("map", "object")
 
 _SCENE_MAPS = {"depth": "depth", "segmentation": "semantic"}
 
@@ -85,21 +99,51 @@ class SceneMaps:
 
 
 def _override(
-    condition: str, maps: SceneMaps, batch: Sequence[BenchmarkItem], others: Sequence[BenchmarkItem]
+    condition: str,
+    maps: SceneMaps,
+    batch: Sequence[BenchmarkItem],
+    others: Sequence[BenchmarkItem],
+    depth_scale: float = 1.0,
+    region: str = "map",
 ) -> Callable | None:
     if condition == "generated":
         return None
     source = batch if condition == "true" else others
-    return lambda modality, row, generated: maps.shown(source[row], modality)
+
+    def shown(modality: str, row: int, generated: torch.Tensor) -> torch.Tensor:
+        item = source[row]
+        picture = maps.shown(item, modality)
+        if modality != "depth" or depth_scale == 1.0:
+            return picture
+        if region == "object":
+            asked = torch.isin(maps.scene(item).instance, torch.tensor(item.extra["objects"]))
+            return torch.where(asked, picture * depth_scale, picture).clamp(max=maps.far)
+        return (picture * depth_scale).clamp(max=maps.far)
+
+    return shown
 
 
 def answer(
-    model: SpatialModel, benchmark: SyntheticBenchmark, config: Table1Config, policy: str, condition: str
+    model: SpatialModel,
+    benchmark: SyntheticBenchmark,
+    config: Table1Config,
+    policy: str,
+    condition: str,
+    *,
+    items: Sequence[BenchmarkItem] | None = None,
+    depth_scale: float = 1.0,
+    region: str = "map",
 ) -> list[dict[str, Any]]:
-    """Per-item records (id, category, score, tools) of the model answering every question."""
+    """Per-item records (id, category, prediction, score, tools) of the model answering every
+    question, or `items` only; `depth_scale` multiplies the depths of the maps a condition shows,
+    over the whole map or, `region` ``"object"``, over the pixels of the objects each item asks about."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition: expected one of {CONDITIONS}, got {condition!r}")
-    items = list(benchmark.items)
+    if region not in ELASTICITY_REGIONS:
+        raise ValueError(f"region: expected one of {ELASTICITY_REGIONS}, got {region!r}")
+    if depth_scale != 1.0 and condition == "generated":
+        raise ValueError("depth_scale: scales the maps a condition shows; 'generated' shows none")
+    items = list(benchmark.items if items is None else items)
     half = len(items) // 2
     other = _other_scene_items(items, half)
     maps = SceneMaps(benchmark, config.depth_display_range[1])
@@ -109,7 +153,9 @@ def answer(
     records = []
     for start in range(0, len(items), config.eval_batch_size):
         batch = items[start : start + config.eval_batch_size]
-        reasoner.map_override = _override(condition, maps, batch, other[start : start + len(batch)])
+        reasoner.map_override = _override(
+            condition, maps, batch, other[start : start + len(batch)], depth_scale, region
+        )
         traces = reasoner.run_batch([item.load_image() for item in batch], [item.question for item in batch])
         for item, trace in zip(batch, traces, strict=True):
             score = benchmark.score(item, prediction_text(trace))
@@ -123,6 +169,63 @@ def answer(
                 }
             )
     return records
+
+
+def metric_items(benchmark: SyntheticBenchmark) -> list[BenchmarkItem]:
+    """The questions answered in metres off a depth map (``number`` answers, depth their tool)."""
+    return [i for i in benchmark.items if i.answer_type == "number" and i.extra.get("modality") == "depth"]
+
+
+def elasticity(
+    benchmark: SyntheticBenchmark,
+    unscaled: Sequence[Mapping[str, Any]],
+    scaled: Sequence[Mapping[str, Any]],
+    scale: float,
+) -> float | None:
+    """Mean of ``log(answer_scaled / answer_unscaled) / log(scale)`` over the questions both record
+    lists answer with a positive number: 1 when the metres are read off the map, 0 when the map's
+    metres are ignored. None when no question has two such answers."""
+    if scale <= 0 or scale == 1.0:
+        raise ValueError(f"scale: expected a positive factor other than 1, got {scale!r}")
+    before = {r["id"]: r["prediction"] for r in unscaled}
+    slopes = []
+    for record in scaled:
+        if record["id"] not in before:
+            continue
+        item = benchmark.item(record["id"])
+        a = benchmark.score(item, record["prediction"])["extracted"]
+        b = benchmark.score(item, before[record["id"]])["extracted"]
+        if isinstance(a, float) and isinstance(b, float) and a > 0 and b > 0:
+            slopes.append(math.log(a / b) / math.log(scale))
+    return sum(slopes) / len(slopes) if slopes else None
+
+
+def map_elasticity(
+    model: SpatialModel,
+    benchmark: SyntheticBenchmark,
+    config: Table1Config,
+    policy: str,
+    true_records: Sequence[Mapping[str, Any]],
+    scales: Sequence[float] = ELASTICITY_SCALES,
+) -> dict[str, dict[str, float | None]]:
+    """`elasticity` per region (`ELASTICITY_REGIONS`) and scale of the true depth map, against
+    `true_records` (the ``true`` condition's answers), over `metric_items` (for ``"object"``, those
+    that name their objects); keys are the regions, then the scales as text (JSON keys)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for region in ELASTICITY_REGIONS:
+        items = [i for i in metric_items(benchmark) if region == "map" or i.extra.get("objects")]
+        out[region] = {
+            str(s): elasticity(
+                benchmark,
+                true_records,
+                answer(model, benchmark, config, policy, "true", items=items, depth_scale=s, region=region),
+                s,
+            )
+            if items
+            else None
+            for s in scales
+        }
+    return out
 
 
 def _other_scene_items(items: list[BenchmarkItem], shift: int) -> list[BenchmarkItem]:

@@ -97,7 +97,8 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     arms: dict[str, dict[str, Any]] = {}
     for res in results:
         arm = arms.setdefault(
-            res["arm"], {"seeds": [], "acc": {}, "probes": {}, "tools": {}, "maps": {}, "wall": []}
+            res["arm"],
+            {"seeds": [], "acc": {}, "probes": {}, "tools": {}, "maps": {}, "elasticity": {}, "wall": []},
         )
         arm["seeds"].append(res["seed"])
         arm["wall"].append(res["wall_seconds"]["total"])
@@ -110,6 +111,11 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                     arm["tools"].setdefault(category, []).append(value)
         for name, value in res.get("map_quality", {}).items():
             arm["maps"].setdefault(name, []).append(value)
+        for region, by_scale in (res.get("map_elasticity") or {}).items():
+            for scale, value in by_scale.items():
+                slopes = arm["elasticity"].setdefault((region, scale), [])
+                if value is not None:  # None: no question answered with a number at both scales
+                    slopes.append(value)
     return arms
 
 
@@ -120,8 +126,8 @@ def markdown(
     setup: Mapping[str, Any],
     fixed_map: Mapping[str, float] | None = None,
 ) -> str:
-    """The report: accuracy per category with the priors, perception use, tool rates, maps, wall
-    time. `fixed_map`: `fixed_map_quality`'s scores, the maps' row of a fixed answer."""
+    """The report: accuracy per category with the priors, perception use, map elasticity, tool
+    rates, maps, wall time. `fixed_map`: `fixed_map_quality`'s scores, the maps' row of a fixed answer."""
     arms = summarize(results)
     names = [n for n in arms_info if n in arms]
     categories = [c for c in priors if c != "overall"] + ["overall"]
@@ -157,6 +163,26 @@ def markdown(
                     f"| {n} | {c} | {_cell(arms[n]['acc'].get(c, []))} | "
                     f"{_cell(probes.get('other_scene', {}).get(c, []))} | {_cell(probes.get('true', {}).get(c, []))} |"
                 )
+    elastic = [n for n in names if arms[n]["elasticity"]]
+    if elastic:
+        columns = sorted(
+            {k for n in elastic for k in arms[n]["elasticity"]}, key=lambda k: (k[0], float(k[1]))
+        )
+        lines += ["", "## Map elasticity: do the metres follow the map?", ""]
+        lines.append(
+            "The questions answered in metres off a depth map, asked again with the true depth map's "
+            "depths times s, over the whole map or over the asked objects alone. Each cell is the mean "
+            "of log(answer at s / answer at s = 1) / log(s): 1 when the answer follows the scaled "
+            "depths, 0 when it ignores them. A reader that takes the map's overall scale follows the "
+            "whole map; only one that finds the asked object in the map follows the object."
+        )
+        lines.append("")
+        names_of = {"map": "whole map", "object": "asked object"}
+        lines.append("| arm | " + " | ".join(f"{names_of.get(r, r)}, s = {s}" for r, s in columns) + " |")
+        lines.append("| --- " * (1 + len(columns)) + "|")
+        for n in elastic:
+            cells = [_cell(arms[n]["elasticity"].get(k, []), 2) for k in columns]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "## Tool-call rate (% of questions with a tool call)", ""]
     lines.append("| category | " + " | ".join(names) + " |")
     lines.append("| --- " * (1 + len(names)) + "|")

@@ -37,6 +37,7 @@ from cooper_lib.experiments.table1.evaluation import (
     answer,
     fixed_map_quality,
     held_out_benchmark,
+    map_elasticity,
     map_quality,
     priors,
 )
@@ -123,14 +124,17 @@ def run_arm(
     trained = time.perf_counter()
     model = load_trained_folder(final).to(device).eval()
     conditions = {"main": answer(model, benchmark, config, arm.policy, arm.maps)}
+    elastic = None
     if arm.perceives:
         for condition in ("other_scene", "true"):
             conditions[condition] = answer(model, benchmark, config, arm.policy, condition)
+        elastic = map_elasticity(model, benchmark, config, arm.policy, conditions["true"])
     result = {
         "arm": arm_name,
         "seed": seed,
         "model": str(final),
         "conditions": conditions,
+        "map_elasticity": elastic,
         "map_quality": map_quality(model, benchmark, config),
         "wall_seconds": {
             "train": trained - tick,
