@@ -11,6 +11,7 @@ import torch
 
 from cooper_lib.data.synthetic import SceneConfig, render_scene, write_dataset
 from cooper_lib.eval.synthetic_bench import load_synthetic
+from cooper_lib.experiments.table1 import evaluation
 from cooper_lib.experiments.table1.config import EXPERIMENT_SCENE, Table1Config
 from cooper_lib.experiments.table1.evaluation import (
     SceneMaps,
@@ -19,6 +20,7 @@ from cooper_lib.experiments.table1.evaluation import (
     depth_scores,
     elasticity,
     fixed_map_quality,
+    map_elasticity,
     map_quality,
     metric_items,
     object_depth,
@@ -172,6 +174,32 @@ def test_elasticity_is_one_when_answers_follow_the_map_and_zero_when_they_do_not
     assert elasticity(benchmark, base, _records({ids[0]: "0 m", ids[1]: "none"}), 0.8) is None
     with pytest.raises(ValueError, match="scale: expected a positive factor other than 1, got 1.0"):
         elasticity(benchmark, base, follow, 1.0)
+
+
+def test_map_elasticity_asks_the_metric_items_per_region_and_scale(distances, monkeypatch):
+    """A stand-in reader that follows a scaled whole map and ignores a moved object."""
+    metric = {i.id for i in metric_items(distances)}
+    asked = []
+
+    def reader(model, benchmark, config, policy, condition, *, items, depth_scale, region):
+        asked.append((condition, region, depth_scale, {i.id for i in items}))
+        factor = depth_scale if region == "map" else 1.0
+        return [{"id": i.id, "prediction": f"\\boxed{{{3.0 * factor:.3f} m}}"} for i in items]
+
+    monkeypatch.setattr(evaluation, "answer", reader)
+    true_records = [{"id": i, "prediction": "\\boxed{3.0 m}"} for i in metric]
+    out = map_elasticity(None, distances, Table1Config.micro(), "adaptive", true_records)
+    assert out == {
+        "map": {"0.8": pytest.approx(1.0), "1.25": pytest.approx(1.0)},
+        "object": {"0.8": 0.0, "1.25": 0.0},
+    }
+    assert [(c, r, s) for c, r, s, _ in asked] == [
+        ("true", "map", 0.8),
+        ("true", "map", 1.25),
+        ("true", "object", 0.8),
+        ("true", "object", 1.25),
+    ]
+    assert all(ids == metric for *_, ids in asked)
 
 
 def test_a_scene_whose_seed_differs_from_the_question_is_refused(benchmark, tmp_path):
