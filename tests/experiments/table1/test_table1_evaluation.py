@@ -30,36 +30,33 @@ from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.training.collators import resize_map
 
 
-@pytest.fixture(scope="module")
-def benchmark(tmp_path_factory):
-    root = tmp_path_factory.mktemp("test")
+def _test_set(root, **options):
+    """A held-out benchmark of three experiment scenes, written to `root`."""
     write_dataset(
         root,
         n=3,
         seed=0,
         stage="eval",
-        questions_per_scene=2,
         answer_style="short_text",
         config=SceneConfig(**EXPERIMENT_SCENE),
+        **options,
     )
     return load_synthetic(root)
+
+
+@pytest.fixture(scope="module")
+def benchmark(tmp_path_factory):
+    return _test_set(tmp_path_factory.mktemp("test"), questions_per_scene=2)
 
 
 @pytest.fixture(scope="module")
 def distances(tmp_path_factory):
     """Distance questions (answered in metres off a depth map) beside counting questions."""
-    root = tmp_path_factory.mktemp("distances")
-    write_dataset(
-        root,
-        n=3,
-        seed=0,
-        stage="eval",
+    return _test_set(
+        tmp_path_factory.mktemp("distances"),
         questions_per_scene=4,
-        answer_style="short_text",
         categories=("distance_camera", "count_shape"),
-        config=SceneConfig(**EXPERIMENT_SCENE),
     )
-    return load_synthetic(root)
 
 
 def test_true_maps_are_those_of_the_scene_in_the_image(benchmark):
