@@ -1,5 +1,7 @@
 """The experiment's SFT records: trimmed as configured, and exactly the context its reasoner builds."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,12 +9,12 @@ from PIL import Image
 from scripted import Script
 
 from cooper_lib.data.records import load_sft_records
-from cooper_lib.data.synthetic import shown_depth
+from cooper_lib.data.synthetic import TOOL_REASONS, shown_depth
 from cooper_lib.data.synthetic.loader import SceneDataset
 from cooper_lib.data.turns import REFLECTION_PROMPT, TurnFormat
 from cooper_lib.experiments.table1 import Table1Config
 from cooper_lib.experiments.table1.config import EXPERIMENT_DEPTH_RANGE
-from cooper_lib.experiments.table1.data import prepare_data
+from cooper_lib.experiments.table1.data import prepare_data, trim_records
 from cooper_lib.reasoning.reasoner import InterleavedReasoner, default_codecs
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import ModelConfig
@@ -74,6 +76,24 @@ def test_interleaved_tool_calls_think_only_when_asked(tmp_path, tool_reasoning):
     context, collated = _context_and_collated(config, files, record, "adaptive", turns)
     assert context == collated[: len(context)]
     assert len(collated) - len(context) <= 2
+
+
+@pytest.mark.parametrize("tool_reasoning", [False, True])
+def test_trimming_empties_the_template_reason_and_keeps_a_studys_own_thought(tmp_path, tool_reasoning):
+    fmt = TurnFormat.default()
+    template = sorted(TOOL_REASONS)[0]
+    own = "The blue sphere is in row 4, column 5."
+    calls = [fmt.think_block(text) + fmt.tool_call("depth") for text in (template, own, "")]
+    path = tmp_path / "records.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"{i}", "items": [{"type": "text", "value": call, "role": "assistant"}]}) + "\n"
+            for i, call in enumerate(calls)
+        )
+    )
+    assert trim_records(path, Table1Config.micro().with_(tool_reasoning=tool_reasoning)) == 3
+    kept = [json.loads(line)["items"][0]["value"] for line in path.read_text().splitlines()]
+    assert kept == [calls[0] if tool_reasoning else fmt.think_block("") + fmt.tool_call("depth"), *calls[1:]]
 
 
 def test_the_traces_and_the_reasoner_draw_depth_over_the_experiments_range(tmp_path):

@@ -21,7 +21,7 @@ from .loader import (
 from .qa import CATEGORIES, CATEGORY_INFO, SpatialQuestion, make_qa
 from .render import iter_scenes, render_layouts, render_scene, render_scenes, scene_seed
 from .scene import SceneObject, SpatialScene
-from .traces import SceneFiles, default_codecs, make_traces, pseudo_images, shown_depth
+from .traces import TOOL_REASONS, SceneFiles, default_codecs, make_traces, pseudo_images, shown_depth
 from .writer import STAGES, write_dataset
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "SEMANTIC_CLASSES",
     "SHAPES",
     "STAGES",
+    "TOOL_REASONS",
     "Camera",
     "ObjectSpec",
     "QADataset",

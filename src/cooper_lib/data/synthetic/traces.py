@@ -106,6 +106,8 @@ _WHY_SEGMENTATION = (
     "Segmenting the image will show each object's region, which makes locating and counting reliable.",
     "Let me segment the image so that every object stands out as its own region.",
 )
+TOOL_REASONS: frozenset[str] = frozenset(_WHY_DEPTH + _WHY_SEGMENTATION)
+"""Every sentence a trace may give in ``<think>`` as its reason to call a tool (one is drawn per call)."""
 
 
 def _depth_facts(scene: SpatialScene, q: SpatialQuestion, source: str) -> str:

@@ -127,7 +127,8 @@ class Table1Config:
             from the camera; let me generate it."). Off by default (``<think></think>``, then
             the call): the sentence says nothing a question does not, and at this size its
             tokens outweighed the answer's: interleaved SFT reached 19.7 % held out with it and
-            28.4 % without (colour 35.8 against 72.8 %; benchmarks/RESULTS.md).
+            28.4 % without (colour 35.8 against 72.8 %; benchmarks/RESULTS.md). Only those
+            template sentences are dropped: a thought of other text in the records is kept.
     """
 
     backbone: str = EXPERIMENT_BACKBONE

@@ -13,7 +13,9 @@
 Every set asks the configured ``categories`` only, about scenes drawn with ``Table1Config.scene``.
 Without ``system_prompt`` the SFT records lose their system item, without ``reflection_prompt`` the
 text after each map is empty (the reasoner then sends the same, `Table1Config.reasoner_prompts`),
-and without ``tool_reasoning`` a tool call's ``<think>`` is empty (`trim_records`).
+and without ``tool_reasoning`` a tool call's ``<think>`` is empty when it holds the synthetic world's
+template reason (`trim_records`; a thought of other text, such as one a study wrote into the records,
+is kept).
 
 Every set draws from the train split; the benchmark's scenes come from the test split, so none is
 a training scene (`cooper_lib.data.synthetic.scene_seed`).
@@ -27,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cooper_lib.data.synthetic import write_dataset
+from cooper_lib.data.synthetic import TOOL_REASONS, write_dataset
 from cooper_lib.data.turns import TurnFormat
 from cooper_lib.experiments.table1.config import Table1Config
 
@@ -80,9 +82,15 @@ def trim_records(path: Path, config: Table1Config) -> int:
     """Rewrite the SFT records of `path` in place to what the experiment trains on: no system
     item unless ``system_prompt``, an empty text after each map unless ``reflection_prompt`` (the
     reasoner sends the same, `Table1Config.reasoner_prompts`), and ``<think></think>`` before each
-    tool call unless ``tool_reasoning``. Returns the count of records."""
+    tool call unless ``tool_reasoning``. Only a thought that is one of the synthetic world's template
+    reasons (`TOOL_REASONS`) is emptied: the records are rewritten on every run, and a thought a study
+    wrote into them must survive it. Returns the count of records."""
     fmt = TurnFormat.default()
-    think = re.compile(re.escape(fmt.think[0]) + ".*?" + re.escape(fmt.think[1]), re.DOTALL)
+    think = re.compile(re.escape(fmt.think[0]) + "(.*?)" + re.escape(fmt.think[1]), re.DOTALL)
+
+    def drop_template_reason(match: re.Match[str]) -> str:
+        return fmt.think_block("") if match.group(1).strip() in TOOL_REASONS else match.group(0)
+
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for row in rows:
         if not config.system_prompt:
@@ -97,7 +105,7 @@ def trim_records(path: Path, config: Table1Config) -> int:
                 and not config.tool_reasoning
                 and fmt.called_tool(item["value"])
             ):
-                item["value"] = think.sub(fmt.think_block(""), item["value"], count=1)
+                item["value"] = think.sub(drop_template_reason, item["value"], count=1)
     _write_lines(path, [json.dumps(row) for row in rows])
     return len(rows)
 
