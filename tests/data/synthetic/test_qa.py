@@ -217,6 +217,38 @@ def test_answer_balance_evens_yes_no_and_spreads_counts_over_a_dataset():
             assert counts["2"] / counts["0"] > 1.5 * before["2"] / before["0"], (category, counts, before)
 
 
+PAIR_CATEGORIES = ("relative_depth", "left_right", "above_below")
+
+
+@pytest.mark.parametrize("category", PAIR_CATEGORIES)
+def test_balance_keeps_a_yes_no_question_for_every_scene_with_a_pair(category):
+    from cooper_lib.data.synthetic.qa import AnswerBalance
+
+    def asked(balance) -> list[SpatialQuestion]:
+        kept = []
+        for scene in BALANCE_SCENES:
+            rng = random.Random(f"qa-{scene.seed}")
+            kept += make_qa(
+                scene, rng, categories=[category], answer_types={category: ["yes_no"]}, balance=balance
+            )
+        return kept
+
+    offered, balanced = asked(None), asked(AnswerBalance())
+    answers = Counter(q.answer for q in balanced)
+    assert len(offered) >= 40 and len(balanced) == len(offered)  # each pair offers either answer
+    assert abs(answers["yes"] - answers["no"]) <= 1, answers
+
+
+def test_a_pair_is_asked_once_however_many_questions_a_category_draws():
+    for scene in SCENES:
+        for category in PAIR_CATEGORIES:
+            questions = make_qa(scene, scene.seed, categories=[category], per_category=50)
+            pairs = [frozenset(q.objects) for q in questions]
+            assert len(pairs) == len(set(pairs)), (category, [q.question for q in questions])
+            for q in questions:
+                check(scene, q)
+
+
 def test_short_style_numbers_are_metres_with_one_decimal():
     numbers = [
         (scene, q)

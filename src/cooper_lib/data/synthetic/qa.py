@@ -250,26 +250,25 @@ def _ids(*objects: SceneObject) -> tuple[int, ...]:
 
 
 def _relative_depth(m: _Maker) -> list[SpatialQuestion]:
+    """Per clearly ordered pair: a choice question and both yes/no phrasings ("closer to" and
+    "farther from"), so every pair offers either yes/no answer to `AnswerBalance`."""
     out = []
     for a, b in m.pairs():
         near, far = sorted((a, b), key=lambda o: o.distance)
         if not m.nearer(near, far):
             continue
-        closer = m.rng.random() < 0.5
-        rel = "closer to" if closer else "farther from"
-        truth = near if closer else far
-        if m.rng.random() < 0.5:
-            stem = m.template("relative_depth_choice", rel=rel, a=a.name, b=b.name)
-            out.append(
-                m.choice(
-                    "relative_depth",
-                    stem,
-                    [f"the {a.name}", f"the {b.name}"],
-                    f"the {truth.name}",
-                    objects=_ids(a, b),
-                )
+        rel, truth = m.rng.choice((("closer to", near), ("farther from", far)))
+        stem = m.template("relative_depth_choice", rel=rel, a=a.name, b=b.name)
+        out.append(
+            m.choice(
+                "relative_depth",
+                stem,
+                [f"the {a.name}", f"the {b.name}"],
+                f"the {truth.name}",
+                objects=_ids(a, b),
             )
-        else:
+        )
+        for rel, truth in (("closer to", near), ("farther from", far)):
             stem = m.template("relative_depth_yesno", rel=rel, a=a.name, b=b.name)
             out.append(m.yes_no("relative_depth", stem, a is truth, objects=_ids(a, b)))
     return out
@@ -375,39 +374,44 @@ def _apart(a: SceneObject, b: SceneObject, axis: int) -> int:
 
 
 def _left_right(m: _Maker) -> list[SpatialQuestion]:
+    """Per pair apart in the image's columns: a choice question and the yes/no question for
+    both sides, so every pair offers either yes/no answer to `AnswerBalance`."""
     out = []
     for a, b in m.pairs():
         order = _apart(a, b, 0)
         if order == 0:
             continue
         side = m.rng.choice(("left", "right"))
-        if m.rng.random() < 0.5:
+        truth = a if (order < 0) == (side == "left") else b
+        stem = m.template("left_right_choice", a=a.name, b=b.name, side=side)
+        out.append(
+            m.choice(
+                "left_right",
+                stem,
+                [f"the {a.name}", f"the {b.name}"],
+                f"the {truth.name}",
+                objects=_ids(a, b),
+            )
+        )
+        for side in ("left", "right"):
             stem = m.template("left_right_yesno", a=a.name, b=b.name, side=side)
             out.append(m.yes_no("left_right", stem, (order < 0) == (side == "left"), objects=_ids(a, b)))
-        else:
-            truth = a if (order < 0) == (side == "left") else b
-            stem = m.template("left_right_choice", a=a.name, b=b.name, side=side)
-            out.append(
-                m.choice(
-                    "left_right",
-                    stem,
-                    [f"the {a.name}", f"the {b.name}"],
-                    f"the {truth.name}",
-                    objects=_ids(a, b),
-                )
-            )
     return out
 
 
 def _above_below(m: _Maker) -> list[SpatialQuestion]:
+    """Per pair apart in the image's rows: the question for both relations, so every pair offers
+    either answer to `AnswerBalance`."""
     out = []
     for a, b in m.pairs():
         order = _apart(a, b, 1)
         if order == 0:
             continue
-        relation = m.rng.choice(("above", "below"))
-        stem = m.template("above_below", a=a.name, b=b.name, relation=relation)
-        out.append(m.yes_no("above_below", stem, (order < 0) == (relation == "above"), objects=_ids(a, b)))
+        for relation in ("above", "below"):
+            stem = m.template("above_below", a=a.name, b=b.name, relation=relation)
+            out.append(
+                m.yes_no("above_below", stem, (order < 0) == (relation == "above"), objects=_ids(a, b))
+            )
     return out
 
 
@@ -522,7 +526,8 @@ def _pick(
 ) -> list[SpatialQuestion]:
     """Draw up to k questions, each by first drawing an answer among those present (with `balance`:
     the answer it asks for), so yes/no and count answers come out balanced rather than following
-    how often each occurs in a scene."""
+    how often each occurs in a scene. A drawn question takes the other phrasings about the same
+    objects out of the pool: no pair is asked twice."""
     pool, chosen = list(candidates), []
     while pool and len(chosen) < k:
         if balance is None:
@@ -532,7 +537,11 @@ def _pick(
             if answer is None:
                 break
         question = rng.choice([q for q in pool if q.answer == answer])
-        pool.remove(question)
+        pool = [
+            q
+            for q in pool
+            if q is not question and (not q.objects or set(q.objects) != set(question.objects))
+        ]
         chosen.append(question)
     return chosen
 
