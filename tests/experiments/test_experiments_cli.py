@@ -38,3 +38,20 @@ def test_jobs_must_be_a_number(calls, capsys):
     with pytest.raises(SystemExit):
         main(["experiment", "table1", "--jobs", "two"])
     assert "--jobs" in capsys.readouterr().err and not calls
+
+
+def test_preset_names_a_table1config_preset(calls):
+    main(["experiment", "table1", "--preset", "tokens64", "--device", "cuda"])
+    main(["experiment", "table1", "--preset", "quick"])
+    (_, tokens64), (_, quick) = calls
+    assert tokens64["config"] == table1.Table1Config.tokens64() and tokens64["seeds"] == 3
+    assert quick["config"] == table1.Table1Config.quick() and quick["seeds"] == 1
+    config = tokens64["config"]
+    assert "patch_size=4" in config.backbone and "visual_positions=sincos" in config.backbone
+    assert (config.stage1_steps, config.sft_steps, config.test_scenes) == (1000, 3000, 300)
+
+
+def test_quick_with_another_preset_is_refused(calls):
+    with pytest.raises(SystemExit, match="--quick is --preset quick; got --preset full"):
+        main(["experiment", "table1", "--quick", "--preset", "full"])
+    assert not calls

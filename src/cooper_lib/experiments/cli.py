@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+#: `Table1Config` presets the command runs (each is the classmethod of that name).
+PRESETS = ("full", "quick", "tokens64")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``experiment`` and its ``table1`` subcommand."""
@@ -13,7 +16,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "table1", help="COOPER's Table 1 in miniature on the synthetic world (resumable)"
     )
     table1.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; 1 with --quick)")
-    table1.add_argument("--quick", action="store_true", help="the small CPU preset (Table1Config.quick)")
+    table1.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default=None,
+        help="Table1Config's preset: full (default), quick (the small CPU run) or tokens64 (64 visual tokens, "
+        "4,000 supervised steps; for a GPU)",
+    )
+    table1.add_argument("--quick", action="store_true", help="the same as --preset quick")
     table1.add_argument("--out", default="table1", help="experiment folder (default ./table1)")
     table1.add_argument(
         "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
@@ -33,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     """Run `run_table1` with the preset the flags name and print the report's path."""
     from cooper_lib.experiments.table1 import Table1Config, run_table1
 
-    config = Table1Config.quick() if args.quick else Table1Config.full()
-    seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    if args.quick and args.preset not in (None, "quick"):
+        raise SystemExit(f"--quick is --preset quick; got --preset {args.preset} as well")
+    preset = "quick" if args.quick else (args.preset or "full")
+    config = getattr(Table1Config, preset)()
+    seeds = args.seeds if args.seeds is not None else (1 if preset == "quick" else 3)
     report = run_table1(
         args.out, seeds=seeds, config=config, arms=args.arms, device=args.device, jobs=args.jobs
     )
