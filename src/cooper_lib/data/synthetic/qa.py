@@ -206,6 +206,14 @@ class _Maker:
             **kwargs,
         )
 
+    def pair_choice(
+        self, category: str, stem: str, a: SceneObject, b: SceneObject, truth: SceneObject
+    ) -> SpatialQuestion:
+        """A choice between the two objects of a pair, `truth` the right one."""
+        return self.choice(
+            category, stem, [f"the {a.name}", f"the {b.name}"], f"the {truth.name}", objects=_ids(a, b)
+        )
+
     def yes_no(self, category: str, stem: str, yes: bool, **kwargs) -> SpatialQuestion:
         word = "yes" if yes else "no"
         return self.make(
@@ -259,15 +267,7 @@ def _relative_depth(m: _Maker) -> list[SpatialQuestion]:
             continue
         rel, truth = m.rng.choice((("closer to", near), ("farther from", far)))
         stem = m.template("relative_depth_choice", rel=rel, a=a.name, b=b.name)
-        out.append(
-            m.choice(
-                "relative_depth",
-                stem,
-                [f"the {a.name}", f"the {b.name}"],
-                f"the {truth.name}",
-                objects=_ids(a, b),
-            )
-        )
+        out.append(m.pair_choice("relative_depth", stem, a, b, truth))
         for rel, truth in (("closer to", near), ("farther from", far)):
             stem = m.template("relative_depth_yesno", rel=rel, a=a.name, b=b.name)
             out.append(m.yes_no("relative_depth", stem, a is truth, objects=_ids(a, b)))
@@ -333,15 +333,7 @@ def _size_compare(m: _Maker) -> list[SpatialQuestion]:
         if tall.size[1] / short.size[1] < HEIGHT_RATIO:
             continue
         stem = m.template("size_compare", a=a.name, b=b.name)
-        out.append(
-            m.choice(
-                "size_compare",
-                stem,
-                [f"the {a.name}", f"the {b.name}"],
-                f"the {tall.name}",
-                objects=_ids(a, b),
-            )
-        )
+        out.append(m.pair_choice("size_compare", stem, a, b, tall))
     return out
 
 
@@ -384,15 +376,7 @@ def _left_right(m: _Maker) -> list[SpatialQuestion]:
         side = m.rng.choice(("left", "right"))
         truth = a if (order < 0) == (side == "left") else b
         stem = m.template("left_right_choice", a=a.name, b=b.name, side=side)
-        out.append(
-            m.choice(
-                "left_right",
-                stem,
-                [f"the {a.name}", f"the {b.name}"],
-                f"the {truth.name}",
-                objects=_ids(a, b),
-            )
-        )
+        out.append(m.pair_choice("left_right", stem, a, b, truth))
         for side in ("left", "right"):
             stem = m.template("left_right_yesno", a=a.name, b=b.name, side=side)
             out.append(m.yes_no("left_right", stem, (order < 0) == (side == "left"), objects=_ids(a, b)))
