@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table1 = commands.add_parser(
         "table1", help="COOPER's Table 1 in miniature on the synthetic world (resumable)"
     )
-    table1.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3; 1 with --quick)")
+    table1.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (default 3; 1 with the quick preset)"
+    )
     table1.add_argument(
         "--preset",
         choices=PRESETS,

@@ -266,8 +266,8 @@ class Table1Config:
         (`EXPERIMENT_BACKBONE` with ``patch_size=4``) carrying BAGEL's 2-D sin-cos positions
         (``visual_positions=sincos``), 1,000 + 3,000 supervised steps, 300 test scenes (64 of them
         for the map scores). The one on which QA-only reads distance off the photograph above the
-        best fixed answer (with 16 tokens it does not). An hour or more an arm on the 2-core CPU
-        (docs/experiment-table1.md); made for ``--device cuda``."""
+        best fixed answer (with 16 tokens it does not). 40-52 minutes an arm on the 2-core CPU, four
+        processes at once (docs/experiment-table1.md); made for ``--device cuda``."""
         backbone = EXPERIMENT_BACKBONE.replace("patch_size=8", "patch_size=4") + "&visual_positions=sincos"
         return cls(backbone=backbone, stage1_steps=1000, sft_steps=3000, test_scenes=300, map_scenes=64)
 
