@@ -1,7 +1,10 @@
 """`cooper-lib experiment table1`: the flags reach `run_table1` (the runs themselves are tested in
 tests/experiments/table1)."""
 
+import json
+
 import pytest
+import yaml
 
 import cooper_lib.experiments.table1 as table1
 from cooper_lib.cli import main
@@ -54,4 +57,57 @@ def test_preset_names_a_table1config_preset(calls):
 def test_quick_with_another_preset_is_refused(calls):
     with pytest.raises(SystemExit, match="--quick is --preset quick; got --preset full"):
         main(["experiment", "table1", "--quick", "--preset", "full"])
+    assert not calls
+
+
+def test_field_flags_change_the_preset(calls):
+    main(
+        ["experiment", "table1", "--preset", "tokens64", "--sft_steps", "6000", "--train_scenes", "4000"]
+        + ["--categories", "distance_camera", "--no-supervise_maps"]
+    )
+    ((_, kwargs),) = calls
+    expected = table1.Table1Config.tokens64().with_(
+        sft_steps=6000, train_scenes=4000, categories=("distance_camera",), supervise_maps=False
+    )
+    assert kwargs["config"] == expected
+
+
+def test_a_run_folders_config_json_is_a_config_and_flags_win_over_it(calls, tmp_path):
+    made = table1.Table1Config.tokens64().with_(backbone="tiny:qwen2_vl?hidden_size=64", lr=5e-4)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(made.to_dict()))
+    main(["experiment", "table1", "--config", str(path), "--out", str(tmp_path)])
+    main(["experiment", "table1", "--config", str(path), "--lr", "2e-4"])
+    (_, resumed), (_, changed) = calls
+    assert resumed["config"] == made
+    assert changed["config"] == made.with_(lr=2e-4)
+
+
+def test_a_config_file_names_fields_over_the_preset(calls, tmp_path):
+    path = tmp_path / "lever.yaml"
+    path.write_text("sft_steps: 7\nscene: {max_objects: 2}\n")
+    main(["experiment", "table1", "--quick", "--config", str(path)])
+    ((_, kwargs),) = calls
+    assert kwargs["config"] == table1.Table1Config.quick().with_(sft_steps=7, scene={"max_objects": 2})
+    assert kwargs["seeds"] == 1
+
+
+def test_print_config_prints_the_resolved_settings_and_runs_nothing(calls, capsys):
+    assert (
+        main(["experiment", "table1", "--preset", "tokens64", "--sft_steps", "6000", "--print-config"]) == 0
+    )
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert not calls
+    assert table1.Table1Config.from_dict(printed) == table1.Table1Config.tokens64().with_(sft_steps=6000)
+
+
+def test_a_bad_field_value_or_file_is_an_error_naming_it(calls, capsys, tmp_path):
+    assert main(["experiment", "table1", "--sft_steps", "0"]) == 2
+    assert "sft_steps: expected a positive int, got 0" in capsys.readouterr().err
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"sft_step": 5}))
+    assert main(["experiment", "table1", "--config", str(path)]) == 2
+    assert "sft_step" in capsys.readouterr().err
+    assert main(["experiment", "table1", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: config file not found" in capsys.readouterr().err
     assert not calls

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cooper_lib.experiments.table1 import Table1Config
 
 #: `Table1Config` presets the command runs (each is the classmethod of that name).
 PRESETS = ("full", "quick", "tokens64")
@@ -10,10 +16,20 @@ PRESETS = ("full", "quick", "tokens64")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``experiment`` and its ``table1`` subcommand."""
+    from cooper_lib.experiments.table1.config import Table1Config
+    from cooper_lib.training.config import config_arguments
+
     parser = subparsers.add_parser("experiment", help="run a controlled experiment")
     commands = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     table1 = commands.add_parser(
-        "table1", help="COOPER's Table 1 in miniature on the synthetic world (resumable)"
+        "table1",
+        help="COOPER's Table 1 in miniature on the synthetic world (resumable)",
+        description=(
+            "COOPER's Table 1 in miniature on the synthetic world (resumable). The settings are "
+            "the preset's, then --config's, then those of the Table1Config flags given (the last "
+            "wins; the defaults shown are the full preset's). A run folder's config.json is a "
+            "--config: `--config OUT/config.json --out OUT` resumes it whatever made it."
+        ),
     )
     table1.add_argument(
         "--seeds", type=int, default=None, help="number of seeds (default 3; 1 with the quick preset)"
@@ -38,17 +54,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "CPU core; 1: all in this process)",
     )
     table1.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default all)")
+    table1.add_argument("--config", type=Path, default=None, help="YAML or JSON file of Table1Config fields")
+    table1.add_argument(
+        "--print-config", action="store_true", help="print the resolved settings as YAML and exit"
+    )
+    config_arguments(table1, Table1Config)
     table1.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run `run_table1` with the preset the flags name and print the report's path."""
-    from cooper_lib.experiments.table1 import Table1Config, run_table1
+#: The namespace's attributes that are not `Table1Config` fields: the command's own flags and the
+#: top-level parser's.
+_OWN = (
+    *("seeds", "preset", "quick", "out", "device", "jobs", "arms", "config", "print_config"),
+    *("command", "experiment", "debug", "func"),
+)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[str, Table1Config]:
+    """The preset's name and the `Table1Config` of the preset, ``--config`` and the field flags."""
+    from cooper_lib.experiments.table1 import Table1Config
+    from cooper_lib.training.config import apply_overrides, read_config_file
 
     if args.quick and args.preset not in (None, "quick"):
         raise SystemExit(f"--quick is --preset quick; got --preset {args.preset} as well")
     preset = "quick" if args.quick else (args.preset or "full")
-    config = getattr(Table1Config, preset)()
+    data = getattr(Table1Config, preset)().to_dict()
+    if args.config is not None:
+        data.update(read_config_file(args.config))
+    flags = {k: v for k, v in vars(args).items() if k not in _OWN}
+    return preset, Table1Config.from_dict(apply_overrides(data, flags))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `run_table1` with the settings the flags name (or print them) and print the report's path."""
+    from cooper_lib.experiments.table1 import run_table1
+
+    preset, config = resolve_config(args)
+    if args.print_config:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        return 0
     seeds = args.seeds if args.seeds is not None else (1 if preset == "quick" else 3)
     report = run_table1(
         args.out, seeds=seeds, config=config, arms=args.arms, device=args.device, jobs=args.jobs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from cooper_lib.serialization import to_dict
+from cooper_lib.serialization import from_dict, to_dict
 
 if TYPE_CHECKING:
     from cooper_lib.data.synthetic.config import SceneConfig
@@ -195,6 +195,11 @@ class Table1Config:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
         if self.answer_style not in ("short", "short_text"):
             raise ValueError(f"answer_style: expected 'short' or 'short_text', got {self.answer_style!r}")
+        if not isinstance(self.scene, dict):
+            raise ValueError(f"scene: expected a dict of SceneConfig fields, got {self.scene!r}")
+        self.scene = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()
+        }  # as JSON gives them
         self.scene_config()
         self.answer_types = check_answer_types(self.answer_types)
         if not self.map_loss_weight > 0:
@@ -242,7 +247,14 @@ class Table1Config:
         return self.stage1_steps + self.sft_steps
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-ready values (what a run writes to ``OUT/config.json``)."""
         return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Table1Config:
+        """The config `to_dict` wrote (a run's ``OUT/config.json``), or a subset of its fields over
+        the defaults; an unknown field or a value of the wrong type is refused, named."""
+        return from_dict(cls, data)
 
     @classmethod
     def quick(cls) -> Table1Config:

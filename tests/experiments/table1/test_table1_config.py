@@ -1,0 +1,34 @@
+"""`Table1Config`: its presets survive the JSON a run writes, and bad fields are refused by name."""
+
+import json
+
+import pytest
+
+from cooper_lib.experiments.table1 import Table1Config
+
+
+@pytest.mark.parametrize("preset", ["full", "quick", "tokens64", "micro"])
+def test_from_dict_gives_back_what_a_run_wrote(preset):
+    config = getattr(Table1Config, preset)()
+    written = json.loads(json.dumps(config.to_dict()))
+    assert Table1Config.from_dict(written) == config
+
+
+def test_from_dict_fills_the_fields_left_out_with_the_defaults():
+    config = Table1Config.from_dict({"sft_steps": 6000, "categories": ["distance_camera"]})
+    assert config == Table1Config(sft_steps=6000, categories=("distance_camera",))
+
+
+def test_from_dict_refuses_an_unknown_field_and_a_wrong_type_by_name():
+    with pytest.raises(ValueError, match="sft_step"):
+        Table1Config.from_dict({"sft_step": 10})
+    with pytest.raises(TypeError, match="sft_steps"):
+        Table1Config.from_dict({"sft_steps": "many"})
+
+
+def test_scene_lists_read_as_the_tuples_the_defaults_hold():
+    config = Table1Config(scene={"max_objects": 2, "placement_distance": [1.0, 4.0]})
+    assert config.scene == {"max_objects": 2, "placement_distance": (1.0, 4.0)}
+    assert config.scene_config().placement_distance == (1.0, 4.0)
+    with pytest.raises(ValueError, match="scene: expected a dict"):
+        Table1Config(scene=[("max_objects", 2)])
