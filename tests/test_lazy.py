@@ -31,6 +31,7 @@ def test_package_dir_lists_lazy_names():
 def test_import_cooper_lib_imports_nothing_heavy():
     code = (
         "import sys, cooper_lib, cooper_lib.training, cooper_lib.eval, cooper_lib.reasoning\n"
+        "from cooper_lib.experiments.table1 import Table1Config\n"
         "print(sorted(m for m in ('torch', 'transformers', 'timm', 'torchvision', 'peft', 'accelerate')"
         " if m in sys.modules))\n"
     )
