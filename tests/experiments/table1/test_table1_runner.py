@@ -99,7 +99,9 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(Table1Config.micro().with_(sft_steps=3).to_dict()))
-    with pytest.raises(ValueError, match=r"other settings \(sft_steps differ\)"):
+    with pytest.raises(
+        ValueError, match=r"other settings \(sft_steps differ\); resume it .*--config .*config.json"
+    ):
         run_table1(tmp_path, seeds=1, config=Table1Config.micro(), device="cpu")
     assert not (tmp_path / "data").exists()
 

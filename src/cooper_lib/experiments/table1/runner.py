@@ -90,7 +90,8 @@ def _check_same_config(path: Path, config: Table1Config) -> None:
     if changed:
         raise ValueError(
             f"out: {path.parent} holds a run made with other settings ({', '.join(changed)} differ); "
-            "rerun with the same settings to resume it, or give a new output folder"
+            f"resume it with its own settings (`--config {path}` on the command line, "
+            "`Table1Config.from_dict` in Python), or give a new output folder"
         )
 
 
