@@ -197,9 +197,8 @@ class Table1Config:
             raise ValueError(f"answer_style: expected 'short' or 'short_text', got {self.answer_style!r}")
         if not isinstance(self.scene, dict):
             raise ValueError(f"scene: expected a dict of SceneConfig fields, got {self.scene!r}")
-        self.scene = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()
-        }  # as JSON gives them
+        # a run's config.json gives the tuples of SceneConfig's ranges back as lists
+        self.scene = {k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()}
         self.scene_config()
         self.answer_types = check_answer_types(self.answer_types)
         if not self.map_loss_weight > 0:
