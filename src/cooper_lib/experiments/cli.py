@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,14 +63,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table1.set_defaults(func=run)
 
 
-#: The namespace's attributes that are not `Table1Config` fields: the command's own flags and the
-#: top-level parser's.
-_OWN = (
-    *("seeds", "preset", "quick", "out", "device", "jobs", "arms", "config", "print_config"),
-    *("command", "experiment", "debug", "func"),
-)
-
-
 def resolve_config(args: argparse.Namespace) -> tuple[str, Table1Config]:
     """The preset's name and the `Table1Config` of the preset, ``--config`` and the field flags."""
     from cooper_lib.experiments.table1 import Table1Config
@@ -81,7 +74,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[str, Table1Config]:
     data = getattr(Table1Config, preset)().to_dict()
     if args.config is not None:
         data.update(read_config_file(args.config))
-    flags = {k: v for k, v in vars(args).items() if k not in _OWN}
+    names = {f.name for f in fields(Table1Config)}
+    flags = {k: v for k, v in vars(args).items() if k in names}
     return preset, Table1Config.from_dict(apply_overrides(data, flags))
 
 
