@@ -32,3 +32,11 @@ def test_scene_lists_read_as_the_tuples_the_defaults_hold():
     assert config.scene_config().placement_distance == (1.0, 4.0)
     with pytest.raises(ValueError, match="scene: expected a dict"):
         Table1Config(scene=[("max_objects", 2)])
+
+
+def test_stage1_scenes_default_to_the_qa_scenes_and_must_be_positive():
+    assert Table1Config(train_scenes=7).map_scene_count == 7
+    assert Table1Config(train_scenes=7, stage1_scenes=20).map_scene_count == 20
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="stage1_scenes: expected a positive int or None"):
+            Table1Config(stage1_scenes=bad)

@@ -122,3 +122,23 @@ def test_resuming_leaves_the_trimmed_records_untouched(tmp_path):
     assert prepare_data(tmp_path, config) == files
     assert {path: (path.stat().st_mtime_ns, path.read_text()) for path in trimmed} == before
     assert not list((tmp_path / "data").rglob("*.tmp"))
+
+
+def test_stage1_scenes_give_stage1_the_qa_scenes_and_more(tmp_path):
+    config = Table1Config.micro()
+    config = config.with_(stage1_scenes=config.train_scenes + 3)
+    files = prepare_data(tmp_path, config)
+    manifest = json.loads((files["stage1"].parent / "manifest.json").read_text())
+    assert manifest["n"] == config.train_scenes + 3
+    assert len(files["stage1"].read_text().splitlines()) == 2 * (
+        config.train_scenes + 3
+    )  # depth, segmentation
+
+    def scenes(name):
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "files"}
+            for line in (files[name].parent / "scenes.jsonl").read_text().splitlines()
+        ]
+
+    qa = scenes("qa")
+    assert len(qa) == config.train_scenes and scenes("stage1")[: len(qa)] == qa

@@ -69,7 +69,12 @@ class Table1Config:
     Attributes:
         backbone: tiny spec (its weights are seeded by the run seed) or a hub id.
         spatial: `add_spatial_heads` keyword arguments.
-        train_scenes: scenes of the SFT and stage-1 training sets (train split, data seed 0).
+        train_scenes: scenes of the SFT training sets (train split, data seed 0).
+        stage1_scenes: scenes of the stage-1 (AMG) set, the same draw (so its first
+            ``train_scenes`` are the SFT scenes); None: ``train_scenes``. COOPER's stage 1 reads
+            depth and segmentation data sets far larger than its 6,901 SFT traces; more here
+            gives the perceiving arms maps of scenes no question is asked about, which the
+            QA-only arm does not see (stated in the report).
         grpo_scenes: scenes of the GRPO question set (train split, data seed 1).
         test_scenes: held-out scenes of the benchmark (test split).
         questions_per_scene: questions asked per scene (training and test).
@@ -134,6 +139,7 @@ class Table1Config:
     backbone: str = EXPERIMENT_BACKBONE
     spatial: dict[str, Any] = field(default_factory=lambda: dict(EXPERIMENT_SPATIAL))
     train_scenes: int = 1000
+    stage1_scenes: int | None = None
     grpo_scenes: int = 32
     test_scenes: int = 150
     questions_per_scene: int = 4
@@ -189,6 +195,10 @@ class Table1Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        if self.stage1_scenes is not None and (
+            not isinstance(self.stage1_scenes, int) or self.stage1_scenes < 1
+        ):
+            raise ValueError(f"stage1_scenes: expected a positive int or None, got {self.stage1_scenes!r}")
         for name in ("base_steps", "stage1_steps", "grpo_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
@@ -239,6 +249,11 @@ class Table1Config:
 
         near, far = self.spatial.get("depth_display_range") or DISPLAY_RANGE
         return float(near), float(far)
+
+    @property
+    def map_scene_count(self) -> int:
+        """Scenes of the stage-1 set: ``stage1_scenes``, else ``train_scenes``."""
+        return self.train_scenes if self.stage1_scenes is None else self.stage1_scenes
 
     @property
     def supervised_steps(self) -> int:

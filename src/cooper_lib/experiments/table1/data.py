@@ -2,7 +2,8 @@
 
 - ``base``: a caption per scene of other training scenes (`cooper_lib.data.synthetic.captions`),
   the shared base model's pretraining (written only when ``base_steps`` > 0);
-- ``stage1``: a depth and a segmentation record per training scene (AMG);
+- ``stage1``: a depth and a segmentation record per training scene (AMG), over
+  ``Table1Config.stage1_scenes`` scenes of the same draw when set;
 - ``qa``: the same training scenes' questions answered directly, ``<answer>\\boxed{X}</answer>``
   (`Table1Config.answer_style`, no tool calls); ``qa/perceive_first.jsonl`` holds the same questions
   with depth, then segmentation, called before the answer (the BAGEL-PE traces);
@@ -44,7 +45,7 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
     """Write (or reuse) the datasets under ``out / "data"``; returns the JSONL file of each set."""
     root = Path(out) / "data"
     sets: dict[str, dict[str, Any]] = {
-        "stage1": {"n": config.train_scenes, "seed": 0, "stage": "stage1"},
+        "stage1": {"n": config.map_scene_count, "seed": 0, "stage": "stage1"},
         "qa": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": 0.0},
         "interleaved": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": config.tool_ratio},
         "grpo": {"n": config.grpo_scenes, "seed": 1, "stage": "grpo"},

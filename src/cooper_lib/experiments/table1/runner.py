@@ -79,6 +79,16 @@ def arm_groups(names: Sequence[str]) -> list[list[str]]:
     return list(groups.values())
 
 
+def _stage1_data(config: Table1Config) -> str:
+    """The report's words for a stage-1 set other than the QA scenes ('' when it is them)."""
+    extra = config.map_scene_count - config.train_scenes
+    if extra > 0:
+        return f"stage 1 on the maps of those scenes and {extra} more (no questions asked of them); "
+    if extra < 0:
+        return f"stage 1 on the maps of the first {config.map_scene_count} of them; "
+    return ""
+
+
 def _check_same_config(path: Path, config: Table1Config) -> None:
     """Refuse to resume a run made with other settings: its data, base models and finished arms
     would be reused as they are."""
@@ -282,7 +292,8 @@ def run_table1(
         "backbone": f"`{config.backbone}`, heads `{json.dumps(config.spatial)}`, vision tower and LLM trained",
         "data": (
             f"{config.train_scenes} training scenes x {config.questions_per_scene} questions (short answers); "
-            f"{config.grpo_scenes} GRPO scenes; {config.test_scenes} held-out test scenes ({len(benchmark.items)} questions)"
+            + _stage1_data(config)
+            + f"{config.grpo_scenes} GRPO scenes; {config.test_scenes} held-out test scenes ({len(benchmark.items)} questions)"
         ),
         "budget": (
             f"{config.supervised_steps} supervised steps per arm (stage 1: {config.stage1_steps} + SFT: "
