@@ -23,6 +23,15 @@ def test_caption_names_the_askable_objects_nearest_first():
     assert caption(SCENES[0], min_pixels=10**6) == "no objects"
 
 
+def test_caption_without_distances_names_the_same_objects_in_the_same_order():
+    for scene in SCENES:
+        named = caption(scene, distances=False)
+        assert " m" not in named and not any(ch.isdigit() for ch in named)
+        assert named.split("; ") == [" ".join(part.split()[:2]) for part in caption(scene).split("; ")]
+    record = caption_record(SCENES[0], SCENES[0].rgb, "s0", distances=False)
+    assert record.items[2].value == f"<answer>{caption(SCENES[0], distances=False)}</answer>"
+
+
 def test_caption_record_trains_on_the_caption_only():
     record = caption_record(SCENES[0], SCENES[0].rgb, "s0")
     assert [(i.type, i.role, i.need_loss) for i in record.items] == [
@@ -42,6 +51,22 @@ def test_caption_datasets_are_written_and_read_as_sft_records(tmp_path):
     rows = load_sft_records([root / "records.jsonl"])
     assert len(rows) == 3 and all(row.items[-1].need_loss for row in rows)
     assert len(load_synthetic_dataset(root, stage="caption")) == 3
+    assert json.loads((root / "manifest.json").read_text())["caption_distances"] is True
+
+
+def test_caption_datasets_without_distances_say_so_in_the_manifest(tmp_path):
+    root = write_dataset(
+        tmp_path / "base",
+        n=3,
+        seed=2,
+        stage="caption",
+        config=SceneConfig(width=32, height=32, min_objects=1),
+        caption_distances=False,
+    )
+    assert json.loads((root / "manifest.json").read_text())["caption_distances"] is False
+    answers = [row.items[-1].value for row in load_sft_records([root / "records.jsonl"])]
+    assert answers and not any(" m" in answer or "m;" in answer for answer in answers)
+    assert not any(ch.isdigit() for answer in answers for ch in answer)
 
 
 def test_caption_datasets_export_to_hf_like_sft_sets(tmp_path):

@@ -17,7 +17,7 @@ def _refuse(*args, **kwargs):
 def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch):
     # jobs=1: everything in this process, where the monkeypatches below reach
     config = Table1Config.micro()
-    config = config.with_(stage1_scenes=config.train_scenes + 2)
+    config = config.with_(stage1_scenes=config.train_scenes + 2, caption_distances=False)
     starts = []  # (stage output folder, init_from) of every model the arms build
     model_config = arms_module._model_config
     monkeypatch.setattr(
@@ -34,10 +34,14 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     base = tmp_path / "seed-0" / "base" / "final"
     assert starts[0] is None and starts.count(None) == 1 and base in starts
     assert starts.count(base) == 2  # qa_only's SFT and bagel_pe's stage 1
-    assert "base model: 1 caption steps" in report.read_text()
+    assert (
+        "base model: 1 caption steps on 2 other training scenes (objects named, no distances)"
+        in report.read_text()
+    )
     assert "stage 1 on the maps of those scenes and 2 more (no questions asked of them)" in report.read_text()
     captions = [json.loads(line) for line in (tmp_path / "data" / "base" / "records.jsonl").open()]
     assert len(captions) == config.base_scenes
+    assert not any(ch.isdigit() for row in captions for ch in row["items"][-1]["value"])  # no metres
     assert (tmp_path / "table1.png").stat().st_size > 0
     pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())

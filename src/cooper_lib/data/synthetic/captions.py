@@ -4,8 +4,10 @@ A real MLLM reaches fine-tuning already able to name what it sees; a backbone bu
 cannot. Captioning the synthetic world's scenes gives such a backbone that start, the same for
 every arm of an experiment (`cooper_lib.experiments.table1`): every object the questions may name,
 nearest first, with its colour, shape and distance
-(``"<answer>red sphere 2.4 m; blue box 3.1 m</answer>"``). A caption states no answer to a
-question as such; the questions still have to be learned from it.
+(``"<answer>red sphere 2.4 m; blue box 3.1 m</answer>"``), or without the distances
+(``"<answer>red sphere; blue box</answer>"``) for a base model that, like the MLLMs COOPER starts
+from, names what it sees but was never taught metres. A caption states no answer to a question
+as such; the questions still have to be learned from it.
 """
 
 from __future__ import annotations
@@ -22,29 +24,39 @@ CAPTION_PROMPT = "Describe the objects, nearest first."
 """The user turn of every caption record."""
 
 
-def caption(scene: SpatialScene, min_pixels: int | None = None) -> str:
+def caption(scene: SpatialScene, min_pixels: int | None = None, distances: bool = True) -> str:
     """The scene's objects showing at least `min_pixels` pixels (`default_min_pixels`: the objects
     questions may ask about), nearest first: ``"<colour> <shape> <distance with one decimal> m"``
-    joined by ``"; "``, or ``"no objects"``."""
+    (``"<colour> <shape>"`` without `distances`) joined by ``"; "``, or ``"no objects"``."""
     least = default_min_pixels(scene) if min_pixels is None else min_pixels
     shown = sorted((o for o in scene.objects if o.visible_pixels >= least), key=lambda o: o.distance)
-    return "; ".join(f"{o.colour} {o.shape} {o.distance:.1f} m" for o in shown) or "no objects"
+    named = (f"{o.colour} {o.shape}" + (f" {o.distance:.1f} m" if distances else "") for o in shown)
+    return "; ".join(named) or "no objects"
 
 
 def caption_record(
-    scene: SpatialScene, image: Any, id: str, turn_format: TurnFormat | None = None
+    scene: SpatialScene,
+    image: Any,
+    id: str,
+    turn_format: TurnFormat | None = None,
+    distances: bool = True,
 ) -> SFTRecord:
     """A one-turn SFT record: the image and `CAPTION_PROMPT`, answered by `caption` in the answer
     tags of `turn_format` (default `TurnFormat.default()`), the trained text. The tags keep the
     caption's first and last words apart from the chat template's own tokens, which a byte-level
-    tokenizer would otherwise merge with them."""
+    tokenizer would otherwise merge with them. `distances`: as `caption`'s."""
     fmt = turn_format or TurnFormat.default()
     return SFTRecord(
         id=id,
         items=[
             Item("image", image, role="user"),
             Item("text", CAPTION_PROMPT, role="user"),
-            Item("text", fmt.answer_block(caption(scene)), need_loss=True, role="assistant"),
+            Item(
+                "text",
+                fmt.answer_block(caption(scene, distances=distances)),
+                need_loss=True,
+                role="assistant",
+            ),
         ],
         meta={"category": "caption", "scene_seed": scene.seed},
     )

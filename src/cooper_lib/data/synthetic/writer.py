@@ -85,6 +85,7 @@ def write_dataset(
     categories: Sequence[str] | None = None,
     answer_types: Mapping[str, Sequence[str]] | None = None,
     depth_display_range: tuple[float, float] | None = None,
+    caption_distances: bool = True,
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
@@ -111,6 +112,7 @@ def write_dataset(
         depth_display_range: (near, far) metres the sft traces' depth maps spread over the
             Spectral table (default `DISPLAY_DEPTH_RANGE`, 0-20 m; recorded in the manifest's
             ``codecs``). Train on them a model with the same ``SpatialConfig.depth_display_range``.
+        caption_distances: state each object's distance in the captions (caption; `caption`).
 
     Returns:
         The dataset folder.
@@ -146,7 +148,7 @@ def write_dataset(
             records += _stage1_records(name, files)
             continue
         if stage == "caption":
-            records.append(caption_record(scene, files["images"], name))
+            records.append(caption_record(scene, files["images"], name, distances=caption_distances))
             continue
         rng = random.Random(f"qa-{scene.seed}")
         questions = make_qa(
@@ -209,6 +211,7 @@ def write_dataset(
         "instructions": {m: modality_tags(m).instruction for m in ("depth", "segmentation")},
         "codecs": {m: c.config for m, c in codecs.items()} if stage == "sft" else None,
         "tool_ratio": tool_ratio if stage == "sft" else None,
+        "caption_distances": caption_distances if stage == "caption" else None,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root

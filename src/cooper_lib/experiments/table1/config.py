@@ -84,6 +84,10 @@ class Table1Config:
             backbone's random weights). The analogue of the pretraining every COOPER arm inherits
             from BAGEL: it teaches the backbone to name what it sees, once per seed, and is not
             part of any arm's budget.
+        caption_distances: the base model's captions state each object's distance in metres
+            (``"red sphere 2.4 m; blue box 3.1 m"``); off, they name the objects nearest first
+            and stop there (``"red sphere; blue box"``), so no arm starts out reading metres off
+            the photograph, a skill COOPER's premise is that base MLLMs lack.
         stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
             ``stage1_steps + sft_steps`` supervised steps.
         sft_steps: SFT steps after stage 1.
@@ -145,6 +149,7 @@ class Table1Config:
     questions_per_scene: int = 4
     base_scenes: int = 1500
     base_steps: int = 1500
+    caption_distances: bool = True
     stage1_steps: int = 150
     sft_steps: int = 850
     grpo_steps: int = 10

@@ -52,7 +52,12 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
         "test": {"n": config.test_scenes, "seed": 0, "stage": "eval"},
     }
     if config.base_steps:
-        sets["base"] = {"n": config.base_scenes, "seed": 2, "stage": "caption"}
+        sets["base"] = {
+            "n": config.base_scenes,
+            "seed": 2,
+            "stage": "caption",
+            "caption_distances": config.caption_distances,
+        }
     files = {}
     for name, options in sets.items():
         folder = root / name

@@ -310,8 +310,9 @@ def run_table1(
             if (path := out / f"seed-{s}" / "base" / "seconds.json").exists()
         ]
         setup["base model"] = (
-            f"{config.base_steps} caption steps on {config.base_scenes} other training scenes, once per "
-            f"seed, shared by every arm (not in the arms' budget)"
+            f"{config.base_steps} caption steps on {config.base_scenes} other training scenes"
+            + ("" if config.caption_distances else " (objects named, no distances)")
+            + ", once per seed, shared by every arm (not in the arms' budget)"
             + (f"; {sum(seconds) / len(seconds):.0f} s a seed" if seconds else "")
         )
     report = out / "report.md"
