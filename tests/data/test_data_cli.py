@@ -81,3 +81,18 @@ def test_data_synth_asks_the_named_answer_types(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*argv, "--out", str(tmp_path / "bad"), "--answer-types", "relative_depth"])
     assert "--answer-types: expected CATEGORY=TYPE[,TYPE]" in capsys.readouterr().err
+
+
+def test_data_synth_writes_captions_without_distances_when_asked(tmp_path):
+    from cooper_lib.cli import main
+
+    argv = ["data", "synth", "--n", "4", "--size", "32", "--stage", "caption"]
+    assert main([*argv, "--out", str(tmp_path / "plain"), "--no-caption-distances"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "metres")]) == 0
+
+    def answers(name):
+        rows = (tmp_path / name / "records.jsonl").read_text().splitlines()
+        return [json.loads(line)["items"][-1]["value"] for line in rows]
+
+    assert not any(ch.isdigit() for answer in answers("plain") for ch in answer)
+    assert any(" m" in answer for answer in answers("metres"))

@@ -69,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="metres the sft traces' depth maps spread over the Spectral colours (default 0.001 20); "
         "train on them a model with the same depth_display_range",
     )
+    synth.add_argument(
+        "--no-caption-distances",
+        dest="caption_distances",
+        action="store_false",
+        help="caption stage: name the objects nearest first without their distances",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)
 
@@ -104,6 +110,7 @@ def run_synth(args: argparse.Namespace) -> int:
         categories=args.categories,
         answer_types=dict(args.answer_types or ()),
         depth_display_range=args.depth_display_range and tuple(args.depth_display_range),
+        caption_distances=args.caption_distances,
     )
     manifest = read_manifest(root)
     print(
