@@ -112,7 +112,8 @@ def write_dataset(
         depth_display_range: (near, far) metres the sft traces' depth maps spread over the
             Spectral table (default `DISPLAY_DEPTH_RANGE`, 0-20 m; recorded in the manifest's
             ``codecs``). Train on them a model with the same ``SpatialConfig.depth_display_range``.
-        caption_distances: state each object's distance in the captions (caption; `caption`).
+        caption_distances: the caption stage states each object's distance in metres
+            (`caption`'s ``distances``); off, it names the objects alone.
 
     Returns:
         The dataset folder.

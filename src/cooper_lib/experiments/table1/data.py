@@ -1,7 +1,8 @@
 """The experiment's data, written once under ``OUT/data`` and shared by every arm and seed.
 
 - ``base``: a caption per scene of other training scenes (`cooper_lib.data.synthetic.captions`),
-  the shared base model's pretraining (written only when ``base_steps`` > 0);
+  the shared base model's pretraining (written only when ``base_steps`` > 0; each object's distance
+  left out when ``Table1Config.caption_distances`` is off);
 - ``stage1``: a depth and a segmentation record per training scene (AMG), over
   ``Table1Config.stage1_scenes`` scenes of the same draw when set;
 - ``qa``: the same training scenes' questions answered directly, ``<answer>\\boxed{X}</answer>``
