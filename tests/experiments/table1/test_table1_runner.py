@@ -233,3 +233,11 @@ def test_a_failed_seed_is_named_and_the_others_are_kept(tmp_path):
 def test_jobs_must_be_a_positive_int(tmp_path, jobs):
     with pytest.raises(ValueError, match="jobs: expected a positive int"):
         run_table1(tmp_path, seeds=2, config=Table1Config.micro(), device="cpu", jobs=jobs)
+
+
+def test_the_report_says_which_scenes_stage1_read():
+    config = Table1Config.micro().with_(train_scenes=10)
+    assert runner._stage1_data(config) == ""
+    assert runner._stage1_data(config.with_(stage1_scenes=10)) == ""
+    assert "and 5 more (no questions asked of them)" in runner._stage1_data(config.with_(stage1_scenes=15))
+    assert "the first 4 of them" in runner._stage1_data(config.with_(stage1_scenes=4))
