@@ -83,7 +83,7 @@ def test_data_synth_asks_the_named_answer_types(tmp_path, capsys):
     assert "--answer-types: expected CATEGORY=TYPE[,TYPE]" in capsys.readouterr().err
 
 
-def test_data_synth_writes_captions_without_distances_when_asked(tmp_path):
+def test_data_synth_writes_captions_without_distances_or_with_maps_when_asked(tmp_path):
     from cooper_lib.cli import main
 
     argv = ["data", "synth", "--n", "4", "--size", "32", "--stage", "caption"]
@@ -96,3 +96,6 @@ def test_data_synth_writes_captions_without_distances_when_asked(tmp_path):
 
     assert not any(ch.isdigit() for answer in answers("plain") for ch in answer)
     assert any(ch.isdigit() for answer in answers("metres") for ch in answer)
+    assert main([*argv, "--out", str(tmp_path / "maps"), "--no-caption-distances", "--caption-maps"]) == 0
+    assert len(answers("maps")) == 8 and len(list((tmp_path / "maps" / "maps").glob("*_depth.png"))) == 4
+    assert [any(ch.isdigit() for ch in answer) for answer in answers("maps")] == [False, True] * 4

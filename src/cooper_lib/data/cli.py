@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_false",
         help="caption stage: name the objects nearest first without their distances",
     )
+    synth.add_argument(
+        "--caption-maps",
+        action="store_true",
+        help="caption stage: also write, per scene, its depth map and a caption that reads the "
+        "distances off it (the map shown where an interleaved trace shows a tool's map)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     synth.set_defaults(func=run_synth)
 
@@ -111,6 +117,7 @@ def run_synth(args: argparse.Namespace) -> int:
         answer_types=dict(args.answer_types or ()),
         depth_display_range=args.depth_display_range and tuple(args.depth_display_range),
         caption_distances=args.caption_distances,
+        caption_maps=args.caption_maps,
     )
     manifest = read_manifest(root)
     print(

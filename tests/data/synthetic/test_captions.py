@@ -1,12 +1,14 @@
 import json
 
 import pytest
+from PIL import Image
 
 from cooper_lib.data.records import load_sft_records
 from cooper_lib.data.synthetic import SceneConfig, render_scenes, write_dataset
-from cooper_lib.data.synthetic.captions import CAPTION_PROMPT, caption, caption_record
+from cooper_lib.data.synthetic.captions import CAPTION_PROMPT, caption, caption_record, map_caption_record
 from cooper_lib.data.synthetic.loader import load_synthetic_dataset
 from cooper_lib.data.synthetic.qa import default_min_pixels
+from cooper_lib.data.turns import tool_call
 
 SCENES = render_scenes(6, seed=3, config=SceneConfig(width=48, height=48, min_objects=2))
 
@@ -41,6 +43,48 @@ def test_caption_record_trains_on_the_caption_only():
     ]
     assert record.items[1].value == CAPTION_PROMPT
     assert record.items[2].value == f"<answer>{caption(SCENES[0])}</answer>"
+
+
+def test_map_caption_record_reads_the_distances_after_a_depth_call_it_does_not_train():
+    scene = SCENES[1]
+    record = map_caption_record(scene, scene.rgb, "maps/s1_depth.png", "s1-map")
+    assert [(i.type, i.role, i.need_loss, i.modality) for i in record.items] == [
+        ("image", "user", False, None),
+        ("text", "user", False, None),
+        ("text", "assistant", False, None),
+        ("image", "tool", False, "depth"),
+        ("text", "tool", False, None),
+        ("text", "assistant", True, None),
+    ]
+    assert record.items[2].value == "<think></think>" + tool_call("depth")
+    assert record.items[3].value == "maps/s1_depth.png" and record.items[3].target is None
+    assert record.items[-1].value == f"<answer>{caption(scene)}</answer>"  # with the distances
+    assert record.meta["category"] == "map_caption"
+
+
+def test_caption_datasets_with_maps_write_a_depth_map_and_a_map_caption_per_scene(tmp_path):
+    root = write_dataset(
+        tmp_path / "base",
+        n=3,
+        seed=2,
+        stage="caption",
+        config=SceneConfig(width=32, height=32, min_objects=1),
+        caption_distances=False,
+        caption_maps=True,
+        depth_display_range=(0.001, 7.0),
+    )
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["caption_maps"] is True and manifest["codecs"]["depth"]["max_depth"] == 7.0
+    rows = load_sft_records([root / "records.jsonl"])
+    photo, maps = rows[0::2], rows[1::2]
+    assert [r.id for r in maps] == [f"{r.id}-map" for r in photo]
+    assert not any(ch.isdigit() for row in photo for ch in row.items[-1].value)
+    assert all(any(ch.isdigit() for ch in row.items[-1].value) for row in maps)
+    for row in maps:
+        shown = root / row.items[3].value
+        assert shown.exists() and Image.open(shown).size == (32, 32)
+    with pytest.raises(ValueError, match="caption_maps: only the caption stage"):
+        write_dataset(tmp_path / "sft", n=1, stage="sft", caption_maps=True)
 
 
 def test_caption_datasets_are_written_and_read_as_sft_records(tmp_path):

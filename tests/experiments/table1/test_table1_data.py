@@ -142,3 +142,33 @@ def test_stage1_scenes_give_stage1_the_qa_scenes_and_more(tmp_path):
 
     qa = scenes("qa")
     assert len(qa) == config.train_scenes and scenes("stage1")[: len(qa)] == qa
+
+
+def test_base_map_readings_ask_a_lone_depth_map_for_its_one_objects_distance(tmp_path):
+    config = Table1Config.micro().with_(base_map_scenes=4)
+    files = prepare_data(tmp_path, config)
+    folder = files["base_maps"].parent
+    scenes = [json.loads(line) for line in (folder / "scenes.jsonl").read_text().splitlines()]
+    assert len(scenes) == 4 and all(len(scene["objects"]) == 1 for scene in scenes)
+    records = load_sft_records([files["base_maps"]])
+    assert records and {r.meta["category"] for r in records} == {"distance_camera"}
+    fmt = TurnFormat.default()
+    for record in records:
+        assert [(i.type, i.role, i.need_loss) for i in record.items] == [
+            ("text", "user", False),  # the question; no photograph before it
+            ("text", "assistant", False),  # the depth call, not trained
+            ("image", "tool", False),
+            ("text", "tool", False),  # the reflection, empty as in the traces
+            ("text", "assistant", True),
+        ]
+        assert fmt.called_tool(record.items[1].value) == "depth" and record.items[3].value == ""
+        assert record.items[2].modality == "depth" and record.items[2].target is None
+        scene = next(s for s in scenes if s["seed"] == record.meta["scene_seed"])
+        assert (
+            record.items[-1].value == f"<answer>\\boxed{{{scene['objects'][0]['distance']:.1f} m}}</answer>"
+        )
+    # resuming rewrites nothing; no map readings without a base model to teach
+    before = files["base_maps"].read_text()
+    prepare_data(tmp_path, config)
+    assert files["base_maps"].read_text() == before
+    assert "base_maps" not in prepare_data(tmp_path / "none", config.with_(base_steps=0))

@@ -17,7 +17,9 @@ def _refuse(*args, **kwargs):
 def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch):
     # jobs=1: everything in this process, where the monkeypatches below reach
     config = Table1Config.micro()
-    config = config.with_(stage1_scenes=config.train_scenes + 2, caption_distances=False)
+    config = config.with_(
+        stage1_scenes=config.train_scenes + 2, caption_distances=False, caption_maps=True, base_map_scenes=3
+    )
     starts = []  # (stage output folder, init_from) of every model the arms build
     model_config = arms_module._model_config
     monkeypatch.setattr(
@@ -35,13 +37,27 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert starts[0] is None and starts.count(None) == 1 and base in starts
     assert starts.count(base) == 2  # qa_only's SFT and bagel_pe's stage 1
     assert (
-        "base model: 1 caption steps on 2 other training scenes (objects named, no distances)"
-        in report.read_text()
+        "base model: 1 caption steps on 2 other training scenes (objects named, no distances) and as "
+        "many map captions (the distances read off the scene's true depth map), and 3 map readings "
+        "(one-object scenes' true depth maps alone, asked the object's distance)" in report.read_text()
     )
     assert "stage 1 on the maps of those scenes and 2 more (no questions asked of them)" in report.read_text()
     captions = [json.loads(line) for line in (tmp_path / "data" / "base" / "records.jsonl").open()]
-    assert len(captions) == config.base_scenes
-    assert not any(ch.isdigit() for row in captions for ch in row["items"][-1]["value"])  # no metres
+    photo = [row for row in captions if row["meta"]["category"] == "caption"]
+    maps = [row for row in captions if row["meta"]["category"] == "map_caption"]
+    assert len(photo) == len(maps) == config.base_scenes
+    assert not any(ch.isdigit() for row in photo for ch in row["items"][-1]["value"])  # no metres
+    # metres only where a depth map is shown, with the empty text after it the traces have
+    assert any(ch.isdigit() for row in maps for ch in row["items"][-1]["value"])
+    # the base model trained on the captions and the map readings
+    (state,) = (tmp_path / "seed-0" / "base" / "checkpoints").glob("*/state.json")
+    assert json.loads(state.read_text())["config"]["data"] == [
+        str(tmp_path / "data" / name / "records.jsonl") for name in ("base", "base_maps")
+    ]
+    assert all(
+        [i["value"] for i in row["items"] if i["role"] == "tool" and i["type"] == "text"] == [""]
+        for row in maps
+    )
     assert (tmp_path / "table1.png").stat().st_size > 0
     pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())
     qa = json.loads((tmp_path / "seed-0" / "qa_only" / "results.json").read_text())

@@ -8,6 +8,11 @@ nearest first, with its colour, shape and distance
 (``"<answer>red sphere; blue box</answer>"``) for a base model that, like the MLLMs COOPER starts
 from, names what it sees but was never taught metres. A caption states no answer to a question
 as such; the questions still have to be learned from it.
+
+A map caption (`map_caption_record`) shows the photograph, then the scene's depth map as a tool's
+answer, laid out as an interleaved trace's depth call, and names the objects with their distances:
+a base model taught metres off depth maps and not off photographs, as a pretrained MLLM reads a
+depth visualisation it is shown but is not said to read metres off a photo.
 """
 
 from __future__ import annotations
@@ -59,4 +64,28 @@ def caption_record(
             ),
         ],
         meta={"category": "caption", "scene_seed": scene.seed},
+    )
+
+
+def map_caption_record(
+    scene: SpatialScene, image: Any, depth_map: Any, id: str, turn_format: TurnFormat | None = None
+) -> SFTRecord:
+    """A caption SFT record that reads the distances off a depth map: the image and
+    `CAPTION_PROMPT`, a depth call (``<think></think>`` and the call, no loss: the record teaches
+    reading a map, not calling for one), `depth_map` (the scene's depth pseudo-image) as the tool's
+    image with the reflection text of `turn_format` after it, then `caption` with the distances in
+    the answer tags, the trained text. Its layout is an interleaved SFT trace's (`make_traces`), so
+    what it teaches is where a perceiving model finds its maps."""
+    fmt = turn_format or TurnFormat.default()
+    return SFTRecord(
+        id=id,
+        items=[
+            Item("image", image, role="user"),
+            Item("text", CAPTION_PROMPT, role="user"),
+            Item("text", fmt.think_block("") + fmt.tool_call("depth"), role="assistant"),
+            Item("image", depth_map, role="tool", modality="depth"),
+            Item("text", fmt.reflection("depth"), role="tool"),
+            Item("text", fmt.answer_block(caption(scene)), need_loss=True, role="assistant"),
+        ],
+        meta={"category": "map_caption", "scene_seed": scene.seed},
     )

@@ -10,7 +10,7 @@ Layout of a dataset folder (all paths in records are relative to it):
     semantic/000000.png    class ids, 8 bit (`SEMANTIC_CLASSES`)
     instance/000000.png    instance ids, 8 bit (0: no object)
     normals/000000.png     camera-frame normals as (n + 1) / 2, 8 bit
-    maps/000000_depth.png, maps/000000_segmentation.png   pseudo-images (SFT only)
+    maps/000000_depth.png, maps/000000_segmentation.png   pseudo-images (SFT; caption: depth, with caption_maps)
 
 The manifest is written last, so a folder without one is an interrupted write.
 """
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from cooper_lib.data.records import Stage1Record, write_jsonl
 from cooper_lib.data.turns import modality_tags, tool_call
 
-from .captions import caption_record
+from .captions import caption_record, map_caption_record
 from .config import SEMANTIC_CLASSES, SceneConfig
 from .files import DEPTH_SCALE, save_depth, save_ids, save_normals, save_rgb
 from .qa import AnswerBalance, check_answer_types, make_qa
@@ -86,6 +86,7 @@ def write_dataset(
     answer_types: Mapping[str, Sequence[str]] | None = None,
     depth_display_range: tuple[float, float] | None = None,
     caption_distances: bool = True,
+    caption_maps: bool = False,
 ) -> Path:
     """Render `n` scenes from `seed` and write them with the records of `stage` under `root`.
 
@@ -114,6 +115,9 @@ def write_dataset(
             ``codecs``). Train on them a model with the same ``SpatialConfig.depth_display_range``.
         caption_distances: the caption stage states each object's distance in metres
             (`caption`'s ``distances``); off, it names the objects alone.
+        caption_maps: the caption stage also writes, per scene, a map caption
+            (`map_caption_record`): the photograph, the scene's depth map drawn over
+            `depth_display_range` (``maps/``), and the objects with their distances read off it.
 
     Returns:
         The dataset folder.
@@ -135,7 +139,10 @@ def write_dataset(
             raise FileExistsError(f"root: {root} already holds a dataset; pass overwrite=True to replace it")
         for folder in (*_FOLDERS, "maps"):
             shutil.rmtree(root / folder, ignore_errors=True)
-    for folder in _FOLDERS + (("maps",) if stage == "sft" else ()):
+    if caption_maps and stage != "caption":
+        raise ValueError(f"caption_maps: only the caption stage writes map captions, got stage {stage!r}")
+    draws_maps = stage == "sft" or caption_maps
+    for folder in _FOLDERS + (("maps",) if draws_maps else ()):
         (root / folder).mkdir(parents=True, exist_ok=True)
     codecs = default_codecs(depth_display_range)
     scene_lines, records = [], []
@@ -150,6 +157,10 @@ def write_dataset(
             continue
         if stage == "caption":
             records.append(caption_record(scene, files["images"], name, distances=caption_distances))
+            if caption_maps:
+                depth_map = f"maps/{name}_depth.png"
+                save_rgb(root / depth_map, pseudo_images(scene, codecs)["depth"])
+                records.append(map_caption_record(scene, files["images"], depth_map, f"{name}-map"))
             continue
         rng = random.Random(f"qa-{scene.seed}")
         questions = make_qa(
@@ -210,9 +221,10 @@ def write_dataset(
         "classes": list(SEMANTIC_CLASSES),
         "depth_scale": DEPTH_SCALE,
         "instructions": {m: modality_tags(m).instruction for m in ("depth", "segmentation")},
-        "codecs": {m: c.config for m, c in codecs.items()} if stage == "sft" else None,
+        "codecs": {m: c.config for m, c in codecs.items()} if draws_maps else None,
         "tool_ratio": tool_ratio if stage == "sft" else None,
         "caption_distances": caption_distances if stage == "caption" else None,
+        "caption_maps": caption_maps if stage == "caption" else None,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root

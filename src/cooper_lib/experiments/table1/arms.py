@@ -147,12 +147,18 @@ def _model_config(
 
 
 def _sft_trainer(
-    config: Table1Config, seed: int, steps: int, out: Path, device: str, data: Path, init_from: Path | None
+    config: Table1Config,
+    seed: int,
+    steps: int,
+    out: Path,
+    device: str,
+    data: Path | Sequence[Path],
+    init_from: Path | None,
 ) -> InterleavedSFTTrainer:
     model_config = _model_config(config, seed, init_from, config.map_loss_weight)
     cfg = training_config.SFTConfig(
         model=model_config,
-        data=[str(data)],
+        data=[str(data)] if isinstance(data, Path) else [str(path) for path in data],
         system_prompt=None if config.system_prompt else "",
         supervise_maps=config.supervise_maps,
         **_sections(config, seed, steps, out, device, config.lr),
@@ -207,7 +213,8 @@ def longest_trained_turn(path: Path, tokenizer: Any) -> int:
 def train_base(
     config: Table1Config, data: dict[str, Path], seed: int, folder: Path, device: str
 ) -> Path | None:
-    """The base model of `seed` every arm starts from: ``base_steps`` of SFT on the caption set,
+    """The base model of `seed` every arm starts from: ``base_steps`` of SFT on the caption set
+    (and the map readings, ``base_maps``, when written),
     trained under ``folder`` once (a later call finds ``folder / "final"`` and returns it; the wall
     seconds are kept in ``folder / "seconds.json"``). None when ``base_steps`` is 0."""
     from accelerate.utils import set_seed
@@ -219,7 +226,8 @@ def train_base(
     if not (final / TRAINABLE_NAME).exists():
         tick = time.perf_counter()
         set_seed(seed)
-        trainer = _sft_trainer(config, seed, config.base_steps, folder, device, data["base"], None)
+        sets = [data["base"], *([data["base_maps"]] if "base_maps" in data else [])]
+        trainer = _sft_trainer(config, seed, config.base_steps, folder, device, sets, None)
         final = trainer.train().final_dir
         (folder / "seconds.json").write_text(json.dumps({"base": time.perf_counter() - tick}))
     return final

@@ -88,6 +88,19 @@ class Table1Config:
             (``"red sphere 2.4 m; blue box 3.1 m"``); off, they name the objects nearest first
             and stop there (``"red sphere; blue box"``), so no arm starts out reading metres off
             the photograph, a skill COOPER's premise is that base MLLMs lack.
+        caption_maps: the base model also reads depth maps: per caption scene, a second record
+            shows the photograph, then the scene's true depth map where an interleaved trace shows
+            a tool's map, and names the objects with their distances
+            (`cooper_lib.data.synthetic.captions.map_caption_record`). With ``caption_distances``
+            off, the base reads metres off a depth map and not off a photograph, as a pretrained
+            MLLM reads a depth visualisation it is shown. The base is every arm's, QA-only's too.
+        base_map_scenes: one-object scenes (train split, data seed 3) whose true depth map alone,
+            shown after a depth call as a COOPER trace shows it but with no photograph, the base
+            model is asked the object's distance of, beside its captions
+            (`cooper_lib.experiments.table1.data.write_map_reading`; 0: none). It teaches reading
+            metres off a depth map with no object to find and no photograph to read them off
+            instead: one reader trained so for 1,000 steps scored 90.8 % on held-out one-object
+            maps, and 77.1 given the photograph (benchmarks/RESULTS.md). Every arm's base, QA-only's too.
         stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
             ``stage1_steps + sft_steps`` supervised steps.
         sft_steps: SFT steps after stage 1.
@@ -150,6 +163,8 @@ class Table1Config:
     base_scenes: int = 1500
     base_steps: int = 1500
     caption_distances: bool = True
+    caption_maps: bool = False
+    base_map_scenes: int = 0
     stage1_steps: int = 150
     sft_steps: int = 850
     grpo_steps: int = 10
@@ -204,7 +219,7 @@ class Table1Config:
             not isinstance(self.stage1_scenes, int) or self.stage1_scenes < 1
         ):
             raise ValueError(f"stage1_scenes: expected a positive int or None, got {self.stage1_scenes!r}")
-        for name in ("base_steps", "stage1_steps", "grpo_steps"):
+        for name in ("base_steps", "stage1_steps", "grpo_steps", "base_map_scenes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")

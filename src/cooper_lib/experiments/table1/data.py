@@ -2,7 +2,11 @@
 
 - ``base``: a caption per scene of other training scenes (`cooper_lib.data.synthetic.captions`),
   the shared base model's pretraining (written only when ``base_steps`` > 0; each object's distance
-  left out when ``Table1Config.caption_distances`` is off);
+  left out when ``Table1Config.caption_distances`` is off; with ``caption_maps``, a second record a
+  scene reads the distances off its depth map);
+- ``base_maps``: with ``Table1Config.base_map_scenes``, one-object scenes whose depth map alone is
+  asked the object's distance, laid out as a COOPER trace without its photograph
+  (`write_map_reading`), part of the same base model's pretraining;
 - ``stage1``: a depth and a segmentation record per training scene (AMG), over
   ``Table1Config.stage1_scenes`` scenes of the same draw when set;
 - ``qa``: the same training scenes' questions answered directly, ``<answer>\\boxed{X}</answer>``
@@ -28,12 +32,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from cooper_lib.data.synthetic import TOOL_REASONS, write_dataset
 from cooper_lib.data.turns import TurnFormat
 from cooper_lib.experiments.table1.config import Table1Config
+
+#: The question the base model's map readings ask (``base_maps``): an object's distance.
+MAP_READING_CATEGORY = "distance_camera"
 
 #: The order BAGEL-PE's fixed plan calls its tools in (`PerceiveFirstPolicy`'s default).
 PERCEIVE_ORDER = ("depth", "segmentation")
@@ -58,6 +66,16 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
             "seed": 2,
             "stage": "caption",
             "caption_distances": config.caption_distances,
+            "caption_maps": config.caption_maps,
+        }
+    if config.base_steps and config.base_map_scenes:
+        sets["base_maps"] = {
+            "n": config.base_map_scenes,
+            "seed": 3,
+            "stage": "sft",
+            "tool_ratio": 1.0,
+            "categories": [MAP_READING_CATEGORY],
+            "config": replace(config.scene_config(), min_objects=1, max_objects=1),
         }
     files = {}
     for name, options in sets.items():
@@ -65,16 +83,20 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
         if not (folder / "manifest.json").exists():
             write_dataset(
                 folder,
-                questions_per_scene=config.questions_per_scene,
-                answer_style=config.answer_style,
-                overwrite=folder.exists(),
-                categories=config.categories,
-                answer_types=config.answer_types,
-                config=config.scene_config(),
-                depth_display_range=config.depth_display_range,
-                **options,
+                **{
+                    "questions_per_scene": config.questions_per_scene,
+                    "answer_style": config.answer_style,
+                    "overwrite": folder.exists(),
+                    "categories": config.categories,
+                    "answer_types": config.answer_types,
+                    "config": config.scene_config(),
+                    "depth_display_range": config.depth_display_range,
+                    **options,
+                },
             )
-        if options["stage"] == "sft":
+        if name == "base_maps":
+            write_map_reading(folder / "records.jsonl")
+        if options["stage"] in ("sft", "caption"):
             trim_records(folder / "records.jsonl", config)
         files[name] = folder / "records.jsonl"
     pe = root / "qa" / PE_FILE
@@ -113,6 +135,27 @@ def trim_records(path: Path, config: Table1Config) -> int:
                 and fmt.called_tool(item["value"])
             ):
                 item["value"] = think.sub(drop_template_reason, item["value"], count=1)
+    _write_lines(path, [json.dumps(row) for row in rows])
+    return len(rows)
+
+
+def write_map_reading(path: Path) -> int:
+    """Rewrite the COOPER traces of `path` in place as map readings: each trace without its
+    photograph (the user's image), its depth call untrained (the base model learns to read a map,
+    not to call for one) and its map without a target (the heads draw from a photograph, and there
+    is none). What is left is the question, the call, the true depth map and the answer in metres
+    read off it. Rewriting a rewritten file changes nothing. Returns the count of records."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for row in rows:
+        row["items"] = [
+            item for item in row["items"] if not (item.get("type") == "image" and item.get("role") == "user")
+        ]
+        *_, answer = row["items"]
+        for item in row["items"]:
+            if item.get("role") == "assistant" and item is not answer:
+                item["need_loss"] = False
+            if item.get("type") == "image":
+                item.pop("target", None)
     _write_lines(path, [json.dumps(row) for row in rows])
     return len(rows)
 

@@ -312,6 +312,17 @@ def run_table1(
         setup["base model"] = (
             f"{config.base_steps} caption steps on {config.base_scenes} other training scenes"
             + ("" if config.caption_distances else " (objects named, no distances)")
+            + (
+                " and as many map captions (the distances read off the scene's true depth map)"
+                if config.caption_maps
+                else ""
+            )
+            + (
+                f", and {config.base_map_scenes} map readings (one-object scenes' true depth maps "
+                "alone, asked the object's distance)"
+                if config.base_map_scenes
+                else ""
+            )
             + ", once per seed, shared by every arm (not in the arms' budget)"
             + (f"; {sum(seconds) / len(seconds):.0f} s a seed" if seconds else "")
         )
