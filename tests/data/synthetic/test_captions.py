@@ -62,16 +62,15 @@ def test_map_caption_record_reads_the_distances_after_a_depth_call_it_does_not_t
     assert record.meta["category"] == "map_caption"
 
 
+def _captions(folder, **options):
+    """Three caption scenes of 32 x 32 pixels, each with an object, written under `folder`."""
+    config = SceneConfig(width=32, height=32, min_objects=1)
+    return write_dataset(folder, n=3, seed=2, stage="caption", config=config, **options)
+
+
 def test_caption_datasets_with_maps_write_a_depth_map_and_a_map_caption_per_scene(tmp_path):
-    root = write_dataset(
-        tmp_path / "base",
-        n=3,
-        seed=2,
-        stage="caption",
-        config=SceneConfig(width=32, height=32, min_objects=1),
-        caption_distances=False,
-        caption_maps=True,
-        depth_display_range=(0.001, 7.0),
+    root = _captions(
+        tmp_path / "base", caption_distances=False, caption_maps=True, depth_display_range=(0.001, 7.0)
     )
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["caption_maps"] is True and manifest["codecs"]["depth"]["max_depth"] == 7.0
@@ -99,14 +98,7 @@ def test_caption_datasets_are_written_and_read_as_sft_records(tmp_path):
 
 
 def test_caption_datasets_without_distances_say_so_in_the_manifest(tmp_path):
-    root = write_dataset(
-        tmp_path / "base",
-        n=3,
-        seed=2,
-        stage="caption",
-        config=SceneConfig(width=32, height=32, min_objects=1),
-        caption_distances=False,
-    )
+    root = _captions(tmp_path / "base", caption_distances=False)
     assert json.loads((root / "manifest.json").read_text())["caption_distances"] is False
     answers = [row.items[-1].value for row in load_sft_records([root / "records.jsonl"])]
     assert answers and not any(ch.isdigit() for answer in answers for ch in answer)

@@ -11,8 +11,9 @@ as such; the questions still have to be learned from it.
 
 A map caption (`map_caption_record`) shows the photograph, then the scene's depth map as a tool's
 answer, laid out as an interleaved trace's depth call, and names the objects with their distances:
-a base model taught metres off depth maps and not off photographs, as a pretrained MLLM reads a
-depth visualisation it is shown but is not said to read metres off a photo.
+metres stated only where a depth map is shown, as a pretrained MLLM reads a depth visualisation
+it is shown. (The photograph is shown too, and a base model trained on both reads its metres
+mostly off it: benchmarks/RESULTS.md, "What a map could give a reader that needs no finding".)
 """
 
 from __future__ import annotations
@@ -77,15 +78,14 @@ def map_caption_record(
     the answer tags, the trained text. Its layout is an interleaved SFT trace's (`make_traces`), so
     what it teaches is where a perceiving model finds its maps."""
     fmt = turn_format or TurnFormat.default()
+    photo, prompt, answer = caption_record(scene, image, id, fmt).items
+    call = Item("text", fmt.think_block("") + fmt.tool_call("depth"), role="assistant")
+    shown = [
+        Item("image", depth_map, role="tool", modality="depth"),
+        Item("text", fmt.reflection("depth"), role="tool"),
+    ]
     return SFTRecord(
         id=id,
-        items=[
-            Item("image", image, role="user"),
-            Item("text", CAPTION_PROMPT, role="user"),
-            Item("text", fmt.think_block("") + fmt.tool_call("depth"), role="assistant"),
-            Item("image", depth_map, role="tool", modality="depth"),
-            Item("text", fmt.reflection("depth"), role="tool"),
-            Item("text", fmt.answer_block(caption(scene)), need_loss=True, role="assistant"),
-        ],
+        items=[photo, prompt, call, *shown, answer],
         meta={"category": "map_caption", "scene_seed": scene.seed},
     )

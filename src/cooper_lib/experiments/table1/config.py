@@ -92,8 +92,9 @@ class Table1Config:
             shows the photograph, then the scene's true depth map where an interleaved trace shows
             a tool's map, and names the objects with their distances
             (`cooper_lib.data.synthetic.captions.map_caption_record`). With ``caption_distances``
-            off, the base reads metres off a depth map and not off a photograph, as a pretrained
-            MLLM reads a depth visualisation it is shown. The base is every arm's, QA-only's too.
+            off, metres are stated only where a depth map is shown; the photograph is shown too,
+            and the base reads its metres mostly off it (true map 78.0 against another scene's
+            73.8, benchmarks/RESULTS.md). The base is every arm's, QA-only's too.
         base_map_scenes: one-object scenes (train split, data seed 3) whose true depth map alone,
             shown after a depth call as a COOPER trace shows it but with no photograph, the base
             model is asked the object's distance of, beside its captions
