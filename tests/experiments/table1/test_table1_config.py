@@ -42,7 +42,7 @@ def test_stage1_scenes_default_to_the_qa_scenes_and_must_be_positive():
             Table1Config(stage1_scenes=bad)
 
 
-def test_base_map_scenes_default_to_none_and_must_be_non_negative():
+def test_base_map_scenes_default_to_zero_and_must_be_non_negative():
     assert Table1Config().base_map_scenes == 0
     for bad in (-1, 2.5):
         with pytest.raises(ValueError, match="base_map_scenes: expected a non-negative int"):
