@@ -12,7 +12,7 @@ from cooper_lib.experiments.table1.data import prepare_data
 def test_sft_trains_the_heads_on_shown_maps_only_when_asked(tmp_path, supervise_maps):
     config = Table1Config.micro().with_(supervise_maps=supervise_maps)
     files = prepare_data(tmp_path, config)
-    trainer = _sft_trainer(config, 0, 1, tmp_path / "sft", "cpu", files["perceive_first"], None)
+    trainer = _sft_trainer(config, 0, 1, tmp_path / "sft", "cpu", [files["perceive_first"]], None)
     batch = trainer.collator(trainer.records[:2])
     assert trainer.collator.supervise_maps is supervise_maps
     assert ("aux_targets" in batch) is supervise_maps
@@ -22,7 +22,7 @@ def test_sft_trains_the_heads_on_shown_maps_only_when_asked(tmp_path, supervise_
 def test_the_map_loss_weight_scales_the_heads_loss_in_sft(tmp_path):
     config = Table1Config.micro().with_(supervise_maps=True, map_loss_weight=0.1)
     files = prepare_data(tmp_path, config)
-    trainer = _sft_trainer(config, 0, 1, tmp_path / "sft", "cpu", files["perceive_first"], None)
+    trainer = _sft_trainer(config, 0, 1, tmp_path / "sft", "cpu", [files["perceive_first"]], None)
     batch = trainer.collator(trainer.records[:2])
     out = trainer.model(**batch)
     expected = out.lm_loss + 0.1 * sum(out.aux_losses.values())

@@ -152,13 +152,15 @@ def _sft_trainer(
     steps: int,
     out: Path,
     device: str,
-    data: Path | Sequence[Path],
+    data: Sequence[Path],
     init_from: Path | None,
 ) -> InterleavedSFTTrainer:
+    """An SFT stage of `steps` on the records of the `data` files, from `init_from` (None: the
+    seeded backbone), the heads' losses at ``map_loss_weight``."""
     model_config = _model_config(config, seed, init_from, config.map_loss_weight)
     cfg = training_config.SFTConfig(
         model=model_config,
-        data=[str(data)] if isinstance(data, Path) else [str(path) for path in data],
+        data=[str(path) for path in data],
         system_prompt=None if config.system_prompt else "",
         supervise_maps=config.supervise_maps,
         **_sections(config, seed, steps, out, device, config.lr),
@@ -226,7 +228,7 @@ def train_base(
     if not (final / TRAINABLE_NAME).exists():
         tick = time.perf_counter()
         set_seed(seed)
-        sets = [data["base"], *([data["base_maps"]] if "base_maps" in data else [])]
+        sets = [data[name] for name in ("base", "base_maps") if name in data]
         trainer = _sft_trainer(config, seed, config.base_steps, folder, device, sets, None)
         final = trainer.train().final_dir
         (folder / "seconds.json").write_text(json.dumps({"base": time.perf_counter() - tick}))
@@ -272,7 +274,7 @@ def train_arm(
                 )
                 trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
-                trainer = _sft_trainer(config, seed, steps, out, device, data[arm.sft], current)
+                trainer = _sft_trainer(config, seed, steps, out, device, [data[arm.sft]], current)
             else:
                 model_config = _model_config(config, seed, current)
                 sections = _sections(config, seed, steps, out, device, config.grpo_lr)
