@@ -11,6 +11,7 @@ from cooper_lib.backbones.tiny import build_tiny_backbone
 from cooper_lib.data.synthetic.traces import DISPLAY_DEPTH_RANGE
 from cooper_lib.modalities import DepthCodec
 from cooper_lib.reasoning import DEPTH_DISPLAY_RANGE, InterleavedReasoner, SamplingConfig, default_codecs
+from cooper_lib.reasoning.reasoner import draw_map
 
 
 def _kinds(trace):
@@ -176,6 +177,18 @@ def test_text_only_never_calls_a_tool(family):
     trace = InterleavedReasoner(model, policy="text_only", logits_processors=[forced]).run(image(), QUESTION)
     assert _kinds(trace) == ["text"]
     assert trace.turns == [TOOL_TURN + ANSWER_TURN] and trace.answer == "A"
+
+
+def test_draw_map_shows_a_map_in_its_codecs_colours_resized_nearest():
+    codec = DepthCodec(max_depth=7.0)
+    value = torch.tensor([[1.0, 6.0], [3.0, 0.5]])
+    colours = np.asarray(draw_map(codec, value))
+    assert colours.shape == (2, 2, 3) and len({tuple(c) for c in colours.reshape(-1, 3)}) == 4
+    picture = np.asarray(draw_map(codec, value, (4, 6)))
+    assert picture.shape == (4, 6, 3)
+    for row in range(2):
+        for col in range(2):
+            assert (picture[2 * row : 2 * row + 2, 3 * col : 3 * col + 3] == colours[row, col]).all()
 
 
 def test_segmentation_call_inserts_a_palette_image():

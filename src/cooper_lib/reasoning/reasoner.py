@@ -49,7 +49,14 @@ from cooper_lib.reasoning.sampling import SamplingConfig, TokenSampler
 from cooper_lib.reasoning.stopping import TextStopper
 from cooper_lib.reasoning.trace import ReasoningStep, ReasoningTrace, StreamEvent
 
-__all__ = ["DEPTH_DISPLAY_RANGE", "FROM_FORMAT", "InterleavedReasoner", "default_codecs", "for_cooper"]
+__all__ = [
+    "DEPTH_DISPLAY_RANGE",
+    "FROM_FORMAT",
+    "InterleavedReasoner",
+    "default_codecs",
+    "draw_map",
+    "for_cooper",
+]
 
 
 class _FromFormat(enum.Enum):
@@ -71,6 +78,15 @@ def default_codecs(model: SpatialModel) -> dict[str, ModalityCodec]:
     ``depth_display_range`` or `DEPTH_DISPLAY_RANGE` with farther depths clamped; the ADE20K
     palette for 150 classes (COOPER) or a generated one; the normals codec; ...)."""
     return {name: model.config.display_codec(name) for name in model.config.modalities}
+
+
+def draw_map(codec: ModalityCodec, value: torch.Tensor, size: tuple[int, int] | None = None) -> Image.Image:
+    """The pseudo-image a generated map is shown as: `value` drawn by `codec`, resized (nearest,
+    so palette colours stay exact) to `size` (height, width) when given."""
+    picture = to_pil(codec.encode(value))
+    if size is not None:
+        picture = picture.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return picture
 
 
 @dataclass
@@ -459,10 +475,8 @@ class InterleavedReasoner:
     def _insert(self, ctx: KVContext, r: _Rollout, modality: str, value: torch.Tensor) -> None:
         """Queue the map's pseudo-image in a new message with the reflection prompt."""
         tick = time.perf_counter()
-        picture = to_pil(self.codecs[modality].encode(value))
         size = r.input_size if self.map_size == "input" else self.map_size
-        if size is not None:
-            picture = picture.resize((size[1], size[0]), Image.Resampling.NEAREST)
+        picture = draw_map(self.codecs[modality], value, size)
         prompt = self.reflection_prompt.replace("{name}", modality)
         content = [{"type": "image"}, {"type": "text", "text": prompt}]
         text = self.model.adapter.continuation_text(self.processor, content, role=self.insert_role)

@@ -47,3 +47,9 @@ def test_base_map_scenes_default_to_zero_and_must_be_non_negative():
     for bad in (-1, 2.5):
         with pytest.raises(ValueError, match="base_map_scenes: expected a non-negative int"):
             Table1Config(base_map_scenes=bad)
+
+
+def test_trace_maps_are_true_by_default_or_the_arms_own():
+    assert Table1Config().trace_maps == "true" and Table1Config(trace_maps="own").trace_maps == "own"
+    with pytest.raises(ValueError, match=r"trace_maps: expected one of \['true', 'own'\], got 'generated'"):
+        Table1Config(trace_maps="generated")

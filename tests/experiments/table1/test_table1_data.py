@@ -14,8 +14,8 @@ from cooper_lib.data.synthetic.loader import SceneDataset
 from cooper_lib.data.turns import REFLECTION_PROMPT, TurnFormat
 from cooper_lib.experiments.table1 import Table1Config
 from cooper_lib.experiments.table1.config import EXPERIMENT_DEPTH_RANGE
-from cooper_lib.experiments.table1.data import prepare_data, trim_records
-from cooper_lib.reasoning.reasoner import InterleavedReasoner, default_codecs
+from cooper_lib.experiments.table1.data import prepare_data, trim_records, write_own_maps
+from cooper_lib.reasoning.reasoner import InterleavedReasoner, default_codecs, draw_map
 from cooper_lib.training.collators import SFTCollator
 from cooper_lib.training.config import ModelConfig
 from cooper_lib.training.weights import build_model
@@ -172,3 +172,39 @@ def test_base_map_readings_ask_a_lone_depth_map_for_its_one_objects_distance(tmp
     prepare_data(tmp_path, config)
     assert files["base_maps"].read_text() == before
     assert "base_maps" not in prepare_data(tmp_path / "none", config.with_(base_steps=0))
+
+
+@pytest.mark.parametrize("name", ["interleaved", "perceive_first"])
+def test_own_maps_are_what_the_model_draws_of_each_traces_photograph(tmp_path, name):
+    config = Table1Config.micro()
+    files = prepare_data(tmp_path, config)
+    model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial))).eval()
+    own = write_own_maps(model, files[name], "own-test")
+    assert own == files[name].parent / "own-test.jsonl"
+    before = [json.loads(line) for line in files[name].open()]
+    after = [json.loads(line) for line in own.open()]
+    codecs = default_codecs(model)
+    shown = 0
+    for old, new in zip(before, after, strict=True):
+        drop_value = [{k: v for k, v in item.items() if k != "value"} for item in old["items"]]
+        assert drop_value == [{k: v for k, v in item.items() if k != "value"} for item in new["items"]]
+        photo = Image.open(own.parent / old["items"][0]["value"]).convert("RGB")
+        for was, now in zip(old["items"], new["items"], strict=True):
+            if was["type"] != "image" or not was.get("modality"):
+                assert now["value"] == was["value"]  # the photograph, the texts
+                continue
+            shown += 1
+            assert now["target"] == was["target"]  # the heads still learn from the true map
+            with torch.no_grad():
+                value = model.perceive([photo], was["modality"])[0]
+            drawn = np.asarray(draw_map(codecs[was["modality"]], value, (photo.height, photo.width)))
+            saved = np.asarray(Image.open(own.parent / now["value"]).convert("RGB"))
+            assert saved.shape == drawn.shape == (photo.height, photo.width, 3)
+            assert (saved != drawn).any(axis=-1).mean() < 0.01  # a batch of one may round a pixel apart
+            assert (saved != np.asarray(Image.open(own.parent / was["value"]).convert("RGB"))).any()
+    assert shown
+    # records that show no photograph cannot have their maps drawn
+    traced = next(row for row in before if any(item.get("modality") for item in row["items"]))
+    (own.parent / "bad.jsonl").write_text(json.dumps({"id": "x", "items": traced["items"][1:]}) + "\n")
+    with pytest.raises(ValueError, match="record 'x' shows a map but no photograph"):
+        write_own_maps(model, own.parent / "bad.jsonl", "bad")

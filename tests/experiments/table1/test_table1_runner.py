@@ -18,7 +18,11 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     # jobs=1: everything in this process, where the monkeypatches below reach
     config = Table1Config.micro()
     config = config.with_(
-        stage1_scenes=config.train_scenes + 2, caption_distances=False, caption_maps=True, base_map_scenes=3
+        stage1_scenes=config.train_scenes + 2,
+        caption_distances=False,
+        caption_maps=True,
+        base_map_scenes=3,
+        trace_maps="own",
     )
     starts = []  # (stage output folder, init_from) of every model the arms build
     model_config = arms_module._model_config
@@ -57,6 +61,18 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert all(
         [i["value"] for i in row["items"] if i["role"] == "tool" and i["type"] == "text"] == [""]
         for row in maps
+    )
+
+    # the perceive-first traces showed the maps bagel_pe's stage-1 model drew; QA-only's set is its own
+    def trained_on(arm):
+        (state,) = (tmp_path / "seed-0" / arm / "train" / "sft" / "checkpoints").glob("*/state.json")
+        return json.loads(state.read_text())["config"]["data"]
+
+    assert trained_on("bagel_pe") == [str(tmp_path / "data" / "qa" / "own-seed-0-bagel_pe.jsonl")]
+    assert trained_on("qa_only") == [str(tmp_path / "data" / "qa" / "records.jsonl")]
+    assert (
+        "trace maps: the perceiving arms' SFT traces show the maps their own stage-1 model"
+        in report.read_text()
     )
     assert (tmp_path / "table1.png").stat().st_size > 0
     pe = json.loads((tmp_path / "seed-0" / "bagel_pe" / "results.json").read_text())

@@ -11,7 +11,9 @@
 
 Arms without stage 1 spend its steps on SFT, so every arm takes the same supervised budget. Every
 arm starts from the same base model of its seed (`train_base`: ``base_steps`` of scene captioning,
-trained once per seed), as every arm of COOPER's Table 1 starts from BAGEL.
+trained once per seed), as every arm of COOPER's Table 1 starts from BAGEL. With
+``Table1Config.trace_maps`` ``"own"`` the perceiving arms' traces show the maps their stage-1
+model draws instead of the true ones (`_sft_data`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import cooper_lib.training.config as training_config
 from cooper_lib.config import SpatialConfig
 from cooper_lib.data.records import read_jsonl
 from cooper_lib.experiments.table1.config import Table1Config
+from cooper_lib.experiments.table1.data import write_own_maps
 from cooper_lib.loading import TRAINABLE_NAME
 from cooper_lib.reasoning.policy import get_policy
 from cooper_lib.training.grpo import SpatialGRPOTrainer
@@ -235,6 +238,19 @@ def train_base(
     return final
 
 
+def _sft_data(
+    arm: Arm, config: Table1Config, data: dict[str, Path], seed: int, model: Path, device: str
+) -> Path:
+    """The SFT set of `arm`: with ``trace_maps`` ``"own"``, when the arm perceives after a stage 1,
+    its traces with the maps its stage-1 `model` draws (`write_own_maps`); else its set as written."""
+    if config.trace_maps != "own" or arm.sft == "qa" or not (arm.stage1 and config.stage1_steps):
+        return data[arm.sft]
+    from cooper_lib.loading import load_trained_folder
+
+    stage1 = load_trained_folder(model).to(device).eval()
+    return write_own_maps(stage1, data[arm.sft], f"own-seed-{seed}-{arm.name}")
+
+
 def train_arm(
     arm: Arm,
     config: Table1Config,
@@ -274,7 +290,15 @@ def train_arm(
                 )
                 trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
-                trainer = _sft_trainer(config, seed, steps, out, device, [data[arm.sft]], current)
+                trainer = _sft_trainer(
+                    config,
+                    seed,
+                    steps,
+                    out,
+                    device,
+                    [_sft_data(arm, config, data, seed, current, device)],
+                    current,
+                )
             else:
                 model_config = _model_config(config, seed, current)
                 sections = _sections(config, seed, steps, out, device, config.grpo_lr)

@@ -62,6 +62,10 @@ EXPERIMENT_SPATIAL: dict[str, Any] = {
 }
 
 
+#: `Table1Config.trace_maps` values: the maps the perceiving arms' SFT traces show.
+TRACE_MAPS = ("true", "own")
+
+
 @dataclass
 class Table1Config:
     """What every arm shares: backbone, data, optimiser and budget (stated in the report).
@@ -102,6 +106,14 @@ class Table1Config:
             metres off a depth map with no object to find and no photograph to read them off
             instead: one reader trained so for 1,000 steps scored 90.8 % on held-out one-object
             maps, and 77.1 given the photograph (benchmarks/RESULTS.md). Every arm's base, QA-only's too.
+        trace_maps: the maps the perceiving arms' SFT traces show (BAGEL-PE's and COOPER's):
+            ``"true"``, the scene's true map, or ``"own"``, the one the arm's stage-1 model draws
+            of the photograph (`cooper_lib.experiments.table1.data.write_own_maps`), as its GRPO
+            rollouts and its evaluation show it its own maps. The heads learn from the true map
+            either way. With true maps a reader learns to trust a map no head draws: one trained on
+            4,000 distance traces read true maps at 79.1 % and its own at 66.7, below the
+            photograph's 69.6. Shown its own maps instead it learns to read the photograph (its
+            own maps 70.6 / 70.3 %, another scene's 69.3 / 71.9, seeds 0 / 1; benchmarks/RESULTS.md).
         stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
             ``stage1_steps + sft_steps`` supervised steps.
         sft_steps: SFT steps after stage 1.
@@ -166,6 +178,7 @@ class Table1Config:
     caption_distances: bool = True
     caption_maps: bool = False
     base_map_scenes: int = 0
+    trace_maps: str = "true"
     stage1_steps: int = 150
     sft_steps: int = 850
     grpo_steps: int = 10
@@ -224,6 +237,8 @@ class Table1Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.trace_maps not in TRACE_MAPS:
+            raise ValueError(f"trace_maps: expected one of {list(TRACE_MAPS)}, got {self.trace_maps!r}")
         if self.answer_style not in ("short", "short_text"):
             raise ValueError(f"answer_style: expected 'short' or 'short_text', got {self.answer_style!r}")
         if not isinstance(self.scene, dict):

@@ -16,6 +16,9 @@
 - ``grpo``: questions on other training scenes for the GRPO arms;
 - ``test``: the held-out benchmark's questions (test split).
 
+With ``Table1Config.trace_maps`` ``"own"``, a perceiving arm's traces are copied beside their set
+before its SFT, their maps redrawn by the arm's own stage-1 model (`write_own_maps`).
+
 Every set asks the configured ``categories`` only, about scenes drawn with ``Table1Config.scene``.
 Without ``system_prompt`` the SFT records lose their system item, without ``reflection_prompt`` the
 text after each map is empty (the reasoner then sends the same, `Table1Config.reasoner_prompts`),
@@ -34,11 +37,18 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm.auto import tqdm
 
 from cooper_lib.data.synthetic import TOOL_REASONS, write_dataset
 from cooper_lib.data.turns import TurnFormat
 from cooper_lib.experiments.table1.config import Table1Config
+from cooper_lib.images import to_pil
+
+if TYPE_CHECKING:
+    from cooper_lib.model import SpatialModel
 
 #: The question the base model's map readings ask (``base_maps``): an object's distance.
 MAP_READING_CATEGORY = "distance_camera"
@@ -188,6 +198,55 @@ def write_perceive_first(source: Path, dest: Path) -> int:
         lines.append(json.dumps({**row, "items": [*head, *body, answer]}))
     _write_lines(dest, lines)
     return len(lines)
+
+
+def write_own_maps(model: SpatialModel, source: Path, name: str, batch_size: int = 64) -> Path:
+    """Copy the SFT traces of `source` to ``<its folder>/<name>.jsonl`` with every map a tool
+    shows replaced by the one `model` draws of the trace's photograph: `SpatialModel.perceive`
+    (the stage-1 prompt), shown as the reasoner shows a generated map (`draw_map`, at the
+    photograph's size), saved once per photograph and modality under ``own_maps/<name>/``. The
+    maps' targets stay the true maps, so the heads still learn from them. The traces then show
+    the reader what its own heads will show it at inference, where the true map shows what no
+    head draws. Rewritten on every call (the model may be new); returns the new file."""
+    from cooper_lib.reasoning.reasoner import default_codecs, draw_map
+
+    source = Path(source)
+    root = source.parent
+    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    wanted: dict[tuple[str, str], str] = {}
+    for row in rows:
+        photo = next(
+            (i["value"] for i in row["items"] if i.get("type") == "image" and i.get("role") == "user"), None
+        )
+        for item in row["items"]:
+            if item.get("type") != "image" or not item.get("modality"):
+                continue
+            if photo is None:
+                raise ValueError(
+                    f"{source}: record {row.get('id')!r} shows a map but no photograph to draw it from"
+                )
+            key = (photo, item["modality"])
+            wanted.setdefault(key, f"own_maps/{name}/{Path(photo).stem}_{item['modality']}.png")
+            item["value"] = wanted[key]
+    (root / "own_maps" / name).mkdir(parents=True, exist_ok=True)
+    codecs = default_codecs(model)
+    keys = list(wanted)
+    with tqdm(total=len(keys), desc=f"own maps {name}", unit="map") as bar:
+        for modality in sorted({m for _, m in keys}):
+            todo = [k for k in keys if k[1] == modality]
+            for start in range(0, len(todo), batch_size):
+                part = todo[start : start + batch_size]
+                photos = [to_pil(photo, f"{source}: {photo}", base_dir=root) for photo, _ in part]
+                with torch.no_grad():
+                    maps = model.perceive(photos, modality).cpu()
+                for (photo, _), image, value in zip(part, photos, maps, strict=True):
+                    draw_map(codecs[modality], value, (image.height, image.width)).save(
+                        root / wanted[(photo, modality)]
+                    )
+                bar.update(len(part))
+    dest = root / f"{name}.jsonl"
+    _write_lines(dest, [json.dumps(row) for row in rows])
+    return dest
 
 
 def _write_lines(dest: Path, lines: list[str]) -> None:

@@ -303,6 +303,11 @@ def run_table1(
         ),
         "device": device + (f", {jobs} processes at once (wall times overlap)" if jobs > 1 else ""),
     }
+    if config.trace_maps == "own":
+        setup["trace maps"] = (
+            "the perceiving arms' SFT traces show the maps their own stage-1 model draws of each "
+            "photograph, not the true maps (the heads still learn from the true maps)"
+        )
     if config.base_steps:
         seconds = [
             json.loads(path.read_text())["base"]
