@@ -226,7 +226,8 @@ def write_own_maps(model: SpatialModel, source: Path, name: str, batch_size: int
                     f"{source}: record {row.get('id')!r} shows a map but no photograph to draw it from"
                 )
             key = (photo, item["modality"])
-            wanted.setdefault(key, f"own_maps/{name}/{Path(photo).stem}_{item['modality']}.png")
+            flat = Path(photo).with_suffix("").as_posix().replace("/", "-")  # unique per photograph
+            wanted.setdefault(key, f"own_maps/{name}/{flat}_{item['modality']}.png")
             item["value"] = wanted[key]
     (root / "own_maps" / name).mkdir(parents=True, exist_ok=True)
     codecs = default_codecs(model)
