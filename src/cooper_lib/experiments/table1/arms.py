@@ -239,11 +239,12 @@ def train_base(
 
 
 def _sft_data(
-    arm: Arm, config: Table1Config, data: dict[str, Path], seed: int, model: Path, device: str
+    arm: Arm, config: Table1Config, data: dict[str, Path], seed: int, model: Path | None, device: str
 ) -> Path:
     """The SFT set of `arm`: with ``trace_maps`` ``"own"``, when the arm perceives after a stage 1,
     its traces with the maps its stage-1 `model` draws (`write_own_maps`); else its set as written."""
-    if config.trace_maps != "own" or arm.sft == "qa" or not (arm.stage1 and config.stage1_steps):
+    ran_stage1 = arm.stage1 and config.stage1_steps and model is not None
+    if config.trace_maps != "own" or arm.sft == "qa" or not ran_stage1:
         return data[arm.sft]
     from cooper_lib.loading import load_trained_folder
 
