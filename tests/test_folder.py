@@ -156,6 +156,26 @@ def test_one_call_loader_reads_a_hub_repo(tmp_path, monkeypatch):
     _assert_same_weights(model, loaded)
 
 
+@pytest.mark.parametrize("where", ["path", "absolute", "relative"])
+def test_a_missing_folder_is_named_not_sent_to_the_hub(tmp_path, monkeypatch, where):
+    import huggingface_hub
+
+    def snapshot_download(*args, **kwargs):
+        raise AssertionError("a path reached the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.chdir(tmp_path)
+    missing = {
+        "path": tmp_path / "gone",
+        "absolute": str(tmp_path / "gone"),
+        "relative": "./runs/gone/final",
+    }[where]
+    with pytest.raises(
+        FileNotFoundError, match=r"expected a model folder or a hub repo id .*gone.*no folder"
+    ):
+        SpatialModel.from_pretrained(missing)
+
+
 def test_an_interrupted_save_leaves_the_earlier_save_loadable(tmp_path, monkeypatch):
     model = _spatial(train_backbone=True)
     model.save_pretrained(tmp_path / "m")

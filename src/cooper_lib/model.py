@@ -554,6 +554,8 @@ class SpatialModel(nn.Module):
         Raises:
             ValueError: the folder was saved for a backbone of another hidden size or type, or a
                 weights file holds NaN/inf.
+            FileNotFoundError: a path (a `Path`, or text no repo id can be) names no folder, or
+                the folder holds no model.
         """
         if isinstance(backbone, (str, Path)):
             if directory_or_repo is not None or processor is not None:
@@ -712,10 +714,18 @@ def _restore_tied_aliases(module: nn.Module, state: dict[str, Any], prefix: str,
 
 
 def _resolve(directory_or_repo: str | Path, revision: str | None, token: str | None) -> Path:
-    """A local folder as it is; anything else is a hub repo id, downloaded with `snapshot_download`."""
+    """A local folder as it is; anything else is a hub repo id, downloaded with `snapshot_download`.
+    A path no repo id can be (a `Path`; text that starts with ``/``, ``.`` or ``~`` or has more
+    than one ``/``) that names no folder is refused here: the hub would only say the id is malformed."""
     path = Path(directory_or_repo)
     if path.is_dir():
         return path
+    text = str(directory_or_repo)
+    if isinstance(directory_or_repo, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(
+            f"from_pretrained: expected a model folder or a hub repo id ('namespace/name'), got {text!r}, "
+            "which is no folder"
+        )
     from huggingface_hub import snapshot_download
 
     return Path(
