@@ -52,6 +52,7 @@ def test_preset_names_a_table1config_preset(calls):
     config = tokens64["config"]
     assert "patch_size=4" in config.backbone and "visual_positions=sincos" in config.backbone
     assert (config.stage1_steps, config.sft_steps, config.test_scenes) == (1000, 3000, 300)
+    assert (config.spatial["query_grid"], config.spatial["head_width"]) == ([8, 8], 128)
 
 
 def test_quick_with_another_preset_is_refused(calls):
