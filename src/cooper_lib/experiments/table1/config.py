@@ -65,7 +65,8 @@ EXPERIMENT_SPATIAL: dict[str, Any] = {
 #: The heads of `Table1Config.tokens64`: a query per visual token (8 x 8 on its 64) and the
 #: library's decoder width. After the same 1,000 stage-1 steps the objects' depth in their maps
 #: (each object's median against the true map's, MRA on held-out scenes) scores 80.9 % where the
-#: 4 x 4, 32-wide heads reach 66.0, and 79.1 only after 8,000 steps (benchmarks/RESULTS.md, "Heads with a query per visual token").
+#: 4 x 4, 32-wide heads reach 66.0, and 79.1 only after 8,000 steps (benchmarks/RESULTS.md,
+#: "Heads with a query per visual token").
 EXPERIMENT_SPATIAL_64: dict[str, Any] = {**EXPERIMENT_SPATIAL, "query_grid": [8, 8], "head_width": 128}
 
 
