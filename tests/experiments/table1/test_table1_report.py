@@ -13,6 +13,7 @@ from cooper_lib.experiments.table1.report import (
     accuracy_by_category,
     markdown,
     mean_interval,
+    paired_differences,
     t_quantile_975,
     tool_rate_by_category,
 )
@@ -140,3 +141,35 @@ def test_markdown_states_one_seed_and_lists_arms_and_probes():
     assert "| qa_only | 0.500 | - |" in text
     assert "| fixed map | 0.300 | 0.600 | 64.0 | 0.500 | | |" in text
     assert "| true map | | | 78.0 | | | |" in text
+
+
+def _run(arm, seed, scores):
+    records = [{"id": str(i), "category": "dist", "score": v, "tools": []} for i, v in enumerate(scores)]
+    return {"arm": arm, "seed": seed, "conditions": {"main": records}, "wall_seconds": {"total": 1.0}}
+
+
+def test_paired_differences_match_seeds_and_the_section_says_when_intervals_part():
+    # seeds listed out of order and one seed run by one arm only: pairs are made by seed
+    results = [
+        _run("cooper", 1, [1.0, 1.0, 0.0, 1.0]),
+        _run("qa_only", 0, [1.0, 0.0, 0.0, 0.0]),
+        _run("qa_only", 1, [1.0, 0.0, 0.0, 1.0]),
+        _run("cooper", 0, [1.0, 1.0, 1.0, 1.0]),
+        _run("cooper", 2, [0.0, 0.0, 0.0, 0.0]),
+    ]
+    assert paired_differences(results, "cooper") == {"dist": [75.0, 25.0], "overall": [75.0, 25.0]}
+    assert paired_differences(results, "cooper", baseline="bagel_pe") == {}
+    table = {
+        "dist": {"n": 4, "chance": 50.0, "best_fixed": 50.0},
+        "overall": {"n": 4, "chance": 50.0, "best_fixed": 50.0},
+    }
+    text = markdown(results, table, {n: ARMS[n] for n in ("qa_only", "cooper")}, {})
+    half = 12.706 * math.sqrt(1250.0) / math.sqrt(2)  # the paired differences 75 and 25
+    assert f"| cooper | dist | 50.0 ± {half:.1f} | 2 / 2 |" in text
+    # the arms' own intervals: cooper 100, 75, 0 (three seeds), qa_only 25, 50
+    h_cooper = 4.303 * math.sqrt(2708.0 + 1 / 3) / math.sqrt(3)
+    h_qa = 12.706 * math.sqrt(312.5) / math.sqrt(2)
+    assert f"| 2 / 2 | {h_cooper + h_qa:.1f} |" in text
+    assert "## Against `qa_only` (points)" in text
+    alone = markdown(results[3:], table, {"cooper": ARMS["cooper"]}, {})
+    assert "## Against" not in alone

@@ -119,6 +119,59 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return arms
 
 
+def paired_differences(
+    results: Sequence[Mapping[str, Any]], arm: str, baseline: str = "qa_only"
+) -> dict[str, list[float]]:
+    """Per category, `arm`'s accuracy minus `baseline`'s on each seed both ran, in seed order.
+
+    Paired by seed: the two arms of a seed share the base model and the test questions, so the
+    seeds' differences vary less than the arms' own scores do."""
+    by_seed: dict[str, dict[int, dict[str, float]]] = {arm: {}, baseline: {}}
+    for res in results:
+        if res["arm"] in by_seed:
+            by_seed[res["arm"]][res["seed"]] = accuracy_by_category(res["conditions"]["main"])
+    out: dict[str, list[float]] = {}
+    for seed in sorted(by_seed[arm].keys() & by_seed[baseline].keys()):
+        ours, theirs = by_seed[arm][seed], by_seed[baseline][seed]
+        for category in ours.keys() & theirs.keys():
+            out.setdefault(category, []).append(ours[category] - theirs[category])
+    return out
+
+
+def _difference_lines(
+    results: Sequence[Mapping[str, Any]],
+    arms: Mapping[str, Mapping[str, Any]],
+    names: Sequence[str],
+    categories: Sequence[str],
+    baseline: str = "qa_only",
+) -> list[str]:
+    """The section that sets each arm against `baseline`, or nothing when there is none to compare."""
+    others = [n for n in names if n != baseline]
+    if baseline not in names or not others:
+        return []
+    lines = ["", f"## Against `{baseline}` (points)", ""]
+    lines.append(
+        f"Each arm's accuracy minus `{baseline}`'s on the same seed (the same base model and test "
+        "questions): the mean over seeds ± its 95 % t-interval. Seeds ahead: the seeds on which the "
+        "arm scores higher. Apart at: how large the difference must be for the two arms' own "
+        "intervals in the accuracy table not to overlap (the sum of their half-widths)."
+    )
+    lines += [
+        "",
+        "| arm | category | difference | seeds ahead | apart at |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for n in others:
+        differences = paired_differences(results, n, baseline)
+        for c in categories:
+            values = differences.get(c, [])
+            halves = [mean_interval(arms[a]["acc"][c])[1] for a in (n, baseline) if arms[a]["acc"].get(c)]
+            apart = f"{sum(halves):.1f}" if len(halves) == 2 and None not in halves else "-"
+            ahead = f"{sum(v > 0 for v in values)} / {len(values)}" if values else "-"
+            lines.append(f"| {n} | {c} | {_cell(values)} | {ahead} | {apart} |")
+    return lines
+
+
 def markdown(
     results: Sequence[Mapping[str, Any]],
     priors: Mapping[str, Mapping[str, float]],
@@ -126,8 +179,9 @@ def markdown(
     setup: Mapping[str, Any],
     fixed_map: Mapping[str, float] | None = None,
 ) -> str:
-    """The report: accuracy per category with the priors, perception use, map elasticity, tool
-    rates, maps, wall time. `fixed_map`: `fixed_map_quality`'s scores, the maps' row of a fixed answer."""
+    """The report: accuracy per category with the priors, each arm against QA-only, perception use,
+    map elasticity, tool rates, maps, wall time. `fixed_map`: `fixed_map_quality`'s scores, the
+    maps' row of a fixed answer."""
     arms = summarize(results)
     names = [n for n in arms_info if n in arms]
     categories = [c for c in priors if c != "overall"] + ["overall"]
@@ -151,6 +205,7 @@ def markdown(
         "",
         "Arms: " + "; ".join(f"`{n}` = {arms_info[n].label} ({arms_info[n].analogue})" for n in names),
     ]
+    lines += _difference_lines(results, arms, names, categories)
     perceiving = [n for n in names if arms[n]["probes"]]
     if perceiving:
         lines += ["", "## Perception use: accuracy (%) with the maps replaced", ""]
