@@ -124,8 +124,9 @@ def paired_differences(
 ) -> dict[str, list[float]]:
     """Per category, `arm`'s accuracy minus `baseline`'s on each seed both ran, in seed order.
 
-    Paired by seed: the two arms of a seed share the base model and the test questions, so the
-    seeds' differences vary less than the arms' own scores do."""
+    Paired by seed: the two arms of a seed share the base model and the test questions. (On the
+    runs of benchmarks/RESULTS.md the pairing does not narrow the interval: the arms' scores move
+    apart from seed to seed, not together.)"""
     by_seed: dict[str, dict[int, dict[str, float]]] = {arm: {}, baseline: {}}
     for res in results:
         if res["arm"] in by_seed:
