@@ -51,7 +51,7 @@ def test_preset_names_a_table1config_preset(calls):
     assert quick["config"] == table1.Table1Config.quick() and quick["seeds"] == 1
     config = tokens64["config"]
     assert "patch_size=4" in config.backbone and "visual_positions=sincos" in config.backbone
-    assert (config.stage1_steps, config.sft_steps, config.test_scenes) == (1000, 3000, 300)
+    assert (config.stage1_steps, config.sft_steps, config.test_scenes) == (1000, 3000, 1200)
     assert (config.spatial["query_grid"], config.spatial["head_width"]) == ([8, 8], 128)
 
 
