@@ -28,6 +28,8 @@ def test_quick_run_writes_the_report_and_qa_only_beats_the_best_fixed_answer(tmp
     report = (tmp_path / "report.md").read_text()
     assert "## Perception use" in report and (tmp_path / "table1.png").exists()
     assert "## Map elasticity" in report
+    against = report.split("## Against `qa_only`")[1].split("## Perception use")[0]
+    assert "| cooper | distance_camera |" in against and "| bagel_pe | overall |" in against
     data = json.loads((tmp_path / "results.json").read_text())
     (qa,) = [r for r in data["results"] if r["arm"] == "qa_only"]
     records = qa["conditions"]["main"]
