@@ -326,9 +326,9 @@ class Table1Config:
     @classmethod
     def full(cls) -> Table1Config:
         """The default (three-seed) run: 150 + 850 supervised steps per arm, 10 GRPO steps, 650
-        test scenes: 1,009 distance and relative-depth questions, the thousand the issue that
-        asked for this experiment found one arm's depth scores need (150 scenes, the default
-        until 2026-12-06, asked 225). Three seeds took 35 min 12 s on the 2-core CPU with 150 test
+        test scenes: 1,009 distance and relative-depth questions, about the thousand one arm's
+        depth scores need (the first pilot's 135 left a standard error of about 4 points; 150
+        scenes, the default until 2026-12-06, asked 225). Three seeds took 35 min 12 s on the 2-core CPU with 150 test
         scenes (one base model reused); evaluating 650 takes the six arms of a seed 291 s (two
         processes, 3 min 3 s of wall with the test set written; 30 s for 60 scenes). On one H200, a
         process per (seed, arm group) (`run_table1`'s ``jobs``), the training is estimated at
