@@ -8,7 +8,8 @@ COOPER's distance scores on seeds 0 and 1. This pools the within-pair variance o
 ((a - b)^2 / 2 averaged over the runs) into one seed-to-seed standard deviation per arm, then
 prints, for n seeds, each arm's expected interval half-width and their sum (the difference at
 which the two intervals part), and, by simulation, the chance that a run of n seeds clears the
-distance clause for a true difference D. Reads only RESULTS.md: a few seconds.
+distance clause for a true difference D. Reads only RESULTS.md, as it stands, so each new lever
+row moves the figures a little: a few seconds.
 
     python benchmarks/table1_power.py [--results benchmarks/RESULTS.md] [--draws 200000]
 """
