@@ -385,7 +385,8 @@ class SpatialModel(nn.Module):
         """Backbone weights that training may have changed, outside LoRA, keyed by their names in the
         backbone: all of them once the backbone was made trainable, else those that require grad
         (the row-masked embedding matrices excepted, while only their added rows changed: those rows
-        are part of the additions), and those a loaded folder held."""
+        are part of the additions), and those a loaded folder held (`loaded_backbone_names`)."""
+        loaded = self.loaded_backbone_names()
         masked = {
             id(w)
             for w in self.row_masked()
@@ -396,10 +397,19 @@ class SpatialModel(nn.Module):
             for name, param in self.backbone.named_parameters()
             if "lora_" not in name
             and (
-                self._backbone_trained
-                or name in self._loaded_names
-                or (param.requires_grad and id(param) not in masked)
+                self._backbone_trained or name in loaded or (param.requires_grad and id(param) not in masked)
             )
+        }
+
+    def loaded_backbone_names(self) -> set[str]:
+        """Names (as the backbone has them now) of the weights a loaded folder set or LoRA was merged
+        into. The base model a folder records does not hold them, so a stage that starts from that
+        folder must save them even where it freezes them. A layer LoRA wrapped since keeps its
+        weight under ``base_layer``."""
+        return {
+            name
+            for name, _ in self.backbone.named_parameters()
+            if "lora_" not in name and name.replace(".base_layer.", ".") in self._loaded_names
         }
 
     def has_lora(self) -> bool:

@@ -10,6 +10,7 @@ from cooper_lib.training.weights import (
     additions_from_state,
     build_model,
     gather_trainable_state,
+    load_state_into,
     load_trained_model,
     save_model,
     state_from_folder,
@@ -50,6 +51,44 @@ def test_model_folder_round_trip_with_lora_and_row_masks(tmp_path):
     backbone, processor = build_tiny_backbone("qwen2_vl")
     merged = load_trained_model(tmp_path, backbone, processor, merge=True)
     assert not any("lora_" in n for n, _ in merged.named_parameters())
+
+
+def _nudge_trainable(model):
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.01)
+
+
+@pytest.mark.parametrize("llm", ["frozen", "lora"])
+def test_a_stage_that_freezes_what_the_stage_before_trained_still_saves_it(tmp_path, llm):
+    """A full fine-tune, then a stage from its folder with the language model frozen or under LoRA:
+    the second folder names the base model, which does not hold the first stage's weights, so it
+    must carry them (it did not: the first stage's language model fell back to the base's), and
+    resuming from it must accept them."""
+    from cooper_lib.loading import load_trained_folder, merge_lora
+
+    torch.manual_seed(0)
+    first = model_config(llm="full", freeze_vision=False)
+    model = build_model(first)
+    configure_trainable(model, first)
+    _nudge_trainable(model)
+    save_model(tmp_path / "first", model, gather_trainable_state(model, model), first)
+
+    second = model_config(llm=llm, lora_r=2, freeze_vision=True, init_from=str(tmp_path / "first"))
+    model = build_model(second)
+    summary = configure_trainable(model, second)
+    _nudge_trainable(model)
+    state = gather_trainable_state(model, model)
+    save_model(tmp_path / "second", model, state, second, summary.lora)
+
+    assert state_from_folder(tmp_path / "second", model, model).keys() == state.keys()
+    load_state_into(model, model, state_from_folder(tmp_path / "second", model, model))
+    if llm == "lora":
+        merge_lora(model)
+    loaded = dict(load_trained_folder(tmp_path / "second").named_parameters())
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(loaded[name], param, msg=name)
 
 
 def test_seeded_backbone_writes_the_run_seed_into_a_tiny_spec(tmp_path):

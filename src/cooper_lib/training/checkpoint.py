@@ -45,7 +45,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from cooper_lib.training.weights import gather_trainable_state, load_state_into, trainable_names
+from cooper_lib.training.weights import gather_trainable_state, load_state_into, saved_names, trainable_names
 
 STATE_NAME = "state.json"
 RESUME_FREE_SETTINGS = frozenset(
@@ -293,7 +293,7 @@ def gather_weights(trainer: Any) -> dict[str, torch.Tensor]:
     if not trainer.deepspeed:
         return gather_trainable_state(trainer.model, trainer.spatial, trainer.prefix)
     full = trainer.accelerator.get_state_dict(trainer.model) or {}
-    keep = set(trainable_names(trainer.spatial))
+    keep = saved_names(trainer.spatial)
     return {
         k.removeprefix(trainer.prefix): v.detach().cpu().clone()
         for k, v in full.items()

@@ -127,17 +127,31 @@ def trainable_names(model: SpatialModel) -> list[str]:
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
+def saved_names(model: SpatialModel) -> set[str]:
+    """Names of the parameters a stage's model folder holds: the trainable ones and the backbone
+    weights of the folder the stage started from (`SpatialModel.loaded_backbone_names`), which the
+    base model the new folder records does not hold, frozen or not. Without them a stage that
+    froze the language model (or put LoRA on it) after a full fine-tune saved the base model's.
+    A `CooperModel` (typed loosely here) saves its trainable parameters only."""
+    trainable = set(trainable_names(model))
+    if not isinstance(model, SpatialModel):
+        return trainable
+    return trainable | {f"backbone.{name}" for name in model.loaded_backbone_names()}
+
+
 def gather_trainable_state(
     model: nn.Module, spatial: SpatialModel, prefix: str = ""
 ) -> dict[str, torch.Tensor]:
-    """Full CPU copies of the trainable parameters of `model` (plain, DDP or FSDP), keyed by the
-    parameter names of the unwrapped `spatial` (`prefix`: where `spatial` sits inside `model`).
-    Every process must call it (FSDP gathers shards); under FSDP only rank 0 receives the tensors."""
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    """Full CPU copies of the parameters a model folder holds (`saved_names`) of `model` (plain,
+    DDP or FSDP), keyed by the parameter names of the unwrapped `spatial` (`prefix`: where
+    `spatial` sits inside `model`). Every process must call it (FSDP gathers shards); under FSDP
+    only rank 0 receives the tensors."""
+    keep = saved_names(spatial)
+    frozen_kept = bool(keep - set(trainable_names(spatial)))
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=not frozen_kept)
     state = get_model_state_dict(model, options=options)
     if not state:
         return {}
-    keep = set(trainable_names(spatial))
     # cloned: on CPU the state dict may alias the live parameters, which training keeps changing
     return {
         name.removeprefix(prefix): tensor.detach().clone()
@@ -173,8 +187,9 @@ def save_model(
     config: ModelConfig,
     lora: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a model folder (see the module docstring) from a gathered trainable `state`, atomically."""
-    masked = set(row_masked_names(model))
+    """Write a model folder (see the module docstring) from a gathered trainable `state`, atomically.
+    A row-masked matrix a loaded folder held whole is saved whole."""
+    masked = set(row_masked_names(model)) - {f"backbone.{n}" for n in model.loaded_backbone_names()}
     backbone = {
         name.removeprefix("backbone."): t
         for name, t in state.items()
@@ -231,8 +246,8 @@ def load_state_into(
     model: nn.Module, spatial: SpatialModel, state: dict[str, torch.Tensor], prefix: str = ""
 ) -> None:
     """Load a trainable `state` into `model` (plain, DDP or FSDP; `spatial` sits at `prefix` in it);
-    its names must be exactly the trainable parameters of `spatial`."""
-    expected = set(trainable_names(spatial))
+    its names must be exactly the parameters a model folder of `spatial` holds (`saved_names`)."""
+    expected = saved_names(spatial)
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         raise ValueError(
