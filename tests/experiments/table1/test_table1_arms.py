@@ -50,3 +50,36 @@ def test_stage1_trains_the_heads_at_full_weight_after_a_lighter_sft(tmp_path):
     sft = load_trained_folder(tmp_path / "arm" / "train" / "sft" / "final")
     assert stage1.config.aux_weight("depth") == stage1.config.aux_weight("segmentation") == 1.0
     assert sft.config.aux_weight("segmentation") == 0.05
+
+
+def test_a_frozen_stage1_keeps_the_base_language_model_and_trains_the_heads(tmp_path):
+    """``stage1_llm="frozen"``: stage 1 leaves the base model's language model as it was (saved
+    whole, though it did not train) and still trains the vision tower and the heads."""
+    from cooper_lib.experiments.table1.arms import ARMS, _model_config, train_arm, train_base
+    from cooper_lib.loading import load_trained_folder
+    from cooper_lib.training.weights import build_model
+
+    config = Table1Config.micro().with_(stage1_llm="frozen", stage1_steps=2, sft_steps=1, base_steps=4)
+    files = prepare_data(tmp_path, config)
+    base = load_trained_folder(train_base(config, files, 0, tmp_path / "base", "cpu"))
+    initial = build_model(_model_config(config, 0, None)).adapter.language_model().state_dict()
+    trained = base.adapter.language_model().state_dict()
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial)  # the base model trained its LM
+    train_arm(ARMS["amg_qa"], config, files, 0, tmp_path / "arm", "cpu", tmp_path / "base" / "final")
+    stage1 = load_trained_folder(tmp_path / "arm" / "train" / "stage1" / "final")
+    before = dict(base.named_parameters())
+    language = stage1.adapter.language_model()
+    ids = stage1.added_token_ids
+    changed = set()
+    for name, param in stage1.named_parameters():
+        if "embed_tokens" in name or "lm_head" in name:  # the added tokens' rows train
+            keep = torch.ones(param.shape[0], dtype=torch.bool)
+            keep[ids] = False
+            assert torch.equal(param[keep], before[name][keep]), name
+        elif any(param is p for p in language.parameters()):
+            assert torch.equal(param, before[name]), name
+        elif not torch.equal(param, before[name]):
+            changed.add(name.split(".")[0] if not name.startswith("backbone") else "vision")
+    assert {"heads", "queries", "vision"} <= changed
+    with pytest.raises(ValueError, match="stage1_llm: expected one of"):
+        Table1Config(stage1_llm="half")

@@ -284,6 +284,7 @@ def train_arm(
             set_seed(seed)
             if stage == "stage1":
                 model_config = _model_config(config, seed, current, 1.0)
+                model_config.llm = config.stage1_llm
                 cfg = training_config.Stage1Config(
                     model=model_config,
                     data=[str(data["stage1"])],

@@ -126,6 +126,13 @@ class Table1Config:
             own maps 70.6 / 70.3 %, another scene's 69.3 / 71.9, seeds 0 / 1; benchmarks/RESULTS.md).
         stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
             ``stage1_steps + sft_steps`` supervised steps.
+        stage1_llm: the language model in stage 1: ``"full"`` (trained with the heads) or
+            ``"frozen"`` (only the vision tower, the queries, the heads and the added tokens' rows
+            train; ``"lora"`` adapts it). BAGEL's stage 1 sends the map tokens through a generation
+            expert of its own, so the understanding path a question is read by changes little;
+            here the queries and heads are that path and a fully trained language model forgets
+            its captions (loss 0.32 -> 3.34 after 1,000 steps, 0.58 with it frozen; maps' object
+            depth 81.9 and 80.4 %, benchmarks/RESULTS.md).
         sft_steps: SFT steps after stage 1.
         grpo_steps: GRPO steps of the GRPO arms (BAGEL-RE and COOPER), on top of the above.
         batch_size: records per supervised step.
@@ -190,6 +197,7 @@ class Table1Config:
     base_map_scenes: int = 0
     trace_maps: str = "true"
     stage1_steps: int = 150
+    stage1_llm: str = "full"
     sft_steps: int = 850
     grpo_steps: int = 10
     batch_size: int = 16
@@ -215,6 +223,7 @@ class Table1Config:
     def __post_init__(self) -> None:
         from cooper_lib.data.synthetic import CATEGORIES
         from cooper_lib.data.synthetic.qa import check_answer_types
+        from cooper_lib.training.config import LLM_MODES
 
         if self.categories is not None:
             self.categories = tuple(self.categories)
@@ -247,6 +256,8 @@ class Table1Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+        if self.stage1_llm not in LLM_MODES:
+            raise ValueError(f"stage1_llm: expected one of {list(LLM_MODES)}, got {self.stage1_llm!r}")
         if self.trace_maps not in TRACE_MAPS:
             raise ValueError(f"trace_maps: expected one of {list(TRACE_MAPS)}, got {self.trace_maps!r}")
         if self.answer_style not in ("short", "short_text"):
