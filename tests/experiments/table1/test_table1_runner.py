@@ -144,6 +144,19 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     assert not (tmp_path / "data").exists()
 
 
+def test_a_run_from_before_a_field_existed_resumes_with_its_default(tmp_path):
+    """A run's config.json written before `stage1_llm` existed resumes with the default, the
+    behaviour it had, and not with another value."""
+    from cooper_lib.experiments.table1.runner import _check_same_config
+
+    saved = Table1Config.micro().to_dict()
+    del saved["stage1_llm"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    _check_same_config(tmp_path / "config.json", Table1Config.from_dict(saved))
+    with pytest.raises(ValueError, match=r"other settings \(stage1_llm differ\)"):
+        _check_same_config(tmp_path / "config.json", Table1Config.micro().with_(stage1_llm="frozen"))
+
+
 def test_run_rejects_unknown_arms_and_empty_seeds(tmp_path):
     with pytest.raises(ValueError, match="arms"):
         run_table1(tmp_path, seeds=1, config=Table1Config.micro(), arms=["nope"], device="cpu")

@@ -91,10 +91,12 @@ def _stage1_data(config: Table1Config) -> str:
 
 def _check_same_config(path: Path, config: Table1Config) -> None:
     """Refuse to resume a run made with other settings: its data, base models and finished arms
-    would be reused as they are."""
+    would be reused as they are. A field the run's ``config.json`` lacks was added since, with a
+    default that keeps what the run did: it counts as that default."""
     if not path.exists():
         return
-    before = json.loads(path.read_text())
+    defaults = json.loads(json.dumps(Table1Config().to_dict()))
+    before = {**defaults, **json.loads(path.read_text())}
     now = json.loads(json.dumps(config.to_dict()))
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
