@@ -17,6 +17,13 @@ from cooper_lib.training.weights import (
 )
 
 
+def _nudge_trainable(model):
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                param.add_(torch.randn_like(param) * 0.01)
+
+
 def test_model_folder_round_trip_with_lora_and_row_masks(tmp_path):
     torch.manual_seed(0)
     config = model_config(llm="lora", lora_r=2)
@@ -25,10 +32,7 @@ def test_model_folder_round_trip_with_lora_and_row_masks(tmp_path):
     assert summary.lora["target_modules"] and not any(
         "lora" in t or "base_layer" in t for t in summary.lora["target_modules"]
     )
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.01)
+    _nudge_trainable(model)
     state = gather_trainable_state(model, model)
     additions = additions_from_state(model, state)
     expected = model.addition_state_dict()
@@ -51,13 +55,6 @@ def test_model_folder_round_trip_with_lora_and_row_masks(tmp_path):
     backbone, processor = build_tiny_backbone("qwen2_vl")
     merged = load_trained_model(tmp_path, backbone, processor, merge=True)
     assert not any("lora_" in n for n, _ in merged.named_parameters())
-
-
-def _nudge_trainable(model):
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.01)
 
 
 @pytest.mark.parametrize("llm", ["frozen", "lora"])
@@ -133,10 +130,7 @@ def test_a_full_trainer_folder_is_the_save_pretrained_folder(tmp_path):
     config = model_config(llm="full", freeze_vision=True, backbone="tiny:qwen2_5_vl")
     model = build_model(config)
     configure_trainable(model, config)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                param.add_(torch.randn_like(param) * 0.01)
+    _nudge_trainable(model)
     save_model(tmp_path / "trainer", model, gather_trainable_state(model, model), config)
     model.save_pretrained(tmp_path / "model")
     names = {p.name for p in (tmp_path / "trainer").iterdir()}
