@@ -132,7 +132,8 @@ class Table1Config:
             expert of its own, so the understanding path a question is read by changes little;
             here the queries and heads are that path and a fully trained language model forgets
             its captions (loss 0.32 -> 3.34 after 1,000 steps, 0.58 with it frozen; maps' object
-            depth 81.9 and 80.4 %, benchmarks/RESULTS.md).
+            depth 81.9 and 80.4 %). SFT repairs that in its first hundred steps: COOPER answered
+            the same either way (benchmarks/RESULTS.md).
         sft_steps: SFT steps after stage 1.
         grpo_steps: GRPO steps of the GRPO arms (BAGEL-RE and COOPER), on top of the above.
         batch_size: records per supervised step.
