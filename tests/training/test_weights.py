@@ -81,11 +81,13 @@ def test_a_stage_that_freezes_what_the_stage_before_trained_still_saves_it(tmp_p
 
     assert state_from_folder(tmp_path / "second", model, model).keys() == state.keys()
     load_state_into(model, model, state_from_folder(tmp_path / "second", model, model))
+    model.save_pretrained(tmp_path / "pretrained")  # the live model's own save carries them too
     if llm == "lora":
         merge_lora(model)
-    loaded = dict(load_trained_folder(tmp_path / "second").named_parameters())
-    for name, param in model.named_parameters():
-        torch.testing.assert_close(loaded[name], param, msg=name)
+    for saved in ("second", "pretrained"):
+        loaded = dict(load_trained_folder(tmp_path / saved).named_parameters())
+        for name, param in model.named_parameters():
+            torch.testing.assert_close(loaded[name], param, msg=f"{saved}: {name}")
 
 
 def test_seeded_backbone_writes_the_run_seed_into_a_tiny_spec(tmp_path):
