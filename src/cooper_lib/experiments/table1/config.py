@@ -130,7 +130,7 @@ class Table1Config:
             ``"frozen"`` (only the vision tower, the queries, the heads and the added tokens' rows
             train; ``"lora"`` adapts it). BAGEL's stage 1 sends the map tokens through a generation
             expert of its own, so the understanding path a question is read by changes little;
-            here only the queries and heads can play that expert, and a fully trained one forgets
+            here only the queries and heads can play that expert; a language model trained whole forgets
             its captions (loss 0.32 -> 3.34 after 1,000 steps, 0.58 with it frozen; maps' object
             depth 81.9 and 80.4 %). SFT repairs that in its first hundred steps: COOPER answered
             the same either way (benchmarks/RESULTS.md).
