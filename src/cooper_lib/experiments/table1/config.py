@@ -130,10 +130,10 @@ class Table1Config:
             ``"frozen"`` (only the vision tower, the queries, the heads and the added tokens' rows
             train; ``"lora"`` adapts it). BAGEL's stage 1 sends the map tokens through a generation
             expert of its own, so the understanding path a question is read by changes little;
-            here only the queries and heads can play that expert; a language model trained whole forgets
-            its captions (loss 0.32 -> 3.34 after 1,000 steps, 0.58 with it frozen; maps' object
-            depth 81.9 and 80.4 %). SFT repairs that in its first hundred steps: COOPER answered
-            the same either way (benchmarks/RESULTS.md).
+            here only the queries and heads can play that expert, and a language model trained
+            whole forgets its captions (loss 0.32 -> 3.34 after 1,000 steps, 0.58 with it frozen;
+            maps' object depth 81.9 and 80.4 %). SFT repairs that in its first hundred steps:
+            COOPER answered the same either way (benchmarks/RESULTS.md).
         sft_steps: SFT steps after stage 1.
         grpo_steps: GRPO steps of the GRPO arms (BAGEL-RE and COOPER), on top of the above.
         batch_size: records per supervised step.
@@ -340,12 +340,12 @@ class Table1Config:
         """The default (three-seed) run: 150 + 850 supervised steps per arm, 10 GRPO steps, 650
         test scenes: 1,009 distance and relative-depth questions, about the thousand one arm's
         depth scores need (the first pilot's 135 left a standard error of about 4 points; 150
-        scenes, the default until 2026-12-06, asked 225). Three seeds took 35 min 12 s on the 2-core CPU with 150 test
-        scenes (one base model reused); evaluating 650 takes the six arms of a seed 291 s (two
-        processes, 3 min 3 s of wall with the test set written; 30 s for 60 scenes). On one H200, a
-        process per (seed, arm group) (`run_table1`'s ``jobs``), the training is estimated at
-        about 6 minutes from the step rates measured there (docs/experiment-table1.md; the whole run
-        not measured)."""
+        scenes, the default until 2026-12-06, asked 225). Three seeds took 35 min 12 s on the
+        2-core CPU with 150 test scenes (one base model reused); evaluating 650 takes the six arms
+        of a seed 291 s (two processes, 3 min 3 s of wall with the test set written; 30 s for 60
+        scenes). On one H200, a process per (seed, arm group) (`run_table1`'s ``jobs``), the
+        training is estimated at about 6 minutes from the step rates measured there
+        (docs/experiment-table1.md; the whole run not measured)."""
         return cls()
 
     @classmethod
