@@ -37,6 +37,15 @@ def test_quick_jobs_device_and_arms_are_passed_on(calls):
     assert kwargs["arms"] == ["qa_only", "cooper"] and kwargs["config"] == table1.Table1Config.quick()
 
 
+def test_seed_ids_name_the_seeds_and_exclude_a_count(calls):
+    main(["experiment", "table1", "--seed-ids", "2", "3"])
+    ((_, kwargs),) = calls
+    assert kwargs["seeds"] == [2, 3]
+    with pytest.raises(SystemExit, match="--seed-ids names the seeds, --seeds counts them"):
+        main(["experiment", "table1", "--seed-ids", "2", "--seeds", "3"])
+    assert len(calls) == 1
+
+
 def test_jobs_must_be_a_number(calls, capsys):
     with pytest.raises(SystemExit):
         main(["experiment", "table1", "--jobs", "two"])

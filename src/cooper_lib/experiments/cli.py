@@ -36,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seeds", type=int, default=None, help="number of seeds (default 3; 1 with the quick preset)"
     )
     table1.add_argument(
+        "--seed-ids",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="the seeds themselves instead of --seeds' 0, 1, ...: `--seed-ids 2 3` adds seeds 2 and 3 to a run "
+        "folder, or trains them on a second machine (the report covers the seeds of the command)",
+    )
+    table1.add_argument(
         "--preset",
         choices=PRESETS,
         default=None,
@@ -89,7 +98,14 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
-    seeds = args.seeds if args.seeds is not None else (1 if preset == "quick" else 3)
+    if args.seeds is not None and args.seed_ids is not None:
+        raise SystemExit(
+            f"--seed-ids names the seeds, --seeds counts them; got both ({args.seed_ids}, {args.seeds})"
+        )
+    if args.seed_ids is not None:
+        seeds: int | list[int] = args.seed_ids
+    else:
+        seeds = args.seeds if args.seeds is not None else (1 if preset == "quick" else 3)
     report = run_table1(
         args.out, seeds=seeds, config=config, arms=args.arms, device=args.device, jobs=args.jobs
     )

@@ -135,6 +135,26 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert upper["model"].endswith("bagel_pe/train/sft/final")
 
 
+def test_seeds_trained_in_two_folders_come_together_without_retraining(tmp_path, monkeypatch):
+    """docs/experiment-table1.md: seeds trained apart (`--seed-ids`) merge by copying their
+    ``seed-<s>/`` folders into one run folder; a rerun with every seed reports them all."""
+    import shutil
+
+    config = Table1Config.micro()
+    first, second = tmp_path / "first", tmp_path / "second"
+    run_table1(first, seeds=[0], config=config, arms=["qa_only"], device="cpu", jobs=1)
+    run_table1(second, seeds=[1], config=config, arms=["qa_only"], device="cpu", jobs=1)
+    assert not (second / "seed-0").exists()
+    shutil.copytree(second / "seed-1", first / "seed-1")
+    monkeypatch.setattr(runner, "train_arm", _refuse)
+    monkeypatch.setattr(runner, "answer", _refuse)
+    monkeypatch.setattr(runner, "train_base", _refuse)
+    run_table1(first, seeds=2, config=config, arms=["qa_only"], device="cpu", jobs=1)
+    results = json.loads((first / "results.json").read_text())["results"]
+    assert [(r["seed"], r["arm"]) for r in results] == [(0, "qa_only"), (1, "qa_only")]
+    assert "Seeds: [0, 1]." in (first / "report.md").read_text()
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(Table1Config.micro().with_(sft_steps=3).to_dict()))
     with pytest.raises(
