@@ -155,6 +155,24 @@ def test_seeds_trained_in_two_folders_come_together_without_retraining(tmp_path,
     assert "Seeds: [0, 1]." in (first / "report.md").read_text()
 
 
+def test_a_script_without_the_main_guard_is_told_what_it_lacks(tmp_path):
+    """Spawned processes re-run a script's top level: without ``if __name__ == "__main__":`` they die
+    as they start, and the error says so instead of only "BrokenProcessPool"."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "from cooper_lib.experiments.table1 import Table1Config, run_table1\n"
+        f"run_table1({str(tmp_path / 'out')!r}, seeds=2, config=Table1Config.micro(), arms=['qa_only'], "
+        "device='cpu', jobs=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "seed(s) [0, 1] failed" in done.stderr and "BrokenProcessPool" in done.stderr
+    assert 'must call it under `if __name__ == "__main__":`' in done.stderr
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(Table1Config.micro().with_(sft_steps=3).to_dict()))
     with pytest.raises(

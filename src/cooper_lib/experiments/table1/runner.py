@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -233,9 +234,16 @@ def _run_at_once(
                 print(f"table1: seed {seed} {', '.join(group)} done", flush=True)
     if failed:
         seed, error = min(failed.items())
+        hint = (
+            " (a process died: killed, out of memory, or never started; a script that calls "
+            'run_table1 with jobs > 1 must call it under `if __name__ == "__main__":`, as '
+            "Python's message above says when that is the cause)"
+            if isinstance(error, BrokenProcessPool)
+            else ""
+        )
         raise RuntimeError(
             f"seed(s) {sorted(failed)} failed, the others' arms are saved in {out} (rerun to resume); "
-            f"seed {seed}: {type(error).__name__}: {error}"
+            f"seed {seed}: {type(error).__name__}: {error}{hint}"
         ) from error
     return [results[(seed, name)] for seed in seeds for name in names]
 
