@@ -92,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     """Run `run_table1` with the settings the flags name (or print them) and print the report's path."""
     from cooper_lib.experiments.table1 import run_table1
 
+    if args.seeds is not None and args.seed_ids is not None:
+        raise SystemExit(
+            f"--seed-ids names the seeds, --seeds counts them; got both ({args.seed_ids}, {args.seeds})"
+        )
     preset, config = resolve_config(args)
     if args.print_config:
         import yaml

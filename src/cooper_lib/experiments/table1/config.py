@@ -1,4 +1,5 @@
-"""`Table1Config`: the experiment's model, data and budget, with the `quick`, `full` and `micro` presets."""
+"""`Table1Config`: the experiment's model, data and budget, with the `full`, `quick`, `tokens64` and `micro`
+presets."""
 
 from __future__ import annotations
 
@@ -374,7 +375,7 @@ class Table1Config:
 
     @classmethod
     def micro(cls) -> Table1Config:
-        """A seconds-long run for tests: 2 steps a stage, 4 scenes, a 2-layer 32-wide backbone."""
+        """A seconds-long run for tests: 1 step a stage, 4 scenes, a 1-layer 32-wide backbone."""
         return cls(
             backbone="tiny:qwen2_vl?hidden_size=32&num_hidden_layers=1",
             train_scenes=4,
