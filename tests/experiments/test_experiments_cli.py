@@ -43,6 +43,8 @@ def test_seed_ids_name_the_seeds_and_exclude_a_count(calls):
     assert kwargs["seeds"] == [2, 3]
     with pytest.raises(SystemExit, match="--seed-ids names the seeds, --seeds counts them"):
         main(["experiment", "table1", "--seed-ids", "2", "--seeds", "3"])
+    with pytest.raises(SystemExit, match="--seed-ids names the seeds, --seeds counts them"):
+        main(["experiment", "table1", "--seed-ids", "2", "--seeds", "3", "--print-config"])
     assert len(calls) == 1
 
 

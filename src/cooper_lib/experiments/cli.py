@@ -102,10 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
         return 0
-    if args.seeds is not None and args.seed_ids is not None:
-        raise SystemExit(
-            f"--seed-ids names the seeds, --seeds counts them; got both ({args.seed_ids}, {args.seeds})"
-        )
     if args.seed_ids is not None:
         seeds: int | list[int] = args.seed_ids
     else:
