@@ -83,3 +83,22 @@ def test_a_frozen_stage1_keeps_the_base_language_model_and_trains_the_heads(tmp_
     assert {"heads", "queries", "vision"} <= changed
     with pytest.raises(ValueError, match="stage1_llm: expected one of"):
         Table1Config(stage1_llm="half")
+
+
+def test_stage1_takes_its_own_batch_and_sft_the_shared_one(tmp_path, monkeypatch):
+    """``stage1_batch_size`` sets stage 1's records per step only; SFT keeps ``batch_size``."""
+    from cooper_lib.experiments.table1 import arms
+
+    seen = {}
+    for name in ("Stage1Trainer", "InterleavedSFTTrainer"):
+        real = getattr(arms, name)
+
+        def spy(model, cfg, *args, _real=real, _name=name, **kwargs):
+            seen[_name] = cfg.run.batch_size
+            return _real(model, cfg, *args, **kwargs)
+
+        monkeypatch.setattr(arms, name, spy)
+    config = Table1Config.micro().with_(batch_size=2, stage1_batch_size=3)
+    files = prepare_data(tmp_path, config)
+    arms.train_arm(arms.ARMS["amg_qa"], config, files, 0, tmp_path / "arm", "cpu")
+    assert seen == {"Stage1Trainer": 3, "InterleavedSFTTrainer": 2}

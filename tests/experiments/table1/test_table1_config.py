@@ -53,3 +53,11 @@ def test_trace_maps_are_true_by_default_or_the_arms_own():
     assert Table1Config().trace_maps == "true" and Table1Config(trace_maps="own").trace_maps == "own"
     with pytest.raises(ValueError, match=r"trace_maps: expected one of \['true', 'own'\], got 'generated'"):
         Table1Config(trace_maps="generated")
+
+
+def test_stage1_batch_size_defaults_to_the_batch_size_and_must_be_positive():
+    assert Table1Config(batch_size=8).stage1_batch == 8
+    assert Table1Config(batch_size=8, stage1_batch_size=128).stage1_batch == 128
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="stage1_batch_size: expected a positive int or None"):
+            Table1Config(stage1_batch_size=bad)

@@ -290,6 +290,7 @@ def train_arm(
                     data=[str(data["stage1"])],
                     **_sections(config, seed, steps, out, device, config.lr),
                 )
+                cfg.run.batch_size = config.stage1_batch
                 trainer = Stage1Trainer(build_model(model_config), cfg)
             elif stage == "sft":
                 trainer = _sft_trainer(
