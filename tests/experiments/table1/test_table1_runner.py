@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +175,54 @@ def test_a_script_without_the_main_guard_is_told_what_it_lacks(tmp_path):
     assert done.returncode != 0
     assert "seed(s) [0, 1] failed" in done.stderr and "BrokenProcessPool" in done.stderr
     assert 'must call it under `if __name__ == "__main__":`' in done.stderr
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (an orphan's init may not reap it at once)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_run_leaves_no_process_training(tmp_path):
+    """SIGKILL (or SIGTERM) to the run does not reach its worker processes; they end on their own
+    once it has gone instead of training on as orphans."""
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "worker.pid"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import multiprocessing, os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from cooper_lib.experiments.table1.runner import _stop_with_parent\n"
+        "def work(path):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(300)\n"
+        "if __name__ == '__main__':\n"
+        "    context = multiprocessing.get_context('spawn')\n"
+        "    with ProcessPoolExecutor(1, mp_context=context, initializer=_stop_with_parent) as pool:\n"
+        f"        pool.submit(work, {str(pid_file)!r}).result()\n"
+    )
+    run = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 120
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        assert _running(worker)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    deadline = time.monotonic() + 20
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    alive = _running(worker)
+    if alive:
+        os.kill(worker, signal.SIGKILL)
+    assert not alive, "the worker trained on after its run was killed"
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

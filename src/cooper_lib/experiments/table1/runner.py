@@ -17,6 +17,8 @@ experiment's models are far too small to fill a GPU: on an H200 a step took what
 CPU cores (host-bound, benchmarks/RESULTS.md), so the run's time is set by how many steps run side
 by side. The processes are started with ``spawn`` (CUDA cannot be used in a forked child), so a
 script that calls `run_table1` with ``jobs > 1`` needs the usual ``if __name__ == "__main__":`` guard.
+A process ends on its own once the run that started it is gone (`_stop_with_parent`): a SIGTERM or
+SIGKILL to the command (``timeout``, ``kill``) does not reach the processes, which would train on.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -163,6 +166,19 @@ def run_arm(
     return result
 
 
+def _stop_with_parent(poll_seconds: float = 1.0) -> None:
+    """Start a thread that ends this worker process once its parent has gone (its parent id
+    changes: the orphan is adopted), so a run killed with a signal leaves no process training."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="table1-parent-watch", daemon=True).start()
+
+
 def _base_process(
     seed: int, config: Table1Config, out: Path, data: dict[str, Path], device: str, threads: int
 ) -> None:
@@ -210,7 +226,7 @@ def _run_at_once(
     results: dict[tuple[int, str], dict[str, Any]] = {}
     failed: dict[int, BaseException] = {}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_stop_with_parent) as pool:
         pending: dict[Future, tuple[int, list[str] | None]] = {
             pool.submit(_base_process, seed, config, out, data, device, threads): (seed, None)
             for seed in seeds
