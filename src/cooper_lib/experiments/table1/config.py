@@ -142,7 +142,8 @@ class Table1Config:
             budget counts steps, so a larger stage-1 batch gives the heads more samples in the same
             steps (the report's budget line says so): 1,000 steps of 128 drew objects' depth at
             84.2 % against 80.9 with 16 (benchmarks/RESULTS.md, "Heads with a query per visual
-            token"). On a GPU, where a step of this model is host-bound, it costs little time.
+            token"), though COOPER answered no better for it ("A stage 1 of batch 128"). On a GPU,
+            where a step of this model is host-bound, it costs little time.
         lr: peak learning rate of the supervised stages (cosine, 10 % warm-up).
         grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
         tool_ratio: share of tool-using traces in COOPER's interleaved SFT data.
