@@ -257,16 +257,10 @@ class Table1Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if self.stage1_scenes is not None and (
-            not isinstance(self.stage1_scenes, int) or self.stage1_scenes < 1
-        ):
-            raise ValueError(f"stage1_scenes: expected a positive int or None, got {self.stage1_scenes!r}")
-        if self.stage1_batch_size is not None and (
-            not isinstance(self.stage1_batch_size, int) or self.stage1_batch_size < 1
-        ):
-            raise ValueError(
-                f"stage1_batch_size: expected a positive int or None, got {self.stage1_batch_size!r}"
-            )
+        for name in ("stage1_scenes", "stage1_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
         for name in ("base_steps", "stage1_steps", "grpo_steps", "base_map_scenes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
