@@ -208,3 +208,12 @@ def test_own_maps_are_what_the_model_draws_of_each_traces_photograph(tmp_path, n
     (own.parent / "bad.jsonl").write_text(json.dumps({"id": "x", "items": traced["items"][1:]}) + "\n")
     with pytest.raises(ValueError, match="record 'x' shows a map but no photograph"):
         write_own_maps(model, own.parent / "bad.jsonl", "bad")
+
+
+def test_by_default_every_question_a_map_helps_calls_its_tool(tmp_path):
+    files = prepare_data(tmp_path, Table1Config.micro().with_(questions_per_scene=4))
+    metas = [record.meta for record in load_sft_records([files["interleaved"]])]
+    helped = [meta for meta in metas if meta["modality"] is not None]
+    assert helped and len(helped) < len(metas)
+    assert all(meta["tool"] == meta["modality"] for meta in helped)
+    assert all(meta["tool"] is None for meta in metas if meta["modality"] is None)

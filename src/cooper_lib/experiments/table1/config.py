@@ -146,7 +146,13 @@ class Table1Config:
             where a step of this model is host-bound, it costs little time.
         lr: peak learning rate of the supervised stages (cosine, 10 % warm-up).
         grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
-        tool_ratio: share of tool-using traces in COOPER's interleaved SFT data.
+        tool_ratio: share of the questions a map helps whose interleaved SFT trace calls its tool
+            (the others are answered in text; colour questions, which no map helps, always are).
+            Default 1.0, every such trace: which of them go without is drawn at random, so a
+            lower ratio teaches no decision, only answers without the map. At 0.75 (the default
+            before 2026-12-06) another scene's maps cost COOPER 6.0 / 6.0 points on distance;
+            at 1.0, on the same stage 1, 12.2 / 11.5, and 11.0 ± 0.7 over four seeds with a
+            heavier map loss (benchmarks/RESULTS.md, "Every trace a map").
         max_new_tokens: per-turn token budget at evaluation and in GRPO rollouts; it must hold
             the longest trained turn (an interleaved tool-call turn is up to about 110 tokens of
             the tiny tokenizer with `tool_reasoning`, 46 without; `run_table1` refuses,
@@ -214,7 +220,7 @@ class Table1Config:
     grpo_lr: float = 1e-5
     grpo_batch_size: int = 2
     num_generations: int = 4
-    tool_ratio: float = 0.75
+    tool_ratio: float = 1.0
     max_new_tokens: int = 128
     eval_batch_size: int = 60
     map_scenes: int = 16
