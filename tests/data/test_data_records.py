@@ -163,13 +163,25 @@ def test_sft_rows_in_both_formats_and_their_errors(tmp_path):
             {"type": "text", "value": "a", "need_loss": "true"},
         ]
     }
-    a, b = load_sft_records([write(tmp_path / "s.jsonl", [ours, cooper])])
+    maps_only = {
+        "id": "m1",
+        "items": [
+            {"type": "text", "value": "<depth-estimation>go</depth-estimation>", "role": "assistant"},
+            {"type": "image", "value": "d.png", "role": "tool", "modality": "depth", "target": "t.png"},
+        ],
+    }
+    a, b, m = load_sft_records([write(tmp_path / "s.jsonl", [ours, cooper, maps_only])])
     assert a.id == "r1" and a.roles() == ["user", "assistant"] == b.roles()
+    # a record with a map's target and no text loss trains the heads alone
+    assert m.items[1].target == "t.png" and not any(item.need_loss for item in m.items)
     for row, message in [
         ({"interleaved_reason": [{"type": "text", "value": "x", "need_loss": "yes"}]}, "need_loss"),
         ({"interleaved_reason": [{"type": "video", "value": "x"}]}, "type"),
         ({"interleaved_reason": [{"type": "image", "value": "x", "need_loss": True}]}, "only text items"),
-        ({"interleaved_reason": [{"type": "text", "value": "x"}]}, "no item has need_loss"),
+        (
+            {"interleaved_reason": [{"type": "text", "value": "x"}]},
+            "no item has need_loss and no map a target",
+        ),
         ({"messages": []}, "interleaved_reason"),
     ]:
         with pytest.raises(ValueError, match=message):

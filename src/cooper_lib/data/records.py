@@ -325,8 +325,10 @@ def parse_sft(
         scaled = name is not None and get_modality(name).scaled_png
         scale = raw.get("target_scale", depth_scale if scaled else None)
         items.append(Item(kind, raw["value"], need_loss, role, name, raw.get("target"), scale))
-    if not any(item.need_loss for item in items):
-        raise ValueError(f"{where}: no item has need_loss; the record would train nothing")
+    if not any(item.need_loss or item.target is not None for item in items):
+        raise ValueError(
+            f"{where}: no item has need_loss and no map a target; the record would train nothing"
+        )
     return SFTRecord(str(row.get("id", where)), items, meta, base_dir)
 
 

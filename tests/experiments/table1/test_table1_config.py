@@ -49,6 +49,20 @@ def test_base_map_scenes_default_to_zero_and_must_be_non_negative():
             Table1Config(base_map_scenes=bad)
 
 
+def test_stage1_maps_in_sft_need_scenes_past_the_question_scenes_and_supervised_maps():
+    assert not Table1Config().sft_stage1_maps
+    assert Table1Config(train_scenes=7, stage1_scenes=20, sft_stage1_maps=True).sft_stage1_maps
+    for changes, got in [
+        ({"train_scenes": 7}, "stage1_scenes None, train_scenes 7"),
+        ({"train_scenes": 7, "stage1_scenes": 7}, "stage1_scenes 7, train_scenes 7"),
+        ({"train_scenes": 7, "stage1_scenes": 20, "supervise_maps": False}, "supervise_maps False"),
+    ]:
+        with pytest.raises(
+            ValueError, match=f"sft_stage1_maps: expected stage1_scenes above train_scenes.*{got}"
+        ):
+            Table1Config(sft_stage1_maps=True, **changes)
+
+
 def test_trace_maps_are_true_by_default_or_the_arms_own():
     assert Table1Config().trace_maps == "true" and Table1Config(trace_maps="own").trace_maps == "own"
     with pytest.raises(ValueError, match=r"trace_maps: expected one of \['true', 'own'\], got 'generated'"):

@@ -144,6 +144,58 @@ def test_stage1_scenes_give_stage1_the_qa_scenes_and_more(tmp_path):
     assert len(qa) == config.train_scenes and scenes("stage1")[: len(qa)] == qa
 
 
+@pytest.mark.parametrize("reflection_prompt", [False, True])
+def test_stage1_map_records_teach_the_heads_alone_on_the_scenes_no_question_asks_about(
+    tmp_path, reflection_prompt
+):
+    config = Table1Config.micro()
+    config = config.with_(
+        stage1_scenes=config.train_scenes + 3, sft_stage1_maps=True, reflection_prompt=reflection_prompt
+    )
+    files = prepare_data(tmp_path, config)
+    folder = files["stage1_maps"].parent
+    scenes = [json.loads(line) for line in (folder / "scenes.jsonl").read_text().splitlines()]
+    stage1 = [json.loads(line) for line in (files["stage1"].parent / "scenes.jsonl").read_text().splitlines()]
+    assert [s["seed"] for s in scenes] == [s["seed"] for s in stage1]  # the stage-1 scenes
+    records = load_sft_records([files["stage1_maps"]])
+    assert json.loads((folder / "manifest.json").read_text())["records"] == len(records) == 3
+    assert [r.meta["scene"] for r in records] == [
+        config.train_scenes,
+        config.train_scenes + 1,
+        config.train_scenes + 2,
+    ]
+    fmt = TurnFormat.default()
+    for record in records:
+        assert [(i.type, i.role, i.need_loss, i.modality) for i in record.items] == [
+            ("image", "user", False, None),
+            ("text", "assistant", False, None),
+            ("image", "tool", False, "depth"),
+            ("text", "tool", False, None),
+            ("text", "assistant", False, None),
+            ("image", "tool", False, "segmentation"),
+            ("text", "tool", False, None),
+        ]
+        assert [fmt.called_tool(record.items[k].value) for k in (1, 4)] == ["depth", "segmentation"]
+        assert [record.items[k].value for k in (3, 6)] == [REFLECTION_PROMPT if reflection_prompt else ""] * 2
+        name = scenes[record.meta["scene"]]["name"]
+        assert record.items[0].value == f"images/{name}.png"
+        assert [record.items[k].target for k in (2, 5)] == [f"depth/{name}.png", f"semantic/{name}.png"]
+        assert (folder / record.items[2].value).exists() and (folder / record.items[5].value).exists()
+    # collated: no text is a target, both maps are
+    model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial)))
+    batch = SFTCollator(model, system_prompt="")(records[:2])
+    assert (batch["labels"] == -100).all()
+    assert {name: tuple(t.shape[:1]) for name, t in batch["aux_targets"].items()} == {
+        "depth": (2,),
+        "segmentation": (2,),
+    }
+    # resuming rewrites nothing; off, or no scenes past the question scenes, no such set
+    before = (files["stage1_maps"].stat().st_mtime_ns, files["stage1_maps"].read_text())
+    prepare_data(tmp_path, config)
+    assert (files["stage1_maps"].stat().st_mtime_ns, files["stage1_maps"].read_text()) == before
+    assert "stage1_maps" not in prepare_data(tmp_path / "off", config.with_(sft_stage1_maps=False))
+
+
 def test_base_map_readings_ask_a_lone_depth_map_for_its_one_objects_distance(tmp_path):
     config = Table1Config.micro().with_(base_map_scenes=4)
     files = prepare_data(tmp_path, config)

@@ -27,6 +27,7 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
         caption_maps=True,
         base_map_scenes=3,
         trace_maps="own",
+        sft_stage1_maps=True,
     )
     starts = []  # (stage output folder, init_from) of every model the arms build
     model_config = arms_module._model_config
@@ -72,10 +73,16 @@ def test_run_writes_report_and_resumes_without_retraining(tmp_path, monkeypatch)
         (state,) = (tmp_path / "seed-0" / arm / "train" / "sft" / "checkpoints").glob("*/state.json")
         return json.loads(state.read_text())["config"]["data"]
 
-    assert trained_on("bagel_pe") == [str(tmp_path / "data" / "qa" / "own-seed-0-bagel_pe.jsonl")]
+    assert trained_on("bagel_pe") == [
+        str(tmp_path / "data" / name / "own-seed-0-bagel_pe.jsonl") for name in ("qa", "stage1_maps")
+    ]
     assert trained_on("qa_only") == [str(tmp_path / "data" / "qa" / "records.jsonl")]
     assert (
         "trace maps: the perceiving arms' SFT traces show the maps their own stage-1 model"
+        in report.read_text()
+    )
+    assert (
+        "stage-1 maps in SFT: the perceiving arms' SFT after stage 1 also draws 2 map records"
         in report.read_text()
     )
     assert (tmp_path / "table1.png").stat().st_size > 0

@@ -240,16 +240,21 @@ def train_base(
 
 def _sft_data(
     arm: Arm, config: Table1Config, data: dict[str, Path], seed: int, model: Path | None, device: str
-) -> Path:
-    """The SFT set of `arm`: with ``trace_maps`` ``"own"``, when the arm perceives after a stage 1,
-    its traces with the maps its stage-1 `model` draws (`write_own_maps`); else its set as written."""
-    ran_stage1 = arm.stage1 and config.stage1_steps and model is not None
-    if config.trace_maps != "own" or arm.sft == "qa" or not ran_stage1:
-        return data[arm.sft]
+) -> list[Path]:
+    """The SFT sets of `arm`: its set as written, beside it the stage-1 scenes' map records
+    (``stage1_maps``) when the arm perceives after a stage 1 and ``sft_stage1_maps`` is on; with
+    ``trace_maps`` ``"own"``, for such an arm, each with the maps its stage-1 `model` draws
+    (`write_own_maps`)."""
+    ran_stage1 = bool(arm.stage1 and config.stage1_steps and model is not None)
+    if arm.sft == "qa" or not ran_stage1:
+        return [data[arm.sft]]
+    sets = [data[arm.sft]] + ([data["stage1_maps"]] if config.sft_stage1_maps else [])
+    if config.trace_maps != "own":
+        return sets
     from cooper_lib.loading import load_trained_folder
 
     stage1 = load_trained_folder(model).to(device).eval()
-    return write_own_maps(stage1, data[arm.sft], f"own-seed-{seed}-{arm.name}")
+    return [write_own_maps(stage1, path, f"own-seed-{seed}-{arm.name}") for path in sets]
 
 
 def train_arm(
@@ -299,7 +304,7 @@ def train_arm(
                     steps,
                     out,
                     device,
-                    [_sft_data(arm, config, data, seed, current, device)],
+                    _sft_data(arm, config, data, seed, current, device),
                     current,
                 )
             else:

@@ -125,6 +125,19 @@ class Table1Config:
             4,000 distance traces read true maps at 79.1 % and its own at 66.7, below the
             photograph's 69.6. Shown its own maps instead it learns to read the photograph (its
             own maps 70.6 / 70.3 %, another scene's 69.3 / 71.9, seeds 0 / 1; benchmarks/RESULTS.md).
+        sft_stage1_maps: the perceiving arms' SFT after a stage 1 (BAGEL-PE's and COOPER's) also
+            learns the maps of the stage-1 scenes no question asks about (those past
+            ``train_scenes``; needs ``stage1_scenes`` larger and `supervise_maps` on): a record per
+            scene, its photograph, a depth call and the true map, a segmentation call and the true
+            map, with no text loss (`cooper_lib.experiments.table1.data.write_map_records`),
+            drawn among the traces. It keeps the heads on the stage-1 scenes while SFT moves the
+            states they read: on 1,000 question scenes the maps came out of SFT blurrier than on
+            4,000 (objects' distance read off them 73.5 against 77.2 %, benchmarks/RESULTS.md).
+            Those arms then see more map data in SFT than the others, as COOPER's recipe does, and
+            their traces are a smaller share of each batch (the report's set-up says so). On 1,000
+            question scenes it drew the sharpest maps yet (mIoU 0.91 against 0.76, objects' distance
+            read off them 77.3 / 78.2 %) and COOPER answered distance no better (-0.6 / -0.3 points
+            against QA-only; "Sharper maps, or the reader's own").
         stage1_steps: AMG steps; arms without stage 1 spend them on SFT, so every arm takes
             ``stage1_steps + sft_steps`` supervised steps.
         stage1_llm: the language model in stage 1: ``"full"`` (trained with the heads) or
@@ -210,6 +223,7 @@ class Table1Config:
     caption_maps: bool = False
     base_map_scenes: int = 0
     trace_maps: str = "true"
+    sft_stage1_maps: bool = False
     stage1_steps: int = 150
     stage1_llm: str = "full"
     sft_steps: int = 850
@@ -275,6 +289,12 @@ class Table1Config:
             raise ValueError(f"stage1_llm: expected one of {list(LLM_MODES)}, got {self.stage1_llm!r}")
         if self.trace_maps not in TRACE_MAPS:
             raise ValueError(f"trace_maps: expected one of {list(TRACE_MAPS)}, got {self.trace_maps!r}")
+        if self.sft_stage1_maps and not (self.supervise_maps and self.map_scene_count > self.train_scenes):
+            raise ValueError(
+                "sft_stage1_maps: expected stage1_scenes above train_scenes and supervise_maps on (the "
+                f"records teach the heads on the stage-1 scenes no question asks about); got stage1_scenes "
+                f"{self.stage1_scenes}, train_scenes {self.train_scenes}, supervise_maps {self.supervise_maps}"
+            )
         if self.answer_style not in ("short", "short_text"):
             raise ValueError(f"answer_style: expected 'short' or 'short_text', got {self.answer_style!r}")
         if not isinstance(self.scene, dict):

@@ -9,6 +9,8 @@
   (`write_map_reading`), part of the same base model's pretraining;
 - ``stage1``: a depth and a segmentation record per training scene (AMG), over
   ``Table1Config.stage1_scenes`` scenes of the same draw when set;
+- ``stage1_maps``: with ``Table1Config.sft_stage1_maps``, a map record per stage-1 scene past
+  the question scenes (`write_map_records`), which the perceiving arms' SFT draws among its traces;
 - ``qa``: the same training scenes' questions answered directly, ``<answer>\\boxed{X}</answer>``
   (`Table1Config.answer_style`, no tool calls); ``qa/perceive_first.jsonl`` holds the same questions
   with depth, then segmentation, called before the answer (the BAGEL-PE traces);
@@ -78,6 +80,8 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
             "caption_distances": config.caption_distances,
             "caption_maps": config.caption_maps,
         }
+    if config.sft_stage1_maps:
+        sets["stage1_maps"] = {"n": config.map_scene_count, "seed": 0, "stage": "sft", "tool_ratio": 1.0}
     if config.base_steps and config.base_map_scenes:
         sets["base_maps"] = {
             "n": config.base_map_scenes,
@@ -106,6 +110,8 @@ def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
             )
         if name == "base_maps":
             write_map_reading(folder / "records.jsonl")
+        if name == "stage1_maps":
+            write_map_records(folder, first=config.train_scenes, reflection=config.reflection_prompt)
         if options["stage"] in ("sft", "caption"):
             trim_records(folder / "records.jsonl", config)
         files[name] = folder / "records.jsonl"
@@ -168,6 +174,48 @@ def write_map_reading(path: Path) -> int:
                 item.pop("target", None)
     _write_lines(path, [json.dumps(row) for row in rows])
     return len(rows)
+
+
+def write_map_records(folder: Path, first: int, reflection: bool = False) -> int:
+    """Rewrite ``folder / "records.jsonl"`` (an SFT set of the synthetic world) as map records of
+    its scenes from index `first` on: each shows the scene's photograph, then a depth call and the
+    true depth map, then a segmentation call and the true segmentation map, as a COOPER trace shows
+    them, with no text loss; after each map COOPER's reflection prompt when `reflection`, else an
+    empty text (as `trim_records` leaves the traces). They train the heads alone, in SFT's own
+    context (the query block after a tool call in a chat), on scenes no question asks about. Built
+    from ``scenes.jsonl``, so rewriting a rewritten set changes nothing; the manifest's record count
+    follows. Returns the count of records."""
+    fmt = TurnFormat.default()
+    folder = Path(folder)
+    scenes = [json.loads(line) for line in (folder / "scenes.jsonl").read_text().splitlines() if line.strip()]
+    lines = []
+    for scene in scenes[first:]:
+        name, files = scene["name"], scene["files"]
+        items: list[dict[str, Any]] = [
+            {"type": "image", "value": files["images"], "need_loss": False, "role": "user"}
+        ]
+        for modality in PERCEIVE_ORDER:
+            items += [
+                {
+                    "type": "text",
+                    "value": fmt.think_block("") + fmt.tool_call(modality),
+                    "need_loss": False,
+                    "role": "assistant",
+                },
+                {
+                    "type": "image",
+                    "value": f"maps/{name}_{modality}.png",
+                    "role": "tool",
+                    "modality": modality,
+                    "target": files[_TARGETS[modality]],
+                },
+                {"type": "text", "value": fmt.reflection(modality) if reflection else "", "role": "tool"},
+            ]
+        lines.append(json.dumps({"id": f"{name}-maps", "items": items, "meta": {"scene": scene["index"]}}))
+    _write_lines(folder / "records.jsonl", lines)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    _write_lines(folder / "manifest.json", [json.dumps({**manifest, "records": len(lines)}, indent=2)])
+    return len(lines)
 
 
 def write_perceive_first(source: Path, dest: Path) -> int:

@@ -336,6 +336,13 @@ def run_table1(
             "the perceiving arms' SFT traces show the maps their own stage-1 model draws of each "
             "photograph, not the true maps (the heads still learn from the true maps)"
         )
+    if config.sft_stage1_maps:
+        extra = config.map_scene_count - config.train_scenes
+        setup["stage-1 maps in SFT"] = (
+            f"the perceiving arms' SFT after stage 1 also draws {extra} map records (the stage-1 scenes "
+            "no question asks about: photograph, depth and segmentation calls, the true maps, no text "
+            "loss) among its traces: those arms see more map data in SFT than the others"
+        )
     if config.base_steps:
         seconds = [
             json.loads(path.read_text())["base"]
