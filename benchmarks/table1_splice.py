@@ -1,0 +1,111 @@
+"""Which part of a depth map a trained Table 1 COOPER model reads: its distance answers shown its
+own depth map, the true one, or splices of the two.
+
+For each seed of a finished `cooper-lib experiment table1` run, the COOPER arm's final model
+answers the held-out distance questions (greedy, its adaptive policy, as the experiment evaluates
+it) with each depth map it asks for replaced through the reasoner's ``map_override``:
+
+- ``own``: nothing replaced (the experiment's main condition; its figure comes back);
+- ``own, smoothed``: its own map upsampled in metres (bilinear) to the photograph's size before it
+  is coloured, instead of the reasoner's nearest resize of the coloured heads' output;
+- ``true``: the scene's true map (the experiment's "true" condition, depth only);
+- ``object true``: its own map (smoothed), the asked object's pixels from the true map;
+- ``object own``: the true map, the asked object's pixels from its own map (smoothed).
+
+Segmentation maps stay its own. Prints a markdown table, a row per seed and the mean.
+
+    python benchmarks/table1_splice.py RUN_DIR --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cooper_lib.eval.runner import prediction_text
+from cooper_lib.experiments.table1.config import Table1Config
+from cooper_lib.experiments.table1.evaluation import SceneMaps, held_out_benchmark
+from cooper_lib.loading import load_trained_folder
+from cooper_lib.reasoning.reasoner import InterleavedReasoner
+
+CONDITIONS = {
+    "own": "own",
+    "own_smoothed": "own, smoothed",
+    "true": "true",
+    "object_true": "object true",
+    "object_own": "object own",
+}
+
+
+def _override(condition: str, maps: SceneMaps, batch: list) -> object:
+    def shown(modality: str, row: int, generated: torch.Tensor) -> torch.Tensor | None:
+        if modality != "depth" or condition == "own":
+            return None
+        item = batch[row]
+        true = maps.shown(item, "depth")
+        if condition == "true":
+            return true
+        own = F.interpolate(
+            generated.reshape(1, 1, *generated.shape[-2:]).float(),
+            size=true.shape[-2:],
+            mode="bilinear",
+            align_corners=False,
+        ).reshape(true.shape)
+        asked = torch.isin(maps.scene(item).instance, torch.tensor(item.extra["objects"])).reshape(true.shape)
+        if condition == "own_smoothed":
+            return own
+        if condition == "object_true":
+            return torch.where(asked, true, own)
+        return torch.where(asked, own, true)
+
+    return shown
+
+
+def splice_scores(run: Path, seed: int) -> dict[str, float]:
+    """Distance accuracy (percent) of seed `seed`'s COOPER model under each of `CONDITIONS`."""
+    config = Table1Config.from_dict(json.loads((run / "config.json").read_text()))
+    model = load_trained_folder(run / f"seed-{seed}" / "cooper" / "train" / "grpo" / "final").eval()
+    benchmark = held_out_benchmark(run / "data" / "test" / "records.jsonl")
+    items = [item for item in benchmark.items if item.category == "distance_camera"]
+    maps = SceneMaps(benchmark, config.depth_display_range[1])
+    reasoner = InterleavedReasoner(
+        model, policy="adaptive", max_new_tokens_per_turn=config.max_new_tokens, **config.reasoner_prompts()
+    )
+    scores = {}
+    for condition in CONDITIONS:
+        values = []
+        for start in range(0, len(items), config.eval_batch_size):
+            batch = items[start : start + config.eval_batch_size]
+            reasoner.map_override = _override(condition, maps, batch)
+            with torch.no_grad():
+                traces = reasoner.run_batch([i.load_image() for i in batch], [i.question for i in batch])
+            values += [
+                float(benchmark.score(i, prediction_text(t))["score"])
+                for i, t in zip(batch, traces, strict=True)
+            ]
+        scores[condition] = 100 * sum(values) / len(values)
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "run", type=Path, help="a finished table1 run folder (holds config.json, data/, seed-N/)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds whose COOPER arm is probed")
+    args = parser.parse_args()
+    rows = {seed: splice_scores(args.run, seed) for seed in args.seeds}
+    print("| seed | " + " | ".join(CONDITIONS.values()) + " |")
+    print("| --- " * (len(CONDITIONS) + 1) + "|")
+    for seed, scores in rows.items():
+        print(f"| {seed} | " + " | ".join(f"{scores[c]:.1f}" for c in CONDITIONS) + " |")
+    means = {c: sum(r[c] for r in rows.values()) / len(rows) for c in CONDITIONS}
+    print("| mean | " + " | ".join(f"{means[c]:.1f}" for c in CONDITIONS) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""`benchmarks/table1_splice.py`: the depth maps each condition shows the reader."""
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "table1_splice.py"
+spec = importlib.util.spec_from_file_location("table1_splice", SCRIPT)
+splice = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(splice)
+
+
+class _Maps:
+    """A 4 x 4 scene whose true depth is 5 m everywhere, the asked object (instance 2) in the top-left 2 x 2."""
+
+    def __init__(self):
+        self.instance = torch.zeros(4, 4, dtype=torch.long)
+        self.instance[:2, :2] = 2
+
+    def shown(self, item, modality):
+        return torch.full((4, 4), 5.0)
+
+    def scene(self, item):
+        return SimpleNamespace(instance=self.instance)
+
+
+def test_each_condition_shows_its_splice_of_own_and_true_depth():
+    maps, item = _Maps(), SimpleNamespace(extra={"objects": [2]})
+    own = torch.full((2, 2), 1.0)  # the heads' output, coarser than the photograph
+    asked = maps.instance == 2
+    shown = {c: splice._override(c, maps, [item])("depth", 0, own) for c in splice.CONDITIONS}
+    assert shown["own"] is None  # the reasoner's own drawing, untouched
+    assert torch.equal(shown["own_smoothed"], torch.full((4, 4), 1.0))  # upsampled to the true map's size
+    assert torch.equal(shown["true"], torch.full((4, 4), 5.0))
+    assert torch.equal(shown["object_true"], torch.where(asked, 5.0, 1.0))
+    assert torch.equal(shown["object_own"], torch.where(asked, 1.0, 5.0))
+    # segmentation maps stay the model's own in every condition
+    assert all(splice._override(c, maps, [item])("segmentation", 0, own) is None for c in splice.CONDITIONS)
+
+
+def test_smoothing_interpolates_in_metres():
+    maps, item = _Maps(), SimpleNamespace(extra={"objects": [2]})
+    own = torch.tensor([[1.0, 3.0], [1.0, 3.0]])
+    smooth = splice._override("own_smoothed", maps, [item])("depth", 0, own)
+    assert smooth.shape == (4, 4)
+    assert torch.allclose(smooth[0], torch.tensor([1.0, 1.5, 2.5, 3.0]))  # bilinear, not nearest
