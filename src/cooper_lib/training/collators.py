@@ -144,6 +144,11 @@ class SFTCollator:
         texts, images, pieces, targets = [], [], [], []
         for record in records:
             messages, record_images, loss_pieces, record_targets = self.render(record)
+            if not loss_pieces and all(target is None for _, target in record_targets):
+                raise ValueError(
+                    f"record {record.id}: no loss-bearing text and no supervised map (supervise_maps="
+                    f"{self.supervise_maps}); it would train nothing"
+                )
             texts.append(self.model.adapter.render_chat(self.model.processor, messages))
             images.append(record_images)
             pieces.append(loss_pieces)

@@ -185,6 +185,8 @@ def test_stage1_map_records_teach_the_heads_alone_on_the_scenes_no_question_asks
     model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial)))
     batch = SFTCollator(model, system_prompt="")(records[:2])
     assert (batch["labels"] == -100).all()
+    with pytest.raises(ValueError, match=r"record \d+-maps: no loss-bearing text and no supervised map"):
+        SFTCollator(model, system_prompt="", supervise_maps=False)(records[:1])
     assert {name: tuple(t.shape[:1]) for name, t in batch["aux_targets"].items()} == {
         "depth": (2,),
         "segmentation": (2,),
