@@ -102,3 +102,26 @@ def test_stage1_takes_its_own_batch_and_sft_the_shared_one(tmp_path, monkeypatch
     files = prepare_data(tmp_path, config)
     arms.train_arm(arms.ARMS["amg_qa"], config, files, 0, tmp_path / "arm", "cpu")
     assert seen == {"Stage1Trainer": 3, "InterleavedSFTTrainer": 2}
+
+
+@pytest.mark.parametrize(("trace_maps", "share"), [("true", None), ("own", 1.0), ("mixed", 0.5)])
+def test_the_perceiving_arms_traces_show_the_maps_trace_maps_names(tmp_path, monkeypatch, trace_maps, share):
+    from cooper_lib.experiments.table1 import arms
+
+    drawn = []
+    monkeypatch.setattr("cooper_lib.loading.load_trained_folder", lambda path: torch.nn.Identity())
+    monkeypatch.setattr(
+        arms,
+        "write_own_maps",
+        lambda model, path, name, **kwargs: drawn.append((path, name, kwargs)) or tmp_path / f"{name}.jsonl",
+    )
+    config = Table1Config.micro().with_(trace_maps=trace_maps)
+    data = {"interleaved": tmp_path / "interleaved.jsonl", "qa": tmp_path / "qa.jsonl"}
+    sets = arms._sft_data(arms.ARMS["cooper"], config, data, 2, tmp_path / "stage1", "cpu")
+    assert arms._sft_data(arms.ARMS["qa_only"], config, data, 2, tmp_path / "stage1", "cpu") == [data["qa"]]
+    if share is None:
+        assert sets == [data["interleaved"]] and not drawn
+    else:
+        name = f"{trace_maps}-seed-2-cooper"
+        assert sets == [tmp_path / f"{name}.jsonl"]
+        assert drawn == [(data["interleaved"], name, {"share": share, "seed": 2})]

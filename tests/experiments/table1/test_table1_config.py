@@ -63,9 +63,12 @@ def test_stage1_maps_in_sft_need_scenes_past_the_question_scenes_and_supervised_
             Table1Config(sft_stage1_maps=True, **changes)
 
 
-def test_trace_maps_are_true_by_default_or_the_arms_own():
+def test_trace_maps_are_true_by_default_the_arms_own_or_mixed():
     assert Table1Config().trace_maps == "true" and Table1Config(trace_maps="own").trace_maps == "own"
-    with pytest.raises(ValueError, match=r"trace_maps: expected one of \['true', 'own'\], got 'generated'"):
+    assert Table1Config(trace_maps="mixed").trace_maps == "mixed"
+    with pytest.raises(
+        ValueError, match=r"trace_maps: expected one of \['true', 'own', 'mixed'\], got 'generated'"
+    ):
         Table1Config(trace_maps="generated")
 
 

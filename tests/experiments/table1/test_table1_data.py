@@ -264,6 +264,35 @@ def test_own_maps_are_what_the_model_draws_of_each_traces_photograph(tmp_path, n
         write_own_maps(model, own.parent / "bad.jsonl", "bad")
 
 
+def test_a_share_of_own_maps_redraws_that_part_of_the_photographs_all_their_maps_alike(tmp_path):
+    config = Table1Config.micro().with_(train_scenes=24, questions_per_scene=3)
+    files = prepare_data(tmp_path, config)
+    model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial))).eval()
+    before = [json.loads(line) for line in files["interleaved"].open()]
+
+    def shown(path):
+        """Per photograph, whether each map it shows was redrawn (its value moved under own_maps/)."""
+        out: dict[str, set[bool]] = {}
+        for old, new in zip(before, [json.loads(line) for line in path.open()], strict=True):
+            for was, now in zip(old["items"], new["items"], strict=True):
+                if was.get("modality"):
+                    assert now["target"] == was["target"]
+                    out.setdefault(old["items"][0]["value"], set()).add(now["value"] != was["value"])
+        return out
+
+    half = shown(write_own_maps(model, files["interleaved"], "half", share=0.5, seed=3))
+    assert all(len(redrawn) == 1 for redrawn in half.values())  # every map of a photograph alike
+    own = sum(True in redrawn for redrawn in half.values())
+    assert 0 < own < len(half)
+    assert shown(write_own_maps(model, files["interleaved"], "again", share=0.5, seed=3)) == half
+    assert shown(write_own_maps(model, files["interleaved"], "other", share=0.5, seed=4)) != half
+    assert all(
+        True in redrawn for redrawn in shown(write_own_maps(model, files["interleaved"], "all")).values()
+    )
+    with pytest.raises(ValueError, match=r"share: expected a fraction in \(0, 1\], got 0.0"):
+        write_own_maps(model, files["interleaved"], "none", share=0.0)
+
+
 def test_by_default_every_question_a_map_helps_calls_its_tool(tmp_path):
     files = prepare_data(tmp_path, Table1Config.micro().with_(questions_per_scene=4))
     metas = [record.meta for record in load_sft_records([files["interleaved"]])]

@@ -13,7 +13,7 @@ Arms without stage 1 spend its steps on SFT, so every arm takes the same supervi
 arm starts from the same base model of its seed (`train_base`: ``base_steps`` of scene captioning,
 trained once per seed), as every arm of COOPER's Table 1 starts from BAGEL. With
 ``Table1Config.trace_maps`` ``"own"`` the perceiving arms' traces show the maps their stage-1
-model draws instead of the true ones (`_sft_data`).
+model draws instead of the true ones, with ``"mixed"`` half of them (`_sft_data`).
 """
 
 from __future__ import annotations
@@ -243,18 +243,20 @@ def _sft_data(
 ) -> list[Path]:
     """The SFT sets of `arm`: its set as written, beside it the stage-1 scenes' map records
     (``stage1_maps``) when the arm perceives after a stage 1 and ``sft_stage1_maps`` is on; with
-    ``trace_maps`` ``"own"``, for such an arm, each with the maps its stage-1 `model` draws
-    (`write_own_maps`)."""
+    ``trace_maps`` ``"own"`` (``"mixed"``: half the photographs), for such an arm, each with the
+    maps its stage-1 `model` draws (`write_own_maps`)."""
     ran_stage1 = bool(arm.stage1 and config.stage1_steps and model is not None)
     if arm.sft == "qa" or not ran_stage1:
         return [data[arm.sft]]
     sets = [data[arm.sft]] + ([data["stage1_maps"]] if config.sft_stage1_maps else [])
-    if config.trace_maps != "own":
+    if config.trace_maps == "true":
         return sets
     from cooper_lib.loading import load_trained_folder
 
     stage1 = load_trained_folder(model).to(device).eval()
-    return [write_own_maps(stage1, path, f"own-seed-{seed}-{arm.name}") for path in sets]
+    share = 0.5 if config.trace_maps == "mixed" else 1.0
+    name = f"{config.trace_maps}-seed-{seed}-{arm.name}"
+    return [write_own_maps(stage1, path, name, share=share, seed=seed) for path in sets]
 
 
 def train_arm(

@@ -72,7 +72,7 @@ EXPERIMENT_SPATIAL_64: dict[str, Any] = {**EXPERIMENT_SPATIAL, "query_grid": [8,
 
 
 #: `Table1Config.trace_maps` values: the maps the perceiving arms' SFT traces show.
-TRACE_MAPS = ("true", "own")
+TRACE_MAPS = ("true", "own", "mixed")
 
 
 @dataclass
@@ -125,6 +125,9 @@ class Table1Config:
             4,000 distance traces read true maps at 79.1 % and its own at 66.7, below the
             photograph's 69.6. Shown its own maps instead it learns to read the photograph (its
             own maps 70.6 / 70.3 %, another scene's 69.3 / 71.9, seeds 0 / 1; benchmarks/RESULTS.md).
+            ``"mixed"``: half the photographs (drawn by the seed) show their own maps, the rest the
+            true ones, so the reader learns to read maps off the true ones and sees what its heads
+            draw.
         sft_stage1_maps: the perceiving arms' SFT after a stage 1 (BAGEL-PE's and COOPER's) also
             learns the maps of the stage-1 scenes no question asks about (those past
             ``train_scenes``; needs ``stage1_scenes`` larger and `supervise_maps` on): a record per

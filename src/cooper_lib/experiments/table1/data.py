@@ -19,7 +19,8 @@
 - ``test``: the held-out benchmark's questions (test split).
 
 With ``Table1Config.trace_maps`` ``"own"``, a perceiving arm's traces are copied beside their set
-before its SFT, their maps redrawn by the arm's own stage-1 model (`write_own_maps`).
+before its SFT, their maps redrawn by the arm's own stage-1 model (`write_own_maps`); with
+``"mixed"``, half the photographs' maps.
 
 Every set asks the configured ``categories`` only, about scenes drawn with ``Table1Config.scene``.
 Without ``system_prompt`` the SFT records lose their system item, without ``reflection_prompt`` the
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -248,14 +250,21 @@ def write_perceive_first(source: Path, dest: Path) -> int:
     return len(lines)
 
 
-def write_own_maps(model: SpatialModel, source: Path, name: str, batch_size: int = 64) -> Path:
+def write_own_maps(
+    model: SpatialModel, source: Path, name: str, batch_size: int = 64, share: float = 1.0, seed: int = 0
+) -> Path:
     """Copy the SFT traces of `source` to ``<its folder>/<name>.jsonl`` with every map a tool
     shows replaced by the one `model` draws of the trace's photograph: `SpatialModel.perceive`
     (the stage-1 prompt), shown as the reasoner shows a generated map (`draw_map`, at the
     photograph's size), saved once per photograph and modality under ``own_maps/<name>/``. The
     maps' targets stay the true maps, so the heads still learn from them. The traces then show
     the reader what its own heads will show it at inference, where the true map shows what no
-    head draws. Rewritten on every call (the model may be new); returns the new file."""
+    head draws. With `share` below 1 only that part of the photographs get their own maps (each
+    photograph drawn by `seed` and its path, so every record and modality of it agrees and a rerun
+    draws the same); the rest keep the true maps. Rewritten on every call (the model may be new);
+    returns the new file."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share: expected a fraction in (0, 1], got {share!r}")
     from cooper_lib.reasoning.reasoner import default_codecs, draw_map
 
     source = Path(source)
@@ -273,6 +282,8 @@ def write_own_maps(model: SpatialModel, source: Path, name: str, batch_size: int
                 raise ValueError(
                     f"{source}: record {row.get('id')!r} shows a map but no photograph to draw it from"
                 )
+            if share < 1.0 and random.Random(f"{seed}:{photo}").random() >= share:
+                continue
             key = (photo, item["modality"])
             flat = Path(photo).with_suffix("").as_posix().replace("/", "-")  # unique per photograph
             wanted.setdefault(key, f"own_maps/{name}/{flat}_{item['modality']}.png")
