@@ -26,11 +26,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cooper_lib.eval.runner import prediction_text
 from cooper_lib.experiments.table1.config import Table1Config
-from cooper_lib.experiments.table1.evaluation import SceneMaps, held_out_benchmark
+from cooper_lib.experiments.table1.evaluation import SceneMaps, answer, held_out_benchmark
 from cooper_lib.loading import load_trained_folder
-from cooper_lib.reasoning.reasoner import InterleavedReasoner
 
 CONDITIONS = {
     "own": "own",
@@ -72,22 +70,19 @@ def splice_scores(run: Path, seed: int) -> dict[str, float]:
     benchmark = held_out_benchmark(run / "data" / "test" / "records.jsonl")
     items = [item for item in benchmark.items if item.category == "distance_camera"]
     maps = SceneMaps(benchmark, config.depth_display_range[1])
-    reasoner = InterleavedReasoner(
-        model, policy="adaptive", max_new_tokens_per_turn=config.max_new_tokens, **config.reasoner_prompts()
-    )
     scores = {}
     for condition in CONDITIONS:
-        values = []
-        for start in range(0, len(items), config.eval_batch_size):
-            batch = items[start : start + config.eval_batch_size]
-            reasoner.map_override = _override(condition, maps, batch)
-            with torch.no_grad():
-                traces = reasoner.run_batch([i.load_image() for i in batch], [i.question for i in batch])
-            values += [
-                float(benchmark.score(i, prediction_text(t))["score"])
-                for i, t in zip(batch, traces, strict=True)
-            ]
-        scores[condition] = 100 * sum(values) / len(values)
+        with torch.no_grad():
+            records = answer(
+                model,
+                benchmark,
+                config,
+                "adaptive",
+                "generated",
+                items=items,
+                shown=lambda batch, condition=condition: _override(condition, maps, batch),
+            )
+        scores[condition] = 100 * sum(r["score"] for r in records) / len(records)
     return scores
 
 

@@ -57,3 +57,22 @@ def test_sft_records_are_laid_out_as_the_reasoner_reads_a_run(synthetic):
     assert [type(i).__name__ for i, _ in unsupervised.dialogue(record)].count("ImageLatent") == 1
     with pytest.raises(ValueError, match="max_length"):
         CooperSFTCollator(preset("tiny"), TOK, max_length=10)([record])
+
+
+def test_a_record_with_only_a_map_to_learn_trains_the_map_and_none_at_all_is_refused(synthetic):
+    photo = str(synthetic["stage1"] / "images" / "000000.png")
+    record = SFTRecord(
+        "map-only",
+        [
+            Item("image", photo),
+            Item("text", "<think></think><depth-estimation>d</depth-estimation>"),
+            Item("image", photo, modality="depth", target=torch.ones(8, 8)),
+        ],
+    )
+    dialogue = CooperSFTCollator(preset("tiny"), TOK, system_prompt="").dialogue(record)
+    assert [(type(item).__name__, flag) for item, flag in dialogue if flag] == [("ImageLatent", True)]
+    unsupervised = CooperSFTCollator(preset("tiny"), TOK, system_prompt="", supervise_maps=False)
+    with pytest.raises(
+        ValueError, match="record map-only: no item is flagged need_loss and no map is supervised"
+    ):
+        unsupervised([record])

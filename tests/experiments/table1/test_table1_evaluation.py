@@ -28,6 +28,8 @@ from cooper_lib.experiments.table1.evaluation import (
 )
 from cooper_lib.modalities.depth import DISPLAY_RANGE
 from cooper_lib.training.collators import resize_map
+from cooper_lib.training.config import ModelConfig
+from cooper_lib.training.weights import build_model
 
 
 def _test_set(root, **options):
@@ -143,6 +145,32 @@ def test_a_generated_map_cannot_be_scaled_and_regions_are_named(benchmark):
         answer(
             None, benchmark, Table1Config.micro(), "perceive_first", "true", depth_scale=0.8, region="scene"
         )
+
+
+def test_shown_gives_each_batch_its_own_maps_in_place_of_the_generated(benchmark):
+    config = Table1Config.micro().with_(eval_batch_size=2, max_new_tokens=4)
+    model = build_model(ModelConfig(backbone=config.backbone, spatial=dict(config.spatial))).eval()
+    batches, asked = [], []
+
+    def shown(batch):
+        batches.append([item.id for item in batch])
+
+        def override(modality, row, generated):
+            asked.append((batch[row].id, modality))
+            return torch.full(generated.shape[-2:], 3.0) if modality == "depth" else None
+
+        return override
+
+    with torch.no_grad():
+        records = answer(model, benchmark, config, "perceive_first", "generated", shown=shown)
+    ids = [item.id for item in benchmark.items]
+    assert [r["id"] for r in records] == ids
+    assert batches == [ids[k : k + 2] for k in range(0, len(ids), 2)]
+    assert sorted(asked) == sorted((i, m) for i in ids for m in ("depth", "segmentation"))
+    with pytest.raises(
+        ValueError, match="shown: replaces the maps of condition 'generated' only, got 'true'"
+    ):
+        answer(model, benchmark, config, "perceive_first", "true", shown=shown)
 
 
 def test_metric_items_are_the_number_questions_with_a_depth_tool(distances):

@@ -133,16 +133,21 @@ def answer(
     items: Sequence[BenchmarkItem] | None = None,
     depth_scale: float = 1.0,
     region: str = "map",
+    shown: Callable[[Sequence[BenchmarkItem]], Callable | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Per-item records (id, category, prediction, score, tools) of the model answering every
     question, or `items` only; `depth_scale` multiplies the depths of the maps a condition shows,
-    over the whole map or, `region` ``"object"``, over the pixels of the objects each item asks about."""
+    over the whole map or, `region` ``"object"``, over the pixels of the objects each item asks about.
+    `shown`, for probes of other maps: given a batch of items, the reasoner's ``map_override`` for
+    it, in place of the condition's (`condition` ``"generated"`` with it)."""
     if condition not in CONDITIONS:
         raise ValueError(f"condition: expected one of {CONDITIONS}, got {condition!r}")
     if region not in ELASTICITY_REGIONS:
         raise ValueError(f"region: expected one of {ELASTICITY_REGIONS}, got {region!r}")
     if depth_scale != 1.0 and condition == "generated":
         raise ValueError("depth_scale: scales the maps a condition shows; 'generated' shows none")
+    if shown is not None and condition != "generated":
+        raise ValueError(f"shown: replaces the maps of condition 'generated' only, got {condition!r}")
     items = list(benchmark.items if items is None else items)
     half = len(items) // 2
     other = _other_scene_items(items, half)
@@ -153,8 +158,10 @@ def answer(
     records = []
     for start in range(0, len(items), config.eval_batch_size):
         batch = items[start : start + config.eval_batch_size]
-        reasoner.map_override = _override(
-            condition, maps, batch, other[start : start + len(batch)], depth_scale, region
+        reasoner.map_override = (
+            shown(batch)
+            if shown is not None
+            else _override(condition, maps, batch, other[start : start + len(batch)], depth_scale, region)
         )
         traces = reasoner.run_batch([item.load_image() for item in batch], [item.question for item in batch])
         for item, trace in zip(batch, traces, strict=True):
