@@ -126,8 +126,8 @@ class Table1Config:
             photograph's 69.6. Shown its own maps instead it learns to read the photograph (its
             own maps 70.6 / 70.3 %, another scene's 69.3 / 71.9, seeds 0 / 1; benchmarks/RESULTS.md).
             ``"mixed"``: half the photographs (drawn by the seed) show their own maps, the rest the
-            true ones, so the reader learns to read maps off the true ones and sees what its heads
-            draw.
+            true ones; on four seeds it answered as with true maps and leaned on its maps less
+            (another scene's cost 4.0 against 6.3 points; benchmarks/RESULTS.md).
         sft_stage1_maps: the perceiving arms' SFT after a stage 1 (BAGEL-PE's and COOPER's) also
             learns the maps of the stage-1 scenes no question asks about (those past
             ``train_scenes``; needs ``stage1_scenes`` larger and `supervise_maps` on): a record per
