@@ -10,7 +10,9 @@ it) with each depth map it asks for replaced through the reasoner's ``map_overri
   is coloured, instead of the reasoner's nearest resize of the coloured heads' output;
 - ``true``: the scene's true map (the experiment's "true" condition, depth only);
 - ``object true``: its own map (smoothed), the asked object's pixels from the true map;
-- ``object own``: the true map, the asked object's pixels from its own map (smoothed).
+- ``object own``: the true map, the asked object's pixels from its own map (smoothed);
+- ``object flat``: its own map (smoothed), the asked object's pixels all set to their median: the
+  depth its map puts the object at, without the spread of its pixels.
 
 Segmentation maps stay its own. Prints a markdown table, a row per seed and the mean.
 
@@ -36,6 +38,7 @@ CONDITIONS = {
     "true": "true",
     "object_true": "object true",
     "object_own": "object own",
+    "object_flat": "object flat",
 }
 
 
@@ -58,6 +61,8 @@ def _override(condition: str, maps: SceneMaps, batch: list) -> object:
             return own
         if condition == "object_true":
             return torch.where(asked, true, own)
+        if condition == "object_flat":
+            return torch.where(asked, own[asked].median(), own) if asked.any() else own
         return torch.where(asked, own, true)
 
     return shown

@@ -36,6 +36,7 @@ def test_each_condition_shows_its_splice_of_own_and_true_depth():
     assert torch.equal(shown["true"], torch.full((4, 4), 5.0))
     assert torch.equal(shown["object_true"], torch.where(asked, 5.0, 1.0))
     assert torch.equal(shown["object_own"], torch.where(asked, 1.0, 5.0))
+    assert torch.equal(shown["object_flat"], torch.full((4, 4), 1.0))  # one depth: flat already
     # segmentation maps stay the model's own in every condition
     assert all(splice._override(c, maps, [item])("segmentation", 0, own) is None for c in splice.CONDITIONS)
 
@@ -46,3 +47,16 @@ def test_smoothing_interpolates_in_metres():
     smooth = splice._override("own_smoothed", maps, [item])("depth", 0, own)
     assert smooth.shape == (4, 4)
     assert torch.allclose(smooth[0], torch.tensor([1.0, 1.5, 2.5, 3.0]))  # bilinear, not nearest
+
+
+def test_a_flat_object_takes_the_median_of_its_own_pixels_and_leaves_the_rest():
+    maps, item = _Maps(), SimpleNamespace(extra={"objects": [2]})
+    own = torch.tensor(
+        [[1.0, 2.0, 9.0, 9.0], [4.0, 3.0, 9.0, 9.0], [7.0, 7.0, 7.0, 7.0], [7.0, 7.0, 7.0, 7.0]]
+    )
+    flat = splice._override("object_flat", maps, [item])("depth", 0, own)
+    asked = maps.instance == 2
+    assert torch.equal(flat[asked], torch.full((4,), 2.0))  # torch's median of 1, 2, 3, 4: the lower middle
+    assert torch.equal(flat[~asked], own[~asked])
+    nowhere = SimpleNamespace(extra={"objects": [5]})  # an object the mask does not show
+    assert torch.equal(splice._override("object_flat", maps, [nowhere])("depth", 0, own), own)
