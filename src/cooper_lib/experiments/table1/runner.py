@@ -331,16 +331,14 @@ def run_table1(
         ),
         "device": device + (f", {jobs} processes at once (wall times overlap)" if jobs > 1 else ""),
     }
-    if config.trace_maps == "own":
-        setup["trace maps"] = (
-            "the perceiving arms' SFT traces show the maps their own stage-1 model draws of each "
-            "photograph, not the true maps (the heads still learn from the true maps)"
-        )
-    if config.trace_maps == "mixed":
-        setup["trace maps"] = (
-            "half the photographs of the perceiving arms' SFT traces (drawn by the seed) show the maps "
-            "their own stage-1 model draws, the rest the true maps (the heads learn from the true maps)"
-        )
+    shown = {
+        "own": "the perceiving arms' SFT traces show the maps their own stage-1 model draws of each "
+        "photograph, not the true maps",
+        "mixed": "half the photographs of the perceiving arms' SFT traces (drawn by the seed) show the "
+        "maps their own stage-1 model draws, the rest the true maps",
+    }
+    if config.trace_maps in shown:
+        setup["trace maps"] = shown[config.trace_maps] + " (the heads still learn from the true maps)"
     if config.sft_stage1_maps:
         extra = config.map_scene_count - config.train_scenes
         setup["stage-1 maps in SFT"] = (
