@@ -383,3 +383,29 @@ def test_the_report_says_which_scenes_stage1_read():
     assert runner._stage1_data(config.with_(stage1_scenes=10)) == ""
     assert "and 5 more (no questions asked of them)" in runner._stage1_data(config.with_(stage1_scenes=15))
     assert "the first 4 of them" in runner._stage1_data(config.with_(stage1_scenes=4))
+
+
+def test_the_report_names_the_maps_the_traces_show_and_the_extra_map_records(tmp_path):
+    config = Table1Config.micro().with_(train_scenes=10, stage1_scenes=15)
+
+    def setup(**changes):
+        return runner.report_setup(config.with_(**changes), tmp_path, [0, 1], 7, "cpu", 2)
+
+    plain = setup()
+    assert "trace maps" not in plain and "stage-1 maps in SFT" not in plain
+    assert plain["device"] == "cpu, 2 processes at once (wall times overlap)"
+    assert plain["data"].endswith("3 held-out test scenes (7 questions)")
+    assert setup(trace_maps="own")["trace maps"].startswith(
+        "the perceiving arms' SFT traces show the maps their own stage-1 model draws"
+    )
+    mixed = setup(trace_maps="mixed")["trace maps"]
+    assert mixed.startswith("half the photographs of the perceiving arms' SFT traces (drawn by the seed)")
+    assert mixed.endswith("(the heads still learn from the true maps)")
+    assert setup(sft_stage1_maps=True)["stage-1 maps in SFT"].startswith(
+        "the perceiving arms' SFT after stage 1 also draws 5 map records"
+    )
+    # the base model's wall time: the mean over the seeds whose folder holds it
+    for seed, seconds in ((0, 10.0), (1, 30.0)):
+        (tmp_path / f"seed-{seed}" / "base").mkdir(parents=True)
+        (tmp_path / f"seed-{seed}" / "base" / "seconds.json").write_text(json.dumps({"base": seconds}))
+    assert setup()["base model"].endswith("not in the arms' budget); 20 s a seed")

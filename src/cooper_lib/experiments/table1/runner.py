@@ -264,6 +264,70 @@ def _run_at_once(
     return [results[(seed, name)] for seed in seeds for name in names]
 
 
+def report_setup(
+    config: Table1Config, out: Path, seeds: Sequence[int], questions: int, device: str, jobs: int
+) -> dict[str, str]:
+    """The report's set-up lines: backbone, data, budget, device, and the levers a run turned on
+    (trace maps, stage-1 maps in SFT, the base model); `questions` is the benchmark's count and the
+    base model's wall time is read from ``out``'s seed folders when they hold it."""
+    setup = {
+        "backbone": f"`{config.backbone}`, heads `{json.dumps(config.spatial)}`, vision tower and LLM trained",
+        "data": (
+            f"{config.train_scenes} training scenes x {config.questions_per_scene} questions (short answers); "
+            + _stage1_data(config)
+            + f"{config.grpo_scenes} GRPO scenes; {config.test_scenes} held-out test scenes ({questions} questions)"
+        ),
+        "budget": (
+            f"{config.supervised_steps} supervised steps per arm (stage 1: {config.stage1_steps} + SFT: "
+            f"{config.sft_steps}, or SFT alone), batch {config.batch_size}"
+            + (f" (stage 1: {config.stage1_batch})" if config.stage1_batch != config.batch_size else "")
+            + f", AdamW lr {config.lr} cosine; "
+            f"GRPO arms add {config.grpo_steps} steps ({config.grpo_batch_size} prompts x {config.num_generations} "
+            f"rollouts, lr {config.grpo_lr})"
+        ),
+        "device": device + (f", {jobs} processes at once (wall times overlap)" if jobs > 1 else ""),
+    }
+    shown = {
+        "own": "the perceiving arms' SFT traces show the maps their own stage-1 model draws of each "
+        "photograph, not the true maps",
+        "mixed": "half the photographs of the perceiving arms' SFT traces (drawn by the seed) show the "
+        "maps their own stage-1 model draws, the rest the true maps",
+    }
+    if config.trace_maps in shown:
+        setup["trace maps"] = shown[config.trace_maps] + " (the heads still learn from the true maps)"
+    if config.sft_stage1_maps:
+        extra = config.map_scene_count - config.train_scenes
+        setup["stage-1 maps in SFT"] = (
+            f"the perceiving arms' SFT after stage 1 also draws {extra} map records (the stage-1 scenes "
+            "no question asks about: photograph, depth and segmentation calls, the true maps, no text "
+            "loss) among its traces: those arms see more map data in SFT than the others"
+        )
+    if config.base_steps:
+        seconds = [
+            json.loads(path.read_text())["base"]
+            for s in seeds
+            if (path := out / f"seed-{s}" / "base" / "seconds.json").exists()
+        ]
+        setup["base model"] = (
+            f"{config.base_steps} caption steps on {config.base_scenes} other training scenes"
+            + ("" if config.caption_distances else " (objects named, no distances)")
+            + (
+                " and as many map captions (the distances read off the scene's true depth map)"
+                if config.caption_maps
+                else ""
+            )
+            + (
+                f", and {config.base_map_scenes} map readings (one-object scenes' true depth maps "
+                "alone, asked the object's distance)"
+                if config.base_map_scenes
+                else ""
+            )
+            + ", once per seed, shared by every arm (not in the arms' budget)"
+            + (f"; {sum(seconds) / len(seconds):.0f} s a seed" if seconds else "")
+        )
+    return setup
+
+
 def run_table1(
     out: str | Path = "table1",
     *,
@@ -314,61 +378,7 @@ def run_table1(
     (out / "results.json").write_text(
         json.dumps({"priors": table_priors, "fixed_map": map_prior, "results": results})
     )
-    setup = {
-        "backbone": f"`{config.backbone}`, heads `{json.dumps(config.spatial)}`, vision tower and LLM trained",
-        "data": (
-            f"{config.train_scenes} training scenes x {config.questions_per_scene} questions (short answers); "
-            + _stage1_data(config)
-            + f"{config.grpo_scenes} GRPO scenes; {config.test_scenes} held-out test scenes ({len(benchmark.items)} questions)"
-        ),
-        "budget": (
-            f"{config.supervised_steps} supervised steps per arm (stage 1: {config.stage1_steps} + SFT: "
-            f"{config.sft_steps}, or SFT alone), batch {config.batch_size}"
-            + (f" (stage 1: {config.stage1_batch})" if config.stage1_batch != config.batch_size else "")
-            + f", AdamW lr {config.lr} cosine; "
-            f"GRPO arms add {config.grpo_steps} steps ({config.grpo_batch_size} prompts x {config.num_generations} "
-            f"rollouts, lr {config.grpo_lr})"
-        ),
-        "device": device + (f", {jobs} processes at once (wall times overlap)" if jobs > 1 else ""),
-    }
-    shown = {
-        "own": "the perceiving arms' SFT traces show the maps their own stage-1 model draws of each "
-        "photograph, not the true maps",
-        "mixed": "half the photographs of the perceiving arms' SFT traces (drawn by the seed) show the "
-        "maps their own stage-1 model draws, the rest the true maps",
-    }
-    if config.trace_maps in shown:
-        setup["trace maps"] = shown[config.trace_maps] + " (the heads still learn from the true maps)"
-    if config.sft_stage1_maps:
-        extra = config.map_scene_count - config.train_scenes
-        setup["stage-1 maps in SFT"] = (
-            f"the perceiving arms' SFT after stage 1 also draws {extra} map records (the stage-1 scenes "
-            "no question asks about: photograph, depth and segmentation calls, the true maps, no text "
-            "loss) among its traces: those arms see more map data in SFT than the others"
-        )
-    if config.base_steps:
-        seconds = [
-            json.loads(path.read_text())["base"]
-            for s in seed_list
-            if (path := out / f"seed-{s}" / "base" / "seconds.json").exists()
-        ]
-        setup["base model"] = (
-            f"{config.base_steps} caption steps on {config.base_scenes} other training scenes"
-            + ("" if config.caption_distances else " (objects named, no distances)")
-            + (
-                " and as many map captions (the distances read off the scene's true depth map)"
-                if config.caption_maps
-                else ""
-            )
-            + (
-                f", and {config.base_map_scenes} map readings (one-object scenes' true depth maps "
-                "alone, asked the object's distance)"
-                if config.base_map_scenes
-                else ""
-            )
-            + ", once per seed, shared by every arm (not in the arms' budget)"
-            + (f"; {sum(seconds) / len(seconds):.0f} s a seed" if seconds else "")
-        )
+    setup = report_setup(config, out, seed_list, len(benchmark.items), device, jobs)
     report = out / "report.md"
     report.write_text(
         markdown(results, table_priors, {n: ARMS[n] for n in names}, setup, map_prior)
