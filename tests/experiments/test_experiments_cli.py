@@ -66,6 +66,18 @@ def test_preset_names_a_table1config_preset(calls):
     assert (config.spatial["query_grid"], config.spatial["head_width"]) == ([8, 8], 128)
 
 
+def test_the_cooper_data_preset_is_tokens64_on_scarce_questions_and_plentiful_maps(calls):
+    main(["experiment", "table1", "--preset", "cooper_data", "--arms", "qa_only", "cooper"])
+    ((_, kwargs),) = calls
+    config = kwargs["config"]
+    assert config == table1.Table1Config.cooper_data() and kwargs["seeds"] == 3
+    assert config.backbone == table1.Table1Config.tokens64().backbone
+    # the recipe of benchmarks/RESULTS.md's "COOPER's data on the maps-read recipe"
+    assert (config.train_scenes, config.map_scene_count, config.stage1_llm) == (1000, 4000, "frozen")
+    assert (config.stage1_steps, config.stage1_batch, config.sft_steps, config.batch_size) == (1000, 128, 6000, 16)
+    assert (config.map_loss_weight, config.tool_ratio, config.trace_maps) == (0.25, 1.0, "true")
+
+
 def test_quick_with_another_preset_is_refused(calls):
     with pytest.raises(SystemExit, match="--quick is --preset quick; got --preset full"):
         main(["experiment", "table1", "--quick", "--preset", "full"])

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from cooper_lib.experiments.table1 import Table1Config
 
 #: `Table1Config` presets the command runs (each is the classmethod of that name).
-PRESETS = ("full", "quick", "tokens64")
+PRESETS = ("full", "quick", "tokens64", "cooper_data")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--preset",
         choices=PRESETS,
         default=None,
-        help="Table1Config's preset: full (default), quick (the small CPU run) or tokens64 (64 visual tokens, "
-        "4,000 supervised steps; for a GPU)",
+        help="Table1Config's preset: full (default), quick (the small CPU run), tokens64 (64 visual tokens, "
+        "4,000 supervised steps; for a GPU) or cooper_data (tokens64 on COOPER's shape of data: questions on "
+        "1,000 scenes, stage 1 on the maps of 4,000, 7,000 supervised steps)",
     )
     table1.add_argument("--quick", action="store_true", help="the same as --preset quick")
     table1.add_argument("--out", default="table1", help="experiment folder (default ./table1)")

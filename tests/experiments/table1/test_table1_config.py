@@ -7,7 +7,7 @@ import pytest
 from cooper_lib.experiments.table1 import Table1Config
 
 
-@pytest.mark.parametrize("preset", ["full", "quick", "tokens64", "micro"])
+@pytest.mark.parametrize("preset", ["full", "quick", "tokens64", "cooper_data", "micro"])
 def test_from_dict_gives_back_what_a_run_wrote(preset):
     config = getattr(Table1Config, preset)()
     written = json.loads(json.dumps(config.to_dict()))
