@@ -1,5 +1,5 @@
-"""`Table1Config`: the experiment's model, data and budget, with the `full`, `quick`, `tokens64` and `micro`
-presets."""
+"""`Table1Config`: the experiment's model, data and budget, with the `full`, `quick`, `tokens64`,
+`cooper_data` and `micro` presets."""
 
 from __future__ import annotations
 
