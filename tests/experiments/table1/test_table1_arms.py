@@ -1,5 +1,7 @@
 """How the arms' trainers are set up from `Table1Config`."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -30,6 +32,31 @@ def test_the_map_loss_weight_scales_the_heads_loss_in_sft(tmp_path):
     assert torch.allclose(out.loss, expected)
     with pytest.raises(ValueError, match="map_loss_weight: expected a positive weight, got 0"):
         Table1Config(map_loss_weight=0)
+
+
+def test_sft_weight_decay_reaches_the_arms_sft_and_not_the_base_or_stage1(tmp_path, monkeypatch):
+    """``sft_weight_decay`` is the optimiser's decay in each arm's SFT; the base model and stage 1
+    keep none (a run that shares them across decays trains them once)."""
+    from cooper_lib.experiments.table1 import arms
+
+    config = Table1Config.micro().with_(sft_weight_decay=0.3)
+    files = prepare_data(tmp_path, config)
+    decays: dict[str, float] = {}
+    sections = arms._sections
+
+    def spy(config, seed, steps, out, device, lr, weight_decay=0.0):
+        decays[Path(out).name] = weight_decay
+        return sections(config, seed, steps, out, device, lr, weight_decay)
+
+    monkeypatch.setattr(arms, "_sections", spy)
+    base = arms.train_base(config, files, 0, tmp_path / "base", "cpu")
+    arms.train_arm(arms.ARMS["bagel_pe"], config, files, 0, tmp_path / "arm", "cpu", base)
+    assert decays == {"base": 0.0, "stage1": 0.0, "sft": 0.3}
+    trainer = arms._sft_trainer(config, 0, 1, tmp_path / "wd", "cpu", [files["qa"]], None, 0.3)
+    groups = trainer.kind.parameter_groups(trainer.config.optim.weight_decay)
+    assert sorted(group["weight_decay"] for group in groups) == [0.0, 0.3]
+    with pytest.raises(ValueError, match="sft_weight_decay: expected a non-negative float, got -0.1"):
+        Table1Config(sft_weight_decay=-0.1)
 
 
 def test_reasoner_prompts_follow_the_records():

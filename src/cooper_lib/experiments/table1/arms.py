@@ -105,11 +105,13 @@ ARMS: dict[str, Arm] = {
 }
 
 
-def _sections(config: Table1Config, seed: int, steps: int, out: Path, device: str, lr: float) -> dict:
+def _sections(
+    config: Table1Config, seed: int, steps: int, out: Path, device: str, lr: float, weight_decay: float = 0.0
+) -> dict:
     """The model / optim / run sections every stage shares."""
     return {
         "optim": training_config.OptimConfig(
-            lr=lr, scheduler="cosine", warmup_steps=max(1, steps // 10), weight_decay=0.0
+            lr=lr, scheduler="cosine", warmup_steps=max(1, steps // 10), weight_decay=weight_decay
         ),
         "run": training_config.RunConfig(
             output_dir=str(out),
@@ -157,16 +159,17 @@ def _sft_trainer(
     device: str,
     data: Sequence[Path],
     init_from: Path | None,
+    weight_decay: float = 0.0,
 ) -> InterleavedSFTTrainer:
     """An SFT stage of `steps` on the records of the `data` files, from `init_from` (None: the
-    seeded backbone), the heads' losses at ``map_loss_weight``."""
+    seeded backbone), the heads' losses at ``map_loss_weight``, AdamW's `weight_decay`."""
     model_config = _model_config(config, seed, init_from, config.map_loss_weight)
     cfg = training_config.SFTConfig(
         model=model_config,
         data=[str(path) for path in data],
         system_prompt=None if config.system_prompt else "",
         supervise_maps=config.supervise_maps,
-        **_sections(config, seed, steps, out, device, config.lr),
+        **_sections(config, seed, steps, out, device, config.lr, weight_decay),
     )
     return InterleavedSFTTrainer(build_model(model_config), cfg)
 
@@ -308,6 +311,7 @@ def train_arm(
                     device,
                     _sft_data(arm, config, data, seed, current, device),
                     current,
+                    config.sft_weight_decay,
                 )
             else:
                 model_config = _model_config(config, seed, current)

@@ -161,6 +161,11 @@ class Table1Config:
             token"), though COOPER answered no better for it ("A stage 1 of batch 128"). On a GPU,
             where a step of this model is host-bound, it costs little time.
         lr: peak learning rate of the supervised stages (cosine, 10 % warm-up).
+        sft_weight_decay: AdamW's decoupled weight decay in the arms' SFT (QA-only's and the
+            traces'; not the base model, stage 1 or GRPO, which take none), a regulariser for
+            questions too few to train on for long: on 500 question scenes both arms drive their
+            text loss to 0.000 by step 5,000 of 6,000-7,000 and answer distance below the best
+            fixed answer (benchmarks/RESULTS.md, "Half the question scenes again"). Default 0.
         grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
         tool_ratio: share of the questions a map helps whose interleaved SFT trace calls its tool
             (the others are answered in text; colour questions, which no map helps, always are).
@@ -234,6 +239,7 @@ class Table1Config:
     batch_size: int = 16
     stage1_batch_size: int | None = None
     lr: float = 1e-3
+    sft_weight_decay: float = 0.0
     grpo_lr: float = 1e-5
     grpo_batch_size: int = 2
     num_generations: int = 4
@@ -306,6 +312,10 @@ class Table1Config:
         self.scene = {k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()}
         self.scene_config()
         self.answer_types = check_answer_types(self.answer_types)
+        if not (isinstance(self.sft_weight_decay, (int, float)) and self.sft_weight_decay >= 0):
+            raise ValueError(
+                f"sft_weight_decay: expected a non-negative float, got {self.sft_weight_decay!r}"
+            )
         if not self.map_loss_weight > 0:
             raise ValueError(f"map_loss_weight: expected a positive weight, got {self.map_loss_weight}")
         if self.num_generations < 2:

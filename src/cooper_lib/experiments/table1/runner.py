@@ -281,7 +281,13 @@ def report_setup(
             f"{config.supervised_steps} supervised steps per arm (stage 1: {config.stage1_steps} + SFT: "
             f"{config.sft_steps}, or SFT alone), batch {config.batch_size}"
             + (f" (stage 1: {config.stage1_batch})" if config.stage1_batch != config.batch_size else "")
-            + f", AdamW lr {config.lr} cosine; "
+            + f", AdamW lr {config.lr} cosine"
+            + (
+                f", weight decay {config.sft_weight_decay} in the arms' SFT"
+                if config.sft_weight_decay
+                else ""
+            )
+            + "; "
             f"GRPO arms add {config.grpo_steps} steps ({config.grpo_batch_size} prompts x {config.num_generations} "
             f"rollouts, lr {config.grpo_lr})"
         ),
