@@ -57,6 +57,8 @@ def test_sft_weight_decay_reaches_the_arms_sft_and_not_the_base_or_stage1(tmp_pa
     assert sorted(group["weight_decay"] for group in groups) == [0.0, 0.3]
     with pytest.raises(ValueError, match="sft_weight_decay: expected a non-negative float, got -0.1"):
         Table1Config(sft_weight_decay=-0.1)
+    with pytest.raises(ValueError, match="sft_weight_decay: expected a non-negative float, got True"):
+        Table1Config(sft_weight_decay=True)
 
 
 def test_reasoner_prompts_follow_the_records():

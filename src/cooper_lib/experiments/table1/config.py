@@ -164,8 +164,11 @@ class Table1Config:
         sft_weight_decay: AdamW's decoupled weight decay in the arms' SFT (QA-only's and the
             traces'; not the base model, stage 1 or GRPO, which take none), a regulariser for
             questions too few to train on for long: on 500 question scenes both arms drive their
-            text loss to 0.000 by step 5,000 of 6,000-7,000 and answer distance below the best
-            fixed answer (benchmarks/RESULTS.md, "Half the question scenes again"). Default 0.
+            text loss to 0.000 by step 5,000-5,500 of 6,000-7,000 and answer distance below the best
+            fixed answer. At 1.0 it held the loss up and helped QA-only (+2.6 / +0.6 points on
+            distance) more than COOPER (+1.2 / -0.1), whose lead fell to +0.1 / +0.3 and which
+            followed its maps a third as much; 0.1 changed little (benchmarks/RESULTS.md, "Weight
+            decay against the memorised questions"). Default 0.
         grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
         tool_ratio: share of the questions a map helps whose interleaved SFT trace calls its tool
             (the others are answered in text; colour questions, which no map helps, always are).
@@ -312,7 +315,9 @@ class Table1Config:
         self.scene = {k: tuple(v) if isinstance(v, list) else v for k, v in self.scene.items()}
         self.scene_config()
         self.answer_types = check_answer_types(self.answer_types)
-        if not (isinstance(self.sft_weight_decay, (int, float)) and self.sft_weight_decay >= 0):
+        if isinstance(self.sft_weight_decay, bool) or not (
+            isinstance(self.sft_weight_decay, (int, float)) and self.sft_weight_decay >= 0
+        ):
             raise ValueError(
                 f"sft_weight_decay: expected a non-negative float, got {self.sft_weight_decay!r}"
             )
