@@ -405,10 +405,8 @@ def test_the_report_names_the_maps_the_traces_show_and_the_extra_map_records(tmp
         "the perceiving arms' SFT after stage 1 also draws 5 map records"
     )
     assert "weight decay" not in plain["budget"]
-    assert (
-        ", AdamW lr 0.001 cosine, weight decay 0.5 in the arms' SFT; GRPO arms add"
-        in (setup(sft_weight_decay=0.5)["budget"])
-    )
+    decayed = setup(sft_weight_decay=0.5)["budget"]
+    assert ", AdamW lr 0.001 cosine, weight decay 0.5 in the arms' SFT; GRPO arms add" in decayed
     # the base model's wall time: the mean over the seeds whose folder holds it
     for seed, seconds in ((0, 10.0), (1, 30.0)):
         (tmp_path / f"seed-{seed}" / "base").mkdir(parents=True)
