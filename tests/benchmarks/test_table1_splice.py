@@ -22,6 +22,9 @@ class _Maps:
     def shown(self, item, modality):
         return torch.full((4, 4), 5.0)
 
+    def true_map(self, item, modality):
+        return torch.full((4, 4), 5.0)
+
     def scene(self, item):
         return SimpleNamespace(instance=self.instance)
 
@@ -37,6 +40,7 @@ def test_each_condition_shows_its_splice_of_own_and_true_depth():
     assert torch.equal(shown["object_true"], torch.where(asked, 5.0, 1.0))
     assert torch.equal(shown["object_own"], torch.where(asked, 1.0, 5.0))
     assert torch.equal(shown["object_flat"], torch.full((4, 4), 1.0))  # one depth: flat already
+    assert torch.allclose(shown["own_rescaled"], torch.full((4, 4), 5.0))  # its room put at the true scale
     # segmentation maps stay the model's own in every condition
     assert all(splice._override(c, maps, [item])("segmentation", 0, own) is None for c in splice.CONDITIONS)
 
@@ -60,3 +64,15 @@ def test_a_flat_object_takes_the_median_of_its_own_pixels_and_leaves_the_rest():
     assert torch.equal(flat[~asked], own[~asked])
     nowhere = SimpleNamespace(extra={"objects": [5]})  # an object the mask does not show
     assert torch.equal(splice._override("object_flat", maps, [nowhere])("depth", 0, own), own)
+
+
+def test_rescaling_puts_the_room_at_the_true_scale_and_keeps_the_maps_own_shape():
+    maps, item = _Maps(), SimpleNamespace(extra={"objects": [2]})
+    # the room (no object) drawn at half the true 5 m, one pixel of it far off; the object at 1 m
+    own = torch.full((4, 4), 2.5)
+    own[:2, :2] = 1.0
+    own[3, 3] = 9.0
+    rescaled = splice._override("own_rescaled", maps, [item])("depth", 0, own)
+    assert torch.allclose(rescaled, own * 2.0)  # the room's median ratio, not its mean: one factor for all
+    maps.instance[:] = 2  # a map that shows no room pixel is left as drawn
+    assert torch.equal(splice._override("own_rescaled", maps, [item])("depth", 0, own), own)
