@@ -175,3 +175,29 @@ def test_a_stage_from_a_saved_model_changes_its_settings_and_refuses_new_head_sh
         build_model(ModelConfig(init_from=str(tmp_path), spatial={"train_backbone": True}))
     with pytest.raises(ValueError, match=r"model.spatial: unknown fields \['query_gird'\]"):
         build_model(ModelConfig(init_from=str(tmp_path), spatial={"query_gird": [2, 2]}))
+
+
+def test_a_stage_that_changes_a_loss_weight_changes_the_loss_its_heads_compute(tmp_path):
+    config = model_config()
+    model = build_model(config)
+    save_model(tmp_path, model, gather_trainable_state(model, model), config)
+    later = build_model(
+        ModelConfig(init_from=str(tmp_path), spatial={"silog_lambda": 0.0, "dice_weight": 0.0})
+    )
+    torch.manual_seed(0)
+    queries = torch.randn(3, 4, model.config.hidden_size)
+    depth = torch.rand(3, 16, 16) * 4 + 1
+    drawn = model.heads["depth"].generate(queries)
+    assert torch.equal(later.heads["depth"].generate(queries), drawn)  # the same heads, loaded
+    log_ratio = drawn.double().log() - depth.double().log()
+    for head, lambd in ((model.heads["depth"], 0.85), (later.heads["depth"], 0.0)):
+        expected = (log_ratio.square().mean((1, 2)) - lambd * log_ratio.mean((1, 2)).square()).sqrt().mean()
+        assert head.loss(queries, depth).item() == pytest.approx(expected.item(), rel=1e-4)
+    classes = torch.randint(0, 7, (3, 16, 16))
+    logits = model.heads["segmentation"](queries)
+    cross_entropy = torch.nn.functional.cross_entropy(logits.double(), classes)
+    assert later.heads["segmentation"].loss(queries, classes).item() == pytest.approx(
+        cross_entropy.item(), rel=1e-4
+    )
+    with_dice = model.heads["segmentation"].loss(queries, classes).item()
+    assert with_dice > cross_entropy.item() + 0.1

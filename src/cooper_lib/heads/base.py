@@ -39,6 +39,11 @@ class PerceptionHead(nn.Module, metaclass=abc.ABCMeta):
     def generate(self, queries: torch.Tensor, **options: Any) -> torch.Tensor:
         """Maps [n, ...] for query states [n, K, H]."""
 
+    def apply_settings(self, config: SpatialConfig) -> None:
+        """Take from `config` the settings a later stage may change that this head keeps (a loss
+        weight, say; `cooper_lib.training.weights.STAGE_SETTINGS`). Called when a stage loads a
+        saved model with new settings; a head that reads none keeps this no-op."""
+
 
 HeadFactory = Callable[["SpatialConfig", str, int], PerceptionHead]
 _HEADS: dict[str, HeadFactory] = {}

@@ -99,6 +99,11 @@ class DenseHead(PerceptionHead):
             dice_weight=config.dice_weight,
         )
 
+    def apply_settings(self, config: SpatialConfig) -> None:
+        """The loss weights a later stage may change: ``silog_lambda`` and ``dice_weight``."""
+        self.silog_lambda = config.silog_lambda
+        self.dice_weight = config.dice_weight
+
     def forward(self, queries: torch.Tensor) -> torch.Tensor:
         """Raw output [n, C, h, w]: log-depth, class logits, or unnormalised normals."""
         rows, cols = self.query_grid

@@ -97,6 +97,8 @@ def apply_stage_settings(model: SpatialModel, spatial: dict[str, Any], source: s
                 f"got {value!r}; a loaded model keeps its heads' shape (a stage may change {list(STAGE_SETTINGS)})"
             )
         setattr(current, key, value)
+    for head in model.heads.values():
+        head.apply_settings(current)
     return model
 
 
