@@ -444,7 +444,8 @@ class Table1Config:
         QA-only; with questions on 500 scenes (``train_scenes=500``) +2.0 ± 1.3, both arms below
         the best fixed answer. Fewer question scenes widen the lead down to 250 (+2.8 / +5.1,
         two seeds; +2.2 / +1.1 on 125) and cut the reading: another scene's maps cost 4.2 ± 2.0 on
-        500, 2.3 on 250, 1.5 on 125 (RESULTS.md, "An eighth of the question scenes"). On the 2-core CPU, four processes at once: stage 1 2,133-2,154 s,
+        500, 2.3 on 250, 1.5 on 125 (RESULTS.md, "An eighth of the question scenes"). On the 2-core
+        CPU, four processes at once: stage 1 2,133-2,154 s,
         COOPER's SFT 4,166-4,706 s, its evaluation 629-691 s (2026-12-06/07)."""
         return cls.tokens64().with_(
             train_scenes=1000,
