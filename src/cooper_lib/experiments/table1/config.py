@@ -117,9 +117,9 @@ class Table1Config:
             metres off a depth map with no object to find and no photograph to read them off
             instead: one reader trained so for 1,000 steps scored 90.8 % on held-out one-object
             maps, and 77.1 given the photograph (benchmarks/RESULTS.md). Every arm's base, QA-only's too.
-            With ``caption_distances`` on (the ``cooper_data`` preset's, 250 question scenes, one
-            seed), COOPER's reader stopped reading its maps: another scene's scored as its own
-            (benchmarks/RESULTS.md).
+            On the ``cooper_data`` preset with 250 question scenes COOPER's reader does not read
+            its maps with it, ``caption_distances`` on (one seed) or off (two seeds): another
+            scene's maps score as its own (benchmarks/RESULTS.md).
         trace_maps: the maps the perceiving arms' SFT traces show (BAGEL-PE's and COOPER's):
             ``"true"``, the scene's true map, or ``"own"``, the one the arm's stage-1 model draws
             of the photograph (`cooper_lib.experiments.table1.data.write_own_maps`), as its GRPO
