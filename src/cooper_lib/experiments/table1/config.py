@@ -119,7 +119,8 @@ class Table1Config:
             maps, and 77.1 given the photograph (benchmarks/RESULTS.md). Every arm's base, QA-only's too.
             On the ``cooper_data`` preset with 250 question scenes COOPER's reader does not read
             its maps with it, ``caption_distances`` on (one seed) or off (two seeds): another
-            scene's maps score as its own (benchmarks/RESULTS.md).
+            scene's maps score as its own; on the preset's 1,000 it reads them as without it
+            (another scene's cost 3.3 / 7.2 points against 6.1 / 7.1, benchmarks/RESULTS.md).
         trace_maps: the maps the perceiving arms' SFT traces show (BAGEL-PE's and COOPER's):
             ``"true"``, the scene's true map, or ``"own"``, the one the arm's stage-1 model draws
             of the photograph (`cooper_lib.experiments.table1.data.write_own_maps`), as its GRPO
