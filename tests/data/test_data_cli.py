@@ -83,6 +83,17 @@ def test_data_synth_asks_the_named_answer_types(tmp_path, capsys):
     assert "--answer-types: expected CATEGORY=TYPE[,TYPE]" in capsys.readouterr().err
 
 
+def test_data_synth_asks_per_category_questions_of_each_scene(tmp_path):
+    from cooper_lib.cli import main
+
+    argv = ["data", "synth", "--n", "4", "--size", "32", "--stage", "grpo", "--categories", "distance_camera"]
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "every"), "--per-category", "6", "--questions", "6"]) == 0
+    manifests = [json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("one", "every")]
+    assert [m["per_category"] for m in manifests] == [1, 6]
+    assert manifests[0]["records"] == 4 < manifests[1]["records"]
+
+
 def test_data_synth_writes_captions_without_distances_or_with_maps_when_asked(tmp_path):
     from cooper_lib.cli import main
 

@@ -136,3 +136,14 @@ def test_a_bad_field_value_or_file_is_an_error_naming_it(calls, capsys, tmp_path
     assert main(["experiment", "table1", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "missing.yaml: config file not found" in capsys.readouterr().err
     assert not calls
+
+
+def test_every_field_flag_says_what_it_sets(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "table1", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--train_per_category INT questions drawn per category on each training scene" in text
+    assert "--num_generations INT GRPO's rollouts per prompt. (default: 4)" in text
+    for field in table1.Table1Config.__dataclass_fields__:
+        assert f"--{field}" in text
+        assert f"{field} (default:" not in text  # no flag whose help is its default alone

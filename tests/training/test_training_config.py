@@ -1,4 +1,5 @@
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -8,6 +9,7 @@ from cooper_lib.training.config import (
     SFTConfig,
     Stage1Config,
     apply_overrides,
+    attribute_summaries,
     config_arguments,
     read_config_file,
 )
@@ -68,6 +70,36 @@ def test_grpo_validation():
         GRPOConfig(judge="openai")
     with pytest.raises(ValueError, match="reward_weights"):
         GRPOConfig(reward_weights={"style": 1.0})
+
+
+def test_a_field_without_help_takes_the_first_sentence_of_its_documented_attribute():
+    @dataclasses.dataclass
+    class Documented:
+        """A config.
+
+        Attributes:
+            steps: how many steps, e.g. 3. Longer text
+                that goes on.
+            rate: the ``rate``,
+                over two lines (i.e. wrapped). And more.
+
+        Returns nothing.
+        """
+
+        steps: int = 3
+        rate: float = 0.5
+        undocumented: int = 0
+
+    assert attribute_summaries(Documented) == {
+        "steps": "how many steps, e.g. 3.",
+        "rate": "the `rate`, over two lines (i.e. wrapped).",
+    }
+    parser = argparse.ArgumentParser()
+    config_arguments(parser, Documented)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["steps"] == "how many steps, e.g. 3. (default: 3)"
+    assert helps["undocumented"] == " (default: 0)"
+    assert attribute_summaries(GRPOConfig) == {}
 
 
 def test_every_field_is_a_flag_and_flags_override_the_file(tmp_path):

@@ -33,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--questions", type=int, default=4, help="questions per scene for sft/grpo/eval (default 4)"
     )
     synth.add_argument(
+        "--per-category",
+        type=int,
+        default=1,
+        help="questions drawn per category and scene before --questions caps them, e.g. one "
+        "distance question per object (default 1)",
+    )
+    synth.add_argument(
         "--tool-ratio", type=float, default=0.5, help="share of tool-using SFT traces (default 0.5)"
     )
     synth.add_argument(
@@ -108,6 +115,7 @@ def run_synth(args: argparse.Namespace) -> int:
         stage=args.stage,
         config=config,
         questions_per_scene=args.questions,
+        per_category=args.per_category,
         tool_ratio=args.tool_ratio,
         progress=True,
         overwrite=args.overwrite,

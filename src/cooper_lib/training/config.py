@@ -10,7 +10,9 @@ nested sections as dotted flags such as ``--optim.lr``). Stage defaults follow C
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
+import re
 import sys
 import types
 import typing
@@ -517,14 +519,20 @@ def config_arguments(parser: Any, cls: type, prefix: str = "", defaults: Any = N
     if defaults is None:
         defaults = cls()
     hints = field_types(cls)
+    documented = attribute_summaries(cls)
     for f in fields(cls):
         tp, optional = strip_optional(hints[f.name])
         name = f"{prefix}{f.name}"
         if is_dataclass(tp):
             config_arguments(parser, tp, prefix=f"{name}.", defaults=getattr(defaults, f.name))
             continue
-        help_text = f.metadata.get("help", "") + f" (default: {getattr(defaults, f.name)!r})"
-        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        help_text = f.metadata.get("help") or documented.get(f.name, "")
+        help_text += f" (default: {getattr(defaults, f.name)!r})"
+        kwargs: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": help_text.replace("%", "%%"),
+        }
         origin = typing.get_origin(tp)
         arms = typing.get_args(tp) if origin in (typing.Union, types.UnionType) else ()
         if len(arms) == 2 and typing.get_origin(arms[1]) is list and typing.get_args(arms[1]) == (arms[0],):
@@ -542,6 +550,38 @@ def config_arguments(parser: Any, cls: type, prefix: str = "", defaults: Any = N
         else:
             kwargs.update(type=_scalar(tp, optional), metavar=tp.__name__.upper())
         parser.add_argument(f"--{name}", **kwargs)
+
+
+_ATTRIBUTE = re.compile(r"^(\w+): (.*)$")
+_SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)\.(?:\s|$)")
+
+
+def attribute_summaries(cls: type) -> dict[str, str]:
+    """The first sentence of each entry of `cls`'s docstring ``Attributes:`` section, by name: the
+    help of a config flag whose field carries none (`Table1Config` documents its fields there).
+    Hand-written: the section is plain Google style, and no parser among our dependencies reads it."""
+    lines = (inspect.getdoc(cls) or "").splitlines()
+    if "Attributes:" not in lines:
+        return {}
+    entries: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in lines[lines.index("Attributes:") + 1 :]:
+        if line and not line.startswith(" "):
+            break
+        match = (
+            _ATTRIBUTE.match(line.strip())
+            if line.startswith("    ") and not line.startswith("     ")
+            else None
+        )
+        if match:
+            current = entries.setdefault(match.group(1), [])
+            current.append(match.group(2))
+        elif line.strip():
+            current.append(line.strip())
+    return {
+        name: _SENTENCE_END.split(" ".join(text).replace("``", "`"), maxsplit=1)[0] + "."
+        for name, text in entries.items()
+    }
 
 
 def _scalar(tp: type, optional: bool) -> Any:

@@ -71,6 +71,7 @@ def test_refuses_to_overwrite_unless_asked(tmp_path):
         ({"stage": "rl"}, "stage"),
         ({"n": 0}, "n"),
         ({"questions_per_scene": 0}, "questions"),
+        ({"per_category": 0}, "per_category"),
         ({"answer_types": {"colour": ["number", "odd"]}}, "answer_types"),
     ],
 )
@@ -114,6 +115,30 @@ def test_categories_restrict_the_questions(tmp_path):
     assert json.loads((root / "manifest.json").read_text())["categories"] == ["existence"]
     with pytest.raises(ValueError, match="categories"):
         write_dataset(tmp_path / "bad", 1, stage="eval", config=CONFIG, categories=["nope"])
+
+
+def test_per_category_asks_more_of_each_scene_and_is_recorded(tmp_path):
+    def distance_questions(name, per_category):
+        root = write_dataset(
+            tmp_path / name,
+            4,
+            stage="eval",
+            config=CONFIG,
+            questions_per_scene=4,
+            per_category=per_category,
+            categories=["distance_camera"],
+        )
+        manifest = json.loads((root / "manifest.json").read_text())
+        assert (manifest["questions_per_scene"], manifest["per_category"]) == (4, per_category)
+        rows = [json.loads(line) for line in (root / "records.jsonl").read_text().splitlines()]
+        return [(row["meta"]["scene"], tuple(row["meta"]["objects"])) for row in rows]
+
+    one, every = distance_questions("one", 1), distance_questions("every", 4)
+    assert sorted(scene for scene, _ in one) == [0, 1, 2, 3]
+    assert len(every) > len(one) and len(set(every)) == len(every)
+    scenes = [json.loads(line) for line in (tmp_path / "every" / "scenes.jsonl").read_text().splitlines()]
+    for index, scene in enumerate(scenes):
+        assert 1 <= sum(s == index for s, _ in every) <= len(scene["objects"])
 
 
 def test_answer_types_restrict_the_forms_and_are_recorded(tmp_path):

@@ -42,6 +42,13 @@ def test_stage1_scenes_default_to_the_qa_scenes_and_must_be_positive():
             Table1Config(stage1_scenes=bad)
 
 
+def test_train_per_category_defaults_to_one_and_must_be_positive():
+    assert Table1Config().train_per_category == 1
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match="train_per_category: expected a positive int"):
+            Table1Config(train_per_category=bad)
+
+
 def test_base_map_scenes_default_to_zero_and_must_be_non_negative():
     assert Table1Config().base_map_scenes == 0
     for bad in (-1, 2.5):

@@ -144,6 +144,23 @@ def test_stage1_scenes_give_stage1_the_qa_scenes_and_more(tmp_path):
     assert len(qa) == config.train_scenes and scenes("stage1")[: len(qa)] == qa
 
 
+def test_train_per_category_asks_more_of_the_training_scenes_alone(tmp_path):
+    config = Table1Config.micro()
+    base = prepare_data(tmp_path / "one", config)
+    more = prepare_data(tmp_path / "three", config.with_(train_per_category=3))
+
+    def manifest(files, name):
+        return json.loads((files[name].parent / "manifest.json").read_text())
+
+    for name in ("qa", "interleaved"):
+        assert manifest(more, name)["per_category"] == 3
+        assert manifest(more, name)["questions_per_scene"] == 3 * config.questions_per_scene
+        assert manifest(more, name)["records"] > manifest(base, name)["records"]
+    for name in ("grpo", "test"):
+        assert manifest(more, name)["per_category"] == 1
+        assert more[name].read_text() == base[name].read_text()
+
+
 @pytest.mark.parametrize("reflection_prompt", [False, True])
 def test_stage1_map_records_teach_the_heads_alone_on_the_scenes_no_question_asks_about(
     tmp_path, reflection_prompt

@@ -395,6 +395,10 @@ def test_the_report_names_the_maps_the_traces_show_and_the_extra_map_records(tmp
     assert "trace maps" not in plain and "stage-1 maps in SFT" not in plain
     assert plain["device"] == "cpu, 2 processes at once (wall times overlap)"
     assert plain["data"].endswith("3 held-out test scenes (7 questions)")
+    assert plain["data"].startswith("10 training scenes x 2 questions (short answers); ")
+    assert setup(train_per_category=3)["data"].startswith(
+        "10 training scenes x up to 6 questions (3 a category, short answers); "
+    )
     assert setup(trace_maps="own")["trace maps"].startswith(
         "the perceiving arms' SFT traces show the maps their own stage-1 model draws"
     )

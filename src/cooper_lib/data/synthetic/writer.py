@@ -76,6 +76,7 @@ def write_dataset(
     config: SceneConfig | None = None,
     *,
     questions_per_scene: int = 4,
+    per_category: int = 1,
     tool_ratio: float = 0.5,
     batch_size: int | None = None,
     progress: bool = False,
@@ -99,6 +100,8 @@ def write_dataset(
             per scene, `cooper_lib.data.synthetic.captions`: base-model pretraining).
         config: scene configuration (default `SceneConfig()`).
         questions_per_scene: questions per scene for sft, grpo and eval (drawn over categories).
+        per_category: questions drawn per category and scene before `questions_per_scene` caps
+            them (`make_qa`; fewer where a scene offers fewer, e.g. one distance question an object).
         tool_ratio: share of tool-using traces among questions a map helps with (sft).
         batch_size: scenes rendered per batch (default `default_batch_size`).
         progress: show a tqdm progress bar.
@@ -128,6 +131,8 @@ def write_dataset(
         raise ValueError(f"n: expected at least one scene, got {n}")
     if questions_per_scene < 1:
         raise ValueError(f"questions_per_scene: expected >= 1, got {questions_per_scene}")
+    if per_category < 1:
+        raise ValueError(f"per_category: expected >= 1, got {per_category}")
     answer_types = check_answer_types(answer_types)
     split = split or ("test" if stage == "eval" else "train")
     if split not in SPLITS:
@@ -167,6 +172,7 @@ def write_dataset(
             scene,
             rng,
             categories=categories,
+            per_category=per_category,
             max_questions=questions_per_scene,
             balance=balance,
             answer_style=answer_style,
@@ -216,6 +222,8 @@ def write_dataset(
         "answer_style": answer_style,
         "categories": None if categories is None else list(categories),
         "answer_types": {c: list(t) for c, t in answer_types.items()},
+        "questions_per_scene": None if stage in ("stage1", "caption") else questions_per_scene,
+        "per_category": None if stage in ("stage1", "caption") else per_category,
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),

@@ -92,7 +92,13 @@ class Table1Config:
         test_scenes: held-out scenes of the benchmark (test split). The default 650 ask about
             1,000 distance and relative-depth questions: on 300 an arm's distance score moved
             from seed to seed about twice as much as on 1,200 (benchmarks/RESULTS.md).
-        questions_per_scene: questions asked per scene (training and test).
+        questions_per_scene: questions asked per scene (training and test; ``train_per_category``
+            asks more of the training scenes).
+        train_per_category: questions drawn per category on each training scene of the SFT sets
+            (QA-only's and the perceiving arms' alike; `make_qa`'s ``per_category``), up to
+            ``questions_per_scene`` times this a scene; the GRPO and test sets keep one. More
+            questions on the same scenes: e.g. 3 asks the distance of every object a scene
+            holds instead of one.
         base_scenes: scenes of the caption set (train split, data seed 2) the shared base model
             is pretrained on.
         base_steps: caption steps of the base model every arm starts from (0: start from the
@@ -173,7 +179,9 @@ class Table1Config:
             distance) more than COOPER (+1.2 / -0.1), whose lead fell to +0.1 / +0.3 and which
             followed its maps a third as much; 0.1 changed little (benchmarks/RESULTS.md, "Weight
             decay against the memorised questions"). Default 0.
-        grpo_lr, grpo_batch_size, num_generations: GRPO's learning rate, prompts per step, rollouts each.
+        grpo_lr: GRPO's learning rate.
+        grpo_batch_size: GRPO's prompts per step.
+        num_generations: GRPO's rollouts per prompt.
         tool_ratio: share of the questions a map helps whose interleaved SFT trace calls its tool
             (the others are answered in text; colour questions, which no map helps, always are).
             Default 1.0, every such trace: which of them go without is drawn at random, so a
@@ -232,6 +240,7 @@ class Table1Config:
     grpo_scenes: int = 32
     test_scenes: int = 650
     questions_per_scene: int = 4
+    train_per_category: int = 1
     base_scenes: int = 1500
     base_steps: int = 1500
     caption_distances: bool = True
@@ -282,6 +291,7 @@ class Table1Config:
             "grpo_scenes",
             "test_scenes",
             "questions_per_scene",
+            "train_per_category",
             "sft_steps",
             "batch_size",
             "grpo_batch_size",

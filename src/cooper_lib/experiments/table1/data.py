@@ -67,10 +67,20 @@ _TARGETS = {"depth": "depth", "segmentation": "semantic"}
 def prepare_data(out: Path, config: Table1Config) -> dict[str, Path]:
     """Write (or reuse) the datasets under ``out / "data"``; returns the JSONL file of each set."""
     root = Path(out) / "data"
+    train_questions = {
+        "per_category": config.train_per_category,
+        "questions_per_scene": config.questions_per_scene * config.train_per_category,
+    }
     sets: dict[str, dict[str, Any]] = {
         "stage1": {"n": config.map_scene_count, "seed": 0, "stage": "stage1"},
-        "qa": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": 0.0},
-        "interleaved": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": config.tool_ratio},
+        "qa": {"n": config.train_scenes, "seed": 0, "stage": "sft", "tool_ratio": 0.0, **train_questions},
+        "interleaved": {
+            "n": config.train_scenes,
+            "seed": 0,
+            "stage": "sft",
+            "tool_ratio": config.tool_ratio,
+            **train_questions,
+        },
         "grpo": {"n": config.grpo_scenes, "seed": 1, "stage": "grpo"},
         "test": {"n": config.test_scenes, "seed": 0, "stage": "eval"},
     }

@@ -93,6 +93,18 @@ def _stage1_data(config: Table1Config) -> str:
     return ""
 
 
+def _training_questions(config: Table1Config) -> str:
+    """The report's words for the SFT sets' questions: scenes, questions a scene, and how many a
+    category when ``train_per_category`` asks more than one."""
+    if config.train_per_category == 1:
+        return f"{config.train_scenes} training scenes x {config.questions_per_scene} questions (short answers); "
+    most = config.questions_per_scene * config.train_per_category
+    return (
+        f"{config.train_scenes} training scenes x up to {most} questions "
+        f"({config.train_per_category} a category, short answers); "
+    )
+
+
 def _check_same_config(path: Path, config: Table1Config) -> None:
     """Refuse to resume a run made with other settings: its data, base models and finished arms
     would be reused as they are. A field the run's ``config.json`` lacks was added since, with a
@@ -273,7 +285,7 @@ def report_setup(
     setup = {
         "backbone": f"`{config.backbone}`, heads `{json.dumps(config.spatial)}`, vision tower and LLM trained",
         "data": (
-            f"{config.train_scenes} training scenes x {config.questions_per_scene} questions (short answers); "
+            _training_questions(config)
             + _stage1_data(config)
             + f"{config.grpo_scenes} GRPO scenes; {config.test_scenes} held-out test scenes ({questions} questions)"
         ),
