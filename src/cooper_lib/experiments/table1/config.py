@@ -98,7 +98,10 @@ class Table1Config:
             (QA-only's and the perceiving arms' alike; `make_qa`'s ``per_category``), up to
             ``questions_per_scene`` times this a scene; the GRPO and test sets keep one. More
             questions on the same scenes: e.g. 3 asks the distance of every object a scene
-            holds instead of one.
+            holds instead of one. At 3 on 250 question scenes (`cooper_data`) QA-only gained
+            little on distance (+0.3 / +1.5 points), COOPER read its maps a little more (another
+            scene's cost it 4.0 / 3.1 against 2.2 / 2.4) and answered no better (benchmarks/
+            RESULTS.md, "Three questions a category"). Default 1.
         base_scenes: scenes of the caption set (train split, data seed 2) the shared base model
             is pretrained on.
         base_steps: caption steps of the base model every arm starts from (0: start from the
