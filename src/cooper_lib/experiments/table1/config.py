@@ -97,7 +97,7 @@ class Table1Config:
         train_per_category: questions drawn per category on each training scene of the SFT sets
             (QA-only's and the perceiving arms' alike; `make_qa`'s ``per_category``), up to
             ``questions_per_scene`` times this a scene; the GRPO and test sets keep one. More
-            questions on the same scenes: e.g. 3 asks the distance of every object a scene
+            questions on the same scenes: e.g. 3 asks the distance of each object a scene
             holds instead of one. At 3 on 250 question scenes (`cooper_data`) QA-only gained
             little on distance (+0.3 / +1.5 points), COOPER read its maps a little more (another
             scene's cost it 4.0 / 3.1 against 2.2 / 2.4) and answered no better (benchmarks/
