@@ -568,11 +568,8 @@ def attribute_summaries(cls: type) -> dict[str, str]:
     for line in lines[lines.index("Attributes:") + 1 :]:
         if line and not line.startswith(" "):
             break
-        match = (
-            _ATTRIBUTE.match(line.strip())
-            if line.startswith("    ") and not line.startswith("     ")
-            else None
-        )
+        entry_level = len(line) - len(line.lstrip()) == 4
+        match = _ATTRIBUTE.match(line.strip()) if entry_level else None
         if match:
             current = entries.setdefault(match.group(1), [])
             current.append(match.group(2))

@@ -212,6 +212,7 @@ def write_dataset(
             ]
     write_jsonl(root / "scenes.jsonl", scene_lines)
     count = write_jsonl(root / "records.jsonl", records)
+    asks_questions = stage not in ("stage1", "caption")
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -222,8 +223,8 @@ def write_dataset(
         "answer_style": answer_style,
         "categories": None if categories is None else list(categories),
         "answer_types": {c: list(t) for c, t in answer_types.items()},
-        "questions_per_scene": None if stage in ("stage1", "caption") else questions_per_scene,
-        "per_category": None if stage in ("stage1", "caption") else per_category,
+        "questions_per_scene": questions_per_scene if asks_questions else None,
+        "per_category": per_category if asks_questions else None,
         "records": count,
         "config": config.to_dict(),
         "classes": list(SEMANTIC_CLASSES),
